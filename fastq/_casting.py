@@ -1,0 +1,123 @@
+"""``fq.cast``: bit-exact conversion between float formats."""
+import os
+
+import numpy as np
+
+from . import _arrays, _backend, _formats
+
+ROUNDINGS = {"truncate": 0, "nearest_even": 1, "stochastic": 2}
+
+
+def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, backend="auto"):
+    """Convert ``x`` to the float format ``to``, bit-exact with the reference libraries.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, bfloat16, float32 or float64 values, any shape, strides or byte order.
+    to : str or dtype
+        ``"float16"``, ``"bfloat16"``, ``"float32"`` or ``"float64"`` (or the dtype).
+    rounding : {"nearest_even", "truncate", "stochastic"}
+        How a value between two representable ones is rounded when narrowing:
+        to nearest with ties to even (IEEE 754 default), toward zero, or up with
+        probability equal to the discarded fraction ``(|x| - lo) / (hi - lo)``.
+        Widening casts are exact and ignore it.
+    seed : int, optional
+        Only with ``rounding="stochastic"``: the random bits of element ``i`` (C order) are
+        SplitMix64(seed, i), so the same seed gives the same bits on any thread count or
+        backend.  ``None`` draws a fresh seed.
+    saturate : bool, optional
+        Map values beyond the target's largest finite value (and ±inf) to ±max instead of
+        ±inf.  Default ``False`` for IEEE-like formats (NumPy/ml_dtypes behaviour).
+    out : ndarray, optional
+        Preallocated result of ``x.shape`` and the target dtype; left untouched on error.
+    backend : {"auto", "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        C-contiguous, ``x.shape``, dtype ``float16``/``ml_dtypes.bfloat16``/...
+
+    Notes
+    -----
+    float32/float64 -> float16 equals ``x.astype(np.float16)`` bit for bit (NumPy rounds
+    float64 once, directly; NaN keeps its top payload bits, as NumPy does).
+    float32 -> bfloat16 equals ``x.astype(ml_dtypes.bfloat16)`` (every NaN becomes the quiet
+    NaN, sign kept).  float64 -> bfloat16 is rounded once, directly (correctly rounded),
+    whereas ml_dtypes rounds twice, through float32.  Decoding is exact.
+    """
+    where = _backend.resolve(backend, x, out)
+    if where == "cuda":
+        from ._cuda_support import require_cuda
+        require_cuda()
+        from ._cuda import api as cuda_api
+        return cuda_api.cast(x, to, rounding=rounding, seed=seed, saturate=saturate, out=out)
+    x = _arrays.as_float_array(x)
+    plan = plan_cast(x.dtype, to, rounding, seed, saturate)
+    out = _arrays.check_out(out, x.shape, plan.dst.dtype)
+    result = out if out is not None and _arrays.direct_target(out, x) else \
+        np.empty(x.shape, plan.dst.dtype)
+    run_cast(plan, _arrays.native_contiguous(x).reshape(-1), result.reshape(-1),
+             _backend.module("cpu", "cast"))
+    if out is not None and result is not out:
+        np.copyto(out, result)
+        return out
+    return result
+
+
+class CastPlan:
+    """What a validated cast does: formats, kernel parameters, rounding, random key."""
+
+    def __init__(self, src, dst, rounding, key, saturate):
+        self.src, self.dst, self.rounding, self.key = src, dst, rounding, key
+        self.widen = dst.mant_bits >= src.mant_bits and dst.exp_bits >= src.exp_bits
+        if self.widen:
+            self.params = _formats.decode_params(src, dst) if src.width < 32 else None
+        else:
+            via = src if src.width >= 32 else _formats.FORMATS["float32"]
+            self.via = via
+            self.params, self.sub_scale = _formats.encode_params(via, dst, saturate)
+
+
+def plan_cast(src_dtype, to, rounding, seed, saturate):
+    """Validate the cast arguments (everything but ``x`` and ``out``)."""
+    dst = _formats.format_named(to)
+    mode = ROUNDINGS[_arrays.check_choice(rounding, "rounding", ROUNDINGS)]
+    if seed is not None and mode != 2:
+        raise ValueError("seed is only used with rounding='stochastic'")
+    if saturate is not None and not isinstance(saturate, (bool, np.bool_)):
+        raise TypeError(f"saturate must be a bool or None, got {type(saturate).__name__}")
+    return CastPlan(_formats.format_of_dtype(src_dtype), dst, mode, stream_key(seed),
+                    bool(saturate))
+
+
+def stream_key(seed):
+    """The 64-bit key of the stochastic-rounding stream for ``seed``."""
+    if seed is None:
+        seed = int.from_bytes(os.urandom(8), "little")
+    elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    elif not 0 <= int(seed) < 1 << 64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    z = (int(seed) + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return np.uint64(z ^ (z >> 31))
+
+
+def run_cast(plan, src, dst, kernels):
+    """Run a planned cast on 1-D contiguous ``src`` into 1-D contiguous ``dst``."""
+    if plan.src is plan.dst:
+        dst[...] = src
+    elif plan.widen and plan.params is None:
+        dst[...] = src  # float32 -> float64: exact, NumPy's widening
+    elif plan.widen:
+        kernels.decode(src.view(plan.src.word), dst.view(plan.dst.word), plan.params)
+    else:
+        if plan.via is not plan.src:  # 16-bit -> other 16-bit: exact widening first
+            wide = np.empty(src.shape, np.float32)
+            kernels.decode(src.view(plan.src.word), wide.view(np.uint32),
+                           _formats.decode_params(plan.src, plan.via))
+            src = wide
+        kernels.encode(src, dst.view(plan.dst.word), plan.params, plan.sub_scale,
+                       plan.rounding, plan.key)

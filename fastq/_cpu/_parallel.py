@@ -1,0 +1,20 @@
+"""How the CPU backend splits 1-D work into chunks for ``prange``."""
+import numpy as np
+from numba import njit
+
+SERIAL_BELOW = 1 << 16  # elements; smaller arrays skip the thread launch
+MAX_CHUNKS = 64
+ALIGN = 64  # chunk starts on a multiple of 64 elements: whole cache lines per thread
+
+
+@njit(cache=True)
+def chunk_bounds(n, c, nchunks):
+    """Start and stop of chunk ``c`` of ``nchunks`` over ``n`` elements."""
+    step = (n + nchunks - 1) // nchunks
+    step = (step + ALIGN - 1) // ALIGN * ALIGN
+    start = min(c * step, n)
+    return start, min(start + step, n)
+
+
+def n_chunks(n):
+    return int(min(MAX_CHUNKS, max(1, n // (SERIAL_BELOW // 4))))

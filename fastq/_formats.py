@@ -1,0 +1,157 @@
+"""Binary floating-point formats: bit layouts and the parameters the cast kernels take.
+
+A format is described by its exponent and mantissa widths, its exponent bias and how it
+encodes the specials.  The kernels in ``fastq._cpu.cast`` / ``fastq._cuda.cast`` are
+generic over these parameters, which are passed as a small uint64 array (never frozen
+as globals), so one compiled kernel serves every format of the same word sizes.
+"""
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FloatFormat:
+    name: str
+    dtype: np.dtype
+    exp_bits: int
+    mant_bits: int
+    word: np.dtype  # unsigned integer type holding one value's bits
+    has_inf: bool = True
+    # NaN produced when encoding a NaN: magnitude = max(nan_base | payload, nan_min), where
+    # payload = the source mantissa's top bits if keep_payload (NumPy's float16 rule).
+    nan_base: int = 0
+    nan_min: int = 0
+    keep_payload: bool = False
+    quiet_on_decode: bool = False  # decoding sets the quiet bit of a NaN (ml_dtypes via float32)
+
+    @property
+    def bias(self):
+        return (1 << (self.exp_bits - 1)) - 1
+
+    @property
+    def width(self):
+        return 1 + self.exp_bits + self.mant_bits
+
+    @property
+    def emin(self):
+        return 1 - self.bias
+
+    @property
+    def inf_code(self):
+        return ((1 << self.exp_bits) - 1) << self.mant_bits
+
+    @property
+    def max_code(self):
+        return self.inf_code - 1
+
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+FORMATS = {
+    # NumPy's npy_floatbits_to_halfbits: NaN keeps the top payload bits, never becomes inf.
+    "float16": FloatFormat("float16", np.dtype(np.float16), 5, 10, np.dtype(np.uint16),
+                           nan_base=0x7C00, nan_min=0x7C01, keep_payload=True),
+    # ml_dtypes/Eigen float_to_bfloat16_rtne: every NaN becomes the quiet NaN, sign kept.
+    "bfloat16": FloatFormat("bfloat16", BF16, 8, 7, np.dtype(np.uint16),
+                            nan_base=0x7FC0, nan_min=0x7FC0, quiet_on_decode=True),
+    # float64 -> float32 as the FPU (and NumPy) does it: NaN is quieted, payload kept.
+    "float32": FloatFormat("float32", np.dtype(np.float32), 8, 23, np.dtype(np.uint32),
+                           nan_base=0x7FC00000, nan_min=0x7FC00000, keep_payload=True),
+    "float64": FloatFormat("float64", np.dtype(np.float64), 11, 52, np.dtype(np.uint64),
+                           nan_base=0x7FF0000000000000, nan_min=0x7FF0000000000001,
+                           keep_payload=True),
+}
+
+_BY_DTYPE = {f.dtype: f for f in FORMATS.values()}
+
+
+def format_of_dtype(dtype):
+    """The FloatFormat of a NumPy/ml_dtypes dtype, or None."""
+    return _BY_DTYPE.get(np.dtype(dtype).newbyteorder("="))
+
+
+def format_named(to):
+    """Resolve ``to`` (a name, dtype or scalar type) to a FloatFormat, or raise ValueError."""
+    if isinstance(to, str):
+        fmt = FORMATS.get(to)
+    else:
+        try:
+            fmt = format_of_dtype(to)
+        except TypeError:
+            fmt = None
+    if fmt is None:
+        raise ValueError(f"to must be one of {sorted(FORMATS)}, got {to!r}")
+    return fmt
+
+
+# Layout of the encode parameter array (uint64), shared by every backend.
+(E_SHIFT, E_HALF_M1, E_REBIAS, E_NORM_MIN, E_NORM_EXP, E_MANT_BITS, E_OVF_LIM, E_OVF_CODE,
+ E_INF_BITS, E_NAN_BASE, E_NAN_SHIFT, E_NAN_MASK, E_NAN_MIN, E_ABS_MASK, E_SIGN_IN,
+ E_SIGN_OUT, E_LEN) = range(17)
+
+
+def encode_params(src, dst, saturate):
+    """Parameters that round ``src`` bits to ``dst`` (fewer mantissa bits, no wider range).
+
+    The array's dtype is ``src.word``: the kernels compute in that width.  Returns ``(params, sub_scale)``; ``sub_scale = 2**(M - emin)`` of the target scales a
+    value below the target's smallest normal to units of its subnormal spacing (exactly).
+    """
+    s = src.mant_bits - dst.mant_bits
+    norm_exp = dst.emin + src.bias  # biased source exponent of the target's smallest normal
+    # Where the target's subnormals are the source's own (bfloat16 from float32), the
+    # integer rounding is exact for every input and the float path is never taken.
+    norm_min = 0 if dst.emin <= src.emin else norm_exp << src.mant_bits
+    rebias = (src.bias - dst.bias) << dst.mant_bits
+    if saturate or not dst.has_inf:
+        ovf_lim, ovf_code = dst.max_code + 1, dst.max_code
+    else:
+        ovf_lim, ovf_code = dst.inf_code, dst.inf_code
+    params = np.zeros(E_LEN, src.word)
+    params[E_SHIFT] = s
+    params[E_HALF_M1] = (1 << (s - 1)) - 1
+    params[E_REBIAS] = rebias
+    params[E_NORM_MIN] = norm_min
+    params[E_NORM_EXP] = norm_exp
+    params[E_MANT_BITS] = src.mant_bits
+    params[E_OVF_LIM] = ovf_lim
+    params[E_OVF_CODE] = ovf_code
+    params[E_INF_BITS] = src.inf_code
+    params[E_NAN_BASE] = dst.nan_base
+    params[E_NAN_SHIFT] = s
+    params[E_NAN_MASK] = ((1 << dst.mant_bits) - 1) if dst.keep_payload else 0
+    params[E_NAN_MIN] = dst.nan_min
+    params[E_ABS_MASK] = (1 << (src.width - 1)) - 1
+    params[E_SIGN_IN] = src.width - 1
+    params[E_SIGN_OUT] = dst.width - 1
+    sub_scale = src.dtype.type(2.0 ** (dst.mant_bits - dst.emin) if norm_min else 1.0)
+    return params, sub_scale
+
+
+(D_SHIFT, D_REBIAS, D_SUB_LIM, D_SUB_SHIFT, D_SUB_REBIAS, D_SPECIAL_MIN, D_EXP_ALL,
+ D_INF_CODE, D_QUIET, D_ABS_MASK, D_SIGN_IN, D_SIGN_OUT, D_LEN) = range(13)
+
+
+def decode_params(src, dst):
+    """Parameters that widen ``src`` bits to ``dst`` exactly (dst has more of everything).
+
+    The array's dtype is ``dst.word``: the kernels compute in that width.
+    """
+    params = np.zeros(D_LEN, dst.word)
+    params[D_SHIFT] = dst.mant_bits - src.mant_bits
+    params[D_REBIAS] = (dst.bias - src.bias) << dst.mant_bits
+    # Source subnormals that are normal in dst: float64(code) is exact; move its exponent
+    # field to dst's position, then scale by 2**(emin - M) by subtracting from the exponent.
+    params[D_SUB_LIM] = 0 if src.emin <= dst.emin and src.bias == dst.bias else 1 << src.mant_bits
+    params[D_SUB_SHIFT] = 52 - dst.mant_bits
+    params[D_SUB_REBIAS] = ((1023 - (src.emin - src.mant_bits + dst.bias)) << dst.mant_bits
+                            ) & ((1 << dst.width) - 1)  # modular: the kernel wraps too
+    params[D_SPECIAL_MIN] = src.inf_code
+    params[D_EXP_ALL] = dst.inf_code
+    params[D_INF_CODE] = src.inf_code
+    params[D_QUIET] = (1 << (dst.mant_bits - 1)) if src.quiet_on_decode and dst.width == 64 else 0
+    params[D_ABS_MASK] = (1 << (src.width - 1)) - 1
+    params[D_SIGN_IN] = src.width - 1
+    params[D_SIGN_OUT] = dst.width - 1
+    return params

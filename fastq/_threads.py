@@ -1,0 +1,57 @@
+"""Thread count and thread safety of the CPU kernels.
+
+Numba's ``workqueue`` threading layer aborts the process when two Python threads run
+parallel regions at once.  ``omp`` and ``tbb`` are safe.  The first parallel call runs
+under a lock; if Numba then reports ``workqueue``, every later parallel call keeps
+taking the lock (calls are serialized, results are unchanged).  ``numba.set_num_threads``
+is thread-local, so the count chosen with :func:`set_num_threads` is applied in the
+calling thread right before each parallel region.
+"""
+import contextlib
+import threading
+
+import numba
+
+_lock = threading.Lock()
+_layer_is_safe = None  # unknown until the first parallel region has run
+_num_threads = None  # None: Numba's default (all cores)
+
+
+def set_num_threads(n):
+    """Bound the number of CPU threads fastq's parallel kernels use.
+
+    Parameters
+    ----------
+    n : int or None
+        1 to ``numba.config.NUMBA_NUM_THREADS``; ``None`` restores the default (all).
+    """
+    global _num_threads
+    if n is None:
+        _num_threads = None
+        return
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    limit = numba.config.NUMBA_NUM_THREADS
+    if not 1 <= n <= limit:
+        raise ValueError(f"n must be between 1 and {limit}, got {n}")
+    _num_threads = n
+
+
+def get_num_threads():
+    """The number of CPU threads fastq's parallel kernels use."""
+    return _num_threads or numba.config.NUMBA_NUM_THREADS
+
+
+@contextlib.contextmanager
+def parallel_region():
+    """Enter around every call of a ``parallel=True`` kernel."""
+    global _layer_is_safe
+    if _layer_is_safe:
+        numba.set_num_threads(get_num_threads())
+        yield
+        return
+    with _lock:
+        numba.set_num_threads(get_num_threads())
+        yield
+        if _layer_is_safe is None:
+            _layer_is_safe = numba.threading_layer() in ("omp", "tbb")
