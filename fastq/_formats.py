@@ -87,9 +87,9 @@ def format_named(to):
 
 
 # Layout of the encode parameter array (uint64), shared by every backend.
-(E_SHIFT, E_HALF_M1, E_REBIAS, E_NORM_MIN, E_NORM_EXP, E_MANT_BITS, E_OVF_LIM, E_OVF_CODE,
- E_INF_BITS, E_NAN_BASE, E_NAN_SHIFT, E_NAN_MASK, E_NAN_MIN, E_ABS_MASK, E_SIGN_IN,
- E_SIGN_OUT, E_LEN) = range(17)
+(E_SHIFT, E_HALF_M1, E_REBIAS, E_NORM_MIN, E_NORM_EXP, E_MANT_BITS, E_OVF_CODE,
+ E_INF_BITS, E_NAN_BASE, E_NAN_SHIFT, E_NAN_MASK, E_NAN_MIN, E_ABS_MASK, E_SIGN_SHIFT,
+ E_SIGN_BIT, E_LEN) = range(16)
 
 
 def encode_params(src, dst, saturate):
@@ -104,10 +104,8 @@ def encode_params(src, dst, saturate):
     # integer rounding is exact for every input and the float path is never taken.
     norm_min = 0 if dst.emin <= src.emin else norm_exp << src.mant_bits
     rebias = (src.bias - dst.bias) << dst.mant_bits
-    if saturate or not dst.has_inf:
-        ovf_lim, ovf_code = dst.max_code + 1, dst.max_code
-    else:
-        ovf_lim, ovf_code = dst.inf_code, dst.inf_code
+    # codes past the largest finite one become ovf_code = min(code, ovf_code), unsigned
+    ovf_code = dst.max_code if saturate or not dst.has_inf else dst.inf_code
     params = np.zeros(E_LEN, src.word)
     params[E_SHIFT] = s
     params[E_HALF_M1] = (1 << (s - 1)) - 1
@@ -115,7 +113,6 @@ def encode_params(src, dst, saturate):
     params[E_NORM_MIN] = norm_min
     params[E_NORM_EXP] = norm_exp
     params[E_MANT_BITS] = src.mant_bits
-    params[E_OVF_LIM] = ovf_lim
     params[E_OVF_CODE] = ovf_code
     params[E_INF_BITS] = src.inf_code
     params[E_NAN_BASE] = dst.nan_base
@@ -123,8 +120,8 @@ def encode_params(src, dst, saturate):
     params[E_NAN_MASK] = ((1 << dst.mant_bits) - 1) if dst.keep_payload else 0
     params[E_NAN_MIN] = dst.nan_min
     params[E_ABS_MASK] = (1 << (src.width - 1)) - 1
-    params[E_SIGN_IN] = src.width - 1
-    params[E_SIGN_OUT] = dst.width - 1
+    params[E_SIGN_SHIFT] = src.width - dst.width  # sign = (bits >> shift) & sign_bit
+    params[E_SIGN_BIT] = 1 << (dst.width - 1)
     sub_scale = src.dtype.type(2.0 ** (dst.mant_bits - dst.emin) if norm_min else 1.0)
     return params, sub_scale
 

@@ -4,7 +4,12 @@ from numba import njit
 
 SERIAL_BELOW = 1 << 16  # elements; smaller arrays skip the thread launch
 MAX_CHUNKS = 64
-ALIGN = 64  # chunk starts on a multiple of 64 elements: whole cache lines per thread
+# Streaming kernels walk their slice in blocks of BLOCK elements, prefetching ahead
+# (``_word.prefetch_ahead``).  A tuning constant, frozen into cached code by design.
+BLOCK = 512
+# Chunks start on a multiple of BLOCK elements: whole cache lines per thread, and no
+# block straddles a multiple of 2**32 (the stochastic-rounding counter relies on it).
+ALIGN = BLOCK
 
 
 @njit(cache=True)

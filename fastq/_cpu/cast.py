@@ -12,76 +12,106 @@ fewer mantissa bits:
   64-bit random number (stochastic).  A carry into the exponent is the correct rounding.
 * subnormal targets: ``|x| * 2**(M - emin)`` is exact; ``rint`` (half-even) or
   truncation gives the code.  Stochastic rounding shifts the integer significand instead.
+
+Stochastic rounding adds the top ``s`` bits of a W-bit random word ``r`` (W = 32 for
+float32 sources, 64 for float64) before truncating, so P(round up) is the discarded
+fraction, resolved to 2**-W.  ``r`` for element ``i`` (C order) is a pure function of
+(seed, i): ``lowbias32(lo32(i) ^ k1)``, and for W = 64 that word shifted up 32 ORed with
+``lowbias32(lo32(i) ^ k2)``, where ``k1, k2 = stream_keys(key, hi32(i))``.  Thread count,
+chunking and backend therefore never change the result.
 """
 import numpy as np
 from numba import njit, prange
 
 from .. import _formats as F
 from .._threads import parallel_region
-from ._parallel import SERIAL_BELOW, chunk_bounds, n_chunks
-from ._word import add, band, bor, like, shl, shr, sub
+from ._parallel import BLOCK, SERIAL_BELOW, chunk_bounds, n_chunks
+from ._word import (add, as_float, band, bit_width, bor, bxor, like, mul, prefetch_ahead,
+                    shl, shr, sub)
 
 U64 = np.uint64
 
 
 @njit(cache=True)
-def mix64(key, i):
-    """SplitMix64 of ``key + (i + 1) * golden``: 64 random bits for element ``i``."""
-    z = key + (i + U64(1)) * U64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> U64(30))) * U64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> U64(27))) * U64(0x94D049BB133111EB)
-    return z ^ (z >> U64(31))
+def lowbias32(x):
+    """Chris Wellons' lowbias32 integer hash of a uint32 (a bijection, bias ~0.17)."""
+    x = bxor(x, shr(x, np.uint32(16)))
+    x = mul(x, np.uint32(0x7FEB352D))
+    x = bxor(x, shr(x, np.uint32(15)))
+    x = mul(x, np.uint32(0x846CA68B))
+    return bxor(x, shr(x, np.uint32(16)))
 
 
 @njit(cache=True)
-def _encode_slice(src_f, src_u, dst, p, sub_scale, rne):
+def stream_keys(key, hi):
+    """The two 32-bit keys of the random stream for indices whose top 32 bits are ``hi``."""
+    k1 = lowbias32(bxor(np.uint32(key & U64(0xFFFFFFFF)),
+                        lowbias32(bxor(np.uint32(hi), np.uint32(key >> U64(32))))))
+    return k1, lowbias32(add(k1, np.uint32(0x9E3779B9)))
+
+
+@njit(cache=True)
+def _encode_slice(src_u, dst, p, sub_scale, rne):
     s, half_m1, rebias = p[F.E_SHIFT], p[F.E_HALF_M1], p[F.E_REBIAS]
-    norm_min, ovf_lim, ovf_code = p[F.E_NORM_MIN], p[F.E_OVF_LIM], p[F.E_OVF_CODE]
+    norm_min, ovf_code = p[F.E_NORM_MIN], p[F.E_OVF_CODE]
     inf_bits, nan_base, nan_mask = p[F.E_INF_BITS], p[F.E_NAN_BASE], p[F.E_NAN_MASK]
     nan_min, abs_mask = p[F.E_NAN_MIN], p[F.E_ABS_MASK]
-    sign_in, sign_out = p[F.E_SIGN_IN], p[F.E_SIGN_OUT]
+    sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
     one, zero = like(s, 1), like(s, 0)
-    for i in range(src_u.size):
-        b = src_u[i]
-        a = band(b, abs_mask)
-        bias = add(half_m1, band(shr(a, s), one)) if rne else zero
-        code = sub(shr(add(a, bias), s), rebias)
-        code = ovf_code if code >= ovf_lim else code
-        v = np.abs(src_f[i]) * sub_scale  # exact: units of the target's subnormal step
-        v = np.rint(v) if rne else v
-        code = like(a, np.int32(v)) if a < norm_min else code
-        nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
-        code = nan if a > inf_bits else code
-        dst[i] = bor(code, shl(shr(b, sign_in), sign_out))
+    for start in range(0, src_u.size, BLOCK):
+        prefetch_ahead(src_u, start, BLOCK)
+        src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        for i in range(src_b.size):
+            b = src_b[i]
+            a = band(b, abs_mask)
+            bias = add(half_m1, band(shr(a, s), one)) if rne else zero
+            code = min(sub(shr(add(a, bias), s), rebias), ovf_code)
+            v = as_float(a) * sub_scale  # exact: |x| in units of the target's subnormal step
+            v = np.rint(v) if rne else v
+            code = like(a, np.int32(v)) if a < norm_min else code
+            nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
+            code = nan if a > inf_bits else code
+            dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
 
 
 @njit(cache=True)
 def _encode_stochastic_slice(src_u, dst, p, key, offset):
     s, rebias, norm_min = p[F.E_SHIFT], p[F.E_REBIAS], p[F.E_NORM_MIN]
     norm_exp, mant_bits = p[F.E_NORM_EXP], p[F.E_MANT_BITS]
-    ovf_lim, ovf_code = p[F.E_OVF_LIM], p[F.E_OVF_CODE]
+    ovf_code = p[F.E_OVF_CODE]
     inf_bits, nan_base, nan_mask = p[F.E_INF_BITS], p[F.E_NAN_BASE], p[F.E_NAN_MASK]
     nan_min, abs_mask = p[F.E_NAN_MIN], p[F.E_ABS_MASK]
-    sign_in, sign_out = p[F.E_SIGN_IN], p[F.E_SIGN_OUT]
-    s64, norm_exp64 = U64(s), U64(norm_exp)
-    mant_mask = (U64(1) << U64(mant_bits)) - U64(1)
-    for i in range(src_u.size):
-        b = src_u[i]
-        a = band(b, abs_mask)
-        r = mix64(key, U64(offset + i))
-        code = sub(shr(add(a, like(a, r >> (U64(64) - s64))), s), rebias)
-        code = ovf_code if code >= ovf_lim else code
-        # below the target's normals: shift the significand by a per-element amount
-        a64 = U64(a)
-        e = a64 >> U64(mant_bits)
-        m = (a64 & mant_mask) | (U64(e != 0) << U64(mant_bits))
-        sh = min(max(s64 + norm_exp64 - max(e, U64(1)), U64(1)), U64(4096))  # wraps for normals
-        m = m >> min(sh - min(sh, U64(63)), U64(63))  # keep the top bits when sh > 63
-        sh = min(sh, U64(63))
-        code = like(a, (m + (r >> (U64(64) - sh))) >> sh) if a < norm_min else code
-        nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
-        code = nan if a > inf_bits else code
-        dst[i] = bor(code, shl(shr(b, sign_in), sign_out))
+    sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
+    one = like(s, 1)
+    width = like(s, bit_width(s))
+    top = sub(width, one)  # largest legal shift
+    mant_mask = sub(shl(one, mant_bits), one)
+    for start in range(0, src_u.size, BLOCK):
+        prefetch_ahead(src_u, start, BLOCK)
+        base = U64(offset + start)  # blocks never straddle a multiple of 2**32
+        k1, k2 = stream_keys(key, base >> U64(32))
+        lo = np.uint32(base & U64(0xFFFFFFFF))
+        src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        for i in range(src_b.size):
+            b = src_b[i]
+            a = band(b, abs_mask)
+            counter = add(lo, np.uint32(i))
+            r = like(a, lowbias32(bxor(counter, k1)))
+            if bit_width(a) == 64:
+                r = bor(shl(r, like(a, 32)), like(a, lowbias32(bxor(counter, k2))))
+            code = min(sub(shr(add(a, shr(r, sub(width, s))), s), rebias), ovf_code)
+            # below the target's normals: shift the significand by a per-element amount
+            e = shr(a, mant_bits)
+            m = bor(band(a, mant_mask), shl(like(a, e != 0), mant_bits))
+            sh = sub(add(s, norm_exp), max(e, one))  # wraps around for normals (unused)
+            sh = min(max(sh, one), like(a, 4096))
+            m = shr(m, min(sub(sh, min(sh, top)), top))  # keep the top bits when sh > top
+            sh = min(sh, top)
+            sub_code = shr(add(m, shr(r, sub(width, sh))), sh)
+            code = sub_code if a < norm_min else code
+            nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
+            code = nan if a > inf_bits else code
+            dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
 
 
 @njit(cache=True)
@@ -92,25 +122,28 @@ def _decode_slice(src, dst, p):
     quiet, abs_mask = p[F.D_QUIET], p[F.D_ABS_MASK]
     sign_in, sign_out = p[F.D_SIGN_IN], p[F.D_SIGN_OUT]
     zero = like(shift, 0)
-    for i in range(src.size):
-        h = like(shift, src[i])
-        a = band(h, abs_mask)
-        bits = add(shl(a, shift), rebias)
-        # a subnormal code is exact as a float64; move its exponent to dst's scale
-        f64 = np.float64(np.int32(a)).view(np.uint64)
-        sub_bits = sub(like(a, f64 >> U64(sub_shift)), sub_rebias)
-        bits = sub_bits if a < sub_lim else bits
-        bits = zero if a == zero else bits
-        special = bor(bor(shl(a, shift), exp_all), quiet if a > inf_code else zero)
-        bits = special if a >= special_min else bits
-        dst[i] = bor(bits, shl(shr(h, sign_in), sign_out))
+    for start in range(0, src.size, BLOCK):
+        prefetch_ahead(src, start, BLOCK)
+        src_b, dst_b = src[start:start + BLOCK], dst[start:start + BLOCK]
+        for i in range(src_b.size):
+            h = like(shift, src_b[i])
+            a = band(h, abs_mask)
+            bits = add(shl(a, shift), rebias)
+            # a subnormal code is exact as a float64; move its exponent to dst's scale
+            f64 = np.float64(np.int32(a)).view(np.uint64)
+            sub_bits = sub(like(a, f64 >> U64(sub_shift)), sub_rebias)
+            bits = sub_bits if a < sub_lim else bits
+            bits = zero if a == zero else bits
+            special = bor(bor(shl(a, shift), exp_all), quiet if a > inf_code else zero)
+            bits = special if a >= special_min else bits
+            dst_b[i] = bor(bits, shl(shr(h, sign_in), sign_out))
 
 
 @njit(parallel=True, cache=True)
-def _encode_parallel(src_f, src_u, dst, p, sub_scale, rne, nchunks):
+def _encode_parallel(src_u, dst, p, sub_scale, rne, nchunks):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src_u.size, c, nchunks)
-        _encode_slice(src_f[start:stop], src_u[start:stop], dst[start:stop], p, sub_scale, rne)
+        _encode_slice(src_u[start:stop], dst[start:stop], p, sub_scale, rne)
 
 
 @njit(parallel=True, cache=True)
@@ -142,10 +175,10 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
             with parallel_region():
                 _encode_stochastic_parallel(src_u, dst, params, key, n_chunks(n))
     elif n < SERIAL_BELOW:
-        _encode_slice(src_f, src_u, dst, params, sub_scale, bool(rounding))
+        _encode_slice(src_u, dst, params, sub_scale, bool(rounding))
     else:
         with parallel_region():
-            _encode_parallel(src_f, src_u, dst, params, sub_scale, bool(rounding), n_chunks(n))
+            _encode_parallel(src_u, dst, params, sub_scale, bool(rounding), n_chunks(n))
 
 
 def decode(src, dst, params):

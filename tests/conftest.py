@@ -1,0 +1,38 @@
+"""Shared test setup.
+
+Without a real GPU, Numba's CUDA simulator runs the "cuda" backend tests; it must be
+switched on before numba is imported, hence here, at the top of the first conftest.
+"""
+import os
+
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not os.path.exists("/dev/nvidia0"):
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+SIMULATED_GPU = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def _cuda_usable():
+    try:
+        from numba import cuda
+    except ImportError:
+        return False
+    try:
+        return cuda.is_available()
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def backend(request):
+    """Run a test once per backend; "cuda" skips cleanly where it cannot run."""
+    if request.param == "cuda" and not _cuda_usable():
+        pytest.skip("no CUDA (numba-cuda missing and no simulator)")
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
