@@ -126,8 +126,8 @@ def encode_params(src, dst, saturate):
     return params, sub_scale
 
 
-(D_SHIFT, D_REBIAS, D_SUB_LIM, D_SUB_SHIFT, D_SUB_REBIAS, D_SPECIAL_MIN, D_EXP_ALL,
- D_INF_CODE, D_QUIET, D_ABS_MASK, D_SIGN_IN, D_SIGN_OUT, D_LEN) = range(13)
+(D_SHIFT, D_REBIAS, D_SUB_LIM, D_SUB_REBIAS, D_SPECIAL_MIN, D_EXP_ALL,
+ D_INF_CODE, D_QUIET, D_ABS_MASK, D_SIGN_IN, D_SIGN_OUT, D_LEN) = range(12)
 
 
 def decode_params(src, dst):
@@ -138,12 +138,10 @@ def decode_params(src, dst):
     params = np.zeros(D_LEN, dst.word)
     params[D_SHIFT] = dst.mant_bits - src.mant_bits
     params[D_REBIAS] = (dst.bias - src.bias) << dst.mant_bits
-    # Source subnormals that are normal in dst: float64(code) is exact; move its exponent
-    # field to dst's position, then scale by 2**(emin - M) by subtracting from the exponent.
+    # Source subnormals, normal in dst (float32/float64): float(code) in dst's type is
+    # exact; scaling it by 2**(emin - M) subtracts (M - emin) from its exponent field.
     params[D_SUB_LIM] = 0 if src.emin <= dst.emin and src.bias == dst.bias else 1 << src.mant_bits
-    params[D_SUB_SHIFT] = 52 - dst.mant_bits
-    params[D_SUB_REBIAS] = ((1023 - (src.emin - src.mant_bits + dst.bias)) << dst.mant_bits
-                            ) & ((1 << dst.width) - 1)  # modular: the kernel wraps too
+    params[D_SUB_REBIAS] = (src.mant_bits - src.emin) << dst.mant_bits
     params[D_SPECIAL_MIN] = src.inf_code
     params[D_EXP_ALL] = dst.inf_code
     params[D_INF_CODE] = src.inf_code

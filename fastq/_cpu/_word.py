@@ -5,7 +5,8 @@ bits would run in 64-bit vector lanes, at half the throughput or worse, and shif
 runtime amount cannot be narrowed back by LLVM.  These intrinsics emit the plain LLVM
 instruction on two operands of the same integer type and keep that type, so the
 vectorizer uses 16 or 32-bit lanes.  ``like(x, v)`` converts ``v`` to ``x``'s type;
-``as_float(x)`` reinterprets 32/64-bit integer bits as float32/float64.
+``as_float(x)`` reinterprets 32/64-bit integer bits as float32/float64, and
+``float_bits(x)`` gives the bits of ``float(x)`` in the float type of ``x``'s width.
 Semantics are LLVM's: unsigned wrap-around; shift amounts must be below the width.
 
 ``prefetch(a, i)`` asks for the cache line of ``a[i]``.  Streaming kernels on data
@@ -50,6 +51,18 @@ def as_float(typingctx, x):
         def codegen(context, builder, sig, args):
             return builder.bitcast(args[0], context.get_value_type(ftype))
         return ftype(x), codegen
+    return None
+
+
+@intrinsic
+def float_bits(typingctx, x):
+    """The bits of ``float(x)`` in the float type as wide as ``x`` (uint32 -> float32)."""
+    if isinstance(x, types.Integer) and x.bitwidth in (32, 64):
+        def codegen(context, builder, sig, args):
+            ftype = ir.FloatType() if sig.args[0].bitwidth == 32 else ir.DoubleType()
+            value = builder.uitofp(args[0], ftype)
+            return builder.bitcast(value, context.get_value_type(sig.args[0]))
+        return x(x), codegen
     return None
 
 

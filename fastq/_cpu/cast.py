@@ -26,8 +26,8 @@ from numba import njit, prange
 from .. import _formats as F
 from .._threads import parallel_region
 from ._parallel import BLOCK, SERIAL_BELOW, chunk_bounds, n_chunks
-from ._word import (add, as_float, band, bit_width, bor, bxor, like, mul, prefetch_ahead,
-                    shl, shr, sub)
+from ._word import (add, as_float, band, bit_width, bor, bxor, float_bits, like, mul,
+                    prefetch_ahead, shl, shr, sub)
 
 U64 = np.uint64
 
@@ -117,7 +117,7 @@ def _encode_stochastic_slice(src_u, dst, p, key, offset):
 @njit(cache=True)
 def _decode_slice(src, dst, p):
     shift, rebias, sub_lim = p[F.D_SHIFT], p[F.D_REBIAS], p[F.D_SUB_LIM]
-    sub_shift, sub_rebias = p[F.D_SUB_SHIFT], p[F.D_SUB_REBIAS]
+    sub_rebias = p[F.D_SUB_REBIAS]
     special_min, exp_all, inf_code = p[F.D_SPECIAL_MIN], p[F.D_EXP_ALL], p[F.D_INF_CODE]
     quiet, abs_mask = p[F.D_QUIET], p[F.D_ABS_MASK]
     sign_in, sign_out = p[F.D_SIGN_IN], p[F.D_SIGN_OUT]
@@ -129,10 +129,8 @@ def _decode_slice(src, dst, p):
             h = like(shift, src_b[i])
             a = band(h, abs_mask)
             bits = add(shl(a, shift), rebias)
-            # a subnormal code is exact as a float64; move its exponent to dst's scale
-            f64 = np.float64(np.int32(a)).view(np.uint64)
-            sub_bits = sub(like(a, f64 >> U64(sub_shift)), sub_rebias)
-            bits = sub_bits if a < sub_lim else bits
+            # a subnormal code is exact as a float; scale it by 2**(emin - M)
+            bits = sub(float_bits(a), sub_rebias) if a < sub_lim else bits
             bits = zero if a == zero else bits
             special = bor(bor(shl(a, shift), exp_all), quiet if a > inf_code else zero)
             bits = special if a >= special_min else bits
