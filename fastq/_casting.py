@@ -72,7 +72,11 @@ class CastPlan:
         self.src, self.dst, self.rounding, self.key = src, dst, rounding, key
         self.widen = dst.mant_bits >= src.mant_bits and dst.exp_bits >= src.exp_bits
         if self.widen:
-            self.params = _formats.decode_params(src, dst) if src.width < 32 else None
+            # 16-bit -> float32 in a kernel; float64 via float32 where the reference does so
+            self.via = (_formats.FORMATS["float32"]
+                        if src.decode_via_float32 and dst.width == 64 else dst)
+            self.params, self.sub_magic = (_formats.decode_params(src, self.via)
+                                           if src.width < 32 else (None, None))
         else:
             via = src if src.width >= 32 else _formats.FORMATS["float32"]
             self.via = via
@@ -111,13 +115,19 @@ def run_cast(plan, src, dst, kernels):
         dst[...] = src
     elif plan.widen and plan.params is None:
         dst[...] = src  # float32 -> float64: exact, NumPy's widening
+    elif plan.widen and plan.via is not plan.dst:
+        wide = np.empty(src.shape, np.float32)
+        kernels.decode(src.view(plan.src.word), wide.view(np.uint32), plan.params,
+                       plan.sub_magic)
+        dst[...] = wide
     elif plan.widen:
-        kernels.decode(src.view(plan.src.word), dst.view(plan.dst.word), plan.params)
+        kernels.decode(src.view(plan.src.word), dst.view(plan.dst.word), plan.params,
+                       plan.sub_magic)
     else:
         if plan.via is not plan.src:  # 16-bit -> other 16-bit: exact widening first
             wide = np.empty(src.shape, np.float32)
             kernels.decode(src.view(plan.src.word), wide.view(np.uint32),
-                           _formats.decode_params(plan.src, plan.via))
+                           *_formats.decode_params(plan.src, plan.via))
             src = wide
         kernels.encode(src, dst.view(plan.dst.word), plan.params, plan.sub_scale,
                        plan.rounding, plan.key)

@@ -24,7 +24,9 @@ class FloatFormat:
     nan_base: int = 0
     nan_min: int = 0
     keep_payload: bool = False
-    quiet_on_decode: bool = False  # decoding sets the quiet bit of a NaN (ml_dtypes via float32)
+    # ml_dtypes decodes bfloat16 to float64 through float32, which quiets a NaN: fastq
+    # does the same (exact decode to float32, then NumPy's widening).
+    decode_via_float32: bool = False
 
     @property
     def bias(self):
@@ -55,7 +57,7 @@ FORMATS = {
                            nan_base=0x7C00, nan_min=0x7C01, keep_payload=True),
     # ml_dtypes/Eigen float_to_bfloat16_rtne: every NaN becomes the quiet NaN, sign kept.
     "bfloat16": FloatFormat("bfloat16", BF16, 8, 7, np.dtype(np.uint16),
-                            nan_base=0x7FC0, nan_min=0x7FC0, quiet_on_decode=True),
+                            nan_base=0x7FC0, nan_min=0x7FC0, decode_via_float32=True),
     # float64 -> float32 as the FPU (and NumPy) does it: NaN is quieted, payload kept.
     "float32": FloatFormat("float32", np.dtype(np.float32), 8, 23, np.dtype(np.uint32),
                            nan_base=0x7FC00000, nan_min=0x7FC00000, keep_payload=True),
@@ -126,27 +128,27 @@ def encode_params(src, dst, saturate):
     return params, sub_scale
 
 
-(D_SHIFT, D_REBIAS, D_SUB_LIM, D_SUB_REBIAS, D_SPECIAL_MIN, D_EXP_ALL,
- D_INF_CODE, D_QUIET, D_ABS_MASK, D_SIGN_IN, D_SIGN_OUT, D_LEN) = range(12)
+(D_SHIFT, D_REBIAS, D_SUB_LIM, D_ONE_EXP, D_SPECIAL_MIN, D_EXP_ALL, D_ABS_MASK,
+ D_SIGN_MASK, D_SIGN_SHIFT, D_LEN) = range(10)
 
 
 def decode_params(src, dst):
     """Parameters that widen ``src`` bits to ``dst`` exactly (dst has more of everything).
 
-    The array's dtype is ``dst.word``: the kernels compute in that width.
+    The array's dtype is ``dst.word``: the kernels compute in that width.  Returns
+    ``(params, sub_magic)``: a source subnormal ``m * 2**(emin - M)``, shifted and rebiased
+    as if it were normal, reads ``(1 + m / 2**M) * 2**emin`` once one exponent step is
+    added; subtracting ``sub_magic = 2**emin`` (in dst's float type) is exact, and 0 -> 0.
     """
     params = np.zeros(D_LEN, dst.word)
     params[D_SHIFT] = dst.mant_bits - src.mant_bits
     params[D_REBIAS] = (dst.bias - src.bias) << dst.mant_bits
-    # Source subnormals, normal in dst (float32/float64): float(code) in dst's type is
-    # exact; scaling it by 2**(emin - M) subtracts (M - emin) from its exponent field.
+    # Source subnormals that are normal in dst (not bfloat16 -> float32: same exponents)
     params[D_SUB_LIM] = 0 if src.emin <= dst.emin and src.bias == dst.bias else 1 << src.mant_bits
-    params[D_SUB_REBIAS] = (src.mant_bits - src.emin) << dst.mant_bits
-    params[D_SPECIAL_MIN] = src.inf_code
+    params[D_ONE_EXP] = 1 << dst.mant_bits
+    params[D_SPECIAL_MIN] = src.inf_code  # inf and NaN keep their payload bits
     params[D_EXP_ALL] = dst.inf_code
-    params[D_INF_CODE] = src.inf_code
-    params[D_QUIET] = (1 << (dst.mant_bits - 1)) if src.quiet_on_decode and dst.width == 64 else 0
     params[D_ABS_MASK] = (1 << (src.width - 1)) - 1
-    params[D_SIGN_IN] = src.width - 1
-    params[D_SIGN_OUT] = dst.width - 1
-    return params
+    params[D_SIGN_MASK] = 1 << (src.width - 1)
+    params[D_SIGN_SHIFT] = dst.width - src.width
+    return params, dst.dtype.type(2.0 ** src.emin)

@@ -5,8 +5,8 @@ bits would run in 64-bit vector lanes, at half the throughput or worse, and shif
 runtime amount cannot be narrowed back by LLVM.  These intrinsics emit the plain LLVM
 instruction on two operands of the same integer type and keep that type, so the
 vectorizer uses 16 or 32-bit lanes.  ``like(x, v)`` converts ``v`` to ``x``'s type;
-``as_float(x)`` reinterprets 32/64-bit integer bits as float32/float64, and
-``float_bits(x)`` gives the bits of ``float(x)`` in the float type of ``x``'s width.
+``as_float(x)`` reinterprets 32/64-bit integer bits as float32/float64, ``as_bits``
+the other way.
 Semantics are LLVM's: unsigned wrap-around; shift amounts must be below the width.
 
 ``prefetch(a, i)`` asks for the cache line of ``a[i]``.  Streaming kernels on data
@@ -55,14 +55,14 @@ def as_float(typingctx, x):
 
 
 @intrinsic
-def float_bits(typingctx, x):
-    """The bits of ``float(x)`` in the float type as wide as ``x`` (uint32 -> float32)."""
-    if isinstance(x, types.Integer) and x.bitwidth in (32, 64):
+def as_bits(typingctx, f):
+    """The bits of a float32 (as uint32) or float64 (as uint64)."""
+    if isinstance(f, types.Float) and f.bitwidth in (32, 64):
+        itype = types.uint32 if f.bitwidth == 32 else types.uint64
+
         def codegen(context, builder, sig, args):
-            ftype = ir.FloatType() if sig.args[0].bitwidth == 32 else ir.DoubleType()
-            value = builder.uitofp(args[0], ftype)
-            return builder.bitcast(value, context.get_value_type(sig.args[0]))
-        return x(x), codegen
+            return builder.bitcast(args[0], context.get_value_type(itype))
+        return itype(f), codegen
     return None
 
 

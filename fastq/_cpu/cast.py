@@ -26,7 +26,7 @@ from numba import njit, prange
 from .. import _formats as F
 from .._threads import parallel_region
 from ._parallel import BLOCK, SERIAL_BELOW, chunk_bounds, n_chunks
-from ._word import (add, as_float, band, bit_width, bor, bxor, float_bits, like, mul,
+from ._word import (add, as_bits, as_float, band, bit_width, bor, bxor, like, mul,
                     prefetch_ahead, shl, shr, sub)
 
 U64 = np.uint64
@@ -115,13 +115,11 @@ def _encode_stochastic_slice(src_u, dst, p, key, offset):
 
 
 @njit(cache=True)
-def _decode_slice(src, dst, p):
+def _decode_slice(src, dst, p, sub_magic):
     shift, rebias, sub_lim = p[F.D_SHIFT], p[F.D_REBIAS], p[F.D_SUB_LIM]
-    sub_rebias = p[F.D_SUB_REBIAS]
-    special_min, exp_all, inf_code = p[F.D_SPECIAL_MIN], p[F.D_EXP_ALL], p[F.D_INF_CODE]
-    quiet, abs_mask = p[F.D_QUIET], p[F.D_ABS_MASK]
-    sign_in, sign_out = p[F.D_SIGN_IN], p[F.D_SIGN_OUT]
-    zero = like(shift, 0)
+    one_exp = p[F.D_ONE_EXP]
+    special_min, exp_all, abs_mask = p[F.D_SPECIAL_MIN], p[F.D_EXP_ALL], p[F.D_ABS_MASK]
+    sign_mask, sign_shift = p[F.D_SIGN_MASK], p[F.D_SIGN_SHIFT]
     for start in range(0, src.size, BLOCK):
         prefetch_ahead(src, start, BLOCK)
         src_b, dst_b = src[start:start + BLOCK], dst[start:start + BLOCK]
@@ -129,12 +127,10 @@ def _decode_slice(src, dst, p):
             h = like(shift, src_b[i])
             a = band(h, abs_mask)
             bits = add(shl(a, shift), rebias)
-            # a subnormal code is exact as a float; scale it by 2**(emin - M)
-            bits = sub(float_bits(a), sub_rebias) if a < sub_lim else bits
-            bits = zero if a == zero else bits
-            special = bor(bor(shl(a, shift), exp_all), quiet if a > inf_code else zero)
-            bits = special if a >= special_min else bits
-            dst_b[i] = bor(bits, shl(shr(h, sign_in), sign_out))
+            sub_bits = as_bits(as_float(add(bits, one_exp)) - sub_magic)  # exact, see params
+            bits = sub_bits if a < sub_lim else bits
+            bits = bor(shl(a, shift), exp_all) if a >= special_min else bits
+            dst_b[i] = bor(bits, shl(band(h, sign_mask), sign_shift))
 
 
 @njit(parallel=True, cache=True)
@@ -152,10 +148,10 @@ def _encode_stochastic_parallel(src_u, dst, p, key, nchunks):
 
 
 @njit(parallel=True, cache=True)
-def _decode_parallel(src, dst, p, nchunks):
+def _decode_parallel(src, dst, p, sub_magic, nchunks):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src.size, c, nchunks)
-        _decode_slice(src[start:stop], dst[start:stop], p)
+        _decode_slice(src[start:stop], dst[start:stop], p, sub_magic)
 
 
 def encode(src_f, dst, params, sub_scale, rounding, key):
@@ -179,11 +175,11 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
             _encode_parallel(src_u, dst, params, sub_scale, bool(rounding), n_chunks(n))
 
 
-def decode(src, dst, params):
+def decode(src, dst, params, sub_magic):
     """Widen the 1-D bits ``src`` exactly into the bits ``dst`` (1-D, same size)."""
     n = src.size
     if n < SERIAL_BELOW:
-        _decode_slice(src, dst, params)
+        _decode_slice(src, dst, params, sub_magic)
     else:
         with parallel_region():
-            _decode_parallel(src, dst, params, n_chunks(n))
+            _decode_parallel(src, dst, params, sub_magic, n_chunks(n))
