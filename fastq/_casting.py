@@ -80,7 +80,8 @@ class CastPlan:
         else:
             via = src if src.width >= 32 else _formats.FORMATS["float32"]
             self.via = via
-            self.params, self.sub_scale = _formats.encode_params(via, dst, saturate)
+            self.params, self.sub_scale = _formats.encode_params(via, dst, saturate,
+                                                                 truncate=rounding == 0)
 
 
 def plan_cast(src_dtype, to, rounding, seed, saturate):

@@ -78,6 +78,8 @@ def format_named(to):
     """Resolve ``to`` (a name, dtype or scalar type) to a FloatFormat, or raise ValueError."""
     if isinstance(to, str):
         fmt = FORMATS.get(to)
+    elif to is None:  # np.dtype(None) is float64: not a format name
+        fmt = None
     else:
         try:
             fmt = format_of_dtype(to)
@@ -91,10 +93,10 @@ def format_named(to):
 # Layout of the encode parameter array (uint64), shared by every backend.
 (E_SHIFT, E_HALF_M1, E_REBIAS, E_NORM_MIN, E_NORM_EXP, E_MANT_BITS, E_OVF_CODE,
  E_INF_BITS, E_NAN_BASE, E_NAN_SHIFT, E_NAN_MASK, E_NAN_MIN, E_ABS_MASK, E_SIGN_SHIFT,
- E_SIGN_BIT, E_LEN) = range(16)
+ E_SIGN_BIT, E_INF_OUT, E_LEN) = range(17)
 
 
-def encode_params(src, dst, saturate):
+def encode_params(src, dst, saturate, truncate=False):
     """Parameters that round ``src`` bits to ``dst`` (fewer mantissa bits, no wider range).
 
     The array's dtype is ``src.word``: the kernels compute in that width.  Returns ``(params, sub_scale)``; ``sub_scale = 2**(M - emin)`` of the target scales a
@@ -106,8 +108,10 @@ def encode_params(src, dst, saturate):
     # integer rounding is exact for every input and the float path is never taken.
     norm_min = 0 if dst.emin <= src.emin else norm_exp << src.mant_bits
     rebias = (src.bias - dst.bias) << dst.mant_bits
-    # codes past the largest finite one become ovf_code = min(code, ovf_code), unsigned
-    ovf_code = dst.max_code if saturate or not dst.has_inf else dst.inf_code
+    # codes past the largest finite one become ovf_code = min(code, ovf_code), unsigned;
+    # rounding toward zero never overflows a finite value, but ±inf stays ±inf (inf_out)
+    inf_out = dst.max_code if saturate or not dst.has_inf else dst.inf_code
+    ovf_code = dst.max_code if truncate else inf_out
     params = np.zeros(E_LEN, src.word)
     params[E_SHIFT] = s
     params[E_HALF_M1] = (1 << (s - 1)) - 1
@@ -116,6 +120,7 @@ def encode_params(src, dst, saturate):
     params[E_NORM_EXP] = norm_exp
     params[E_MANT_BITS] = src.mant_bits
     params[E_OVF_CODE] = ovf_code
+    params[E_INF_OUT] = inf_out
     params[E_INF_BITS] = src.inf_code
     params[E_NAN_BASE] = dst.nan_base
     params[E_NAN_SHIFT] = s

@@ -56,7 +56,7 @@ def _encode_slice(src_u, dst, p, sub_scale, rne):
     norm_min, ovf_code = p[F.E_NORM_MIN], p[F.E_OVF_CODE]
     inf_bits, nan_base, nan_mask = p[F.E_INF_BITS], p[F.E_NAN_BASE], p[F.E_NAN_MASK]
     nan_min, abs_mask = p[F.E_NAN_MIN], p[F.E_ABS_MASK]
-    sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
+    sign_shift, sign_bit, inf_out = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT], p[F.E_INF_OUT]
     one, zero = like(s, 1), like(s, 0)
     for start in range(0, src_u.size, BLOCK):
         prefetch_ahead(src_u, start, BLOCK)
@@ -69,6 +69,7 @@ def _encode_slice(src_u, dst, p, sub_scale, rne):
             v = as_float(a) * sub_scale  # exact: |x| in units of the target's subnormal step
             v = np.rint(v) if rne else v
             code = like(a, np.int32(v)) if a < norm_min else code
+            code = inf_out if a == inf_bits else code
             nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
             code = nan if a > inf_bits else code
             dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))

@@ -1,0 +1,95 @@
+"""``fq.metrics``: how far an approximation (a dequantized tensor) is from the original."""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _arrays, _backend, _formats
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Error statistics of ``x_hat`` against ``x`` (Python floats; see :func:`metrics`)."""
+
+    mae: float
+    mse: float
+    rmse: float
+    max_abs: float
+    sqnr_db: float
+    cosine: float
+
+
+def _as_real(a, name):
+    a = _arrays.as_array(a, name)
+    if a.dtype.kind not in "biuf" and _formats.format_of_dtype(a.dtype) is None:
+        raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+    if a.dtype.kind == "f" and a.dtype.itemsize in (4, 8):
+        return _arrays.native_contiguous(a).reshape(-1)
+    if a.dtype.kind == "f" or _formats.format_of_dtype(a.dtype) is not None:
+        return np.ascontiguousarray(a, np.float32).reshape(-1)  # float16/bfloat16: exact
+    return np.ascontiguousarray(a, np.float64).reshape(-1)
+
+
+def metrics(x, x_hat):
+    """Error of ``x_hat`` as an approximation of ``x``, in one parallel pass over both.
+
+    With ``e = x - x_hat`` over all ``n`` elements, everything accumulated in float64:
+
+    - ``mae = sum|e| / n``, ``mse = sum e**2 / n``, ``rmse = sqrt(mse)``,
+      ``max_abs = max|e|``;
+    - ``sqnr_db = 10 * log10(sum x**2 / sum e**2)``: ``inf`` when the error is exactly 0
+      (also for an all-zero ``x``), ``-inf`` when ``x`` is all zero and the error is not;
+    - ``cosine = sum x*x_hat / (sqrt(sum x**2) * sqrt(sum x_hat**2))``: ``1.0`` when both
+      are all zero (identical), ``0.0`` when exactly one of them is.
+
+    Parameters
+    ----------
+    x, x_hat : array_like
+        Real arrays of the same shape (float16, bfloat16, float32, float64 or integer);
+        no broadcasting.
+
+    Returns
+    -------
+    Metrics
+        ``.mae .mse .rmse .max_abs .sqnr_db .cosine`` as Python floats.
+
+    Notes
+    -----
+    These are the NumPy float64 formulas (``np.mean(e**2)``, ...) up to summation order:
+    fastq sums in fixed-order partial sums, so the result is deterministic and independent
+    of the thread count, and agrees with NumPy to a few ulps.  A NaN anywhere in ``x`` or
+    ``x_hat`` makes every statistic NaN (as the NumPy formulas do; a NaN is never
+    skipped); infinities give NaN or inf as the formulas do.
+
+    Raises
+    ------
+    TypeError
+        Non-numeric or complex input.
+    ValueError
+        ``x_hat``'s shape differs from ``x``'s, or the arrays are empty.
+    """
+    xa = _arrays.as_array(x, "x")
+    ha = _arrays.as_array(x_hat, "x_hat")
+    if ha.shape != xa.shape:
+        raise ValueError(f"x_hat must have x's shape {xa.shape}, got {ha.shape}")
+    if xa.size == 0:
+        raise ValueError("x must not be empty")
+    xf, hf = _as_real(xa, "x"), _as_real(ha, "x_hat")
+    sums = _backend.module("cpu", "metrics").error_stats(xf, hf)
+    abs_sum, sq_sum, x_sq, h_sq, dot, max_abs = (float(v) for v in sums)
+    n = xf.size
+    mse = sq_sum / n
+    nan = math.isnan(sq_sum) or math.isnan(x_sq) or math.isnan(h_sq)
+    if nan:
+        sqnr = cosine = math.nan
+    else:
+        sqnr = math.inf if sq_sum == 0 else (
+            -math.inf if x_sq == 0 else 10.0 * (math.log10(x_sq) - math.log10(sq_sum)))
+        if x_sq == 0 and h_sq == 0:
+            cosine = 1.0
+        elif x_sq == 0 or h_sq == 0:
+            cosine = 0.0
+        else:
+            cosine = dot / (math.sqrt(x_sq) * math.sqrt(h_sq))
+    return Metrics(mae=abs_sum / n, mse=mse, rmse=math.sqrt(mse), max_abs=max_abs,
+                   sqnr_db=sqnr, cosine=cosine)

@@ -1,0 +1,127 @@
+"""``fq.pack`` / ``fq.unpack``: 4-bit and 2-bit integer codes stored packed in bytes."""
+import numpy as np
+
+from . import _arrays, _backend
+
+BITS = (8, 4, 2)
+
+
+def _check_bits(bits):
+    if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, (int, np.integer)) \
+            or int(bits) not in BITS:
+        raise ValueError(f"bits must be one of {BITS}, got {bits!r}")
+    return int(bits)
+
+
+def code_range(bits, signed):
+    """``(qmin, qmax)`` of ``bits``-bit two's complement (signed) or unsigned codes."""
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def pack(codes, bits=4, signed=None):
+    """Pack integer codes into bytes, ``bits`` per code, first code in the low bits.
+
+    Parameters
+    ----------
+    codes : array_like of integers
+        Any shape; packed in C order.
+    bits : {4, 2, 8}
+        Field width.  ``8`` is the identity layout (one code per byte), accepted so that
+        code paths need no special case for 8-bit dtypes.
+    signed : bool, optional
+        Range the codes must lie in: ``-2**(bits-1) .. 2**(bits-1)-1`` (two's complement)
+        when signed, ``0 .. 2**bits-1`` otherwise.  Default: signed unless ``codes`` has
+        an unsigned integer dtype.
+
+    Returns
+    -------
+    ndarray of uint8
+        1-D, exactly ``ceil(codes.size * bits / 8)`` bytes; byte ``j`` holds codes
+        ``j*p .. j*p+p-1`` (``p = 8 // bits``) from the low bits up, as two's complement
+        fields; a partial last byte is padded with zero bits.  This is the layout of ONNX
+        int4/uint4 tensors (``onnx.numpy_helper``/``onnx.helper.pack_float32_to_4bit``),
+        torch ``quint4x2`` and TFLite int4.
+
+    Raises
+    ------
+    TypeError
+        ``codes`` is not an integer array.
+    ValueError
+        ``bits`` is not 8, 4 or 2, or a code is outside the range above (nothing is
+        packed).
+    """
+    bits = _check_bits(bits)
+    a = _arrays.as_array(codes, "codes")
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"codes must be an integer array, got dtype {a.dtype}")
+    if signed is None:
+        signed = a.dtype.kind == "i"
+    elif not isinstance(signed, (bool, np.bool_)):
+        raise TypeError(f"signed must be a bool or None, got {type(signed).__name__}")
+    qmin, qmax = code_range(bits, signed)
+    if a.size and (int(a.min()) < qmin or int(a.max()) > qmax):
+        raise ValueError(
+            f"codes must lie in [{qmin}, {qmax}] for {'signed' if signed else 'unsigned'} "
+            f"{bits}-bit codes, got values in [{a.min()}, {a.max()}]")
+    flat = np.ascontiguousarray(a.astype(np.int8 if signed else np.uint8, copy=False))
+    flat = flat.reshape(-1)
+    if bits == 8:
+        return flat.view(np.uint8).copy() if np.shares_memory(flat, a) else flat.view(np.uint8)
+    out = np.empty(-(-flat.size * bits // 8), np.uint8)
+    _backend.module("cpu", "pack").pack_into(flat, bits, out)
+    return out
+
+
+def unpack(packed, bits=4, count=None, signed=True):
+    """Unpack ``count`` integer codes stored ``bits`` to a byte by :func:`pack`.
+
+    Parameters
+    ----------
+    packed : array_like of uint8 (or int8)
+        The bytes, any shape (read in C order).
+    bits : {4, 2, 8}
+        Field width (``8``: one code per byte).
+    count : int, optional
+        Number of codes, at most ``packed.size * 8 // bits`` (the default).
+    signed : bool
+        Sign-extend each field (two's complement) into int8, or zero-extend into uint8.
+
+    Returns
+    -------
+    ndarray
+        1-D int8 (signed) or uint8 array of ``count`` codes.
+
+    Raises
+    ------
+    TypeError
+        ``packed`` is not an integer array.
+    ValueError
+        ``bits`` is not 8, 4 or 2; ``packed`` holds a value outside 0..255; ``count`` is
+        negative or larger than the packed capacity.
+    """
+    bits = _check_bits(bits)
+    if not isinstance(signed, (bool, np.bool_)):
+        raise TypeError(f"signed must be a bool, got {type(signed).__name__}")
+    a = _arrays.as_array(packed, "packed")
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"packed must be a uint8 array, got dtype {a.dtype}")
+    if a.dtype.itemsize != 1:
+        if a.size and (int(a.min()) < 0 or int(a.max()) > 255):
+            raise ValueError("packed must hold bytes (values 0..255)")
+        a = a.astype(np.uint8)
+    flat = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    capacity = flat.size * 8 // bits
+    if count is None:
+        count = capacity
+    elif isinstance(count, (bool, np.bool_)) or not isinstance(count, (int, np.integer)):
+        raise TypeError(f"count must be an int, got {type(count).__name__}")
+    count = int(count)
+    if not 0 <= count <= capacity:
+        raise ValueError(f"count must be between 0 and {capacity} (the codes {flat.size} "
+                         f"bytes hold at {bits} bits), got {count}")
+    dtype = np.int8 if signed else np.uint8
+    if bits == 8:
+        return flat[:count].copy().view(dtype)
+    out = np.empty(count, dtype)
+    _backend.module("cpu", "pack").unpack_into(flat, bits, bool(signed), out.view(np.uint8))
+    return out
