@@ -113,8 +113,6 @@ def beyond_max(x, dtype):
 @pytest.mark.parametrize("src,dst,rounding", sorted(COMPARISONS))
 def test_comparisons(src, dst, rounding):
     x = sample(src)
-    if rounding == "truncate":  # overflow is covered by test_truncate_overflow
-        x = x[~beyond_max(x, DTYPES[dst])]
     assert_same_bits(fq.cast(x, dst, rounding=rounding), COMPARISONS[(src, dst, rounding)](x), x)
 
 
@@ -320,7 +318,8 @@ def test_out_in_place(rng):
     assert np.array_equal(back, h.astype(np.float32))
 
 
-@pytest.mark.parametrize("bad_out", [np.empty((64, 40), np.float32), np.empty((40, 64), np.float16),
+@pytest.mark.parametrize("bad_out", [np.empty((64, 40), np.float32),
+                                     np.empty((40, 64), np.float16),
                                      np.empty(64 * 40, np.float16), np.empty((64, 40), BF16)])
 def test_bad_out_untouched(bad_out, rng):
     x = rng.standard_normal((64, 40)).astype(np.float32)
@@ -359,7 +358,8 @@ def test_unknown_rounding(rounding):
         fq.cast(np.ones(3, np.float32), "float16", rounding=rounding)
 
 
-@pytest.mark.parametrize("x", [np.ones(3, complex), np.array([1, None], object), np.ones(3, np.int32),
+@pytest.mark.parametrize("x", [np.ones(3, complex), np.array([1, None], object),
+                               np.ones(3, np.int32),
                                np.ones(3, bool), ["a", "b"], "text", [[1.0], [1.0, 2.0]],
                                np.array([1, 2], "datetime64[s]")])
 def test_bad_input_names_x(x):
@@ -374,7 +374,8 @@ def test_bad_backend_and_saturate():
             fq.cast(x, "float16", backend=backend)
     with pytest.raises(TypeError, match="saturate"):
         fq.cast(x, "float16", saturate="yes")
-    assert np.array_equal(R.bits(fq.cast(x, "float16", backend="cpu")), R.bits(x.astype(np.float16)))
+    assert np.array_equal(R.bits(fq.cast(x, "float16", backend="cpu")),
+                          R.bits(x.astype(np.float16)))
 
 
 def test_cuda_backend_without_cuda():
