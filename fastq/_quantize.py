@@ -139,13 +139,13 @@ class _Job:
         grid = _grid(*self.view)
         rmin = np.zeros(grid, np.float32)
         rmax = np.zeros(grid, np.float32)
-        n_nan, n_inf = self.kernels.minmax(self.x3, self.view[1], rmin, rmax)
-        if self.nan_policy == "raise" and n_nan:
-            raise ValueError(f"x contains {n_nan} NaN values (use nan_policy='ignore' "
-                             "to leave them out of the range)")
-        if self.nan_policy == "raise" and n_inf:
-            raise ValueError(f"x contains {n_inf} inf values: the range cannot be "
-                             "computed (give scale=, or use nan_policy='ignore')")
+        has_nan, has_inf = self.kernels.minmax(self.x3, self.view[1], rmin, rmax)
+        if self.nan_policy == "raise" and has_nan:
+            raise ValueError("x contains NaN (use nan_policy='ignore' to leave NaN out of "
+                             "the range and code it as the zero point)")
+        if self.nan_policy == "raise" and has_inf:
+            raise ValueError("x contains inf: the range cannot be computed (give scale=, "
+                             "or use nan_policy='ignore')")
         return rmin.reshape(self.param_shape), rmax.reshape(self.param_shape)
 
 

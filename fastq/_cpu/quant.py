@@ -2,10 +2,12 @@
 
 Backend interface (the CUDA twin ``fastq/_cuda/quant.py`` keeps these names):
 
-* ``minmax(x3, blocks, out_min, out_max) -> (n_nan, n_inf)``: per block of the float32
-  view ``x3`` of shape ``(P, K, Q)`` with ``blocks = (bp, bk, bq)``, the min and max of
-  the finite values and 0 (so every range contains 0), into float32 arrays of the grid
-  shape ``(ceil(P/bp), ceil(K/bk), ceil(Q/bq))``; non-finite values are counted.
+* ``minmax(x3, blocks, out_min, out_max) -> (has_nan, has_inf)``: per block of the
+  float32 view ``x3`` of shape ``(P, K, Q)`` with ``blocks = (bp, bk, bq)``, the min and
+  max of the finite values and 0 (every range contains 0), into float32 arrays of the
+  grid shape ``(ceil(P/bp), ceil(K/bk), ceil(Q/bq))``.  It reduces order-preserving
+  uint32 keys of the bits (float min/max do not vectorize); NaN and ±inf show up as keys
+  at or beyond those of ±inf, and only then an exact float pass over finite values runs.
 * ``quantize(x3, blocks, scale3, zero3, qmin, qmax, out3)``: ``clip(rint(x / s) + z,
   qmin, qmax)`` with a true float32 division and round-half-even; NaN codes as ``z``.
 * ``fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3)``: the same, then
@@ -21,81 +23,109 @@ from numba import njit, prange
 
 from .._threads import parallel_region
 from ._parallel import SERIAL_BELOW
+from ._word import bor, bxor, shr, sub
+
+
+KEY_POS_INF = np.uint32(0xFF800000)  # order key of +inf; NaN keys lie beyond ±inf's
+KEY_NEG_INF = np.uint32(0x007FFFFF)
 
 
 @njit(cache=True)
-def _minmax_rows(x3, bp, bk, bq, kb0, kb1, pb, out_min, out_max, counts):
-    """Min/max of the rows of block-row ``pb`` and k-blocks ``kb0..kb1`` (exclusive)."""
-    P, K, Q = x3.shape
-    n_nan = 0
-    n_inf = 0
+def _key(u):
+    """Order-preserving uint32 key of float32 bits: key(a) < key(b) iff a < b."""
+    return bxor(u, bor(sub(np.uint32(0), shr(u, np.uint32(31))), np.uint32(0x80000000)))
+
+
+@njit(cache=True)
+def _key_rows(u3, bp, bk, bq, pb, kb0, kb1, kmin, kmax):
+    """Key min/max over the rows of block-row ``pb`` and k-blocks ``kb0..kb1``."""
+    P, K, Q = u3.shape
     for p in range(pb * bp, min(pb * bp + bp, P)):
         for k in range(kb0 * bk, min(kb1 * bk, K)):
-            row = x3[p, k]
-            lo, hi = out_min[pb, k // bk], out_max[pb, k // bk]
+            row = u3[p, k]
+            lo, hi = kmin[pb, k // bk], kmax[pb, k // bk]
+            if bq == 1:  # one range per column: elementwise, vectorizes
+                for j in range(row.size):
+                    key = _key(row[j])
+                    lo[j] = min(lo[j], key)
+                    hi[j] = max(hi[j], key)
+                continue
             for j in range(lo.size):
                 seg = row[j * bq:j * bq + bq]
                 mn, mx = lo[j], hi[j]
-                for v in seg:
-                    finite = (v - v) == 0
-                    n_nan += v != v
-                    n_inf += (not finite) and (v == v)
-                    w = v if finite else np.float32(0)
-                    mn = min(mn, w)
-                    mx = max(mx, w)
+                for i in range(seg.size):
+                    key = _key(seg[i])
+                    mn = min(mn, key)
+                    mx = max(mx, key)
                 lo[j], hi[j] = mn, mx
-    counts[0] += n_nan
-    counts[1] += n_inf
 
 
 @njit(parallel=True, cache=True)
-def _minmax_parallel(x3, bp, bk, bq, out_min, out_max, counts):
-    Pb, Kb = out_min.shape[0], out_min.shape[1]
+def _key_parallel(u3, bp, bk, bq, kmin, kmax):
+    Pb, Kb = kmin.shape[0], kmin.shape[1]
     for w in prange(Pb * Kb):
-        _minmax_rows(x3, bp, bk, bq, w % Kb, w % Kb + 1, w // Kb, out_min, out_max, counts[w])
+        _key_rows(u3, bp, bk, bq, w // Kb, w % Kb, w % Kb + 1, kmin, kmax)
+
+
+@njit(parallel=True, cache=True)
+def _key_flat(u, nchunks, kmin, kmax):
+    """Per-tensor: one partial key min/max per chunk of the flat array."""
+    step = (u.size + nchunks - 1) // nchunks
+    for c in prange(nchunks):
+        seg = u[c * step:min(c * step + step, u.size)].reshape((1, 1, -1))
+        _key_rows(seg, 1, 1, max(seg.size, 1), 0, 0, 1, kmin[c:c + 1], kmax[c:c + 1])
 
 
 @njit(cache=True)
-def _minmax_serial(x3, bp, bk, bq, out_min, out_max, counts):
-    for pb in range(out_min.shape[0]):
-        _minmax_rows(x3, bp, bk, bq, 0, out_min.shape[1], pb, out_min, out_max, counts[0])
+def _finite_rows(x3, bp, bk, bq, out_min, out_max):
+    """Exact float min/max of the finite values (slow path: only with NaN/inf present)."""
+    for p in range(x3.shape[0]):
+        for k in range(x3.shape[1]):
+            row = x3[p, k]
+            lo, hi = out_min[p // bp, k // bk], out_max[p // bp, k // bk]
+            for q in range(row.size):
+                v = row[q]
+                if (v - v) == 0:
+                    lo[q // bq] = min(lo[q // bq], v)
+                    hi[q // bq] = max(hi[q // bq], v)
 
 
-@njit(parallel=True, cache=True)
-def _minmax_flat(x, nchunks, out_min, out_max, counts):
-    """Per-tensor: one partial min/max per chunk of the flat array."""
-    n = x.size
-    step = (n + nchunks - 1) // nchunks
-    for c in prange(nchunks):
-        seg = x[c * step:min(c * step + step, n)].reshape((1, 1, -1))
-        _minmax_rows(seg, 1, 1, seg.shape[2], 0, 1, 0, out_min[c:c + 1], out_max[c:c + 1],
-                     counts[c])
+def _from_key(key):
+    key = np.asarray(key, np.uint32)
+    bits = np.where(key & np.uint32(0x80000000), key ^ np.uint32(0x80000000), ~key)
+    return bits.astype(np.uint32).view(np.float32)
 
 
 def minmax(x3, blocks, out_min, out_max):
-    """See the module docstring.  Returns ``(n_nan, n_inf)``."""
+    """See the module docstring.  Returns ``(has_nan, has_inf)``."""
     bp, bk, bq = blocks
-    out_min[...] = 0
-    out_max[...] = 0
-    work = out_min.shape[0] * out_min.shape[1]
+    u3 = x3.view(np.uint32)
     if x3.size >= SERIAL_BELOW and out_min.size == 1:
         nchunks = 64
-        part_min = np.zeros((nchunks, 1, 1), np.float32)
-        part_max = np.zeros((nchunks, 1, 1), np.float32)
-        counts = np.zeros((nchunks, 2), np.int64)
+        kmin = np.full((nchunks, 1, 1), 0xFFFFFFFF, np.uint32)
+        kmax = np.zeros((nchunks, 1, 1), np.uint32)
         with parallel_region():
-            _minmax_flat(x3.reshape(-1), nchunks, part_min, part_max, counts)
-        out_min[...] = part_min.min()
-        out_max[...] = part_max.max()
-    elif x3.size >= SERIAL_BELOW and work > 1:
-        counts = np.zeros((work, 2), np.int64)
-        with parallel_region():
-            _minmax_parallel(x3, bp, bk, bq, out_min, out_max, counts)
+            _key_flat(u3.reshape(-1), nchunks, kmin, kmax)
+        kmin, kmax = kmin.min(axis=0, keepdims=True), kmax.max(axis=0, keepdims=True)
     else:
-        counts = np.zeros((1, 2), np.int64)
-        _minmax_serial(x3, bp, bk, bq, out_min, out_max, counts)
-    total = counts.sum(axis=0)
-    return int(total[0]), int(total[1])
+        kmin = np.full(out_min.shape, 0xFFFFFFFF, np.uint32)
+        kmax = np.zeros(out_min.shape, np.uint32)
+        if x3.size >= SERIAL_BELOW and out_min.shape[0] * out_min.shape[1] > 1:
+            with parallel_region():
+                _key_parallel(u3, bp, bk, bq, kmin, kmax)
+        else:
+            for pb in range(out_min.shape[0]):
+                _key_rows(u3, bp, bk, bq, pb, 0, out_min.shape[1], kmin, kmax)
+    has_nan = bool((kmax > KEY_POS_INF).any() or (kmin < KEY_NEG_INF).any())
+    has_inf = bool((kmax == KEY_POS_INF).any() or (kmin == KEY_NEG_INF).any())
+    if has_nan or has_inf:
+        out_min[...] = 0
+        out_max[...] = 0
+        _finite_rows(x3, bp, bk, bq, out_min, out_max)
+    else:
+        out_min[...] = np.minimum(_from_key(kmin).reshape(out_min.shape), 0)
+        out_max[...] = np.maximum(_from_key(kmax).reshape(out_max.shape), 0)
+    return has_nan, has_inf
 
 
 @njit(cache=True)
