@@ -36,8 +36,8 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
     scale, zero_point = job.qparams(scale, zero_point)
     codes = np.empty(job.shape, job.code_dtype)
     if job.size:
-        job.kernels.quantize(job.x3, job.view[1], *job.grids(scale, zero_point), job.qmin,
-                             job.qmax, codes.reshape(job.view[0]))
+        job.check_nan(job.kernels.quantize(job.x3, job.view[1], *job.grids(scale, zero_point),
+                                           job.qmin, job.qmax, codes.reshape(job.view[0])))
     data = pack_codes(codes, job.bits) if job.bits < 8 else codes
     return QTensor(data, dtype, scale, zero_point, job.shape, job.granularity)
 
@@ -49,8 +49,9 @@ def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=Non
     scale, zero_point = job.qparams(scale, zero_point)
     out = np.empty(job.shape, np.float32)
     if job.size:
-        job.kernels.fake_quantize(job.x3, job.view[1], *job.grids(scale, zero_point),
-                                  job.qmin, job.qmax, out.reshape(job.view[0]))
+        job.check_nan(job.kernels.fake_quantize(job.x3, job.view[1],
+                                                *job.grids(scale, zero_point), job.qmin,
+                                                job.qmax, out.reshape(job.view[0])))
     return out
 
 
@@ -125,13 +126,14 @@ class _Job:
             rmin, rmax = self.value_range()
             return qparams_from_range(rmin, rmax, self.scheme, self.qmin, self.qmax,
                                       self.code_dtype)
-        scale, zero_point = check_static_params(scale, zero_point, self.dtype, self.shape,
-                                                self.granularity, self.qmin, self.qmax)
-        if self.nan_policy == "raise" and self.size and np.isnan(np.sum(self.x)):
-            if np.isnan(self.x).any():  # a NaN, or +inf and -inf together
-                raise ValueError("x contains NaN (use nan_policy='ignore' to code NaN as the "
-                                 "zero point)")
-        return scale, zero_point
+        return check_static_params(scale, zero_point, self.dtype, self.shape,
+                                   self.granularity, self.qmin, self.qmax)
+
+    def check_nan(self, n_nan):
+        """After the quantize pass (whose output is ours until returned)."""
+        if n_nan and self.nan_policy == "raise":
+            raise ValueError(f"x contains {n_nan} NaN (use nan_policy='ignore' to code NaN "
+                             "as the zero point)")
 
     def value_range(self):
         if not self.size:
