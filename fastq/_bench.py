@@ -1,0 +1,211 @@
+"""Side-by-side benchmarks: fastq and the peers installed, on the same data, same run.
+
+Each case moves ``nbytes`` (read + written).  The roof is a plain parallel copy of the
+same number of bytes (half read, half written) with as many threads as fastq uses; a
+row's ``of copy`` is its GB/s over the copy's.  Peers are imported lazily and skipped
+when missing.  Timings are the best of ``repeat`` after a warm-up, interleaved.
+"""
+import time
+import warnings
+
+import numpy as np
+
+
+def _peers():
+    peers = {}
+    try:
+        import ml_dtypes
+        peers["ml_dtypes"] = ml_dtypes
+    except ImportError:
+        pass
+    try:
+        import torch
+        torch.set_num_threads(2)
+        peers["torch"] = torch
+    except ImportError:
+        pass
+    try:
+        import onnxruntime
+        from onnx import TensorProto, helper
+        peers["ort"] = (onnxruntime, helper, TensorProto)
+    except ImportError:
+        pass
+    return peers
+
+
+def _ort_session(peer, nodes, inputs, outputs):
+    ort, helper, _ = peer
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _ort_cast(peer, src, dst):
+    _, helper, T = peer
+    tp = {"float32": T.FLOAT, "float16": T.FLOAT16, "float64": T.DOUBLE}
+    sess = _ort_session(peer, [helper.make_node("Cast", ["x"], ["y"], to=tp[dst])],
+                        [helper.make_tensor_value_info("x", tp[src], [None])],
+                        [helper.make_tensor_value_info("y", tp[dst], [None])])
+    return lambda x: sess.run(None, {"x": x})
+
+
+def cases(n):
+    """``(operation, nbytes, {impl: callable})`` for ``n`` float32 elements."""
+    import fastq as fq
+    peers = _peers()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(n).astype(np.float32)
+    x64 = x.astype(np.float64)
+    h = x.astype(np.float16)
+    o16, o32 = np.empty(n, np.float16), np.empty(n, np.float32)
+    out = []
+    md = peers.get("ml_dtypes")
+    torch = peers.get("torch")
+    ort = peers.get("ort")
+    if md is not None:
+        b, obf = x.astype(md.bfloat16), np.empty(n, md.bfloat16)
+    row = {"fastq": lambda: fq.cast(x, "float16", out=o16), "numpy": lambda: x.astype(np.float16)}
+    if torch is not None:
+        xt = torch.from_numpy(x)
+        row["torch"] = lambda: xt.to(torch.float16)
+    if ort is not None:
+        f = _ort_cast(ort, "float32", "float16")
+        row["onnxruntime"] = lambda: f(x)
+    out.append(("cast fp32->fp16", 6 * n, row))
+    out.append(("cast fp32->fp16 truncate", 6 * n,
+                {"fastq": lambda: fq.cast(x, "float16", rounding="truncate", out=o16)}))
+    if md is not None:
+        row = {"fastq": lambda: fq.cast(x, "bfloat16", out=obf),
+               "ml_dtypes": lambda: x.astype(md.bfloat16)}
+        if torch is not None:
+            row["torch"] = lambda: xt.to(torch.bfloat16)
+        out.append(("cast fp32->bf16", 6 * n, row))
+        out.append(("cast fp32->bf16 stochastic", 6 * n, {
+            "fastq": lambda: fq.cast(x, "bfloat16", rounding="stochastic", seed=1, out=obf)}))
+        row = {"fastq": lambda: fq.cast(b, "float32", out=o32),
+               "ml_dtypes": lambda: b.astype(np.float32)}
+        if torch is not None:
+            bt = torch.from_numpy(b.view(np.int16)).view(torch.bfloat16)
+            row["torch"] = lambda: bt.float()
+        out.append(("cast bf16->fp32", 6 * n, row))
+    row = {"fastq": lambda: fq.cast(x64, "float16", out=o16), "numpy": lambda: x64.astype(np.float16)}
+    out.append(("cast fp64->fp16", 10 * n, row))
+    row = {"fastq": lambda: fq.cast(h, "float32", out=o32), "numpy": lambda: h.astype(np.float32)}
+    if torch is not None:
+        ht = torch.from_numpy(h)
+        row["torch"] = lambda: ht.float()
+    if ort is not None:
+        g = _ort_cast(ort, "float16", "float32")
+        row["onnxruntime"] = lambda: g(h)
+    out.append(("cast fp16->fp32", 6 * n, row))
+    out.extend(_quant_cases(fq, x.reshape(-1, 4096) if n % 4096 == 0 else x.reshape(1, -1),
+                            peers))
+    return out
+
+
+def _quant_cases(fq, m, peers):
+    n = m.size
+    torch, ort = peers.get("torch"), peers.get("ort")
+    out = []
+    row = {"fastq": lambda: fq.quantize(m, "uint8")}
+    if torch is not None:
+        mt = torch.from_numpy(m)
+
+        def torch_dynamic():
+            lo, hi = torch.aminmax(mt)
+            scale = float((max(hi, 0) - min(lo, 0)) / 255) or 1.0
+            return torch.quantize_per_tensor(mt, scale, 0, torch.quint8)
+        row["torch"] = torch_dynamic
+    if ort is not None:
+        _, helper, T = ort
+        sess = _ort_session(ort, [helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])],
+                            [helper.make_tensor_value_info("x", T.FLOAT, [None, None])],
+                            [helper.make_tensor_value_info("y", T.UINT8, [None, None]),
+                             helper.make_tensor_value_info("s", T.FLOAT, []),
+                             helper.make_tensor_value_info("z", T.UINT8, [])])
+        row["onnxruntime"] = lambda: sess.run(None, {"x": m})
+    out.append(("quantize per-tensor dynamic uint8", 5 * n, row))
+    for axis in (0, 1):
+        row = {"fastq": lambda a=axis: fq.quantize(m, "int8", scheme="symmetric",
+                                                   granularity=fq.PerChannel(a)),
+               "numpy": lambda a=axis: np.clip(np.rint(
+                   m / (np.abs(m).max(axis=1 - a, keepdims=True) / 127)), -128, 127
+               ).astype(np.int8)}
+        out.append((f"quantize per-channel symmetric int8 axis {axis}", 5 * n, row))
+
+    def numpy_int4_group128():
+        g = m.reshape(m.shape[0], -1, 128)
+        s = np.abs(g).max(-1, keepdims=True) / 7
+        q = np.clip(np.rint(g / s), -8, 7).astype(np.int8).reshape(-1)
+        return ((q[0::2] & 15) | (q[1::2] << 4)).astype(np.uint8)
+    if m.shape[1] % 128 == 0:
+        out.append(("quantize int4 group-128 symmetric (packed)", 4.5 * n, {
+            "fastq": lambda: fq.quantize(m, "int4", scheme="symmetric",
+                                         granularity=fq.PerGroup(128)),
+            "numpy": numpy_int4_group128}))
+    qt = fq.quantize(m, "int8", scale=np.float32(0.02))
+    row = {"fastq": lambda: fq.dequantize(qt),
+           "numpy": lambda: qt.data.astype(np.float32) * np.float32(0.02)}
+    out.append(("dequantize per-tensor int8", 5 * n, row))
+    return out
+
+
+def _copy_roof(nbytes):
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=False)
+    def copy(src, dst):
+        step = (src.size + 63) // 64
+        for c in prange(64):
+            dst[c * step:(c + 1) * step] = src[c * step:(c + 1) * step]
+    src = np.ones(int(nbytes // 2), np.uint8)
+    dst = np.empty_like(src)
+    return lambda: copy(src, dst)
+
+
+def run(size=1 << 24, repeat=7, only=None):
+    """Time every case; returns rows ``(operation, impl, seconds, nbytes, copy_seconds)``."""
+    rows = []
+    warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+    for op, nbytes, impls in cases(size):
+        if only and only not in op:
+            continue
+        roof = _copy_roof(nbytes)
+        impls = dict(impls, copy=roof)
+        best = {}
+        for name, fn in impls.items():
+            fn()
+            best[name] = np.inf
+        for _ in range(repeat):
+            for name, fn in impls.items():
+                t0 = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t0)
+        for name in impls:
+            if name != "copy":
+                rows.append((op, name, best[name], nbytes, best["copy"]))
+    return rows
+
+
+def format_table(rows, markdown=False):
+    """ms, GB/s, speed-up over the fastest peer (fastq rows), fraction of copy."""
+    lines = []
+    head = ["operation", "impl", "ms", "GB/s", "x fastest peer", "of copy"]
+    fastest = {}
+    for op, name, t, _, _ in rows:
+        if name != "fastq":
+            fastest[op] = min(fastest.get(op, np.inf), t)
+    body = []
+    for op, name, t, nbytes, tc in rows:
+        ratio = f"{fastest[op] / t:.2f}x" if name == "fastq" and op in fastest else ""
+        body.append([op, name, f"{t * 1e3:.2f}", f"{nbytes / t / 1e9:.1f}", ratio,
+                     f"{tc / t:.2f}"])
+    if markdown:
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        lines += ["| " + " | ".join(r) + " |" for r in body]
+    else:
+        widths = [max(len(str(r[i])) for r in body + [head]) for i in range(len(head))]
+        for r in [head] + body:
+            lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    return "\n".join(lines)
