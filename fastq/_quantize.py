@@ -129,11 +129,11 @@ class _Job:
         return check_static_params(scale, zero_point, self.dtype, self.shape,
                                    self.granularity, self.qmin, self.qmax)
 
-    def check_nan(self, n_nan):
+    def check_nan(self, has_nan):
         """After the quantize pass (whose output is ours until returned)."""
-        if n_nan and self.nan_policy == "raise":
-            raise ValueError(f"x contains {n_nan} NaN (use nan_policy='ignore' to code NaN "
-                             "as the zero point)")
+        if has_nan and self.nan_policy == "raise":
+            raise ValueError("x contains NaN (use nan_policy='ignore' to code NaN as the "
+                             "zero point)")
 
     def value_range(self):
         if not self.size:

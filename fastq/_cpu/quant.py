@@ -8,10 +8,9 @@ Backend interface (the CUDA twin ``fastq/_cuda/quant.py`` keeps these names):
   grid shape ``(ceil(P/bp), ceil(K/bk), ceil(Q/bq))``.  It reduces order-preserving
   uint32 keys of the bits (float min/max do not vectorize); NaN and ±inf show up as keys
   at or beyond those of ±inf, and only then an exact float pass over finite values runs.
-* ``quantize(x3, blocks, scale3, zero3, qmin, qmax, out3) -> n_nan``: ``clip(rint(x / s) + z,
-  qmin, qmax)`` with the correctly rounded float32 quotient (computed exactly, see
-  ``_code``) and round-half-even; NaN codes as ``z``.
-* ``fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3) -> n_nan``: the same, then
+* ``quantize(x3, blocks, scale3, zero3, qmin, qmax, out3) -> has_nan``: ``clip(rint(x / s) + z,
+  qmin, qmax)`` with a true float32 division and round-half-even; NaN codes as ``z``.
+* ``fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3) -> has_nan``: the same, then
   ``(q - z) * s`` in float32, written as float32 (no code array).
 * ``dequantize(codes3, blocks, scale3, zero3, out3)``: ``(q - z) * s`` in float32.
 
@@ -130,59 +129,50 @@ def minmax(x3, blocks, out_min, out_max):
 
 
 @njit(cache=True)
-def _code(v, r, z, qmin, qmax):
-    """``clip(rint(v / s) + z, qmin, qmax)`` as float32 with ``r = 1 / float64(s)``.
-
-    ``float32(float64(v) * r)`` is the correctly rounded float32 quotient ``v / s``: its
-    relative error is below 2**-52, and a quotient of two 24-bit significands that is not
-    itself a float32 (or a float32 midpoint) lies at least ~2**-49 (relative) away from
-    every float32 midpoint, so rounding to float32 lands where the true division does.
-    A float64 multiply is several times cheaper than ``vdivps``.  NaN gives ``z``.
-    """
-    q = np.rint(np.float32(np.float64(v) * r)) + z
+def _code(v, s, z, qmin, qmax):
+    """``clip(rint(v / s) + z, qmin, qmax)`` as float32 (true division); NaN gives ``z``."""
+    q = np.rint(v / s) + z
     q = qmin if q < qmin else q  # compare-selects vectorize; float min/max do not
     q = qmax if q > qmax else q
     return z if q != q else q
 
 
 @njit(cache=True)
-def _quantize_rows(x3, bp, bk, bq, scale3, recip3, zero3, qmin, qmax, fake, r0, r1, out3):
-    """Quantize rows ``r0..r1`` of the view; returns how many NaN it met."""
+def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3):
+    """Quantize rows ``r0..r1`` of the view; returns whether it met a NaN."""
     K = x3.shape[1]
-    nans = 0
+    nan = False
     for r in range(r0, r1):
         p, k = r // K, r % K
         row, out = x3[p, k], out3[p, k]
         srow, zrow = scale3[p // bp, k // bk], zero3[p // bp, k // bk]
-        rrow = recip3[p // bp, k // bk]
         if bq == 1:  # one parameter per column: elementwise, vectorizes
             for j in range(row.size):
-                nans += row[j] != row[j]
-                q = _code(row[j], rrow[j], zrow[j], qmin, qmax)
+                nan |= row[j] != row[j]
+                q = _code(row[j], srow[j], zrow[j], qmin, qmax)
                 out[j] = (q - zrow[j]) * srow[j] if fake else q
             continue
         for b in range(srow.size):
-            s, r, z = srow[b], rrow[b], zrow[b]
+            s, z = srow[b], zrow[b]
             seg, oseg = row[b * bq:b * bq + bq], out[b * bq:b * bq + bq]
             for start in range(0, seg.size, BLOCK):
                 prefetch_ahead(seg, start, BLOCK)
                 xs, os_ = seg[start:start + BLOCK], oseg[start:start + BLOCK]
                 for j in range(xs.size):
-                    nans += xs[j] != xs[j]
-                    q = _code(xs[j], r, z, qmin, qmax)
+                    nan |= xs[j] != xs[j]
+                    q = _code(xs[j], s, z, qmin, qmax)
                     os_[j] = (q - z) * s if fake else q
-    return nans
+    return nan
 
 
 @njit(parallel=True, cache=True)
-def _quantize_parallel(x3, bp, bk, bq, scale3, recip3, zero3, qmin, qmax, fake, out3,
-                       nchunks):
+def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, nchunks):
     rows = x3.shape[0] * x3.shape[1]
-    nans = np.zeros(nchunks, np.int64)
+    nan = np.zeros(nchunks, np.bool_)
     for c in prange(nchunks):
-        nans[c] = _quantize_rows(x3, bp, bk, bq, scale3, recip3, zero3, qmin, qmax, fake,
-                                 c * rows // nchunks, (c + 1) * rows // nchunks, out3)
-    return nans.sum()
+        nan[c] = _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake,
+                                c * rows // nchunks, (c + 1) * rows // nchunks, out3)
+    return nan.any()
 
 
 @njit(cache=True)
@@ -225,12 +215,11 @@ def _split(x3):
 def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, out3):
     bp, bk, bq = blocks
     qmin, qmax = np.float32(qmin), np.float32(qmax)
-    recip3 = 1.0 / scale3.astype(np.float64)
     rows, nchunks = _split(x3)
     if nchunks:
         with parallel_region():
-            return _quantize_parallel(x3, bp, bk, bq, scale3, recip3, zero3, qmin, qmax,
-                                      fake, out3, nchunks)
+            return _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3,
+                                      nchunks)
     elif rows == 1 and x3.size >= SERIAL_BELOW and bq == x3.shape[2]:
         # one long row under one parameter (per-tensor): split it into rows
         n = x3.size
@@ -239,23 +228,22 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, out3):
         view = x3.reshape(-1)[:head].reshape(1, head // cut, cut)
         oview = out3.reshape(-1)[:head].reshape(1, head // cut, cut)
         with parallel_region():
-            nans = _quantize_parallel(view, 1, head // cut, cut, scale3, recip3, zero3, qmin,
-                                      qmax, fake, oview, 64)
-        return nans + _quantize_rows(x3.reshape(-1)[head:].reshape(1, 1, -1), 1, 1, max(n - head, 1), scale3,
-                       recip3, zero3, qmin, qmax, fake, 0, 1,
+            nan = _quantize_parallel(view, 1, head // cut, cut, scale3, zero3, qmin, qmax,
+                                     fake, oview, 64)
+        return nan | _quantize_rows(x3.reshape(-1)[head:].reshape(1, 1, -1), 1, 1, max(n - head, 1), scale3,
+                       zero3, qmin, qmax, fake, 0, 1,
                        out3.reshape(-1)[head:].reshape(1, 1, -1))
-    return _quantize_rows(x3, bp, bk, bq, scale3, recip3, zero3, qmin, qmax, fake, 0, rows,
-                          out3)
+    return _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, 0, rows, out3)
 
 
 def quantize(x3, blocks, scale3, zero3, qmin, qmax, out3):
-    """See the module docstring.  Returns the number of NaN met."""
-    return int(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, out3))
+    """See the module docstring.  Returns whether a NaN was met."""
+    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, out3))
 
 
 def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3):
-    """See the module docstring.  Returns the number of NaN met."""
-    return int(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, True, out3))
+    """See the module docstring.  Returns whether a NaN was met."""
+    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, True, out3))
 
 
 def dequantize(codes3, blocks, scale3, zero3, out3):
