@@ -128,7 +128,9 @@ def minmax(x3, blocks, out_min, out_max):
     return has_nan, has_inf
 
 
-@njit(cache=True)
+# error_model="numpy": IEEE division (scales are validated > 0); Numba's default checks
+# every float division for a zero divisor, which stops a per-column loop vectorizing.
+@njit(cache=True, error_model="numpy")
 def _code(v, s, z, qmin, qmax):
     """``clip(rint(v / s) + z, qmin, qmax)`` as float32 (true division); NaN gives ``z``."""
     q = np.rint(v / s) + z
@@ -137,7 +139,7 @@ def _code(v, s, z, qmin, qmax):
     return z if q != q else q
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3):
     """Quantize rows ``r0..r1`` of the view; returns whether it met a NaN."""
     K = x3.shape[1]
@@ -165,7 +167,7 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
     return nan
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, nchunks):
     rows = x3.shape[0] * x3.shape[1]
     nan = np.zeros(nchunks, np.bool_)
