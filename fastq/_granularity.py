@@ -117,6 +117,10 @@ def canonical_view(shape, blocks):
                 merged[-1] = (d0 * d, 1)
                 continue
         merged.append((d, b))
+    if len(merged) < 3 and merged and 1 < merged[-1][1] < merged[-1][0] \
+            and merged[-1][0] % merged[-1][1] == 0:
+        d, b = merged.pop()  # whole blocks along the last dim become rows: (d / b, b)
+        merged += [(d // b, 1), (b, b)]
     if len(merged) > 3:
         return None
     merged = [(1, 1)] * (3 - len(merged)) + merged
