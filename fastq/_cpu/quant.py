@@ -214,27 +214,36 @@ def _split(x3):
     return rows, min(rows, 64)
 
 
+def _as_rows(a3, blocks):
+    """A single long row under one parameter (per-tensor) as ``(1, rows, cut)`` plus tail."""
+    n, cut = a3.size, 1 << 14
+    head = n - n % cut
+    flat = a3.reshape(-1)
+    return flat[:head].reshape(1, head // cut, cut), flat[head:].reshape(1, 1, -1), \
+        (1, head // cut, cut), (1, 1, max(n - head, 1))
+
+
+def _long_row(a3, blocks):
+    rows = a3.shape[0] * a3.shape[1]
+    return rows == 1 and a3.size >= SERIAL_BELOW and blocks[2] == a3.shape[2]
+
+
 def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, out3):
     bp, bk, bq = blocks
     qmin, qmax = np.float32(qmin), np.float32(qmax)
     rows, nchunks = _split(x3)
+    if _long_row(x3, blocks):
+        x_head, x_tail, b_head, b_tail = _as_rows(x3, blocks)
+        o_head, o_tail, _, _ = _as_rows(out3, blocks)
+        with parallel_region():
+            nan = _quantize_parallel(x_head, *b_head, scale3, zero3, qmin, qmax, fake,
+                                     o_head, 64)
+        return nan | _quantize_rows(x_tail, *b_tail, scale3, zero3, qmin, qmax, fake, 0, 1,
+                                    o_tail)
     if nchunks:
         with parallel_region():
             return _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3,
                                       nchunks)
-    elif rows == 1 and x3.size >= SERIAL_BELOW and bq == x3.shape[2]:
-        # one long row under one parameter (per-tensor): split it into rows
-        n = x3.size
-        cut = 1 << 14
-        head = n - n % cut
-        view = x3.reshape(-1)[:head].reshape(1, head // cut, cut)
-        oview = out3.reshape(-1)[:head].reshape(1, head // cut, cut)
-        with parallel_region():
-            nan = _quantize_parallel(view, 1, head // cut, cut, scale3, zero3, qmin, qmax,
-                                     fake, oview, 64)
-        return nan | _quantize_rows(x3.reshape(-1)[head:].reshape(1, 1, -1), 1, 1, max(n - head, 1), scale3,
-                       zero3, qmin, qmax, fake, 0, 1,
-                       out3.reshape(-1)[head:].reshape(1, 1, -1))
     return _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, 0, rows, out3)
 
 
@@ -252,7 +261,13 @@ def dequantize(codes3, blocks, scale3, zero3, out3):
     """See the module docstring."""
     bp, bk, bq = blocks
     rows, nchunks = _split(codes3)
-    if nchunks:
+    if _long_row(codes3, blocks):
+        c_head, c_tail, b_head, b_tail = _as_rows(codes3, blocks)
+        o_head, o_tail, _, _ = _as_rows(out3, blocks)
+        with parallel_region():
+            _dequantize_parallel(c_head, *b_head, scale3, zero3, o_head, 64)
+        _dequantize_rows(c_tail, *b_tail, scale3, zero3, 0, 1, o_tail)
+    elif nchunks:
         with parallel_region():
             _dequantize_parallel(codes3, bp, bk, bq, scale3, zero3, out3, nchunks)
     else:
