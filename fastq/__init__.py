@@ -9,9 +9,10 @@ from ._quantize import choose_qparams, dequantize, fake_quantize, quantize
 from ._metrics import Metrics, metrics
 from ._packing import pack, unpack
 from ._threads import get_num_threads, set_num_threads
+from ._device import to_host
 
 __version__ = "0.1.0"
 
 __all__ = ["cast", "set_num_threads", "get_num_threads", "pack", "unpack", "metrics", "Metrics",
            "quantize", "dequantize", "fake_quantize", "choose_qparams", "QTensor", "QParams",
-           "PerTensor", "PerChannel", "PerGroup", "PerBlock"]
+           "PerTensor", "PerChannel", "PerGroup", "PerBlock", "to_host"]

@@ -32,10 +32,14 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     out : ndarray, optional
         Preallocated result of ``x.shape`` and the target dtype; left untouched on error.
     backend : {"auto", "cpu", "cuda"}
+        ``"auto"`` runs on the GPU when ``x`` is a CUDA array (``__cuda_array_interface__``).
+        On the GPU, a CUDA ``x`` gives a device result (``out`` must then be a CUDA array
+        too; bring it back with ``fq.to_host``); a host ``x`` with ``backend="cuda"`` is
+        copied in and the result copied back: a host array, as on the CPU.
 
     Returns
     -------
-    ndarray
+    ndarray or device array
         C-contiguous, ``x.shape``, dtype ``float16``/``ml_dtypes.bfloat16``/...
 
     Notes
@@ -48,10 +52,7 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     """
     where = _backend.resolve(backend, x, out)
     if where == "cuda":
-        from ._cuda_support import require_cuda
-        require_cuda()
-        from ._cuda import api as cuda_api
-        return cuda_api.cast(x, to, rounding=rounding, seed=seed, saturate=saturate, out=out)
+        return _cast_cuda(x, to, rounding, seed, saturate, out)
     x = _arrays.as_float_array(x)
     plan = plan_cast(x.dtype, to, rounding, seed, saturate)
     out = _arrays.check_out(out, x.shape, plan.dst.dtype)
@@ -63,6 +64,32 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
         np.copyto(out, result)
         return out
     return result
+
+
+def _cast_cuda(x, to, rounding, seed, saturate, out):
+    """The GPU path: the same plan and ``run_cast``, with the CUDA kernel module."""
+    from . import _device
+    kernels = _backend.module("cuda", "cast")
+    x, on_host = _device.float_input(x)
+    plan = plan_cast(x.dtype, to, rounding, seed, saturate)
+    if on_host:
+        out = _arrays.check_out(out, x.shape, plan.dst.dtype)
+        src = _device.to_device(x.reshape(-1))
+    else:
+        out = _device.check_out(out, x.shape, plan.dst.dtype)
+        src = x.reshape(x.size)
+    result = kernels.empty(x.size, plan.dst.dtype)
+    run_cast(plan, src, result, kernels)
+    if on_host:
+        host = _device.to_host(result).reshape(x.shape)
+        if out is None:
+            return host
+        np.copyto(out, host)
+        return out
+    if out is None:
+        return result.reshape(x.shape)
+    kernels.copyto(out.reshape(out.size), result)
+    return out
 
 
 class CastPlan:
@@ -111,22 +138,27 @@ def stream_key(seed):
 
 
 def run_cast(plan, src, dst, kernels):
-    """Run a planned cast on 1-D contiguous ``src`` into 1-D contiguous ``dst``."""
+    """Run a planned cast on 1-D contiguous ``src`` into 1-D contiguous ``dst``.
+
+    ``kernels`` is the backend's cast module: ``encode``/``decode`` and the ``empty``
+    and ``copyto`` that allocate and copy where its data lives.
+    """
+    empty, copyto = kernels.empty, kernels.copyto
     if plan.src is plan.dst:
-        dst[...] = src
+        copyto(dst, src)
     elif plan.widen and plan.params is None:
-        dst[...] = src  # float32 -> float64: exact, NumPy's widening
+        copyto(dst, src)  # float32 -> float64: exact, NumPy's widening
     elif plan.widen and plan.via is not plan.dst:
-        wide = np.empty(src.shape, np.float32)
+        wide = empty(src.shape, np.float32)
         kernels.decode(src.view(plan.src.word), wide.view(np.uint32), plan.params,
                        plan.sub_magic)
-        dst[...] = wide
+        copyto(dst, wide)
     elif plan.widen:
         kernels.decode(src.view(plan.src.word), dst.view(plan.dst.word), plan.params,
                        plan.sub_magic)
     else:
         if plan.via is not plan.src:  # 16-bit -> other 16-bit: exact widening first
-            wide = np.empty(src.shape, np.float32)
+            wide = empty(src.shape, np.float32)
             kernels.decode(src.view(plan.src.word), wide.view(np.uint32),
                            *_formats.decode_params(plan.src, plan.via))
             src = wide

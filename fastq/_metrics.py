@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _arrays, _backend, _formats
+from . import _arrays, _backend, _device, _formats
 
 
 @dataclass(frozen=True)
@@ -20,14 +20,31 @@ class Metrics:
 
 
 def _as_real(a, name):
+    """A native C-contiguous float32/float64 array of ``a`` (its shape kept)."""
     a = _arrays.as_array(a, name)
     if a.dtype.kind not in "biuf" and _formats.format_of_dtype(a.dtype) is None:
         raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
     if a.dtype.kind == "f" and a.dtype.itemsize in (4, 8):
-        return _arrays.native_contiguous(a).reshape(-1)
+        return _arrays.native_contiguous(a).reshape(a.shape)
     if a.dtype.kind == "f" or _formats.format_of_dtype(a.dtype) is not None:
-        return np.ascontiguousarray(a, np.float32).reshape(-1)  # float16/bfloat16: exact
-    return np.ascontiguousarray(a, np.float64).reshape(-1)
+        return np.ascontiguousarray(a, np.float32).reshape(a.shape)  # float16/bf16: exact
+    return np.ascontiguousarray(a, np.float64).reshape(a.shape)
+
+
+def _as_real_device(a, name):
+    """A C-contiguous device array the CUDA kernel reads as float64 exactly (host arrays
+    are converted as on the CPU, then copied in; bfloat16 widens to float32 first)."""
+    if not _device.is_device(a):
+        return _device.to_device(_as_real(a, name))
+    d = _device.wrap(a, name)
+    if d.dtype.kind not in "biuf" and _formats.format_of_dtype(d.dtype) is None:
+        raise TypeError(f"{name} must be a real numeric array, got dtype {d.dtype}")
+    if not d.is_c_contiguous():
+        raise ValueError(f"{name} must be C-contiguous when it lives on the GPU")
+    if d.dtype.kind == "V":  # bfloat16: its exact float32 widening, on the device
+        from ._casting import cast
+        return cast(d, "float32", backend="cuda")
+    return d
 
 
 def metrics(x, x_hat):
@@ -46,7 +63,8 @@ def metrics(x, x_hat):
     ----------
     x, x_hat : array_like
         Real arrays of the same shape (float16, bfloat16, float32, float64 or integer);
-        no broadcasting.
+        no broadcasting.  When either is a CUDA array the pass runs on the GPU (the other
+        is copied in), with the same summation order and so the same results.
 
     Returns
     -------
@@ -68,14 +86,15 @@ def metrics(x, x_hat):
     ValueError
         ``x_hat``'s shape differs from ``x``'s, or the arrays are empty.
     """
-    xa = _arrays.as_array(x, "x")
-    ha = _arrays.as_array(x_hat, "x_hat")
+    on_gpu = _device.is_device(x) or _device.is_device(x_hat)
+    convert = _as_real_device if on_gpu else _as_real
+    xa, ha = convert(x, "x"), convert(x_hat, "x_hat")
     if ha.shape != xa.shape:
         raise ValueError(f"x_hat must have x's shape {xa.shape}, got {ha.shape}")
     if xa.size == 0:
         raise ValueError("x must not be empty")
-    xf, hf = _as_real(xa, "x"), _as_real(ha, "x_hat")
-    sums = _backend.module("cpu", "metrics").error_stats(xf, hf)
+    xf, hf = xa.reshape(xa.size), ha.reshape(ha.size)
+    sums = _backend.module("cuda" if on_gpu else "cpu", "metrics").error_stats(xf, hf)
     abs_sum, sq_sum, x_sq, h_sq, dot, max_abs = (float(v) for v in sums)
     n = xf.size
     mse = sq_sum / n

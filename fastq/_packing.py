@@ -1,7 +1,7 @@
 """``fq.pack`` / ``fq.unpack``: 4-bit and 2-bit integer codes stored packed in bytes."""
 import numpy as np
 
-from . import _arrays, _backend
+from . import _arrays, _backend, _device
 
 BITS = (8, 4, 2)
 
@@ -24,7 +24,8 @@ def pack(codes, bits=4, signed=None):
     Parameters
     ----------
     codes : array_like of integers
-        Any shape; packed in C order.
+        Any shape; packed in C order.  A CUDA array (C-contiguous) is packed on the GPU
+        into a device array.
     bits : {4, 2, 8}
         Field width.  ``8`` is the identity layout (one code per byte), accepted so that
         code paths need no special case for 8-bit dtypes.
@@ -51,7 +52,8 @@ def pack(codes, bits=4, signed=None):
         packed).
     """
     bits = _check_bits(bits)
-    a = _arrays.as_array(codes, "codes")
+    on_gpu = _device.is_device(codes)
+    a = _device.wrap(codes, "codes") if on_gpu else _arrays.as_array(codes, "codes")
     if a.dtype.kind not in "iu":
         raise TypeError(f"codes must be an integer array, got dtype {a.dtype}")
     if signed is None:
@@ -59,6 +61,8 @@ def pack(codes, bits=4, signed=None):
     elif not isinstance(signed, (bool, np.bool_)):
         raise TypeError(f"signed must be a bool or None, got {type(signed).__name__}")
     qmin, qmax = code_range(bits, signed)
+    if on_gpu:
+        return _pack_on_device(a, bits, signed, qmin, qmax)
     if a.size and (int(a.min()) < qmin or int(a.max()) > qmax):
         raise ValueError(
             f"codes must lie in [{qmin}, {qmax}] for {'signed' if signed else 'unsigned'} "
@@ -72,13 +76,31 @@ def pack(codes, bits=4, signed=None):
     return out
 
 
+def _pack_on_device(a, bits, signed, qmin, qmax):
+    """``pack`` of a C-contiguous CUDA array: a device array of the same bytes."""
+    if not a.is_c_contiguous():
+        raise ValueError("codes must be C-contiguous when it lives on the GPU")
+    kernels = _backend.module("cuda", "pack")
+    flat = _device.empty(a.size, np.int8 if signed else np.uint8)
+    if not kernels.narrow_codes(a.reshape(a.size), qmin, qmax, flat):
+        raise ValueError(
+            f"codes must lie in [{qmin}, {qmax}] for {'signed' if signed else 'unsigned'} "
+            f"{bits}-bit codes")
+    if bits == 8:
+        return flat.view(np.uint8)
+    out = _device.empty(-(-a.size * bits // 8), np.uint8)
+    kernels.pack_into(flat, bits, out)
+    return out
+
+
 def unpack(packed, bits=4, count=None, signed=True):
     """Unpack ``count`` integer codes stored ``bits`` to a byte by :func:`pack`.
 
     Parameters
     ----------
     packed : array_like of uint8 (or int8)
-        The bytes, any shape (read in C order).
+        The bytes, any shape (read in C order).  A CUDA array (uint8/int8, C-contiguous)
+        is unpacked on the GPU into a device array.
     bits : {4, 2, 8}
         Field width (``8``: one code per byte).
     count : int, optional
@@ -102,14 +124,7 @@ def unpack(packed, bits=4, count=None, signed=True):
     bits = _check_bits(bits)
     if not isinstance(signed, (bool, np.bool_)):
         raise TypeError(f"signed must be a bool, got {type(signed).__name__}")
-    a = _arrays.as_array(packed, "packed")
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"packed must be a uint8 array, got dtype {a.dtype}")
-    if a.dtype.itemsize != 1:
-        if a.size and (int(a.min()) < 0 or int(a.max()) > 255):
-            raise ValueError("packed must hold bytes (values 0..255)")
-        a = a.astype(np.uint8)
-    flat = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    flat, on_gpu = _packed_bytes(packed)
     capacity = flat.size * 8 // bits
     if count is None:
         count = capacity
@@ -120,8 +135,34 @@ def unpack(packed, bits=4, count=None, signed=True):
         raise ValueError(f"count must be between 0 and {capacity} (the codes {flat.size} "
                          f"bytes hold at {bits} bits), got {count}")
     dtype = np.int8 if signed else np.uint8
+    if on_gpu:
+        out = _device.empty(count, dtype)
+        if bits == 8:
+            out.view(np.uint8).copy_to_device(flat[:count])
+        elif count:
+            _backend.module("cuda", "pack").unpack_into(flat, bits, bool(signed),
+                                                        out.view(np.uint8))
+        return out
     if bits == 8:
         return flat[:count].copy().view(dtype)
     out = np.empty(count, dtype)
     _backend.module("cpu", "pack").unpack_into(flat, bits, bool(signed), out.view(np.uint8))
     return out
+
+
+def _packed_bytes(packed):
+    """``(1-D uint8 view, on_gpu)`` of ``packed``: a host copy only for wider integers."""
+    if _device.is_device(packed):
+        a = _device.wrap(packed, "packed")
+        if a.dtype.kind not in "iu" or a.dtype.itemsize != 1 or not a.is_c_contiguous():
+            raise TypeError("packed must be a C-contiguous uint8 array when it lives on the "
+                            f"GPU, got dtype {a.dtype}")
+        return a.reshape(a.size).view(np.uint8), True
+    a = _arrays.as_array(packed, "packed")
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"packed must be a uint8 array, got dtype {a.dtype}")
+    if a.dtype.itemsize != 1:
+        if a.size and (int(a.min()) < 0 or int(a.max()) > 255):
+            raise ValueError("packed must hold bytes (values 0..255)")
+        a = a.astype(np.uint8)
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8), False

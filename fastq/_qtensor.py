@@ -66,9 +66,11 @@ class QTensor:
         qmin, _, bits, code_dtype = INT_DTYPES[self.dtype]
         if bits == 8 or bits == 16:
             return self.data
-        from ._cpu.pack import unpack_into
-        out = np.empty(self.size, code_dtype)
-        unpack_into(self.data, bits, qmin < 0, out)
+        from . import _backend, _device
+        on_gpu = _device.is_device(self.data)
+        out = (_device.empty if on_gpu else np.empty)(self.size, code_dtype)
+        _backend.module("cuda" if on_gpu else "cpu", "pack").unpack_into(
+            self.data, bits, qmin < 0, out)
         return out.reshape(self.shape)
 
     def dequantize(self):

@@ -10,12 +10,17 @@ for uint8 per-tensor, DynamicQuantizeLinear):
   clip(rint(qmin - rmin / scale))``; symmetric: ``scale = max|x| / ((qmax - qmin) // 2)``,
   zero point 0 (signed, stored as None) or the midpoint (unsigned).  float32 throughout;
   a zero range gives scale 1; computed scales are floored at the smallest normal float32.
+
+``backend="auto"`` runs on the GPU when ``x`` (``qt.data``) is a CUDA array; the results
+of device input stay on the device (a QTensor's data, scale and zero point, QParams and
+float outputs are device arrays: ``fq.to_host`` brings them back).  Host input with
+``backend="cuda"`` is copied in and its results copied back: host arrays, as on the CPU.
 """
 import math
 
 import numpy as np
 
-from . import _arrays, _backend
+from . import _arrays, _backend, _device
 from . import _granularity as G
 from ._qtensor import QParams, QTensor, dtype_info
 
@@ -34,12 +39,12 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
     """
     job = _Job(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
     scale, zero_point = job.qparams(scale, zero_point)
-    codes = np.empty(job.shape, job.code_dtype)
+    codes = job.empty(job.code_dtype)
     if job.size:
         job.check_nan(job.kernels.quantize(job.x3, job.view[1], *job.grids(scale, zero_point),
                                            job.qmin, job.qmax, codes.reshape(job.view[0])))
     data = pack_codes(codes, job.bits) if job.bits < 8 else codes
-    return QTensor(data, dtype, scale, zero_point, job.shape, job.granularity)
+    return job.result(QTensor(data, dtype, scale, zero_point, job.shape, job.granularity))
 
 
 def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
@@ -47,12 +52,12 @@ def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=Non
     """``dequantize(quantize(x, ...))`` fused in one pass: float32 of ``x``'s shape."""
     job = _Job(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
     scale, zero_point = job.qparams(scale, zero_point)
-    out = np.empty(job.shape, np.float32)
+    out = job.empty(np.float32)
     if job.size:
         job.check_nan(job.kernels.fake_quantize(job.x3, job.view[1],
                                                 *job.grids(scale, zero_point), job.qmin,
                                                 job.qmax, out.reshape(job.view[0])))
-    return out
+    return job.result(out)
 
 
 def choose_qparams(x, dtype, scheme="asymmetric", granularity="tensor", observer="minmax",
@@ -62,7 +67,7 @@ def choose_qparams(x, dtype, scheme="asymmetric", granularity="tensor", observer
         raise ValueError(f"observer must be 'minmax' here, got {observer!r} (moving_average, "
                          "percentile, entropy and mse come with calibration)")
     job = _Job(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
-    return QParams(*job.qparams(None, None))
+    return job.result(QParams(*job.qparams(None, None)))
 
 
 def dequantize(qt, backend="auto"):
@@ -70,18 +75,26 @@ def dequantize(qt, backend="auto"):
     if not isinstance(qt, QTensor):
         raise TypeError(f"qt must be a fastq.QTensor, got {type(qt).__name__}")
     kernels = _kernels(backend, qt.data)
-    out = np.empty(qt.shape, np.float32)
+    on_gpu, on_host = _on_gpu(kernels), not _device.is_device(qt.data)
+    if on_gpu:  # codes to the device (when on the host); the small parameters to the host
+        qt = QTensor(_device.to_device(qt.data) if on_host else qt.data, qt.dtype,
+                     _device.to_host(qt.scale), _device.to_host(qt.zero_point), qt.shape,
+                     qt.granularity)
+    elif not on_host:  # backend="cpu" asked for a QTensor that lives on the GPU
+        qt = _device.to_host(qt)
+    out = _device.empty(qt.shape, np.float32) if on_gpu else np.empty(qt.shape, np.float32)
     if qt.size:
         blocks = qt.granularity.blocks(qt.shape)
         shape3, blocks3 = _view(qt.shape, blocks)
         codes = qt.codes()
-        codes3 = np.require(codes, requirements="C").reshape(shape3)
+        codes3 = (codes.reshape(shape3) if on_gpu
+                  else np.require(codes, requirements="C").reshape(shape3))
         grid = _grid(shape3, blocks3)
         zp = 0 if qt.zero_point is None else qt.zero_point
         scale3 = np.ascontiguousarray(qt.scale, np.float32).reshape(grid)
         zero3 = np.broadcast_to(np.asarray(zp, np.float32), qt.scale.shape).reshape(grid).copy()
         kernels.dequantize(codes3, blocks3, scale3, zero3, out.reshape(shape3))
-    return out
+    return _device.to_host(out) if on_gpu and on_host else out
 
 
 class _Job:
@@ -100,17 +113,41 @@ class _Job:
             self.granularity = G.as_granularity(granularity)
         except TypeError as exc:
             raise ValueError(str(exc)) from None
-        x = _arrays.as_float_array(x)
-        if not (x.dtype == np.float32 and x.dtype.isnative):
-            x = x.astype(np.float32)  # float16/bfloat16 exactly; float64 rounded once
-        if not x.flags.c_contiguous:
-            x = np.ascontiguousarray(x)  # (never on 0-d input: it would become 1-d)
+        self.on_gpu, self.on_host = _on_gpu(self.kernels), True
+        if self.on_gpu:  # float32, C-contiguous, on the device (host x: copied in)
+            x, self.on_host = _device.float32_input(x)
+        else:
+            x = _arrays.as_float_array(x)
+            if not (x.dtype == np.float32 and x.dtype.isnative):
+                x = x.astype(np.float32)  # float16/bfloat16 exactly; float64 rounded once
+            if not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x)  # (never on 0-d input: it would become 1-d)
         self.shape, self.size = x.shape, x.size
         self.blocks = self.granularity.blocks(x.shape)
         self.param_shape = self.granularity.param_shape(x.shape)
         self.view = _view(x.shape, self.blocks)
         self.x = x
         self.x3 = x.reshape(self.view[0])
+
+    def empty(self, dtype):
+        """An output array of x's shape where the work runs (host or device)."""
+        return _device.empty(self.shape, dtype) if self.on_gpu else np.empty(self.shape, dtype)
+
+    def result(self, r):
+        """GPU work on device input stays there (scale and zero point included); GPU work
+        on host input comes back to the host."""
+        if not self.on_gpu:
+            return r
+        if self.on_host:
+            return _device.to_host(r)
+        if isinstance(r, (QTensor, QParams)):
+            zp = r.zero_point
+            scale = _device.to_device(np.asarray(r.scale))
+            zp = None if zp is None else _device.to_device(np.asarray(zp))
+            if isinstance(r, QParams):
+                return QParams(scale, zp)
+            return QTensor(r.data, r.dtype, scale, zp, r.shape, r.granularity)
+        return r
 
     def grids(self, scale, zero_point):
         grid = _grid(*self.view)
@@ -200,21 +237,22 @@ def check_static_params(scale, zero_point, dtype, shape, granularity, qmin, qmax
 
 
 def pack_codes(codes, bits):
-    """Pack unpacked codes C-order, first element in the low bits."""
-    from ._cpu.pack import pack_into
-    flat = codes.reshape(-1)
-    out = np.empty(math.ceil(flat.size * bits / 8), np.uint8)
+    """Pack unpacked codes C-order, first element in the low bits (on codes' device)."""
+    on_gpu = _device.is_device(codes)
+    flat = codes.reshape(codes.size)
+    n = math.ceil(flat.size * bits / 8)
+    out = _device.empty(n, np.uint8) if on_gpu else np.empty(n, np.uint8)
     if flat.size:
-        pack_into(flat, bits, out)
+        _backend.module("cuda" if on_gpu else "cpu", "pack").pack_into(flat, bits, out)
     return out
 
 
 def _kernels(backend, *arrays):
-    where = _backend.resolve(backend, *arrays)
-    if where == "cuda":
-        _backend.module("cuda", "cast")  # raises clearly without CUDA
-        raise RuntimeError("backend='cuda' is not available for quantization yet")
-    return _backend.module("cpu", "quant")
+    return _backend.module(_backend.resolve(backend, *arrays), "quant")
+
+
+def _on_gpu(kernels):
+    return kernels.__name__.startswith("fastq._cuda")
 
 
 def _view(shape, blocks):

@@ -184,3 +184,15 @@ def decode(src, dst, params, sub_magic):
     else:
         with parallel_region():
             _decode_parallel(src, dst, params, sub_magic, n_chunks(n))
+
+
+def empty(shape, dtype):
+    """An array for intermediate results (the CUDA twin allocates on the device)."""
+    return np.empty(shape, dtype)
+
+
+def copyto(dst, src):
+    """``dst[...] = src`` for 1-D contiguous arrays: a copy, or float32 -> float64 as x86
+    widens (exact; a signaling NaN comes out quiet with its payload, without a warning)."""
+    with np.errstate(invalid="ignore"):
+        np.copyto(dst, src)
