@@ -37,7 +37,12 @@ def _ort_session(peer, nodes, inputs, outputs):
     ort, helper, _ = peer
     graph = helper.make_graph(nodes, "g", inputs, outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    # ORT's pool busy-waits after each run by default, stealing the cores from whatever
+    # is timed next (measured: fastq 2x slower right after ORT on 2 cores)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
 
 
 def _ort_cast(peer, src, dst):
@@ -125,29 +130,91 @@ def _quant_cases(fq, m, peers):
                              helper.make_tensor_value_info("z", T.UINT8, [])])
         row["onnxruntime"] = lambda: sess.run(None, {"x": m})
     out.append(("quantize per-tensor dynamic uint8", 5 * n, row))
+    out.append(_static_case(fq, m, torch, ort))
     for axis in (0, 1):
-        row = {"fastq": lambda a=axis: fq.quantize(m, "int8", scheme="symmetric",
-                                                   granularity=fq.PerChannel(a)),
-               "numpy": lambda a=axis: np.clip(np.rint(
-                   m / (np.abs(m).max(axis=1 - a, keepdims=True) / 127)), -128, 127
-               ).astype(np.int8)}
-        out.append((f"quantize per-channel symmetric int8 axis {axis}", 5 * n, row))
+        out.append(_per_channel_case(fq, m, torch, axis))
+    if m.shape[1] % 128 == 0 and m.shape[0] % 128 == 0:
+        for axis in (1, 0):
+            out.append(_int4_group_case(fq, m, torch, axis))
+    out.append(_dequantize_case(fq, m, torch, ort))
+    return out
 
-    def numpy_int4_group128():
-        g = m.reshape(m.shape[0], -1, 128)
+
+def _static_case(fq, m, torch, ort):
+    """QuantizeLinear with a given scale and zero point (int8, per-tensor)."""
+    scale, zero = np.float32(0.02), np.int8(3)
+    row = {"fastq": lambda: fq.quantize(m, "int8", scale=scale, zero_point=zero)}
+    if torch is not None:
+        mt = torch.from_numpy(m)
+        row["torch"] = lambda: torch.quantize_per_tensor(mt, 0.02, 3, torch.qint8)
+    if ort is not None:
+        _, helper, T = ort
+        sess = _ort_session(ort, [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])],
+                            [helper.make_tensor_value_info("x", T.FLOAT, [None, None]),
+                             helper.make_tensor_value_info("s", T.FLOAT, []),
+                             helper.make_tensor_value_info("z", T.INT8, [])],
+                            [helper.make_tensor_value_info("y", T.INT8, [None, None])])
+        feed = {"x": m, "s": np.array(scale), "z": np.array(zero)}
+        row["onnxruntime"] = lambda: sess.run(None, feed)
+    return "quantize per-tensor static int8", 5 * m.size, row
+
+
+def _per_channel_case(fq, m, torch, axis):
+    """Symmetric int8 with one scale per index along ``axis`` (ranges computed too)."""
+    row = {"fastq": lambda: fq.quantize(m, "int8", scheme="symmetric",
+                                        granularity=fq.PerChannel(axis)),
+           "numpy": lambda: np.clip(np.rint(
+               m / (np.abs(m).max(axis=1 - axis, keepdims=True) / 127)), -128, 127
+           ).astype(np.int8)}
+    if torch is not None:
+        mt = torch.from_numpy(m)
+        zeros = torch.zeros(m.shape[axis], dtype=torch.long)
+
+        def torch_per_channel():
+            amax = mt.abs().amax(dim=1 - axis)
+            return torch.quantize_per_channel(mt, amax / 127, zeros, axis, torch.qint8)
+        row["torch"] = torch_per_channel
+    return f"quantize per-channel symmetric int8 axis {axis}", 5 * m.size, row
+
+
+def _int4_group_case(fq, m, torch, axis):
+    """Symmetric int4, groups of 128 along ``axis``, codes packed two to a byte."""
+    def numpy_int4():
+        g = np.moveaxis(m, axis, -1).reshape(-1, 128)
         s = np.abs(g).max(-1, keepdims=True) / 7
         q = np.clip(np.rint(g / s), -8, 7).astype(np.int8).reshape(-1)
         return ((q[0::2] & 15) | (q[1::2] << 4)).astype(np.uint8)
-    if m.shape[1] % 128 == 0:
-        out.append(("quantize int4 group-128 symmetric (packed)", 4.5 * n, {
-            "fastq": lambda: fq.quantize(m, "int4", scheme="symmetric",
-                                         granularity=fq.PerGroup(128)),
-            "numpy": numpy_int4_group128}))
+    row = {"fastq": lambda: fq.quantize(m, "int4", scheme="symmetric",
+                                        granularity=fq.PerGroup(128, axis=axis)),
+           "numpy": numpy_int4}
+    if torch is not None:
+        mt = torch.from_numpy(m)
+
+        def torch_int4():
+            g = mt.movedim(axis, -1).reshape(-1, 128)
+            s = g.abs().amax(dim=1, keepdim=True) / 7
+            q = torch.clamp(torch.round(g / s), -8, 7).to(torch.int8).reshape(-1)
+            return (q[0::2] & 15) | (q[1::2] << 4)
+        row["torch"] = torch_int4
+    return (f"quantize int4 group-128 symmetric (packed) axis {axis}", 4.5 * m.size, row)
+
+
+def _dequantize_case(fq, m, torch, ort):
     qt = fq.quantize(m, "int8", scale=np.float32(0.02))
     row = {"fastq": lambda: fq.dequantize(qt),
            "numpy": lambda: qt.data.astype(np.float32) * np.float32(0.02)}
-    out.append(("dequantize per-tensor int8", 5 * n, row))
-    return out
+    if torch is not None:
+        tq = torch.quantize_per_tensor(torch.from_numpy(m), 0.02, 0, torch.qint8)
+        row["torch"] = tq.dequantize
+    if ort is not None:
+        _, helper, T = ort
+        sess = _ort_session(ort, [helper.make_node("DequantizeLinear", ["q", "s"], ["y"])],
+                            [helper.make_tensor_value_info("q", T.INT8, [None, None]),
+                             helper.make_tensor_value_info("s", T.FLOAT, [])],
+                            [helper.make_tensor_value_info("y", T.FLOAT, [None, None])])
+        feed = {"q": qt.data, "s": np.array(np.float32(0.02))}
+        row["onnxruntime"] = lambda: sess.run(None, feed)
+    return "dequantize per-tensor int8", 5 * m.size, row
 
 
 def _copy_roof(nbytes):

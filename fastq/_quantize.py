@@ -39,11 +39,16 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
     """
     job = _Job(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
     scale, zero_point = job.qparams(scale, zero_point)
-    codes = job.empty(job.code_dtype)
+    if job.bits < 8:  # packed by the quantize pass itself
+        nbytes = -(-job.size * job.bits // 8)
+        data = _device.empty(nbytes, np.uint8) if job.on_gpu else np.empty(nbytes, np.uint8)
+        out = data
+    else:
+        data = job.empty(job.code_dtype)
+        out = data.reshape(job.view[0])
     if job.size:
         job.check_nan(job.kernels.quantize(job.x3, job.view[1], *job.grids(scale, zero_point),
-                                           job.qmin, job.qmax, codes.reshape(job.view[0])))
-    data = pack_codes(codes, job.bits) if job.bits < 8 else codes
+                                           job.qmin, job.qmax, job.bits, out))
     return job.result(QTensor(data, dtype, scale, zero_point, job.shape, job.granularity))
 
 

@@ -6,6 +6,7 @@ The exhaustive sweeps (all 16-bit patterns, all 2**32 float32 patterns) are in
 import concurrent.futures
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -114,6 +115,21 @@ def beyond_max(x, dtype):
 def test_comparisons(src, dst, rounding):
     x = sample(src)
     assert_same_bits(fq.cast(x, dst, rounding=rounding), COMPARISONS[(src, dst, rounding)](x), x)
+
+
+def test_native_float16_kernel_equals_integer_kernel():
+    """float32 -> float16 half-to-even runs on the conversion instruction where the CPU has
+    one (F16C); the integer kernel (and so the CUDA twin) must give the same bits."""
+    from fastq import _formats as F
+    from fastq._cpu import cast as K
+    x = sample("float32")
+    params, sub_scale = F.encode_params(F.FORMATS["float32"], F.FORMATS["float16"], False)
+    native, integer = np.empty(x.size, np.uint16), np.empty(x.size, np.uint16)
+    K.encode(x, native, params, sub_scale, 3, 0)
+    K.encode(x, integer, params, sub_scale, 1, 0)
+    assert np.array_equal(native, integer)
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert K.native_float16() == ("f16c" in open("/proc/cpuinfo").read())
 
 
 @pytest.mark.parametrize("src,dst", [("float32", "float16"), ("float64", "float16"),

@@ -85,6 +85,23 @@ def test_partial_last_group_and_block():
     assert np.asarray(qt.scale).shape == (2, 4)
 
 
+@pytest.mark.parametrize("dtype", ["int4", "uint2"])
+@pytest.mark.parametrize("shape,granularity", [
+    ((2 * 65536 + 3,), "tensor"),               # one long row, split, with a tail
+    ((301, 257), ("channel", 1)),               # odd rows: chunks start on byte bounds
+    ((257, 301), ("channel", 0)),
+    ((130, 1001), ("group", 7, -1)),            # partial last group in each row
+    ((999, 131), ("group", 128, 0)),
+    ((66, 2, 515), ("block", (4, 2, 65))),
+])
+def test_packed_in_the_quantize_pass(dtype, shape, granularity):
+    """4/2-bit codes are packed by the parallel quantize pass itself; bytes shared by two
+    rows, groups or chunks come out whole."""
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    check(x, dtype, granularity)
+    check(x, dtype, granularity, scheme="symmetric")
+
+
 def test_all_zero_channel():
     x = X.copy()
     x[2] = 0

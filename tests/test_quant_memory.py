@@ -1,8 +1,8 @@
 """Peak memory of a quantize stays near input + output: no temporary the size of x.
 
 NumPy reports its allocations to tracemalloc, so the traced peak is what fastq allocates
-beyond the input.  4- and 2-bit quantization still goes through an unpacked int8 code
-buffer (n bytes, a quarter of a float32 input) before packing: bounded here, as known.
+beyond the input.  4- and 2-bit codes are packed in the quantize pass (a block of
+codes per chunk in cache), so they too allocate only their packed output.
 """
 import tracemalloc
 
@@ -36,10 +36,14 @@ def test_quantize_allocates_only_its_output(kwargs):
     assert peak <= qt.nbytes + MIB // 4
 
 
-def test_packed_quantize_bound():
-    qt, peak = peak_of(lambda: fq.quantize(X, "int4", scheme="symmetric",
-                                            granularity=fq.PerGroup(128)))
-    assert peak <= qt.nbytes + X.size + MIB // 4  # the unpacked code buffer
+@pytest.mark.parametrize("kwargs", [
+    dict(dtype="int4", scheme="symmetric", granularity=fq.PerGroup(128)),
+    dict(dtype="uint4"), dict(dtype="int2", granularity=fq.PerChannel(1)),
+])
+def test_packed_quantize_allocates_only_its_output(kwargs):
+    qt, peak = peak_of(lambda: fq.quantize(X, **kwargs))
+    assert qt.data.nbytes == X.size * int(qt.dtype[-1]) // 8
+    assert peak <= qt.data.nbytes + MIB // 4
 
 
 def test_dequantize_allocates_only_its_output():

@@ -110,3 +110,15 @@ def prefetch_ahead(a, start, block):
     step = max(64 // a.itemsize, 1)
     for j in range(start + 4 * block, min(start + 5 * block, a.size), step):
         prefetch(a, j)
+
+
+@intrinsic
+def float16_bits(typingctx, x):
+    """The IEEE binary16 bits (uint16) of the float32 ``x``, rounded half to even by the
+    CPU's conversion instruction (x86 F16C ``vcvtps2ph``; only where it exists: see
+    ``fastq._cpu.cast.native_float16``).  NaNs come out quiet, unlike NumPy's."""
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+        return types.uint16(x), codegen
+    return None

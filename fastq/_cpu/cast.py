@@ -20,14 +20,17 @@ fraction, resolved to 2**-W.  ``r`` for element ``i`` (C order) is a pure functi
 ``lowbias32(lo32(i) ^ k2)``, where ``k1, k2 = stream_keys(key, hi32(i))``.  Thread count,
 chunking and backend therefore never change the result.
 """
+import functools
+import platform
+
 import numpy as np
-from numba import njit, prange
+from numba import config, njit, prange
 
 from .. import _formats as F
 from .._threads import parallel_region
 from ._parallel import BLOCK, SERIAL_BELOW, chunk_bounds, n_chunks
-from ._word import (add, as_bits, as_float, band, bit_width, bor, bxor, like, mul,
-                    prefetch_ahead, shl, shr, sub)
+from ._word import (add, as_bits, as_float, band, bit_width, bor, bxor, float16_bits, like,
+                    mul, prefetch_ahead, shl, shr, sub)
 
 U64 = np.uint64
 
@@ -73,6 +76,25 @@ def _encode_slice(src_u, dst, p, sub_scale, rne):
             nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
             code = nan if a > inf_bits else code
             dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
+
+
+@njit(cache=True)
+def _encode_native16_slice(src_f, dst, p):
+    """float32 -> float16, half to even, by the conversion instruction; NaNs as NumPy."""
+    src_u = src_f.view(np.uint32)
+    inf_bits, nan_base, nan_mask = p[F.E_INF_BITS], p[F.E_NAN_BASE], p[F.E_NAN_MASK]
+    s, nan_min, abs_mask = p[F.E_SHIFT], p[F.E_NAN_MIN], p[F.E_ABS_MASK]
+    sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
+    for start in range(0, src_u.size, BLOCK):
+        prefetch_ahead(src_u, start, BLOCK)
+        src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        f_b = src_f[start:start + BLOCK]
+        for i in range(src_b.size):
+            b = src_b[i]
+            a = band(b, abs_mask)
+            nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
+            nan = np.uint16(bor(nan, band(shr(b, sign_shift), sign_bit)))
+            dst_b[i] = nan if a > inf_bits else float16_bits(f_b[i])
 
 
 @njit(cache=True)
@@ -142,6 +164,13 @@ def _encode_parallel(src_u, dst, p, sub_scale, rne, nchunks):
 
 
 @njit(parallel=True, cache=True)
+def _encode_native16_parallel(src_f, dst, p, nchunks):
+    for c in prange(nchunks):
+        start, stop = chunk_bounds(src_f.size, c, nchunks)
+        _encode_native16_slice(src_f[start:stop], dst[start:stop], p)
+
+
+@njit(parallel=True, cache=True)
 def _encode_stochastic_parallel(src_u, dst, p, key, nchunks):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src_u.size, c, nchunks)
@@ -159,11 +188,18 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
     """Round the 1-D contiguous float array ``src_f`` into the bits ``dst`` (1-D, same size).
 
     ``params`` has the dtype of ``src_f``'s bits; ``rounding``: 0 truncate,
-    1 nearest-even, 2 stochastic with the 64-bit ``key``.
+    1 nearest-even, 2 stochastic with the 64-bit ``key``, 3 nearest-even from float32
+    to IEEE float16 without saturation, where the CPU's conversion instruction may do it.
     """
     src_u = src_f.view(params.dtype)
     n = src_u.size
-    if rounding == 2:
+    if rounding == 3 and native_float16():
+        if n < SERIAL_BELOW:
+            _encode_native16_slice(src_f, dst, params)
+        else:
+            with parallel_region():
+                _encode_native16_parallel(src_f, dst, params, n_chunks(n))
+    elif rounding == 2:
         if n < SERIAL_BELOW:
             _encode_stochastic_slice(src_u, dst, params, key, 0)
         else:
@@ -174,6 +210,17 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
     else:
         with parallel_region():
             _encode_parallel(src_u, dst, params, sub_scale, bool(rounding), n_chunks(n))
+
+
+@functools.cache
+def native_float16():
+    """Whether compiled code converts float32 to float16 with one instruction that rounds
+    exactly as the integer kernel does: x86 with F16C, when Numba compiles for this CPU.
+    (Elsewhere LLVM would call a soft-float routine Numba may not link.)"""
+    import llvmlite.binding as llvm
+    return (platform.machine().lower() in ("x86_64", "amd64")
+            and config.CPU_NAME in (None, "host") and not config.CPU_FEATURES
+            and bool(llvm.get_host_cpu_features().get("f16c")))
 
 
 def decode(src, dst, params, sub_magic):

@@ -59,6 +59,25 @@ def pack_codes(codes, bits, out):
 
 
 @njit(cache=True)
+def pack_at(codes, start, bits, out):
+    """Pack ``codes``, the codes of flat indices ``start, start + 1, ...``, into ``out``.
+
+    A first byte shared with the codes before ``start`` (``start`` not on a byte
+    boundary) gets its fields ORed in: those codes must be packed already.  The rest is
+    written whole by :func:`pack_codes`, a partial last byte padded with zero bits (the
+    codes after it are ORed in later).  Lets a kernel pack codes block by block.
+    """
+    per = 8 // bits
+    mask = U8((1 << bits) - 1)
+    head = min((per - start % per) % per, codes.size)
+    for k in range(head):
+        i = start + k
+        field = shl(band(U8(codes[k]), mask), U8(i % per * bits))
+        out[i // per] = bor(out[i // per], field)
+    pack_codes(codes[head:], bits, out[(start + head) // per:])
+
+
+@njit(cache=True)
 def _unpack_full(packed, bits, half, out):
     """Expand every byte of ``packed`` into ``8 // bits`` codes of ``out`` (uint8 view)."""
     mask = U8((1 << bits) - 1)

@@ -8,8 +8,11 @@ Backend interface (the CUDA twin ``fastq/_cuda/quant.py`` keeps these names):
   grid shape ``(ceil(P/bp), ceil(K/bk), ceil(Q/bq))``.  It reduces order-preserving
   uint32 keys of the bits (float min/max do not vectorize); NaN and ±inf show up as keys
   at or beyond those of ±inf, and only then an exact float pass over finite values runs.
-* ``quantize(x3, blocks, scale3, zero3, qmin, qmax, out3) -> has_nan``: ``clip(rint(x / s) + z,
-  qmin, qmax)`` with a true float32 division and round-half-even; NaN codes as ``z``.
+* ``quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out) -> has_nan``:
+  ``clip(rint(x / s) + z, qmin, qmax)`` with a true float32 division and round-half-even;
+  NaN codes as ``z``.  ``out`` is the codes ``(P, K, Q)`` for 8/16 bits, or for 4/2 bits
+  the packed bytes (1-D, ``ceil(n * bits / 8)``, ``fastq._cpu.pack`` layout), packed in
+  the same pass from a block of codes still in cache.
 * ``fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3) -> has_nan``: the same, then
   ``(q - z) * s`` in float32, written as float32 (no code array).
 * ``dequantize(codes3, blocks, scale3, zero3, out3)``: ``(q - z) * s`` in float32.
@@ -18,12 +21,15 @@ Backend interface (the CUDA twin ``fastq/_cuda/quant.py`` keeps these names):
 Rows ``(p, k)`` are contiguous runs of Q elements; work is split over rows (quantize)
 or over block rows (minmax), so the input is read in memory order whatever the axis.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
 from .._threads import parallel_region
 from ._parallel import BLOCK, SERIAL_BELOW
 from ._word import bor, bxor, prefetch_ahead, shr, sub
+from .pack import pack_at
 
 
 KEY_POS_INF = np.uint32(0xFF800000)  # order key of +inf; NaN keys lie beyond ±inf's
@@ -167,6 +173,52 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
     return nan
 
 
+@njit(cache=True, error_model="numpy")
+def _quantize_packed_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, bits, base, r0, r1,
+                          scratch, out):
+    """``_quantize_rows`` for 4/2-bit codes: each block of at most ``BLOCK`` codes goes
+    through ``scratch`` (in cache) into the packed bytes ``out``, whose flat index of
+    ``x3[0, 0, 0]`` is ``base``.  Rows ``r0..r1`` must start on a byte boundary."""
+    K, Q = x3.shape[1], x3.shape[2]
+    nan = False
+    for r in range(r0, r1):
+        p, k = r // K, r % K
+        row = x3[p, k]
+        srow, zrow = scale3[p // bp, k // bk], zero3[p // bp, k // bk]
+        step = BLOCK if bq == 1 else min(bq, BLOCK)
+        for b in range(srow.size if bq > 1 else 1):
+            seg = row[b * bq:b * bq + bq] if bq > 1 else row
+            for start in range(0, seg.size, step):
+                xs = seg[start:start + step]
+                cs = scratch[:xs.size]
+                if bq == 1:  # one parameter per column
+                    ss, zs = srow[start:start + step], zrow[start:start + step]
+                    for j in range(xs.size):
+                        nan |= xs[j] != xs[j]
+                        cs[j] = _code(xs[j], ss[j], zs[j], qmin, qmax)
+                else:
+                    s, z = srow[b], zrow[b]
+                    for j in range(xs.size):
+                        nan |= xs[j] != xs[j]
+                        cs[j] = _code(xs[j], s, z, qmin, qmax)
+                pack_at(cs, base + r * Q + b * bq + start, bits, out)
+    return nan
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _quantize_packed_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, bits, base, align,
+                              scratch, out):
+    """Chunks of rows whose first row starts on a byte boundary (a multiple of ``align``)."""
+    rows, nchunks = x3.shape[0] * x3.shape[1], scratch.shape[0]
+    nan = np.zeros(nchunks, np.bool_)
+    for c in prange(nchunks):
+        r0 = c * rows // nchunks // align * align
+        r1 = rows if c == nchunks - 1 else (c + 1) * rows // nchunks // align * align
+        nan[c] = _quantize_packed_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, bits, base,
+                                       r0, r1, scratch[c], out)
+    return nan.any()
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, nchunks):
     rows = x3.shape[0] * x3.shape[1]
@@ -247,9 +299,35 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, out3):
     return _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, 0, rows, out3)
 
 
-def quantize(x3, blocks, scale3, zero3, qmin, qmax, out3):
+def _quantize_packed(x3, blocks, scale3, zero3, qmin, qmax, bits, out):
+    """4/2-bit codes packed in the quantize pass: one scratch block per chunk."""
+    qmin, qmax = np.float32(qmin), np.float32(qmax)
+    code_dtype = np.int8 if qmin < 0 else np.uint8
+    parts = [(x3, blocks, 0)]
+    if _long_row(x3, blocks):  # (cut rows are whole bytes: 2**14 codes)
+        x_head, x_tail, b_head, b_tail = _as_rows(x3, blocks)
+        parts = [(x_head, b_head, 0), (x_tail, b_tail, x_head.size)]
+    nan = False
+    for x, (bp, bk, bq), base in parts:
+        rows, nchunks = _split(x)
+        Q, per = x.shape[2], 8 // bits
+        if nchunks:
+            scratch = np.empty((nchunks, BLOCK), code_dtype)
+            with parallel_region():
+                nan |= _quantize_packed_parallel(x, bp, bk, bq, scale3, zero3, qmin, qmax,
+                                                 bits, base, per // math.gcd(Q, per),
+                                                 scratch, out)
+        elif x.size:
+            nan |= _quantize_packed_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, bits, base,
+                                         0, rows, np.empty(BLOCK, code_dtype), out)
+    return nan
+
+
+def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out):
     """See the module docstring.  Returns whether a NaN was met."""
-    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, out3))
+    if bits < 8:
+        return bool(_quantize_packed(x3, blocks, scale3, zero3, qmin, qmax, bits, out))
+    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, out))
 
 
 def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3):

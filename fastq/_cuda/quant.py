@@ -25,6 +25,7 @@ from numba import cuda
 from .. import _device
 from . import launch2
 from .cast import _rint
+from .pack import pack_into
 
 U64 = np.uint64
 KEY_POS_INF = 0xFF800000  # order key of +inf; NaN keys lie beyond the keys of ±inf
@@ -160,9 +161,15 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, out3):
     return bool(nan.copy_to_host()[0])
 
 
-def quantize(x3, blocks, scale3, zero3, qmin, qmax, out3):
-    """See ``fastq._cpu.quant``.  Returns whether a NaN was met."""
-    return _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, out3)
+def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out):
+    """See ``fastq._cpu.quant``.  Returns whether a NaN was met.  4/2-bit codes go through
+    a device code array, then ``fastq._cuda.pack.pack_into`` (two kernels, same bytes)."""
+    if bits >= 8:
+        return _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, out)
+    codes = _device.empty(x3.shape, np.int8 if qmin < 0 else np.uint8)
+    nan = _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, codes)
+    pack_into(codes.reshape(codes.size), bits, out)
+    return nan
 
 
 def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3):
