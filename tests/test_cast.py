@@ -118,8 +118,8 @@ def test_comparisons(src, dst, rounding):
 
 
 def test_native_float16_kernel_equals_integer_kernel():
-    """float32 -> float16 half-to-even runs on the conversion instruction where the CPU has
-    one (F16C); the integer kernel (and so the CUDA twin) must give the same bits."""
+    """float32 <-> float16 (half to even) run on the conversion instructions where the CPU
+    has them (F16C); the integer kernels (and so the CUDA twins) give the same bits."""
     from fastq import _formats as F
     from fastq._cpu import cast as K
     x = sample("float32")
@@ -127,6 +127,12 @@ def test_native_float16_kernel_equals_integer_kernel():
     native, integer = np.empty(x.size, np.uint16), np.empty(x.size, np.uint16)
     K.encode(x, native, params, sub_scale, 3, 0)
     K.encode(x, integer, params, sub_scale, 1, 0)
+    assert np.array_equal(native, integer)
+    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)  # and back: every pattern
+    params, sub_magic = F.decode_params(F.FORMATS["float16"], F.FORMATS["float32"])
+    native, integer = np.empty(h.size, np.uint32), np.empty(h.size, np.uint32)
+    K.decode(h, native, params, sub_magic)
+    K._decode_slice(h, integer, params, sub_magic)
     assert np.array_equal(native, integer)
     if platform.machine() in ("x86_64", "AMD64"):
         assert K.native_float16() == ("f16c" in open("/proc/cpuinfo").read())

@@ -122,3 +122,14 @@ def float16_bits(typingctx, x):
             return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
         return types.uint16(x), codegen
     return None
+
+
+@intrinsic
+def float16_value(typingctx, h):
+    """The float32 value of the IEEE binary16 bits ``h`` (uint16), widened by the CPU's
+    conversion instruction (exact; x86 F16C ``vcvtph2ps``).  NaNs come out quiet."""
+    if isinstance(h, types.Integer) and h.bitwidth == 16:
+        def codegen(context, builder, sig, args):
+            return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+        return types.float32(h), codegen
+    return None

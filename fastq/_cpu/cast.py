@@ -29,8 +29,8 @@ from numba import config, njit, prange
 from .. import _formats as F
 from .._threads import parallel_region
 from ._parallel import BLOCK, SERIAL_BELOW, chunk_bounds, n_chunks
-from ._word import (add, as_bits, as_float, band, bit_width, bor, bxor, float16_bits, like,
-                    mul, prefetch_ahead, shl, shr, sub)
+from ._word import (add, as_bits, as_float, band, bit_width, bor, bxor, float16_bits,
+                    float16_value, like, mul, prefetch_ahead, shl, shr, sub)
 
 U64 = np.uint64
 
@@ -156,6 +156,30 @@ def _decode_slice(src, dst, p, sub_magic):
             dst_b[i] = bor(bits, shl(band(h, sign_mask), sign_shift))
 
 
+@njit(cache=True)
+def _decode_native16_slice(src, dst, p):
+    """float16 -> float32 bits by the conversion instruction; inf and NaN as NumPy (the
+    payload shifted up, a signaling NaN kept signaling)."""
+    shift, special_min, exp_all = p[F.D_SHIFT], p[F.D_SPECIAL_MIN], p[F.D_EXP_ALL]
+    abs_mask, sign_mask, sign_shift = p[F.D_ABS_MASK], p[F.D_SIGN_MASK], p[F.D_SIGN_SHIFT]
+    for start in range(0, src.size, BLOCK):
+        prefetch_ahead(src, start, BLOCK)
+        src_b, dst_b = src[start:start + BLOCK], dst[start:start + BLOCK]
+        for i in range(src_b.size):
+            h = src_b[i]
+            w = like(shift, h)
+            a = band(w, abs_mask)
+            special = bor(bor(shl(a, shift), exp_all), shl(band(w, sign_mask), sign_shift))
+            dst_b[i] = special if a >= special_min else as_bits(float16_value(h))
+
+
+@njit(parallel=True, cache=True)
+def _decode_native16_parallel(src, dst, p, nchunks):
+    for c in prange(nchunks):
+        start, stop = chunk_bounds(src.size, c, nchunks)
+        _decode_native16_slice(src[start:stop], dst[start:stop], p)
+
+
 @njit(parallel=True, cache=True)
 def _encode_parallel(src_u, dst, p, sub_scale, rne, nchunks):
     for c in prange(nchunks):
@@ -226,7 +250,15 @@ def native_float16():
 def decode(src, dst, params, sub_magic):
     """Widen the 1-D bits ``src`` exactly into the bits ``dst`` (1-D, same size)."""
     n = src.size
-    if n < SERIAL_BELOW:
+    # IEEE float16 -> float32 (the only 16-bit source 13 mantissa bits short of float32)
+    if (src.dtype == np.uint16 and dst.dtype == np.uint32 and params[F.D_SHIFT] == 13
+            and native_float16()):
+        if n < SERIAL_BELOW:
+            _decode_native16_slice(src, dst, params)
+        else:
+            with parallel_region():
+                _decode_native16_parallel(src, dst, params, n_chunks(n))
+    elif n < SERIAL_BELOW:
         _decode_slice(src, dst, params, sub_magic)
     else:
         with parallel_region():
