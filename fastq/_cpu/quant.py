@@ -158,7 +158,10 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
             for j in range(row.size):
                 nan |= row[j] != row[j]
                 q = _code(row[j], srow[j], zrow[j], qmin, qmax)
-                out[j] = (q - zrow[j]) * srow[j] if fake else q
+                if fake:
+                    out[j] = (q - zrow[j]) * srow[j]
+                else:
+                    out[j] = np.int32(q)  # (a direct float -> int8 store is 15% slower)
             continue
         for b in range(srow.size):
             s, z = srow[b], zrow[b]
@@ -169,7 +172,10 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
                 for j in range(xs.size):
                     nan |= xs[j] != xs[j]
                     q = _code(xs[j], s, z, qmin, qmax)
-                    os_[j] = (q - z) * s if fake else q
+                    if fake:
+                        os_[j] = (q - z) * s
+                    else:
+                        os_[j] = np.int32(q)
     return nan
 
 
@@ -195,12 +201,12 @@ def _quantize_packed_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, bits, base,
                     ss, zs = srow[start:start + step], zrow[start:start + step]
                     for j in range(xs.size):
                         nan |= xs[j] != xs[j]
-                        cs[j] = _code(xs[j], ss[j], zs[j], qmin, qmax)
+                        cs[j] = np.int32(_code(xs[j], ss[j], zs[j], qmin, qmax))
                 else:
                     s, z = srow[b], zrow[b]
                     for j in range(xs.size):
                         nan |= xs[j] != xs[j]
-                        cs[j] = _code(xs[j], s, z, qmin, qmax)
+                        cs[j] = np.int32(_code(xs[j], s, z, qmin, qmax))
                 pack_at(cs, base + r * Q + b * bq + start, bits, out)
     return nan
 
