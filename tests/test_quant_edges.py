@@ -91,6 +91,8 @@ def test_partial_last_group_and_block():
     ((301, 257), ("channel", 1)),               # odd rows: chunks start on byte bounds
     ((257, 301), ("channel", 0)),
     ((130, 1001), ("group", 7, -1)),            # partial last group in each row
+    ((512, 256), ("group", 32, -1)),            # whole groups: one group per view row
+    ((6, 64), ("group", 16, -1)),
     ((999, 131), ("group", 128, 0)),
     ((66, 2, 515), ("block", (4, 2, 65))),
 ])

@@ -104,12 +104,18 @@ def prefetch(typingctx, a, i):
     return None
 
 
+@njit(cache=True, inline="always")
+def prefetch_span(a, start, n):
+    """Prefetch ``a[start:start + n]`` (clipped to ``a``), one call per 64-byte line."""
+    step = max(64 // a.itemsize, 1)
+    for j in range(start, min(start + n, a.size), step):
+        prefetch(a, j)
+
+
 @njit(cache=True)
 def prefetch_ahead(a, start, block):
-    """Prefetch ``a[start + 4 * block : start + 5 * block]``, one call per 64-byte line."""
-    step = max(64 // a.itemsize, 1)
-    for j in range(start + 4 * block, min(start + 5 * block, a.size), step):
-        prefetch(a, j)
+    """Prefetch ``a[start + 4 * block : start + 5 * block]``: the block 4 blocks ahead."""
+    prefetch_span(a, start + 4 * block, block)
 
 
 @intrinsic
@@ -132,4 +138,27 @@ def float16_value(typingctx, h):
         def codegen(context, builder, sig, args):
             return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
         return types.float32(h), codegen
+    return None
+
+
+@intrinsic
+def unmanaged(typingctx, a):
+    """``a`` without its reference count (meminfo and parent NULL).
+
+    Every view Numba makes of an array (``a[i]`` of a 2-D array, a slice) increments and
+    later decrements the owner's reference count with atomic instructions, which in a
+    loop over short rows costs more than the arithmetic (and threads slicing the same
+    array fight over that cache line).  Views of an unmanaged array skip both.  ``a``
+    must outlive everything made from it: use it on kernel arguments only.
+    """
+    if isinstance(a, types.Array):
+        def codegen(context, builder, sig, args):
+            src = context.make_array(sig.args[0])(context, builder, args[0])
+            dst = context.make_array(sig.return_type)(context, builder)
+            for field in ("data", "shape", "strides", "itemsize", "nitems"):
+                setattr(dst, field, getattr(src, field))
+            dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
+            dst.parent = cgutils.get_null_value(dst.parent.type)
+            return dst._getvalue()
+        return a(a), codegen
     return None

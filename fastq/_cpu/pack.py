@@ -22,7 +22,7 @@ from ._word import band, bor, bxor, shl, shr, sub
 U8 = np.uint8
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _pack_full(codes, bits, out):
     """Fill every byte of ``out`` from ``out.size * (8 // bits)`` codes (bits 4 or 2)."""
     mask = U8((1 << bits) - 1)
@@ -39,15 +39,15 @@ def _pack_full(codes, bits, out):
             out[j] = bor(b, shl(U8(codes[4 * j + 3]), U8(6)))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pack_codes(codes, bits, out):
     """Pack the 1-D ``codes`` (int8/uint8, in range) into ``out`` (uint8, ceil(n*bits/8)).
 
     ``bits`` is 4 or 2; the first code goes to the low bits, a partial last byte is
     padded with zero bits.  No range check: out-of-range codes are masked to ``bits``.
     """
-    per = 8 // bits
-    full = codes.size // per
+    per, lg = (2, 1) if bits == 4 else (4, 2)  # (shifts, not divisions: called per block)
+    full = codes.size >> lg
     _pack_full(codes[:full * per], bits, out[:full])
     rest = codes.size - full * per
     if rest > 0:
@@ -58,7 +58,7 @@ def pack_codes(codes, bits, out):
         out[full] = b
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pack_at(codes, start, bits, out):
     """Pack ``codes``, the codes of flat indices ``start, start + 1, ...``, into ``out``.
 
@@ -67,14 +67,14 @@ def pack_at(codes, start, bits, out):
     written whole by :func:`pack_codes`, a partial last byte padded with zero bits (the
     codes after it are ORed in later).  Lets a kernel pack codes block by block.
     """
-    per = 8 // bits
+    per, lg = (2, 1) if bits == 4 else (4, 2)
     mask = U8((1 << bits) - 1)
-    head = min((per - start % per) % per, codes.size)
+    head = min((per - (start & (per - 1))) & (per - 1), codes.size)
     for k in range(head):
         i = start + k
-        field = shl(band(U8(codes[k]), mask), U8(i % per * bits))
-        out[i // per] = bor(out[i // per], field)
-    pack_codes(codes[head:], bits, out[(start + head) // per:])
+        field = shl(band(U8(codes[k]), mask), U8((i & (per - 1)) * bits))
+        out[i >> lg] = bor(out[i >> lg], field)
+    pack_codes(codes[head:], bits, out[(start + head) >> lg:])
 
 
 @njit(cache=True)

@@ -28,49 +28,103 @@ from numba import njit, prange
 
 from .._threads import parallel_region
 from ._parallel import BLOCK, SERIAL_BELOW
-from ._word import bor, bxor, prefetch_ahead, shr, sub
+from ._word import bor, bxor, prefetch_span, shr, sub, unmanaged
 from .pack import pack_at
 
 
 KEY_POS_INF = np.uint32(0xFF800000)  # order key of +inf; NaN keys lie beyond ±inf's
 KEY_NEG_INF = np.uint32(0x007FFFFF)
+AHEAD = 4 * BLOCK  # prefetch distance in elements (8 KB of float32)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _key(u):
     """Order-preserving uint32 key of float32 bits: key(a) < key(b) iff a < b."""
     return bxor(u, bor(sub(np.uint32(0), shr(u, np.uint32(31))), np.uint32(0x80000000)))
 
 
 @njit(cache=True)
-def _key_rows(u3, bp, bk, bq, pb, kb0, kb1, kmin, kmax):
-    """Key min/max over the rows of block-row ``pb`` and k-blocks ``kb0..kb1``."""
+def _key_items(u3, bp, bk, bq, w0, w1, kmin, kmax):
+    """Key min/max of work items ``w0..w1``; item ``w = (split, pb, kb)`` is part
+    ``split`` of the rows of block ``(pb, kb)``, into ``kmin[split, pb, kb]``.
+
+    Rows go in pieces of at most ``BLOCK`` elements, prefetched ``AHEAD`` elements
+    ahead in the flat array (rows and groups may be short)."""
+    u3, kmin, kmax = unmanaged(u3), unmanaged(kmin), unmanaged(kmax)
+    nsplit, Pb, Kb = kmin.shape[0], kmin.shape[1], kmin.shape[2]
     P, K, Q = u3.shape
-    for p in range(pb * bp, min(pb * bp + bp, P)):
-        for k in range(kb0 * bk, min(kb1 * bk, K)):
-            row = u3[p, k]
-            lo, hi = kmin[pb, k // bk], kmax[pb, k // bk]
-            if bq == 1:  # one range per column: elementwise, vectorizes
-                for j in range(row.size):
-                    key = _key(row[j])
-                    lo[j] = min(lo[j], key)
-                    hi[j] = max(hi[j], key)
-                continue
-            for j in range(lo.size):
-                seg = row[j * bq:j * bq + bq]
-                mn, mx = lo[j], hi[j]
-                for i in range(seg.size):
-                    key = _key(seg[i])
-                    mn = min(mn, key)
-                    mx = max(mx, key)
-                lo[j], hi[j] = mn, mx
+    flat = u3.reshape(u3.size)
+    step = BLOCK if bq == 1 else min(bq, BLOCK)
+    sp, pb, kb = w0 // (Pb * Kb), w0 // Kb % Pb, w0 % Kb
+    for _ in range(w0, w1):  # (counters, not divisions: items can be a few dozen bytes)
+        k0, k1 = kb * bk, min(kb * bk + bk, K)
+        if nsplit > 1:
+            k0, k1 = kb * bk + sp * bk // nsplit, min(kb * bk + (sp + 1) * bk // nsplit, K)
+        lo, hi = kmin[sp, pb, kb], kmax[sp, pb, kb]
+        for p in range(pb * bp, min(pb * bp + bp, P)):
+            for k in range(k0, k1):
+                row, off = u3[p, k], (p * K + k) * Q
+                for g in range(lo.size if bq > 1 else 1):
+                    seg = row[g * bq:g * bq + bq] if bq > 1 else row
+                    mn, mx = lo[g], hi[g]
+                    for start in range(0, seg.size, step):
+                        prefetch_span(flat, off + g * bq + start + AHEAD, step)
+                        us = seg[start:start + step]
+                        if bq == 1:  # one range per column: elementwise, vectorizes
+                            ls, hs = lo[start:start + step], hi[start:start + step]
+                            for j in range(us.size):
+                                key = _key(us[j])
+                                ls[j] = min(ls[j], key)
+                                hs[j] = max(hs[j], key)
+                        else:
+                            for j in range(us.size):
+                                key = _key(us[j])
+                                mn = min(mn, key)
+                                mx = max(mx, key)
+                    if bq > 1:
+                        lo[g], hi[g] = mn, mx
+        kb += 1
+        if kb == Kb:
+            kb, pb = 0, pb + 1
+            if pb == Pb:
+                pb, sp = 0, sp + 1
+
+
+@njit(cache=True)
+def _key_groups(u, G, g0, g1, kmin, kmax):
+    """Key min/max of the groups ``g0..g1`` of ``G`` consecutive elements of the flat
+    ``u`` (a view whose every row is one group: blocks ``(1, 1, Q)``)."""
+    u, kmin, kmax = unmanaged(u), unmanaged(kmin), unmanaged(kmax)
+    step = min(G, BLOCK)
+    for g in range(g0, g1):
+        mn, mx = np.uint32(0xFFFFFFFF), np.uint32(0)
+        for start in range(g * G, g * G + G, step):
+            prefetch_span(u, start + AHEAD, step)
+            us = u[start:start + step]
+            for j in range(us.size):
+                key = _key(us[j])
+                mn = min(mn, key)
+                mx = max(mx, key)
+        kmin[g], kmax[g] = mn, mx
+
+
+@njit(parallel=True, cache=True)
+def _key_groups_parallel(u, G, kmin, kmax):
+    n = kmin.size
+    nchunks = min(n, 64)
+    for c in prange(nchunks):
+        _key_groups(u, G, c * n // nchunks, (c + 1) * n // nchunks, kmin, kmax)
 
 
 @njit(parallel=True, cache=True)
 def _key_parallel(u3, bp, bk, bq, kmin, kmax):
-    Pb, Kb = kmin.shape[0], kmin.shape[1]
-    for w in prange(Pb * Kb):
-        _key_rows(u3, bp, bk, bq, w // Kb, w % Kb, w % Kb + 1, kmin, kmax)
+    """The work items of ``_key_items`` in at most 64 runs: ``kmin[split]`` are partials,
+    so blocks of many rows (a range per column) spread over the threads too."""
+    items = kmin.shape[0] * kmin.shape[1] * kmin.shape[2]
+    nchunks = min(items, 64)
+    for c in prange(nchunks):
+        _key_items(u3, bp, bk, bq, c * items // nchunks, (c + 1) * items // nchunks,
+                   kmin, kmax)
 
 
 @njit(parallel=True, cache=True)
@@ -79,7 +133,7 @@ def _key_flat(u, nchunks, kmin, kmax):
     step = (u.size + nchunks - 1) // nchunks
     for c in prange(nchunks):
         seg = u[c * step:min(c * step + step, u.size)].reshape((1, 1, -1))
-        _key_rows(seg, 1, 1, max(seg.size, 1), 0, 0, 1, kmin[c:c + 1], kmax[c:c + 1])
+        _key_items(seg, 1, 1, max(seg.size, 1), 0, 1, kmin[c:c + 1], kmax[c:c + 1])
 
 
 @njit(cache=True)
@@ -108,20 +162,33 @@ def minmax(x3, blocks, out_min, out_max):
     u3 = x3.view(np.uint32)
     if x3.size >= SERIAL_BELOW and out_min.size == 1:
         nchunks = 64
-        kmin = np.full((nchunks, 1, 1), 0xFFFFFFFF, np.uint32)
-        kmax = np.zeros((nchunks, 1, 1), np.uint32)
+        kmin = np.full((nchunks, 1, 1, 1), 0xFFFFFFFF, np.uint32)
+        kmax = np.zeros((nchunks, 1, 1, 1), np.uint32)
         with parallel_region():
             _key_flat(u3.reshape(-1), nchunks, kmin, kmax)
-        kmin, kmax = kmin.min(axis=0, keepdims=True), kmax.max(axis=0, keepdims=True)
-    else:
-        kmin = np.full(out_min.shape, 0xFFFFFFFF, np.uint32)
-        kmax = np.zeros(out_min.shape, np.uint32)
-        if x3.size >= SERIAL_BELOW and out_min.shape[0] * out_min.shape[1] > 1:
+        kmin, kmax = kmin.min(axis=0), kmax.max(axis=0)
+    elif blocks == (1, 1, x3.shape[2]):  # a group per row (PerGroup on the last axis)
+        kmin = np.empty(out_min.size, np.uint32)
+        kmax = np.empty(out_min.size, np.uint32)
+        if x3.size >= SERIAL_BELOW:
             with parallel_region():
-                _key_parallel(u3, bp, bk, bq, kmin, kmax)
+                _key_groups_parallel(u3.reshape(-1), x3.shape[2], kmin, kmax)
         else:
-            for pb in range(out_min.shape[0]):
-                _key_rows(u3, bp, bk, bq, pb, 0, out_min.shape[1], kmin, kmax)
+            _key_groups(u3.reshape(-1), x3.shape[2], 0, kmin.size, kmin, kmax)
+    elif x3.size >= SERIAL_BELOW:
+        items = out_min.shape[0] * out_min.shape[1]
+        # rows of a block split into partial ranges, which stay under x3.size / 64
+        nsplit = max(1, min(64 // items, bk, x3.size // (64 * out_min.size)))
+        kmin = np.full((nsplit,) + out_min.shape, 0xFFFFFFFF, np.uint32)
+        kmax = np.zeros((nsplit,) + out_min.shape, np.uint32)
+        with parallel_region():
+            _key_parallel(u3, bp, bk, bq, kmin, kmax)
+        kmin, kmax = kmin.min(axis=0), kmax.max(axis=0)
+    else:
+        kmin = np.full((1,) + out_min.shape, 0xFFFFFFFF, np.uint32)
+        kmax = np.zeros((1,) + out_min.shape, np.uint32)
+        _key_items(u3, bp, bk, bq, 0, out_min.shape[0] * out_min.shape[1], kmin, kmax)
+        kmin, kmax = kmin[0], kmax[0]
     has_nan = bool((kmax > KEY_POS_INF).any() or (kmin < KEY_NEG_INF).any())
     has_inf = bool((kmax == KEY_POS_INF).any() or (kmin == KEY_NEG_INF).any())
     if has_nan or has_inf:
@@ -145,115 +212,118 @@ def _code(v, s, z, qmin, qmax):
     return z if q != q else q
 
 
-@njit(cache=True, error_model="numpy")
-def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3):
-    """Quantize rows ``r0..r1`` of the view; returns whether it met a NaN."""
-    K = x3.shape[1]
+@njit(cache=True, error_model="numpy", inline="always")
+def _code_piece(xs, ss, zs, s, z, per_column, qmin, qmax, fake, out):
+    """Codes (or with ``fake`` the dequantized values) of ``xs`` into ``out``; parameters
+    ``ss[j], zs[j]`` per column, else ``s, z``.  Returns whether it met a NaN."""
     nan = False
-    for r in range(r0, r1):
-        p, k = r // K, r % K
-        row, out = x3[p, k], out3[p, k]
-        srow, zrow = scale3[p // bp, k // bk], zero3[p // bp, k // bk]
-        if bq == 1:  # one parameter per column: elementwise, vectorizes
-            for j in range(row.size):
-                nan |= row[j] != row[j]
-                q = _code(row[j], srow[j], zrow[j], qmin, qmax)
-                if fake:
-                    out[j] = (q - zrow[j]) * srow[j]
-                else:
-                    out[j] = np.int32(q)  # (a direct float -> int8 store is 15% slower)
-            continue
-        for b in range(srow.size):
-            s, z = srow[b], zrow[b]
-            seg, oseg = row[b * bq:b * bq + bq], out[b * bq:b * bq + bq]
-            for start in range(0, seg.size, BLOCK):
-                prefetch_ahead(seg, start, BLOCK)
-                xs, os_ = seg[start:start + BLOCK], oseg[start:start + BLOCK]
-                for j in range(xs.size):
-                    nan |= xs[j] != xs[j]
-                    q = _code(xs[j], s, z, qmin, qmax)
-                    if fake:
-                        os_[j] = (q - z) * s
-                    else:
-                        os_[j] = np.int32(q)
+    if per_column:  # elementwise, vectorizes
+        for j in range(xs.size):
+            nan |= xs[j] != xs[j]
+            q = _code(xs[j], ss[j], zs[j], qmin, qmax)
+            if fake:
+                out[j] = (q - zs[j]) * ss[j]
+            else:
+                out[j] = np.int32(q)  # (a direct float -> int8 store is 15% slower)
+    else:
+        for j in range(xs.size):
+            nan |= xs[j] != xs[j]
+            q = _code(xs[j], s, z, qmin, qmax)
+            if fake:
+                out[j] = (q - z) * s
+            else:
+                out[j] = np.int32(q)
     return nan
 
 
 @njit(cache=True, error_model="numpy")
-def _quantize_packed_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, bits, base, r0, r1,
-                          scratch, out):
-    """``_quantize_rows`` for 4/2-bit codes: each block of at most ``BLOCK`` codes goes
-    through ``scratch`` (in cache) into the packed bytes ``out``, whose flat index of
-    ``x3[0, 0, 0]`` is ``base``.  Rows ``r0..r1`` must start on a byte boundary."""
+def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3, bits, base,
+                   scratch, packed):
+    """Quantize rows ``r0..r1`` of the view; returns whether it met a NaN.
+
+    Rows go in pieces of at most ``BLOCK`` elements within one parameter group, the
+    input prefetched ``AHEAD`` elements ahead in the flat array.  8/16-bit codes (or fake
+    values) go to ``out3``; with ``bits`` 4 or 2 each piece's codes go through
+    ``scratch`` (in cache) into the packed bytes ``packed``, where ``x3[0, 0, 0]`` has
+    flat index ``base`` (``r0`` must then start on a byte boundary)."""
+    x3, scale3, zero3 = unmanaged(x3), unmanaged(scale3), unmanaged(zero3)
+    out3, scratch, packed = unmanaged(out3), unmanaged(scratch), unmanaged(packed)
     K, Q = x3.shape[1], x3.shape[2]
+    flat = x3.reshape(x3.size)
+    step = BLOCK if bq == 1 else min(bq, BLOCK)
     nan = False
+    p, k = r0 // K, r0 % K
     for r in range(r0, r1):
-        p, k = r // K, r % K
+        if k == K:
+            p, k = p + 1, 0
         row = x3[p, k]
-        srow, zrow = scale3[p // bp, k // bk], zero3[p // bp, k // bk]
-        step = BLOCK if bq == 1 else min(bq, BLOCK)
-        for b in range(srow.size if bq > 1 else 1):
-            seg = row[b * bq:b * bq + bq] if bq > 1 else row
-            for start in range(0, seg.size, step):
-                xs = seg[start:start + step]
-                cs = scratch[:xs.size]
-                if bq == 1:  # one parameter per column
-                    ss, zs = srow[start:start + step], zrow[start:start + step]
-                    for j in range(xs.size):
-                        nan |= xs[j] != xs[j]
-                        cs[j] = np.int32(_code(xs[j], ss[j], zs[j], qmin, qmax))
+        pb, kb = p if bp == 1 else p // bp, k if bk == 1 else k // bk  # (divisions are slow)
+        srow, zrow = scale3[pb, kb], zero3[pb, kb]
+        for g in range(srow.size if bq > 1 else 1):
+            lo = g * bq if bq > 1 else 0
+            hi = min(lo + bq, Q) if bq > 1 else Q
+            for start in range(lo, hi, step):
+                stop = min(start + step, hi)
+                prefetch_span(flat, r * Q + start + AHEAD, step)
+                xs, ss, zs = row[start:stop], srow[start:stop], zrow[start:stop]
+                if bits < 8:
+                    cs = scratch[:xs.size]
+                    nan |= _code_piece(xs, ss, zs, srow[g], zrow[g], bq == 1, qmin, qmax,
+                                       False, cs)
+                    pack_at(cs, base + r * Q + start, bits, packed)
                 else:
-                    s, z = srow[b], zrow[b]
-                    for j in range(xs.size):
-                        nan |= xs[j] != xs[j]
-                        cs[j] = np.int32(_code(xs[j], s, z, qmin, qmax))
-                pack_at(cs, base + r * Q + b * bq + start, bits, out)
+                    nan |= _code_piece(xs, ss, zs, srow[g], zrow[g], bq == 1, qmin, qmax,
+                                       fake, out3[p, k, start:stop])
+        k += 1
     return nan
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _quantize_packed_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, bits, base, align,
-                              scratch, out):
-    """Chunks of rows whose first row starts on a byte boundary (a multiple of ``align``)."""
+def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, bits, base,
+                       align, scratch, packed):
+    """Chunks of rows, each starting on a multiple of ``align`` rows (a byte boundary of
+    packed codes); one row of ``scratch`` per chunk."""
     rows, nchunks = x3.shape[0] * x3.shape[1], scratch.shape[0]
     nan = np.zeros(nchunks, np.bool_)
     for c in prange(nchunks):
         r0 = c * rows // nchunks // align * align
         r1 = rows if c == nchunks - 1 else (c + 1) * rows // nchunks // align * align
-        nan[c] = _quantize_packed_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, bits, base,
-                                       r0, r1, scratch[c], out)
-    return nan.any()
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, nchunks):
-    rows = x3.shape[0] * x3.shape[1]
-    nan = np.zeros(nchunks, np.bool_)
-    for c in prange(nchunks):
-        nan[c] = _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake,
-                                c * rows // nchunks, (c + 1) * rows // nchunks, out3)
+        nan[c] = _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1,
+                                out3, bits, base, scratch[c], packed)
     return nan.any()
 
 
 @njit(cache=True)
 def _dequantize_rows(c3, bp, bk, bq, scale3, zero3, r0, r1, out3):
-    K = c3.shape[1]
+    """``(q - z) * s`` for rows ``r0..r1``, in pieces as ``_quantize_rows``."""
+    c3, scale3, zero3, out3 = unmanaged(c3), unmanaged(scale3), unmanaged(zero3), \
+        unmanaged(out3)
+    K, Q = c3.shape[1], c3.shape[2]
+    flat = c3.reshape(c3.size)
+    step = BLOCK if bq == 1 else min(bq, BLOCK)
+    p, k = r0 // K, r0 % K
     for r in range(r0, r1):
-        p, k = r // K, r % K
+        if k == K:
+            p, k = p + 1, 0
         row, out = c3[p, k], out3[p, k]
-        srow, zrow = scale3[p // bp, k // bk], zero3[p // bp, k // bk]
-        if bq == 1:
-            for j in range(row.size):
-                out[j] = (np.float32(row[j]) - zrow[j]) * srow[j]
-        else:
-            for b in range(srow.size):
-                s, z = srow[b], zrow[b]
-                seg, oseg = row[b * bq:b * bq + bq], out[b * bq:b * bq + bq]
-                for start in range(0, seg.size, BLOCK):
-                    prefetch_ahead(seg, start, BLOCK)
-                    cs, os_ = seg[start:start + BLOCK], oseg[start:start + BLOCK]
+        pb, kb = p if bp == 1 else p // bp, k if bk == 1 else k // bk
+        srow, zrow = scale3[pb, kb], zero3[pb, kb]
+        for g in range(srow.size if bq > 1 else 1):
+            lo = g * bq if bq > 1 else 0
+            hi = min(lo + bq, Q) if bq > 1 else Q
+            s, z = srow[g], zrow[g]
+            for start in range(lo, hi, step):
+                stop = min(start + step, hi)
+                prefetch_span(flat, r * Q + start + AHEAD, step)
+                cs, os_ = row[start:stop], out[start:stop]
+                if bq == 1:
+                    ss, zs = srow[start:stop], zrow[start:stop]
+                    for j in range(cs.size):
+                        os_[j] = (np.float32(cs[j]) - zs[j]) * ss[j]
+                else:
                     for j in range(cs.size):
                         os_[j] = (np.float32(cs[j]) - z) * s
+        k += 1
 
 
 @njit(parallel=True, cache=True)
@@ -286,59 +356,45 @@ def _long_row(a3, blocks):
     return rows == 1 and a3.size >= SERIAL_BELOW and blocks[2] == a3.shape[2]
 
 
-def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, out3):
-    bp, bk, bq = blocks
+def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out):
+    """Dispatch: serial or chunked; a long single row (per-tensor) is cut into rows."""
     qmin, qmax = np.float32(qmin), np.float32(qmax)
-    rows, nchunks = _split(x3)
-    if _long_row(x3, blocks):
-        x_head, x_tail, b_head, b_tail = _as_rows(x3, blocks)
-        o_head, o_tail, _, _ = _as_rows(out3, blocks)
-        with parallel_region():
-            nan = _quantize_parallel(x_head, *b_head, scale3, zero3, qmin, qmax, fake,
-                                     o_head, 64)
-        return nan | _quantize_rows(x_tail, *b_tail, scale3, zero3, qmin, qmax, fake, 0, 1,
-                                    o_tail)
-    if nchunks:
-        with parallel_region():
-            return _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3,
-                                      nchunks)
-    return _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, 0, rows, out3)
-
-
-def _quantize_packed(x3, blocks, scale3, zero3, qmin, qmax, bits, out):
-    """4/2-bit codes packed in the quantize pass: one scratch block per chunk."""
-    qmin, qmax = np.float32(qmin), np.float32(qmax)
+    packed = bits < 8
     code_dtype = np.int8 if qmin < 0 else np.uint8
-    parts = [(x3, blocks, 0)]
-    if _long_row(x3, blocks):  # (cut rows are whole bytes: 2**14 codes)
+    out3 = np.empty((0, 0, 0), code_dtype) if packed else out
+    packed_out = out if packed else np.empty(0, np.uint8)
+    parts = [(x3, out3, blocks, 0)]
+    if _long_row(x3, blocks):  # cut rows of 2**14 elements: whole bytes when packed
         x_head, x_tail, b_head, b_tail = _as_rows(x3, blocks)
-        parts = [(x_head, b_head, 0), (x_tail, b_tail, x_head.size)]
+        if packed:
+            parts = [(x_head, out3, b_head, 0), (x_tail, out3, b_tail, x_head.size)]
+        else:
+            o_head, o_tail, _, _ = _as_rows(out3, blocks)
+            parts = [(x_head, o_head, b_head, 0), (x_tail, o_tail, b_tail, 0)]
     nan = False
-    for x, (bp, bk, bq), base in parts:
+    for x, o, (bp, bk, bq), base in parts:
         rows, nchunks = _split(x)
-        Q, per = x.shape[2], 8 // bits
+        align = (8 // bits) // math.gcd(x.shape[2], 8 // bits) if packed else 1
         if nchunks:
-            scratch = np.empty((nchunks, BLOCK), code_dtype)
+            scratch = np.empty((nchunks, BLOCK if packed else 0), code_dtype)
             with parallel_region():
-                nan |= _quantize_packed_parallel(x, bp, bk, bq, scale3, zero3, qmin, qmax,
-                                                 bits, base, per // math.gcd(Q, per),
-                                                 scratch, out)
+                nan |= _quantize_parallel(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, o,
+                                          bits, base, align, scratch, packed_out)
         elif x.size:
-            nan |= _quantize_packed_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, bits, base,
-                                         0, rows, np.empty(BLOCK, code_dtype), out)
+            scratch = np.empty(BLOCK if packed else 0, code_dtype)
+            nan |= _quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, 0, rows, o,
+                                  bits, base, scratch, packed_out)
     return nan
 
 
 def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out):
     """See the module docstring.  Returns whether a NaN was met."""
-    if bits < 8:
-        return bool(_quantize_packed(x3, blocks, scale3, zero3, qmin, qmax, bits, out))
-    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, out))
+    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, bits, out))
 
 
 def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3):
     """See the module docstring.  Returns whether a NaN was met."""
-    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, True, out3))
+    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, True, 8, out3))
 
 
 def dequantize(codes3, blocks, scale3, zero3, out3):
