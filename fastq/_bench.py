@@ -3,9 +3,10 @@
 Each case moves ``nbytes`` (read + written).  The roof is a plain parallel copy of the
 same number of bytes (half read, half written) with as many threads as fastq uses; a
 row's ``of copy`` is its GB/s over the copy's.  Peers are imported lazily and skipped
-when missing.  Each implementation runs ``repeat`` times back to back after a warm-up
-and a pause (thread pools that busy-wait after a call, as ONNX Runtime's and OpenMP's
-do, would otherwise steal the cores from the next library timed); the best time counts.
+when missing.  Each implementation runs back to back after a warm-up and a pause (thread
+pools that busy-wait after a call, as ONNX Runtime's and OpenMP's do, would otherwise
+steal the cores from the next library timed), in ``ROUNDS`` rounds that each start with
+another library; the best of the ``repeat`` times counts.
 """
 import time
 import warnings
@@ -227,6 +228,9 @@ def _copy_roof(nbytes):
     return lambda: copy(src, dst)
 
 
+ROUNDS = 3
+
+
 def run(size=1 << 24, repeat=7, only=None):
     """Time every case; returns rows ``(operation, impl, seconds, nbytes, copy_seconds)``."""
     rows = []
@@ -236,15 +240,16 @@ def run(size=1 << 24, repeat=7, only=None):
             continue
         roof = _copy_roof(nbytes)
         impls = dict(impls, copy=roof)
-        best = {}
-        for name, fn in impls.items():
-            time.sleep(0.05)  # let the previous library's thread pool stop spinning
-            fn()
-            best[name] = np.inf
-            for _ in range(repeat):
-                t0 = time.perf_counter()
-                fn()
-                best[name] = min(best[name], time.perf_counter() - t0)
+        best = dict.fromkeys(impls, np.inf)
+        names = list(impls)
+        for rnd in range(ROUNDS):  # each round in another order: no library always first
+            for name in names[rnd % len(names):] + names[:rnd % len(names)]:
+                time.sleep(0.05)  # let the previous library's thread pool stop spinning
+                impls[name]()
+                for _ in range(max(1, repeat // ROUNDS)):
+                    t0 = time.perf_counter()
+                    impls[name]()
+                    best[name] = min(best[name], time.perf_counter() - t0)
         for name in impls:
             if name != "copy":
                 rows.append((op, name, best[name], nbytes, best["copy"]))
