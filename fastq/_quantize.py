@@ -27,6 +27,10 @@ from ._qtensor import QParams, QTensor, dtype_info
 SCHEMES = ("asymmetric", "symmetric")
 NAN_POLICIES = ("raise", "ignore")
 TINY = np.finfo(np.float32).tiny
+# Inputs over STREAM_ABOVE elements that need converting to float32 go in pieces of about
+# PIECE elements (see _Job.pieces): 16 MB of float32 at a time, never a copy of it all.
+STREAM_ABOVE = 1 << 22
+PIECE = 1 << 20
 
 
 def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, zero_point=None,
@@ -42,13 +46,15 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
     if job.bits < 8:  # packed by the quantize pass itself
         nbytes = -(-job.size * job.bits // 8)
         data = _device.empty(nbytes, np.uint8) if job.on_gpu else np.empty(nbytes, np.uint8)
-        out = data
     else:
         data = job.empty(job.code_dtype)
-        out = data.reshape(job.view[0])
-    if job.size:
-        job.check_nan(job.kernels.quantize(job.x3, job.view[1], *job.grids(scale, zero_point),
-                                           job.qmin, job.qmax, job.bits, out))
+    nan = False
+    for x3, blocks3, rows, part in job.pieces():
+        out = job.piece_of(data, part, x3.shape, packed=job.bits < 8)
+        nan |= job.kernels.quantize(x3, blocks3, *job.grids(scale, zero_point, x3, blocks3,
+                                                            rows), job.qmin, job.qmax, job.bits,
+                                    out)
+    job.check_nan(nan)
     return job.result(QTensor(data, dtype, scale, zero_point, job.shape, job.granularity))
 
 
@@ -58,10 +64,12 @@ def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=Non
     job = _Job(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
     scale, zero_point = job.qparams(scale, zero_point)
     out = job.empty(np.float32)
-    if job.size:
-        job.check_nan(job.kernels.fake_quantize(job.x3, job.view[1],
-                                                *job.grids(scale, zero_point), job.qmin,
-                                                job.qmax, out.reshape(job.view[0])))
+    nan = False
+    for x3, blocks3, rows, part in job.pieces():
+        nan |= job.kernels.fake_quantize(x3, blocks3,
+                                         *job.grids(scale, zero_point, x3, blocks3, rows),
+                                         job.qmin, job.qmax, job.piece_of(out, part, x3.shape))
+    job.check_nan(nan)
     return job.result(out)
 
 
@@ -119,20 +127,57 @@ class _Job:
         except TypeError as exc:
             raise ValueError(str(exc)) from None
         self.on_gpu, self.on_host = _on_gpu(self.kernels), True
+        self.source = None  # a big input that needs converting: taken in pieces
         if self.on_gpu:  # float32, C-contiguous, on the device (host x: copied in)
             x, self.on_host = _device.float32_input(x)
         else:
             x = _arrays.as_float_array(x)
-            if not (x.dtype == np.float32 and x.dtype.isnative):
-                x = x.astype(np.float32)  # float16/bfloat16 exactly; float64 rounded once
-            if not x.flags.c_contiguous:
-                x = np.ascontiguousarray(x)  # (never on 0-d input: it would become 1-d)
+            ready = x.dtype == np.float32 and x.dtype.isnative and x.flags.c_contiguous
+            if not ready and x.ndim and x.size > STREAM_ABOVE:
+                self.source = x
+            elif not ready:  # (ascontiguousarray would make 0-d input 1-d)
+                x = _to_float32(x) if x.ndim else x.astype(np.float32)
         self.shape, self.size = x.shape, x.size
         self.blocks = self.granularity.blocks(x.shape)
         self.param_shape = self.granularity.param_shape(x.shape)
-        self.view = _view(x.shape, self.blocks)
-        self.x = x
-        self.x3 = x.reshape(self.view[0])
+        self.grid = tuple(-(-n // max(b, 1)) for n, b in zip(x.shape, self.blocks))
+        self.view = _view(x.shape, self.blocks)  # (raises on views past 3 dimensions)
+        if self.source is None:
+            self.x3 = x.reshape(self.view[0])
+
+    def pieces(self):
+        """``(x3, blocks3, rows, part)`` to run the kernels on: the whole input in its
+        canonical view (``part`` None), or for a big input that needs converting (another
+        dtype or byte order, not C-contiguous) runs of rows ``part = (i, j)`` along axis
+        0, each converted to float32 in turn (``PIECE`` elements: no temporary the size of
+        the input), aligned to the blocks along axis 0 and to whole bytes of packed codes;
+        ``rows`` slices axis 0 of the full-rank parameter grid ``self.grid``."""
+        if not self.size:
+            return
+        if self.source is None:
+            yield self.x3, self.view[1], ..., None
+            return
+        n0, b0 = self.shape[0], self.blocks[0]
+        whole = b0 >= n0  # one parameter block along axis 0: any run of rows will do
+        unit = 8 if whole else math.lcm(b0, 8)
+        step = max(unit, PIECE // (self.size // n0) // unit * unit)
+        for i in range(0, n0, step):
+            j = min(i + step, n0)
+            xc = _to_float32(self.source[i:j])
+            view = _view(xc.shape, (j - i if whole else b0,) + self.blocks[1:])
+            rows = slice(0, 1) if whole else slice(i // b0, -(-j // b0))
+            yield xc.reshape(view[0]), view[1], rows, (i, j)
+
+    def piece_of(self, out, part, shape3, packed=False):
+        """The part of the output ``out`` a piece writes: ``x``'s shape (codes, values)
+        viewed as ``shape3``, or the packed bytes of its codes."""
+        if part is None:
+            return out if packed else out.reshape(shape3)
+        i, j = part
+        row = self.size // self.shape[0]
+        if packed:  # pieces start on byte boundaries
+            return out[i * row * self.bits // 8:-(-j * row * self.bits // 8)]
+        return out[i:j].reshape(shape3)
 
     def empty(self, dtype):
         """An output array of x's shape where the work runs (host or device)."""
@@ -154,12 +199,15 @@ class _Job:
             return QTensor(r.data, r.dtype, scale, zp, r.shape, r.granularity)
         return r
 
-    def grids(self, scale, zero_point):
-        grid = _grid(*self.view)
-        scale3 = np.ascontiguousarray(scale, np.float32).reshape(grid)
+    def grids(self, scale, zero_point, x3, blocks3, rows):
+        """Scale and zero point (float32) on the grid of the piece ``x3``."""
+        grid = _grid(x3.shape, blocks3)
+        scale3 = np.asarray(scale, np.float32).reshape(self.grid)[rows]
         zp = 0 if zero_point is None else zero_point
-        zero3 = np.broadcast_to(np.asarray(zp, np.float32), np.shape(scale)).reshape(grid)
-        return scale3, np.ascontiguousarray(zero3)
+        zero3 = np.broadcast_to(np.asarray(zp, np.float32), np.shape(scale))
+        zero3 = zero3.reshape(self.grid)[rows]
+        return (np.ascontiguousarray(scale3).reshape(grid),
+                np.ascontiguousarray(zero3).reshape(grid))
 
     def qparams(self, scale, zero_point):
         if scale is None:
@@ -180,10 +228,17 @@ class _Job:
     def value_range(self):
         if not self.size:
             return (np.zeros(self.param_shape, np.float32),) * 2
-        grid = _grid(*self.view)
-        rmin = np.zeros(grid, np.float32)
-        rmax = np.zeros(grid, np.float32)
-        has_nan, has_inf = self.kernels.minmax(self.x3, self.view[1], rmin, rmax)
+        rmin = np.zeros(self.grid, np.float32)
+        rmax = np.zeros(self.grid, np.float32)
+        has_nan = has_inf = False
+        for x3, blocks3, rows, _ in self.pieces():
+            grid = _grid(x3.shape, blocks3)
+            lo, hi = np.zeros(grid, np.float32), np.zeros(grid, np.float32)
+            nan, inf = self.kernels.minmax(x3, blocks3, lo, hi)
+            has_nan, has_inf = has_nan or nan, has_inf or inf
+            part = rmin[rows].shape  # (each range already holds 0)
+            rmin[rows] = np.minimum(rmin[rows], lo.reshape(part))
+            rmax[rows] = np.maximum(rmax[rows], hi.reshape(part))
         if self.nan_policy == "raise" and has_nan:
             raise ValueError("x contains NaN (use nan_policy='ignore' to leave NaN out of "
                              "the range and code it as the zero point)")
@@ -258,6 +313,13 @@ def _kernels(backend, *arrays):
 
 def _on_gpu(kernels):
     return kernels.__name__.startswith("fastq._cuda")
+
+
+def _to_float32(a):
+    """A native float32 C-contiguous copy: float16/bfloat16 exactly, float64 rounded once
+    (half to even), any byte order or layout (the cast kernels, in parallel)."""
+    from ._casting import cast
+    return cast(a, "float32")
 
 
 def _view(shape, blocks):

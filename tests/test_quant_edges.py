@@ -90,6 +90,7 @@ def test_partial_last_group_and_block():
     ((2 * 65536 + 3,), "tensor"),               # one long row, split, with a tail
     ((301, 257), ("channel", 1)),               # odd rows: chunks start on byte bounds
     ((257, 301), ("channel", 0)),
+    ((70, 1030), ("channel", 0)),               # rows longer than a kernel block
     ((130, 1001), ("group", 7, -1)),            # partial last group in each row
     ((512, 256), ("group", 32, -1)),            # whole groups: one group per view row
     ((6, 64), ("group", 16, -1)),

@@ -98,9 +98,10 @@ def _key_groups(u, G, g0, g1, kmin, kmax):
     step = min(G, BLOCK)
     for g in range(g0, g1):
         mn, mx = np.uint32(0xFFFFFFFF), np.uint32(0)
-        for start in range(g * G, g * G + G, step):
+        end = g * G + G
+        for start in range(g * G, end, step):
             prefetch_span(u, start + AHEAD, step)
-            us = u[start:start + step]
+            us = u[start:min(start + step, end)]
             for j in range(us.size):
                 key = _key(us[j])
                 mn = min(mn, key)
