@@ -27,9 +27,8 @@ from ._qtensor import QParams, QTensor, dtype_info
 SCHEMES = ("asymmetric", "symmetric")
 NAN_POLICIES = ("raise", "ignore")
 TINY = np.finfo(np.float32).tiny
-# Inputs over STREAM_ABOVE elements that need converting to float32 go in pieces of about
-# PIECE elements (see _Job.pieces): 16 MB of float32 at a time, never a copy of it all.
-STREAM_ABOVE = 1 << 22
+# Inputs that need converting to float32 go in pieces of about PIECE elements (see
+# _Job.pieces): 4 MB of float32 at a time, never a copy of it all.
 PIECE = 1 << 20
 
 
@@ -127,16 +126,16 @@ class _Job:
         except TypeError as exc:
             raise ValueError(str(exc)) from None
         self.on_gpu, self.on_host = _on_gpu(self.kernels), True
-        self.source = None  # a big input that needs converting: taken in pieces
+        self.source = None  # an input that needs converting: taken in pieces
         if self.on_gpu:  # float32, C-contiguous, on the device (host x: copied in)
             x, self.on_host = _device.float32_input(x)
         else:
             x = _arrays.as_float_array(x)
             ready = x.dtype == np.float32 and x.dtype.isnative and x.flags.c_contiguous
-            if not ready and x.ndim and x.size > STREAM_ABOVE:
-                self.source = x
-            elif not ready:  # (ascontiguousarray would make 0-d input 1-d)
-                x = _to_float32(x) if x.ndim else x.astype(np.float32)
+            if not ready and x.ndim:
+                self.source = x  # converted piece by piece
+            elif not ready:  # 0-d
+                x = x.astype(np.float32)
         self.shape, self.size = x.shape, x.size
         self.blocks = self.granularity.blocks(x.shape)
         self.param_shape = self.granularity.param_shape(x.shape)
@@ -147,11 +146,11 @@ class _Job:
 
     def pieces(self):
         """``(x3, blocks3, rows, part)`` to run the kernels on: the whole input in its
-        canonical view (``part`` None), or for a big input that needs converting (another
+        canonical view (``part`` None), or for an input that needs converting (another
         dtype or byte order, not C-contiguous) runs of rows ``part = (i, j)`` along axis
-        0, each converted to float32 in turn (``PIECE`` elements: no temporary the size of
-        the input), aligned to the blocks along axis 0 and to whole bytes of packed codes;
-        ``rows`` slices axis 0 of the full-rank parameter grid ``self.grid``."""
+        0, each converted to float32 in turn (about ``PIECE`` elements: no temporary the
+        size of a big input), aligned to the blocks along axis 0 and to whole bytes of
+        packed codes; ``rows`` slices axis 0 of the full-rank parameter grid."""
         if not self.size:
             return
         if self.source is None:

@@ -1,4 +1,4 @@
-"""Big inputs that need converting (float16, bfloat16, float64, big-endian, strided) are
+"""Inputs that need converting (float16, bfloat16, float64, big-endian, strided) are
 quantized in pieces of rows, each converted to float32 in turn: the same bits as
 quantizing their float32 copy, and no temporary the size of the input."""
 import tracemalloc
@@ -10,8 +10,8 @@ import pytest
 import fastq as fq
 from fastq import _quantize
 
-ROWS, COLS = 4104, 1030  # > STREAM_ABOVE elements; rows not a multiple of the piece size
-assert ROWS * COLS > _quantize.STREAM_ABOVE
+ROWS, COLS = 4104, 1030  # several pieces; rows not a multiple of the piece size
+assert ROWS * COLS > 4 * _quantize.PIECE
 
 
 @pytest.fixture(scope="module")
