@@ -7,6 +7,7 @@ MAX_CHUNKS = 64
 # Streaming kernels walk their slice in blocks of BLOCK elements, prefetching ahead
 # (``_word.prefetch_ahead``).  A tuning constant, frozen into cached code by design.
 BLOCK = 512
+AHEAD = 4 * BLOCK  # how far ahead of a row loop to prefetch, in elements (8 KB of float32)
 # Chunks start on a multiple of BLOCK elements: whole cache lines per thread, and no
 # block straddles a multiple of 2**32 (the stochastic-rounding counter relies on it).
 ALIGN = BLOCK
