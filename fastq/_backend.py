@@ -4,12 +4,9 @@
 """
 import importlib
 
+from . import _device
+
 BACKENDS = ("auto", "cpu", "cuda")
-
-
-def is_device_array(x):
-    """True for arrays that live on a CUDA device (``__cuda_array_interface__``)."""
-    return hasattr(x, "__cuda_array_interface__")
 
 
 def check_backend(backend):
@@ -22,7 +19,7 @@ def resolve(backend, *arrays):
     """The concrete backend name for ``backend`` given the data arrays."""
     check_backend(backend)
     if backend == "auto":
-        return "cuda" if any(is_device_array(a) for a in arrays) else "cpu"
+        return "cuda" if any(_device.is_device(a) for a in arrays) else "cpu"
     return backend
 
 

@@ -135,7 +135,66 @@ def _quant_cases(fq, m, peers):
         for axis in (1, 0):
             out.append(_int4_group_case(fq, m, torch, axis))
     out.append(_dequantize_case(fq, m, torch, ort))
+    out.append(_float16_input_case(fq, m, torch))
+    out.extend(_pack_cases(fq, m))
+    out.append(_metrics_case(fq, m, torch))
     return out
+
+
+def _float16_input_case(fq, m, torch):
+    """float16 weights to int8: fastq converts piece by piece inside the quantize pass."""
+    h = m.astype(np.float16)
+    row = {"fastq": lambda: fq.quantize(h, "int8", scheme="symmetric",
+                                        granularity=fq.PerChannel(0)),
+           "numpy": lambda: np.clip(np.rint(h.astype(np.float32) / (
+               np.abs(h).max(axis=1, keepdims=True).astype(np.float32) / 127)), -128, 127
+           ).astype(np.int8)}
+    if torch is not None:
+        ht = torch.from_numpy(h)
+        zeros = torch.zeros(m.shape[0], dtype=torch.long)
+
+        def torch_per_channel():
+            x = ht.float()
+            return torch.quantize_per_channel(x, x.abs().amax(dim=1) / 127, zeros, 0,
+                                              torch.qint8)
+        row["torch"] = torch_per_channel
+    return "quantize float16 input per-channel symmetric int8", 3 * m.size, row
+
+
+def _pack_cases(fq, m):
+    """int4 codes to nibbles and back (NumPy's shifts and masks as the peer)."""
+    codes = np.clip(np.rint(m * 2), -8, 7).astype(np.int8).reshape(-1)
+    packed = fq.pack(codes, bits=4)
+
+    def numpy_unpack():
+        out = np.empty(codes.size, np.int8)
+        out[0::2] = (packed.view(np.int8) << 4) >> 4
+        out[1::2] = packed.view(np.int8) >> 4
+        return out
+    return [("pack int4", 1.5 * codes.size, {
+                "fastq": lambda: fq.pack(codes, bits=4),
+                "numpy": lambda: ((codes[0::2] & 15) | (codes[1::2] << 4)).astype(np.uint8)}),
+            ("unpack int4", 1.5 * codes.size, {
+                "fastq": lambda: fq.unpack(packed, bits=4, count=codes.size),
+                "numpy": numpy_unpack})]
+
+
+def _metrics_case(fq, m, torch):
+    """Error statistics of a dequantized tensor, float64 accumulation."""
+    x_hat = fq.fake_quantize(m, "int8")
+
+    def numpy_metrics():
+        e = (m.astype(np.float64) - x_hat).reshape(-1)
+        return np.abs(e).mean(), np.dot(e, e) / e.size, np.abs(e).max()
+    row = {"fastq": lambda: fq.metrics(m, x_hat), "numpy": numpy_metrics}
+    if torch is not None:
+        a, b = torch.from_numpy(m), torch.from_numpy(x_hat)
+
+        def torch_metrics():
+            e = a.double() - b.double()
+            return e.abs().mean(), (e * e).mean(), e.abs().max()
+        row["torch"] = torch_metrics
+    return "metrics (mae, mse, max, sqnr, cosine)", 8 * m.size, row
 
 
 def _static_case(fq, m, torch, ort):

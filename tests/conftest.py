@@ -33,6 +33,13 @@ def backend(request):
     return request.param
 
 
+@pytest.fixture(scope="session")
+def fq():
+    """The package, for tests that take it as a fixture."""
+    import fastq
+    return fastq
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -62,14 +62,6 @@ def same_codes(a, b):
     return a.shape == b.shape and np.array_equal(a.astype(np.int32), b.astype(np.int32))
 
 
-@pytest.fixture(scope="module")
-def fq():
-    fastq = pytest.importorskip("fastq")
-    if not hasattr(fastq, "quantize"):
-        pytest.skip("fastq.quantize is not implemented yet")
-    return fastq
-
-
 # ----------------------------------------------------------------- ONNX models
 def onnx_attrs(granularity, ndim):
     if granularity == "tensor":

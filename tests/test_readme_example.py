@@ -46,14 +46,6 @@ def test_reference_reproduces_the_published_numbers():
     assert int(zero_point) == -2
 
 
-@pytest.fixture(scope="module")
-def fq():
-    fastq = pytest.importorskip("fastq")
-    if not hasattr(fastq, "quantize"):
-        pytest.skip("fastq.quantize is not implemented yet")
-    return fastq
-
-
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_fastq_matches_reference(fq, name):
     granularity, scheme = VARIANTS[name]
