@@ -109,11 +109,6 @@ class CastPlan:
             self.via = via
             self.params, self.sub_scale = _formats.encode_params(via, dst, saturate,
                                                                  truncate=rounding == 0)
-            # float32 -> IEEE float16, half to even, no saturation: the CPU may use its
-            # conversion instruction (code 3 of ``encode``; the same bits either way)
-            if (rounding == 1 and not saturate and via.name == "float32"
-                    and dst.name == "float16"):
-                self.rounding = 3
 
 
 def plan_cast(src_dtype, to, rounding, seed, saturate):

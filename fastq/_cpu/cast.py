@@ -224,12 +224,13 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
     """Round the 1-D contiguous float array ``src_f`` into the bits ``dst`` (1-D, same size).
 
     ``params`` has the dtype of ``src_f``'s bits; ``rounding``: 0 truncate,
-    1 nearest-even, 2 stochastic with the 64-bit ``key``, 3 nearest-even from float32
-    to IEEE float16 without saturation, where the CPU's conversion instruction may do it.
+    1 nearest-even, 2 stochastic with the 64-bit ``key``.  float32 -> IEEE float16 half
+    to even without saturation runs on the conversion instruction where there is one.
     """
     src_u = src_f.view(params.dtype)
     n = src_u.size
-    if rounding == 3 and native_float16():
+    if (rounding == 1 and _float16_pair(params, dst, params[F.E_SHIFT])
+            and params[F.E_INF_OUT] == 0x7C00 and native_float16()):  # (no saturation)
         if n < SERIAL_BELOW:
             _encode_native16_slice(src_f, dst, params)
         else:
@@ -248,6 +249,13 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
             _encode_parallel(src_u, dst, params, sub_scale, bool(rounding), n_chunks(n))
 
 
+def _float16_pair(params, half, shift):
+    """Whether ``params`` convert between float32 and IEEE float16 (the bits ``half``):
+    32-bit and 16-bit words ``shift`` = 13 mantissa bits apart, which no other pair of
+    formats is.  Those casts run on the F16C instructions where they exist."""
+    return params.dtype == np.uint32 and half.dtype == np.uint16 and shift == 13
+
+
 @functools.cache
 def native_float16():
     """Whether compiled code converts float32 to float16 with one instruction that rounds
@@ -262,9 +270,7 @@ def native_float16():
 def decode(src, dst, params, sub_magic):
     """Widen the 1-D bits ``src`` exactly into the bits ``dst`` (1-D, same size)."""
     n = src.size
-    # IEEE float16 -> float32 (the only 16-bit source 13 mantissa bits short of float32)
-    if (src.dtype == np.uint16 and dst.dtype == np.uint32 and params[F.D_SHIFT] == 13
-            and native_float16()):
+    if _float16_pair(params, src, params[F.D_SHIFT]) and native_float16():
         if n < SERIAL_BELOW:
             _decode_native16_slice(src, dst, params)
         else:

@@ -166,8 +166,7 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
 
     Same contract as ``fastq._cpu.cast.encode``: ``params`` (the host array of
     ``fastq._formats.encode_params``) has the dtype of ``src_f``'s bits; ``rounding``:
-    0 truncate, 1 nearest-even, 2 stochastic with the 64-bit ``key``, 3 nearest-even
-    float32 -> float16 (the integer kernel here, as 1).
+    0 truncate, 1 nearest-even, 2 stochastic with the 64-bit ``key``.
     """
     src_u = src_f.view(params.dtype)
     n = src_u.size
