@@ -5,6 +5,7 @@ encodes the specials.  The kernels in ``fastq._cpu.cast`` / ``fastq._cuda.cast``
 generic over these parameters, which are passed as a small uint64 array (never frozen
 as globals), so one compiled kernel serves every format of the same word sizes.
 """
+import math
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -129,7 +130,7 @@ def encode_params(src, dst, saturate, truncate=False):
     params[E_ABS_MASK] = (1 << (src.width - 1)) - 1
     params[E_SIGN_SHIFT] = src.width - dst.width  # sign = (bits >> shift) & sign_bit
     params[E_SIGN_BIT] = 1 << (dst.width - 1)
-    sub_scale = src.dtype.type(2.0 ** (dst.mant_bits - dst.emin) if norm_min else 1.0)
+    sub_scale = src.dtype.type(math.ldexp(1.0, dst.mant_bits - dst.emin) if norm_min else 1.0)
     return params, sub_scale
 
 
@@ -156,4 +157,4 @@ def decode_params(src, dst):
     params[D_ABS_MASK] = (1 << (src.width - 1)) - 1
     params[D_SIGN_MASK] = 1 << (src.width - 1)
     params[D_SIGN_SHIFT] = dst.width - src.width
-    return params, dst.dtype.type(2.0 ** src.emin)
+    return params, dst.dtype.type(math.ldexp(1.0, src.emin))  # (exact in any rounding mode)

@@ -117,17 +117,23 @@ def test_comparisons(src, dst, rounding):
     assert_same_bits(fq.cast(x, dst, rounding=rounding), COMPARISONS[(src, dst, rounding)](x), x)
 
 
-def test_native_float16_kernel_equals_integer_kernel():
-    """float32 <-> float16 (half to even) run on the conversion instructions where the CPU
-    has them (F16C); the integer kernels (and so the CUDA twins) give the same bits."""
+@pytest.mark.parametrize("src,rounding", [("float32", 1), ("float32", 0), ("float64", 1),
+                                          ("float64", 0)])
+def test_native_float16_kernel_equals_integer_kernel(src, rounding):
+    """float32/float64 -> float16 (half to even or truncated) and back run on the conversion
+    instructions where the CPU has them (F16C, AVX512-FP16); the integer kernels (and so
+    the CUDA twins) give the same bits."""
     from fastq import _formats as F
     from fastq._cpu import cast as K
-    x = sample("float32")
-    params, sub_scale = F.encode_params(F.FORMATS["float32"], F.FORMATS["float16"], False)
-    native, integer = np.empty(x.size, np.uint16), np.empty(x.size, np.uint16)
-    K.encode(x, native, params, sub_scale, 1, 0)
-    K._encode_slice(x.view(np.uint32), integer, params, sub_scale, True)
-    assert np.array_equal(native, integer)
+    params, sub_scale = F.encode_params(F.FORMATS[src], F.FORMATS["float16"], False,
+                                        truncate=rounding == 0)
+    whole = sample(src)  # the parallel kernel, and the serial one on a slice with a NaN
+    nan_at = np.flatnonzero(np.isnan(whole))[0]
+    for x in (whole, whole[nan_at - 600:nan_at + 600]):
+        native, integer = np.empty(x.size, np.uint16), np.empty(x.size, np.uint16)
+        K.encode(x, native, params, sub_scale, rounding, 0)
+        K._encode_slice(x.view(params.dtype), integer, params, sub_scale, bool(rounding))
+        assert np.array_equal(native, integer)
     h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)  # and back: every pattern
     params, sub_magic = F.decode_params(F.FORMATS["float16"], F.FORMATS["float32"])
     native, integer = np.empty(h.size, np.uint32), np.empty(h.size, np.uint32)
@@ -136,6 +142,44 @@ def test_native_float16_kernel_equals_integer_kernel():
     assert np.array_equal(native, integer)
     if platform.machine() in ("x86_64", "AMD64"):
         assert K.native_float16() == ("f16c" in open("/proc/cpuinfo").read())
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 MXCSR")
+def test_callers_fp_control_word_ignored_and_kept():
+    """A shared library built with -ffast-math sets flush-to-zero and denormals-are-zero
+    in the thread that loads it; a caller may have changed the rounding mode.  The casts
+    still round as specified, and leave the caller's control word as it was."""
+    from numba import njit
+
+    from fastq._cpu._word import swap_fp_control
+
+    @njit
+    def _swap(word):
+        return swap_fp_control(word)
+
+    def swap(word):
+        return int(_swap(np.uint32(word)))
+
+    x = np.concatenate([sample(src)[:20000] for src in ("float32", "float64")])
+    x32, x64, h, b = x[:20000].astype(np.float32), x[20000:], all16(np.float16), all16(BF16)
+    decodes = [(h, "float32"), (h, "float64"), (b, "float32"), (b, "float64")]
+    want = [fq.cast(v, to, rounding=r) for v in (x32, x64) for to in ("float16", "bfloat16")
+            for r in ("nearest_even", "truncate")] + [fq.cast(v, to) for v, to in decodes]
+    hostile = 0x1F80 | 0x8040 | 0x4000  # flush-to-zero, DAZ, round up
+    saved = swap(hostile)
+    try:  # (serial kernels: these small casts run in this thread)
+        got = [fq.cast(v, to, rounding=r) for v in (x32, x64) for to in ("float16", "bfloat16")
+               for r in ("nearest_even", "truncate")] + [fq.cast(v, to) for v, to in decodes]
+        after = swap(saved)
+    finally:
+        swap(saved)
+    assert after & ~0x3F == hostile  # (the low 6 bits are sticky exception flags)
+    names = [f"{v.dtype}->{to} {r}" for v in (x32, x64) for to in ("float16", "bfloat16")
+             for r in ("nearest_even", "truncate")] + [f"{v.dtype}->{to}" for v, to in decodes]
+    bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+    wrong = [n for n, g, w in zip(names, got, want)
+             if not np.array_equal(g.view(bits[g.itemsize]), w.view(bits[w.itemsize]))]
+    assert not wrong
 
 
 @pytest.mark.parametrize("src,dst", [("float32", "float16"), ("float64", "float16"),

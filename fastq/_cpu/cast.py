@@ -29,8 +29,9 @@ from numba import config, njit, prange
 from .. import _formats as F
 from .._threads import parallel_region
 from ._parallel import BLOCK, SERIAL_BELOW, chunk_bounds, n_chunks
-from ._word import (add, as_bits, as_float, band, bit_width, bor, bxor, float16_bits,
-                    float16_value, like, mul, prefetch_ahead, shl, shr, sub)
+from ._word import (FP_NEAREST_EVEN, FP_TOWARD_ZERO, add, as_bits, as_float, band,
+                    bit_width, bor, bxor, float16_bits, float16_value, like, mul,
+                    prefetch_ahead, shl, shr, sub, swap_fp_control)
 
 U64 = np.uint64
 
@@ -84,29 +85,41 @@ def _encode_slice(src_u, dst, p, sub_scale, rne):
     # Two loops from one body (``with_sub`` a constant in each): where the target's
     # subnormals are the source's own (bfloat16 from float32, ``norm_min == 0``) the
     # float path is dead, and dropping it makes the loop 25% faster.
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (the float path's rint)
     if p[F.E_NORM_MIN] == 0:
         _encode_blocks(src_u, dst, p, sub_scale, rne, False)
     else:
         _encode_blocks(src_u, dst, p, sub_scale, rne, True)
+    swap_fp_control(saved)
 
 
 @njit(cache=True)
-def _encode_native16_slice(src_f, dst, p):
-    """float32 -> float16, half to even, by the conversion instruction; NaNs as NumPy."""
-    src_u = src_f.view(np.uint32)
-    inf_bits, nan_base, nan_mask = p[F.E_INF_BITS], p[F.E_NAN_BASE], p[F.E_NAN_MASK]
-    s, nan_min, abs_mask = p[F.E_SHIFT], p[F.E_NAN_MIN], p[F.E_ABS_MASK]
-    sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
+def _encode_native16_slice(src_f, src_u, dst, p, control):
+    """float32/float64 -> IEEE float16 by the conversion instruction, rounded once as the
+    control word says (half to even, or toward zero, which is truncation: a finite
+    overflow gives the largest finite value); NaNs as NumPy.  ``src_u``: ``src_f``'s bits."""
+    # In 16-bit lanes: the instruction keeps a NaN's sign and top payload bits but
+    # sets the quiet bit, where NumPy keeps a signaling NaN signaling.
+    nan_base, nan_mask = np.uint16(p[F.E_NAN_BASE]), np.uint16(p[F.E_NAN_MASK])
+    nan_min, s = np.uint16(p[F.E_NAN_MIN]), p[F.E_SHIFT]
+    inf_code, sign, magnitude = np.uint16(0x7C00), np.uint16(0x8000), np.uint16(0x7FFF)
+    saved = swap_fp_control(control)
     for start in range(0, src_u.size, BLOCK):
         prefetch_ahead(src_u, start, BLOCK)
         src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
         f_b = src_f[start:start + BLOCK]
+        top = np.uint16(0)
         for i in range(src_b.size):
-            b = src_b[i]
-            a = band(b, abs_mask)
-            nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
-            nan = np.uint16(bor(nan, band(shr(b, sign_shift), sign_bit)))
-            dst_b[i] = nan if a > inf_bits else float16_bits(f_b[i])
+            h = float16_bits(f_b[i])
+            dst_b[i] = h
+            top = max(top, band(h, magnitude))
+        if top > inf_code:  # a NaN in the block (rare): patch NaNs to NumPy's bits
+            for i in range(src_b.size):
+                h = dst_b[i]
+                payload = band(np.uint16(shr(src_b[i], s)), nan_mask)
+                nan = bor(max(bor(nan_base, payload), nan_min), band(h, sign))
+                dst_b[i] = nan if band(h, magnitude) > inf_code else h
+    swap_fp_control(saved)
 
 
 @njit(cache=True)
@@ -155,6 +168,7 @@ def _decode_slice(src, dst, p, sub_magic):
     one_exp = p[F.D_ONE_EXP]
     special_min, exp_all, abs_mask = p[F.D_SPECIAL_MIN], p[F.D_EXP_ALL], p[F.D_ABS_MASK]
     sign_mask, sign_shift = p[F.D_SIGN_MASK], p[F.D_SIGN_SHIFT]
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (exact, if not flushed to 0)
     for start in range(0, src.size, BLOCK):
         prefetch_ahead(src, start, BLOCK)
         src_b, dst_b = src[start:start + BLOCK], dst[start:start + BLOCK]
@@ -166,6 +180,7 @@ def _decode_slice(src, dst, p, sub_magic):
             bits = sub_bits if a < sub_lim else bits
             bits = bor(shl(a, shift), exp_all) if a >= special_min else bits
             dst_b[i] = bor(bits, shl(band(h, sign_mask), sign_shift))
+    swap_fp_control(saved)
 
 
 @njit(cache=True)
@@ -200,10 +215,11 @@ def _encode_parallel(src_u, dst, p, sub_scale, rne, nchunks):
 
 
 @njit(parallel=True, cache=True)
-def _encode_native16_parallel(src_f, dst, p, nchunks):
+def _encode_native16_parallel(src_f, src_u, dst, p, control, nchunks):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src_f.size, c, nchunks)
-        _encode_native16_slice(src_f[start:stop], dst[start:stop], p)
+        _encode_native16_slice(src_f[start:stop], src_u[start:stop], dst[start:stop], p,
+                               control)
 
 
 @njit(parallel=True, cache=True)
@@ -224,18 +240,19 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
     """Round the 1-D contiguous float array ``src_f`` into the bits ``dst`` (1-D, same size).
 
     ``params`` has the dtype of ``src_f``'s bits; ``rounding``: 0 truncate,
-    1 nearest-even, 2 stochastic with the 64-bit ``key``.  float32 -> IEEE float16 half
-    to even without saturation runs on the conversion instruction where there is one.
+    1 nearest-even, 2 stochastic with the 64-bit ``key``.  float32/float64 -> IEEE float16
+    (truncated or half to even, without saturation) runs on the conversion instruction
+    where there is one.
     """
     src_u = src_f.view(params.dtype)
     n = src_u.size
-    if (rounding == 1 and _float16_pair(params, dst, params[F.E_SHIFT])
-            and params[F.E_INF_OUT] == 0x7C00 and native_float16()):  # (no saturation)
+    control = _native_control(params, dst, rounding)
+    if control is not None:
         if n < SERIAL_BELOW:
-            _encode_native16_slice(src_f, dst, params)
+            _encode_native16_slice(src_f, src_u, dst, params, control)
         else:
             with parallel_region():
-                _encode_native16_parallel(src_f, dst, params, n_chunks(n))
+                _encode_native16_parallel(src_f, src_u, dst, params, control, n_chunks(n))
     elif rounding == 2:
         if n < SERIAL_BELOW:
             _encode_stochastic_slice(src_u, dst, params, key, 0)
@@ -249,28 +266,43 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
             _encode_parallel(src_u, dst, params, sub_scale, bool(rounding), n_chunks(n))
 
 
+def _native_control(params, half, rounding):
+    """The control word for ``_encode_native16_slice`` when it computes this encode
+    exactly (float32/float64 -> IEEE float16, truncate or half to even, no saturation, on
+    a CPU with the instruction), else None."""
+    if (rounding in (0, 1) and params[F.E_INF_OUT] == 0x7C00
+            and _float16_pair(params, half, params[F.E_SHIFT])
+            and native_float16(8 * params.itemsize)):
+        return np.uint32(FP_NEAREST_EVEN if rounding == 1 else FP_TOWARD_ZERO)
+    return None
+
+
 def _float16_pair(params, half, shift):
-    """Whether ``params`` convert between float32 and IEEE float16 (the bits ``half``):
-    32-bit and 16-bit words ``shift`` = 13 mantissa bits apart, which no other pair of
-    formats is.  Those casts run on the F16C instructions where they exist."""
-    return params.dtype == np.uint32 and half.dtype == np.uint16 and shift == 13
+    """Whether ``params`` convert between float32 or float64 and IEEE float16 (the bits
+    ``half``): 32-bit words 13 mantissa bits apart, or 64-bit words 42 apart, which no
+    other pair of formats is.  Those casts run on conversion instructions where they exist."""
+    return half.dtype == np.uint16 and (params.dtype, shift) in ((np.uint32, 13),
+                                                                 (np.uint64, 42))
 
 
 @functools.cache
-def native_float16():
-    """Whether compiled code converts float32 to float16 with one instruction that rounds
-    exactly as the integer kernel does: x86 with F16C, when Numba compiles for this CPU.
+def native_float16(source_bits=32):
+    """Whether compiled code converts float32 (``source_bits`` 32) or float64 (64) to and
+    from float16 with one instruction that rounds exactly as the integer kernel does, when
+    Numba compiles for this CPU: x86 with F16C for float32, AVX512-FP16 for float64.
     (Elsewhere LLVM would call a soft-float routine Numba may not link.)"""
     import llvmlite.binding as llvm
+    feature = {32: "f16c", 64: "avx512fp16"}[source_bits]
     return (platform.machine().lower() in ("x86_64", "amd64")
             and config.CPU_NAME in (None, "host") and not config.CPU_FEATURES
-            and bool(llvm.get_host_cpu_features().get("f16c")))
+            and bool(llvm.get_host_cpu_features().get(feature)))
 
 
 def decode(src, dst, params, sub_magic):
     """Widen the 1-D bits ``src`` exactly into the bits ``dst`` (1-D, same size)."""
     n = src.size
-    if _float16_pair(params, src, params[F.D_SHIFT]) and native_float16():
+    if (params.dtype == np.uint32 and _float16_pair(params, src, params[F.D_SHIFT])
+            and native_float16()):  # float16 -> float32
         if n < SERIAL_BELOW:
             _decode_native16_slice(src, dst, params)
         else:
@@ -288,8 +320,31 @@ def empty(shape, dtype):
     return np.empty(shape, dtype)
 
 
+@njit(cache=True)
+def _widen_slice(src, dst):
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (no denormals-are-zero)
+    for start in range(0, src.size, BLOCK):
+        prefetch_ahead(src, start, BLOCK)
+        src_b, dst_b = src[start:start + BLOCK], dst[start:start + BLOCK]
+        for i in range(src_b.size):
+            dst_b[i] = np.float64(src_b[i])
+    swap_fp_control(saved)
+
+
+@njit(parallel=True, cache=True)
+def _widen_parallel(src, dst, nchunks):
+    for c in prange(nchunks):
+        start, stop = chunk_bounds(src.size, c, nchunks)
+        _widen_slice(src[start:stop], dst[start:stop])
+
+
 def copyto(dst, src):
     """``dst[...] = src`` for 1-D contiguous arrays: a copy, or float32 -> float64 as x86
-    widens (exact; a signaling NaN comes out quiet with its payload, without a warning)."""
-    with np.errstate(invalid="ignore"):
+    widens (exact; a signaling NaN comes out quiet with its payload, as in NumPy)."""
+    if dst.dtype == src.dtype:
         np.copyto(dst, src)
+    elif src.size < SERIAL_BELOW:
+        _widen_slice(src, dst)
+    else:
+        with parallel_region():
+            _widen_parallel(src, dst, n_chunks(src.size))
