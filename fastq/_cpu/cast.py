@@ -55,29 +55,45 @@ def stream_keys(key, hi):
 
 
 @njit(cache=True, inline="always")
+def _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, rne, with_sub):
+    """The code of the finite magnitude bits ``a`` (sign not included)."""
+    bias = add(half_m1, band(shr(a, s), like(s, 1))) if rne else like(s, 0)
+    code = min(sub(shr(add(a, bias), s), rebias), ovf_code)
+    if with_sub:  # |x| in units of the target's subnormal step: exact
+        v = as_float(a) * sub_scale
+        v = np.rint(v) if rne else v
+        code = like(a, np.int32(v)) if a < norm_min else code
+    return code
+
+
+@njit(cache=True, inline="always")
 def _encode_blocks(src_u, dst, p, sub_scale, rne, with_sub):
     s, half_m1, rebias = p[F.E_SHIFT], p[F.E_HALF_M1], p[F.E_REBIAS]
-    norm_min, ovf_code = p[F.E_NORM_MIN], p[F.E_OVF_CODE]
+    ovf_code, norm_min = p[F.E_OVF_CODE], p[F.E_NORM_MIN]
     inf_bits, nan_base, nan_mask = p[F.E_INF_BITS], p[F.E_NAN_BASE], p[F.E_NAN_MASK]
     nan_min, abs_mask = p[F.E_NAN_MIN], p[F.E_ABS_MASK]
     sign_shift, sign_bit, inf_out = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT], p[F.E_INF_OUT]
-    one, zero = like(s, 1), like(s, 0)
     for start in range(0, src_u.size, BLOCK):
         prefetch_ahead(src_u, start, BLOCK)
         src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        top = like(s, 0)
         for i in range(src_b.size):
             b = src_b[i]
             a = band(b, abs_mask)
-            bias = add(half_m1, band(shr(a, s), one)) if rne else zero
-            code = min(sub(shr(add(a, bias), s), rebias), ovf_code)
-            if with_sub:  # |x| in units of the target's subnormal step: exact
-                v = as_float(a) * sub_scale
-                v = np.rint(v) if rne else v
-                code = like(a, np.int32(v)) if a < norm_min else code
-            code = inf_out if a == inf_bits else code
-            nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
-            code = nan if a > inf_bits else code
+            code = _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, rne,
+                            with_sub)
             dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
+            top = max(top, a)
+        if top >= inf_bits:  # an inf or NaN in the block (rare): their codes
+            for i in range(src_b.size):
+                b = src_b[i]
+                a = band(b, abs_mask)
+                code = _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, rne,
+                                with_sub)
+                code = inf_out if a == inf_bits else code
+                nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
+                code = nan if a > inf_bits else code
+                dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
 
 
 @njit(cache=True)
