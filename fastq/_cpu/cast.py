@@ -178,42 +178,67 @@ def _encode_stochastic_slice(src_u, dst, p, key, offset):
             dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
 
 
-@njit(cache=True)
-def _decode_slice(src, dst, p, sub_magic):
+@njit(cache=True, inline="always")
+def _decode_blocks(src, dst, p, sub_magic, with_sub):
     shift, rebias, sub_lim = p[F.D_SHIFT], p[F.D_REBIAS], p[F.D_SUB_LIM]
     one_exp = p[F.D_ONE_EXP]
     special_min, exp_all, abs_mask = p[F.D_SPECIAL_MIN], p[F.D_EXP_ALL], p[F.D_ABS_MASK]
     sign_mask, sign_shift = p[F.D_SIGN_MASK], p[F.D_SIGN_SHIFT]
-    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (exact, if not flushed to 0)
     for start in range(0, src.size, BLOCK):
         prefetch_ahead(src, start, BLOCK)
         src_b, dst_b = src[start:start + BLOCK], dst[start:start + BLOCK]
+        top = like(shift, 0)
         for i in range(src_b.size):
             h = like(shift, src_b[i])
             a = band(h, abs_mask)
             bits = add(shl(a, shift), rebias)
-            sub_bits = as_bits(as_float(add(bits, one_exp)) - sub_magic)  # exact, see params
-            bits = sub_bits if a < sub_lim else bits
-            bits = bor(shl(a, shift), exp_all) if a >= special_min else bits
+            if with_sub:
+                sub_bits = as_bits(as_float(add(bits, one_exp)) - sub_magic)  # exact
+                bits = sub_bits if a < sub_lim else bits
             dst_b[i] = bor(bits, shl(band(h, sign_mask), sign_shift))
+            top = max(top, a)
+        if top >= special_min:  # an inf or NaN in the block (rare)
+            _decode_specials(src_b, dst_b, p)
+
+
+@njit(cache=True)
+def _decode_slice(src, dst, p, sub_magic):
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (exact, if not flushed to 0)
+    if p[F.D_SUB_LIM] == 0:  # (bfloat16 -> float32: no subnormal is normal in the target)
+        _decode_blocks(src, dst, p, sub_magic, False)
+    else:
+        _decode_blocks(src, dst, p, sub_magic, True)
     swap_fp_control(saved)
 
 
 @njit(cache=True)
 def _decode_native16_slice(src, dst, p):
-    """float16 -> float32 bits by the conversion instruction; inf and NaN as NumPy (the
-    payload shifted up, a signaling NaN kept signaling)."""
-    shift, special_min, exp_all = p[F.D_SHIFT], p[F.D_SPECIAL_MIN], p[F.D_EXP_ALL]
-    abs_mask, sign_mask, sign_shift = p[F.D_ABS_MASK], p[F.D_SIGN_MASK], p[F.D_SIGN_SHIFT]
+    """float16 -> float32 bits by the conversion instruction; inf and NaN as NumPy."""
+    special_min = p[F.D_SPECIAL_MIN]
+    magnitude = np.uint16(p[F.D_ABS_MASK])
     for start in range(0, src.size, BLOCK):
         prefetch_ahead(src, start, BLOCK)
         src_b, dst_b = src[start:start + BLOCK], dst[start:start + BLOCK]
+        top = np.uint16(0)
         for i in range(src_b.size):
             h = src_b[i]
-            w = like(shift, h)
-            a = band(w, abs_mask)
-            special = bor(bor(shl(a, shift), exp_all), shl(band(w, sign_mask), sign_shift))
-            dst_b[i] = special if a >= special_min else as_bits(float16_value(h))
+            dst_b[i] = as_bits(float16_value(h))
+            top = max(top, band(h, magnitude))
+        if top >= special_min:  # an inf or NaN in the block (rare)
+            _decode_specials(src_b, dst_b, p)
+
+
+@njit(cache=True, inline="always")
+def _decode_specials(src_b, dst_b, p):
+    """Rewrite the infs and NaNs of a block as NumPy widens them: the payload shifted up,
+    a signaling NaN kept signaling (the instruction would quiet it)."""
+    shift, special_min, exp_all = p[F.D_SHIFT], p[F.D_SPECIAL_MIN], p[F.D_EXP_ALL]
+    abs_mask, sign_mask, sign_shift = p[F.D_ABS_MASK], p[F.D_SIGN_MASK], p[F.D_SIGN_SHIFT]
+    for i in range(src_b.size):
+        h = like(shift, src_b[i])
+        a = band(h, abs_mask)
+        special = bor(bor(shl(a, shift), exp_all), shl(band(h, sign_mask), sign_shift))
+        dst_b[i] = special if a >= special_min else dst_b[i]
 
 
 @njit(parallel=True, cache=True)
