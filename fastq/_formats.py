@@ -131,6 +131,11 @@ def encode_params(src, dst, saturate, truncate=False):
     params[E_SIGN_SHIFT] = src.width - dst.width  # sign = (bits >> shift) & sign_bit
     params[E_SIGN_BIT] = 1 << (dst.width - 1)
     sub_scale = src.dtype.type(math.ldexp(1.0, dst.mant_bits - dst.emin) if norm_min else 1.0)
+    f32 = FORMATS["float32"]
+    if src.width == 64 and dst.width < 32 and dst.emin <= f32.emin and dst.bias == f32.bias:
+        # bfloat16 from float64: a second block of E_LEN words holds the float32 -> dst
+        # parameters, for a kernel that rounds to odd at float32 first (``_cpu.cast``)
+        params = np.concatenate([params, encode_params(f32, dst, saturate, truncate)[0]])
     return params, sub_scale
 
 

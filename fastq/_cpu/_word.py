@@ -183,6 +183,16 @@ def swap_fp_control(typingctx, word):
 
 
 @intrinsic
+def wide_vectors(typingctx):
+    """Let LLVM vectorize the calling kernel with 512-bit registers where the CPU has them
+    (its tuning for AVX-512 CPUs otherwise stops at 256 bits)."""
+    def codegen(context, builder, sig, args):
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+@intrinsic
 def unmanaged(typingctx, a):
     """``a`` without its reference count (meminfo and parent NULL).
 

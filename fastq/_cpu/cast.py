@@ -31,7 +31,7 @@ from .._threads import parallel_region
 from ._parallel import BLOCK, SERIAL_BELOW, chunk_bounds, n_chunks
 from ._word import (FP_NEAREST_EVEN, FP_TOWARD_ZERO, add, as_bits, as_float, band,
                     bit_width, bor, bxor, float16_bits, float16_value, like, mul,
-                    prefetch_ahead, shl, shr, sub, swap_fp_control)
+                    prefetch_ahead, shl, shr, sub, swap_fp_control, wide_vectors)
 
 U64 = np.uint64
 
@@ -70,9 +70,8 @@ def _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, rne, with_sub
 def _encode_blocks(src_u, dst, p, sub_scale, rne, with_sub):
     s, half_m1, rebias = p[F.E_SHIFT], p[F.E_HALF_M1], p[F.E_REBIAS]
     ovf_code, norm_min = p[F.E_OVF_CODE], p[F.E_NORM_MIN]
-    inf_bits, nan_base, nan_mask = p[F.E_INF_BITS], p[F.E_NAN_BASE], p[F.E_NAN_MASK]
-    nan_min, abs_mask = p[F.E_NAN_MIN], p[F.E_ABS_MASK]
-    sign_shift, sign_bit, inf_out = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT], p[F.E_INF_OUT]
+    inf_bits, abs_mask = p[F.E_INF_BITS], p[F.E_ABS_MASK]
+    sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
     for start in range(0, src_u.size, BLOCK):
         prefetch_ahead(src_u, start, BLOCK)
         src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
@@ -84,16 +83,8 @@ def _encode_blocks(src_u, dst, p, sub_scale, rne, with_sub):
                             with_sub)
             dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
             top = max(top, a)
-        if top >= inf_bits:  # an inf or NaN in the block (rare): their codes
-            for i in range(src_b.size):
-                b = src_b[i]
-                a = band(b, abs_mask)
-                code = _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, rne,
-                                with_sub)
-                code = inf_out if a == inf_bits else code
-                nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
-                code = nan if a > inf_bits else code
-                dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
+        if top >= inf_bits:  # an inf or NaN in the block (rare)
+            _encode_specials(src_b, dst_b, p)
 
 
 @njit(cache=True)
@@ -139,12 +130,55 @@ def _encode_native16_slice(src_f, src_u, dst, p, control):
 
 
 @njit(cache=True)
-def _encode_stochastic_slice(src_u, dst, p, key, offset):
+def _encode_via32_slice(src_f, src_u, dst, p64, p32, rne):
+    """float64 -> a format no wider than float32 in range whose subnormals are float32's
+    (bfloat16), by the conversion instruction toward zero with the inexact bit ORed in
+    (round to odd: float32 keeps 16 more bits than the target everywhere, so the second
+    rounding, ``_rounded`` on float32 bits, is the correctly rounded one); ``p32`` rounds
+    float32 bits to the target.  A finite overflow gives FLT_MAX, which rounds on as the
+    target's overflow does.  Infs and NaNs take ``p64``'s codes, in blocks that hold one."""
+    s, half_m1, rebias = p32[F.E_SHIFT], p32[F.E_HALF_M1], p32[F.E_REBIAS]
+    ovf_code, abs_mask, inf_bits = p32[F.E_OVF_CODE], p32[F.E_ABS_MASK], p32[F.E_INF_BITS]
+    sign_shift, sign_bit = p32[F.E_SIGN_SHIFT], p32[F.E_SIGN_BIT]
+    wide_vectors()
+    saved = swap_fp_control(np.uint32(FP_TOWARD_ZERO))
+    for start in range(0, src_u.size, BLOCK):
+        prefetch_ahead(src_u, start, BLOCK)
+        src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        f_b = src_f[start:start + BLOCK]
+        top = np.uint32(0)
+        for i in range(src_b.size):
+            d = f_b[i]
+            f = np.float32(d)  # toward zero
+            w = bor(as_bits(f), np.uint32(np.float64(f) != d))
+            a = band(w, abs_mask)
+            code = _rounded(a, s, half_m1, rebias, ovf_code, like(s, 0), np.float32(1), rne, False)
+            dst_b[i] = bor(code, band(shr(w, sign_shift), sign_bit))
+            top = max(top, a)
+        if top >= inf_bits:
+            _encode_specials(src_b, dst_b, p64)
+    swap_fp_control(saved)
+
+
+@njit(cache=True, inline="always")
+def _encode_specials(src_b, dst_b, p):
+    """Rewrite the codes of the infs and NaNs of a block."""
+    inf_bits, nan_base, nan_mask = p[F.E_INF_BITS], p[F.E_NAN_BASE], p[F.E_NAN_MASK]
+    nan_min, abs_mask, s = p[F.E_NAN_MIN], p[F.E_ABS_MASK], p[F.E_SHIFT]
+    sign_shift, sign_bit, inf_out = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT], p[F.E_INF_OUT]
+    for i in range(src_b.size):
+        b = src_b[i]
+        a = band(b, abs_mask)
+        nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
+        code = bor(nan if a > inf_bits else inf_out, band(shr(b, sign_shift), sign_bit))
+        dst_b[i] = code if a >= inf_bits else dst_b[i]
+
+
+@njit(cache=True, inline="always")
+def _stochastic_blocks(src_u, dst, p, key, offset, with_sub):
     s, rebias, norm_min = p[F.E_SHIFT], p[F.E_REBIAS], p[F.E_NORM_MIN]
     norm_exp, mant_bits = p[F.E_NORM_EXP], p[F.E_MANT_BITS]
-    ovf_code = p[F.E_OVF_CODE]
-    inf_bits, nan_base, nan_mask = p[F.E_INF_BITS], p[F.E_NAN_BASE], p[F.E_NAN_MASK]
-    nan_min, abs_mask = p[F.E_NAN_MIN], p[F.E_ABS_MASK]
+    ovf_code, inf_bits, abs_mask = p[F.E_OVF_CODE], p[F.E_INF_BITS], p[F.E_ABS_MASK]
     sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
     one = like(s, 1)
     width = like(s, bit_width(s))
@@ -156,6 +190,7 @@ def _encode_stochastic_slice(src_u, dst, p, key, offset):
         k1, k2 = stream_keys(key, base >> U64(32))
         lo = np.uint32(base & U64(0xFFFFFFFF))
         src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        largest = like(s, 0)
         for i in range(src_b.size):
             b = src_b[i]
             a = band(b, abs_mask)
@@ -164,18 +199,28 @@ def _encode_stochastic_slice(src_u, dst, p, key, offset):
             if bit_width(a) == 64:
                 r = bor(shl(r, like(a, 32)), like(a, lowbias32(bxor(counter, k2))))
             code = min(sub(shr(add(a, shr(r, sub(width, s))), s), rebias), ovf_code)
-            # below the target's normals: shift the significand by a per-element amount
-            e = shr(a, mant_bits)
-            m = bor(band(a, mant_mask), shl(like(a, e != 0), mant_bits))
-            sh = sub(add(s, norm_exp), max(e, one))  # wraps around for normals (unused)
-            sh = min(max(sh, one), like(a, 4096))
-            m = shr(m, min(sub(sh, min(sh, top)), top))  # keep the top bits when sh > top
-            sh = min(sh, top)
-            sub_code = shr(add(m, shr(r, sub(width, sh))), sh)
-            code = sub_code if a < norm_min else code
-            nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
-            code = nan if a > inf_bits else code
+            if with_sub:  # below the target's normals: shift the significand by a
+                e = shr(a, mant_bits)  # per-element amount
+                m = bor(band(a, mant_mask), shl(like(a, e != 0), mant_bits))
+                sh = sub(add(s, norm_exp), max(e, one))  # wraps around for normals (unused)
+                sh = min(max(sh, one), like(a, 4096))
+                m = shr(m, min(sub(sh, min(sh, top)), top))  # keep the top bits when sh > top
+                sh = min(sh, top)
+                sub_code = shr(add(m, shr(r, sub(width, sh))), sh)
+                code = sub_code if a < norm_min else code
             dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
+            largest = max(largest, a)
+        if largest >= inf_bits:  # an inf or NaN in the block (rare)
+            _encode_specials(src_b, dst_b, p)
+
+
+@njit(cache=True)
+def _encode_stochastic_slice(src_u, dst, p, key, offset):
+    wide_vectors()  # (the hash is most of the work)
+    if p[F.E_NORM_MIN] == 0:  # (bfloat16 from float32: no subnormal path)
+        _stochastic_blocks(src_u, dst, p, key, offset, False)
+    else:
+        _stochastic_blocks(src_u, dst, p, key, offset, True)
 
 
 @njit(cache=True, inline="always")
@@ -264,6 +309,14 @@ def _encode_native16_parallel(src_f, src_u, dst, p, control, nchunks):
 
 
 @njit(parallel=True, cache=True)
+def _encode_via32_parallel(src_f, src_u, dst, p64, p32, rne, nchunks):
+    for c in prange(nchunks):
+        start, stop = chunk_bounds(src_f.size, c, nchunks)
+        _encode_via32_slice(src_f[start:stop], src_u[start:stop], dst[start:stop], p64, p32,
+                            rne)
+
+
+@njit(parallel=True, cache=True)
 def _encode_stochastic_parallel(src_u, dst, p, key, nchunks):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src_u.size, c, nchunks)
@@ -294,6 +347,14 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
         else:
             with parallel_region():
                 _encode_native16_parallel(src_f, src_u, dst, params, control, n_chunks(n))
+    elif rounding != 2 and params.size == 2 * F.E_LEN:  # float64 -> bfloat16
+        p32 = params[F.E_LEN:].astype(np.uint32)
+        if n < SERIAL_BELOW:
+            _encode_via32_slice(src_f, src_u, dst, params, p32, bool(rounding))
+        else:
+            with parallel_region():
+                _encode_via32_parallel(src_f, src_u, dst, params, p32, bool(rounding),
+                                       n_chunks(n))
     elif rounding == 2:
         if n < SERIAL_BELOW:
             _encode_stochastic_slice(src_u, dst, params, key, 0)
