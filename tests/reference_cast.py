@@ -134,3 +134,63 @@ def float64_edge_bits(lo_exp, hi_exp, discard):
                     out.append((e << 52) | ((m52 ^ top) & ~full) | low)
     b = np.unique(np.array(out, np.uint64))
     return np.concatenate([b, b | np.uint64(1 << 63)])
+
+
+# ---------------------------------------------------------------- stochastic rounding
+# The documented random stream: element i of a cast with ``seed`` draws the W-bit word
+# (W: the source's width) lowbias32(lo ^ k1) [<< 32 | lowbias32(lo ^ k2)], where lo and hi
+# are the low and high 32 bits of i and (k1, k2) = stream_keys(key(seed), hi).  It rounds
+# up when the top d bits of that word plus the d discarded bits of |x| reach 2**d (d: the
+# bits below the target's last place, at most W - 1; further bits are chopped first).
+
+_M32 = 0xFFFFFFFF
+
+
+def _lowbias32(x):
+    x = np.asarray(x, np.uint64) & _M32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _M32
+    return x ^ (x >> 16)
+
+
+def _stream_key(seed):
+    z = (seed + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
+def random_words(n, seed, width):
+    """The random word of elements 0..n-1 (uint64 arrays; ``width`` 32 or 64)."""
+    key = _stream_key(seed)
+    i = np.arange(n, dtype=np.uint64)
+    lo, hi = i & _M32, i >> 32
+    k1 = _lowbias32((key & _M32) ^ _lowbias32(hi ^ (key >> 32)))
+    k2 = _lowbias32((k1 + 0x9E3779B9) & _M32)
+    r = _lowbias32(lo ^ k1)
+    return r if width == 32 else (r << 32) | _lowbias32(lo ^ k2)
+
+
+_LAYOUT = {np.dtype(np.float32): (32, 23, 127), np.dtype(np.float64): (64, 52, 1023)}
+_TARGET = {np.dtype(np.float16): (10, -14), BF16: (7, -126), np.dtype(np.float32): (23, -126)}
+
+
+def stochastic(x, dtype, seed):
+    """Stochastic rounding of finite ``x`` (float32/float64, 1-D) to ``dtype``."""
+    x = np.asarray(x)
+    width, mant_bits, bias = _LAYOUT[x.dtype]
+    mant_t, emin_t = _TARGET[np.dtype(dtype)]
+    u = bits(x).astype(np.uint64)
+    e = ((u >> mant_bits) & ((1 << (width - mant_bits - 1)) - 1)).astype(np.int64)
+    m = (u & ((1 << mant_bits) - 1)) | ((e != 0).astype(np.uint64) << mant_bits)
+    e_value = np.maximum(e, 1) - bias  # |x| = m * 2**(e_value - mant_bits)
+    d = np.maximum(e_value, emin_t) - mant_t - (e_value - mant_bits)  # discarded bits
+    chop = np.maximum(d - (width - 1), 0).astype(np.uint64)
+    d = np.clip(d, 0, width - 1).astype(np.uint64)
+    f = (m >> chop) & ((np.uint64(1) << d) - np.uint64(1))
+    r = random_words(x.size, seed, width)
+    up = (d > 0) & ((r >> (np.uint64(width) - d)) >= (np.uint64(1) << d) - f)
+    lo, hi = neighbours(x, dtype)
+    return np.where(up, hi, lo)

@@ -283,6 +283,25 @@ def test_stochastic_is_a_neighbour(src, dst, rng):
                           R.bits(fq.cast(specials, dst)))
 
 
+@pytest.mark.parametrize("src,dst", STOCHASTIC)
+def test_stochastic_equals_the_documented_stream(src, dst, rng):
+    """Every element equals the NumPy model of the stream (``R.stochastic``) on a parallel
+    cast whose blocks mix normals, target subnormals, values far below them, and specials."""
+    n = 3 * SERIAL_BELOW + 1000
+    x = rng.standard_normal(n) * 2.0 ** rng.integers(-40, 14, n)
+    tiny = rng.integers(0, n, n // 50)
+    x[tiny] *= 2.0 ** rng.integers(-150, -100, tiny.size)
+    with np.errstate(over="ignore", under="ignore"):
+        x = x.astype(src)
+    special = rng.integers(0, n, 40)
+    x[special] = rng.choice(np.array([np.nan, -np.nan, np.inf, -np.inf], src), 40)
+    got = fq.cast(x, dst, rounding="stochastic", seed=77)
+    finite = np.isfinite(x)
+    want = R.stochastic(x, dst, 77)
+    assert np.array_equal(R.bits(got)[finite], R.bits(want)[finite])
+    assert np.array_equal(R.bits(got)[~finite], R.bits(fq.cast(x[~finite], dst)))
+
+
 @pytest.mark.parametrize("src,dst,value,lo,step", [
     ("float32", "bfloat16", 1 + 0.25 * 2 ** -7, 1.0, 2 ** -7),
     ("float32", "bfloat16", -(1 + 0.75 * 2 ** -7), -1.0, -(2 ** -7)),

@@ -175,6 +175,15 @@ def _encode_specials(src_b, dst_b, p):
 
 
 @njit(cache=True, inline="always")
+def _random_word(a, counter, k1, k2):
+    """The W-bit random word (W: ``a``'s width) of the element with this counter."""
+    r = like(a, lowbias32(bxor(counter, k1)))
+    if bit_width(a) == 64:
+        r = bor(shl(r, like(a, 32)), like(a, lowbias32(bxor(counter, k2))))
+    return r
+
+
+@njit(cache=True, inline="always")
 def _stochastic_blocks(src_u, dst, p, key, offset, with_sub):
     s, rebias, norm_min = p[F.E_SHIFT], p[F.E_REBIAS], p[F.E_NORM_MIN]
     norm_exp, mant_bits = p[F.E_NORM_EXP], p[F.E_MANT_BITS]
@@ -190,26 +199,28 @@ def _stochastic_blocks(src_u, dst, p, key, offset, with_sub):
         k1, k2 = stream_keys(key, base >> U64(32))
         lo = np.uint32(base & U64(0xFFFFFFFF))
         src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
-        largest = like(s, 0)
+        smallest, largest = abs_mask, like(s, 0)
         for i in range(src_b.size):
             b = src_b[i]
             a = band(b, abs_mask)
-            counter = add(lo, np.uint32(i))
-            r = like(a, lowbias32(bxor(counter, k1)))
-            if bit_width(a) == 64:
-                r = bor(shl(r, like(a, 32)), like(a, lowbias32(bxor(counter, k2))))
+            r = _random_word(a, add(lo, np.uint32(i)), k1, k2)
             code = min(sub(shr(add(a, shr(r, sub(width, s))), s), rebias), ovf_code)
-            if with_sub:  # below the target's normals: shift the significand by a
-                e = shr(a, mant_bits)  # per-element amount
+            dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
+            smallest, largest = min(smallest, a), max(largest, a)
+        if with_sub and smallest < norm_min:  # below the target's normals (a few blocks):
+            for i in range(src_b.size):  # shift the significand by a per-element amount
+                b = src_b[i]
+                a = band(b, abs_mask)
+                r = _random_word(a, add(lo, np.uint32(i)), k1, k2)
+                e = shr(a, mant_bits)
                 m = bor(band(a, mant_mask), shl(like(a, e != 0), mant_bits))
                 sh = sub(add(s, norm_exp), max(e, one))  # wraps around for normals (unused)
                 sh = min(max(sh, one), like(a, 4096))
-                m = shr(m, min(sub(sh, min(sh, top)), top))  # keep the top bits when sh > top
+                m = shr(m, min(sub(sh, min(sh, top)), top))  # keep the top bits if sh > top
                 sh = min(sh, top)
-                sub_code = shr(add(m, shr(r, sub(width, sh))), sh)
-                code = sub_code if a < norm_min else code
-            dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
-            largest = max(largest, a)
+                code = shr(add(m, shr(r, sub(width, sh))), sh)
+                code = bor(code, band(shr(b, sign_shift), sign_bit))
+                dst_b[i] = code if a < norm_min else dst_b[i]
         if largest >= inf_bits:  # an inf or NaN in the block (rare)
             _encode_specials(src_b, dst_b, p)
 
