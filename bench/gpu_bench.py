@@ -160,7 +160,7 @@ def main(argv=None):
     torch = None if simulated else _torch()
     gpu = "CUDA simulator" if simulated else cuda.get_current_device().name
     gpu = gpu.decode() if isinstance(gpu, bytes) else gpu
-    lines = [f"# fastq GPU benchmark\n",
+    lines = ["# fastq GPU benchmark\n",
              f"GPU: **{gpu}**, {datetime.date.today().isoformat()}, "
              f"{args.elements:,} float32 elements, median of {args.reps} runs; "
              f"numba-cuda, torch {torch.__version__ if torch else 'n/a'}.\n",

@@ -117,6 +117,33 @@ def test_comparisons(src, dst, rounding):
     assert_same_bits(fq.cast(x, dst, rounding=rounding), COMPARISONS[(src, dst, rounding)](x), x)
 
 
+STREAMED = [(src, dst, r) for src in ("float32",) for dst in ("float16", "bfloat16")
+            for r in ("nearest_even", "truncate", "stochastic")] + [
+    ("float64", "float16", "nearest_even"), ("float64", "bfloat16", "nearest_even"),
+    ("float64", "bfloat16", "truncate"), ("float64", "float32", "nearest_even"),
+    ("float16", "float32", None), ("bfloat16", "float32", None), ("float16", "float64", None),
+    ("float32", "float64", None), ("bfloat16", "float16", "nearest_even")]
+
+
+@pytest.mark.parametrize("offset", [0, 2, 8, 1])
+@pytest.mark.parametrize("src,dst,rounding", STREAMED)
+def test_streamed_output_equals_cached(monkeypatch, src, dst, rounding, offset):
+    """Outputs larger than the last-level cache are written with non-temporal stores of
+    whole 64-byte lines (plain stores for the partial lines at the ends of each block):
+    the same bits, at any alignment of ``out`` (``offset`` bytes past a 64-byte line)."""
+    from fastq._cpu import _parallel
+    x = sample(src)[:3 * SERIAL_BELOW + 77]
+    kw = {"rounding": rounding or "nearest_even", "seed": 9 if rounding == "stochastic" else None}
+    want = fq.cast(x, dst, **kw)
+    monkeypatch.setattr(_parallel, "STREAM_ABOVE", 0)
+    raw = np.full(want.nbytes + 128, 0xA5, np.uint8)
+    start = (-raw.ctypes.data) % 64 + offset
+    out = raw[start:start + want.nbytes].view(want.dtype)
+    assert fq.cast(x, dst, out=out, **kw) is out
+    assert np.array_equal(R.bits(out), R.bits(want))
+    assert (raw[:start] == 0xA5).all() and (raw[start + want.nbytes:] == 0xA5).all()
+
+
 @pytest.mark.parametrize("src,rounding", [("float32", 1), ("float32", 0), ("float64", 1),
                                           ("float64", 0)])
 def test_native_float16_kernel_equals_integer_kernel(src, rounding):
@@ -132,13 +159,13 @@ def test_native_float16_kernel_equals_integer_kernel(src, rounding):
     for x in (whole, whole[nan_at - 600:nan_at + 600]):
         native, integer = np.empty(x.size, np.uint16), np.empty(x.size, np.uint16)
         K.encode(x, native, params, sub_scale, rounding, 0)
-        K._encode_slice(x.view(params.dtype), integer, params, sub_scale, bool(rounding))
+        K._encode_slice(x.view(params.dtype), integer, params, sub_scale, bool(rounding), False)
         assert np.array_equal(native, integer)
     h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)  # and back: every pattern
     params, sub_magic = F.decode_params(F.FORMATS["float16"], F.FORMATS["float32"])
     native, integer = np.empty(h.size, np.uint32), np.empty(h.size, np.uint32)
     K.decode(h, native, params, sub_magic)
-    K._decode_slice(h, integer, params, sub_magic)
+    K._decode_slice(h, integer, params, sub_magic, False)
     assert np.array_equal(native, integer)
     if platform.machine() in ("x86_64", "AMD64"):
         assert K.native_float16() == ("f16c" in open("/proc/cpuinfo").read())

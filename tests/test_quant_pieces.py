@@ -89,3 +89,22 @@ def test_peak_memory_stays_below_a_float32_copy(x32):
     # the codes plus about two float32 pieces, far below the 17 MB float32 copy
     assert peak <= qt.data.nbytes + 3 * 4 * _quantize.PIECE
     assert peak < x.size * 4
+
+
+@pytest.mark.parametrize("granularity", ["tensor", fq.PerChannel(0), fq.PerChannel(1),
+                                         fq.PerGroup(128), fq.PerGroup(64, axis=0)])
+@pytest.mark.parametrize("dtype", ["int8", "uint16"])
+def test_streamed_outputs_equal_cached(monkeypatch, x32, dtype, granularity):
+    """Outputs larger than the last-level cache are written with non-temporal stores
+    (``fastq._cpu._word.stream_out``): quantize, fake_quantize and dequantize give the
+    same bits, starting from any 64-byte line offset of the output."""
+    from fastq._cpu import _parallel
+    x = x32.reshape(-1)[3:3 + 4096 * 257].reshape(4096, 257)  # odd rows: any alignment
+    want = fq.quantize(x, dtype, granularity=granularity)
+    want_fake = fq.fake_quantize(x, dtype, granularity=granularity)
+    want_back = fq.dequantize(want)
+    monkeypatch.setattr(_parallel, "STREAM_ABOVE", 0)
+    same_qtensor(fq.quantize(x, dtype, granularity=granularity), want)
+    assert np.array_equal(fq.fake_quantize(x, dtype, granularity=granularity).view(np.uint32),
+                          want_fake.view(np.uint32))
+    assert np.array_equal(fq.dequantize(want).view(np.uint32), want_back.view(np.uint32))

@@ -1,6 +1,8 @@
-"""How the CPU backend splits 1-D work into chunks for ``prange``."""
-import numpy as np
+"""How the CPU backend splits 1-D work into chunks for ``prange``, and when its kernels
+stream their output past the caches (``_word.stream_out``)."""
 from numba import njit
+
+from .._threads import parallel_region
 
 SERIAL_BELOW = 1 << 16  # elements; smaller arrays skip the thread launch
 MAX_CHUNKS = 64
@@ -24,3 +26,40 @@ def chunk_bounds(n, c, nchunks):
 
 def n_chunks(n):
     return int(min(MAX_CHUNKS, max(1, n // (SERIAL_BELOW // 4))))
+
+
+def _last_level_cache(default=32 << 20):
+    """Bytes of the largest CPU cache (Linux sysfs), else ``default``."""
+    try:
+        import glob
+        sizes = []
+        for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+            with open(path) as f:
+                text = f.read().strip()
+            sizes.append(int(text[:-1]) << {"K": 10, "M": 20}[text[-1]] if text[-1] in "KM"
+                         else int(text))
+        return max(sizes) if sizes else default
+    except (OSError, ValueError):
+        return default
+
+
+# Non-temporal stores pay off only when the data does not fit in the cache anyway:
+# measured (float32 <-> float16, 2 threads, arrays reused), streaming is 10-45% slower
+# up to 4M elements (24 MB in and out) and 15-25% faster from 8M (48 MB) on.
+STREAM_ABOVE = _last_level_cache()
+
+
+def streams(*arrays):
+    """Whether a kernel over these arrays should stream its output (``stream_out``)."""
+    return sum(a.nbytes for a in arrays) > STREAM_ABOVE
+
+
+def launch(serial, parallel, src, dst, args):
+    """Run ``serial(*args, False)`` on a small ``src``, else ``parallel(*args, nchunks,
+    stream)`` on the threads, streaming past the caches when ``src`` and ``dst`` are large."""
+    n = src.size
+    if n < SERIAL_BELOW:
+        serial(*args, False)
+    else:
+        with parallel_region():
+            parallel(*args, n_chunks(n), streams(src, dst))

@@ -27,11 +27,12 @@ import numpy as np
 from numba import config, njit, prange
 
 from .. import _formats as F
-from .._threads import parallel_region
-from ._parallel import BLOCK, SERIAL_BELOW, chunk_bounds, n_chunks
+from ._parallel import BLOCK, chunk_bounds, launch
 from ._word import (FP_NEAREST_EVEN, FP_TOWARD_ZERO, add, as_bits, as_float, band,
                     bit_width, bor, bxor, float16_bits, float16_value, like, mul,
-                    prefetch_ahead, shl, shr, sub, swap_fp_control, wide_vectors)
+                    local_block, prefetch_ahead, shl, shr, sub, swap_fp_control,
+                    wide_vectors)
+from ._word import finish_stream, stream_out
 
 U64 = np.uint64
 
@@ -67,14 +68,15 @@ def _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, rne, with_sub
 
 
 @njit(cache=True, inline="always")
-def _encode_blocks(src_u, dst, p, sub_scale, rne, with_sub):
+def _encode_blocks(src_u, dst, p, sub_scale, rne, with_sub, buf, stream):
     s, half_m1, rebias = p[F.E_SHIFT], p[F.E_HALF_M1], p[F.E_REBIAS]
     ovf_code, norm_min = p[F.E_OVF_CODE], p[F.E_NORM_MIN]
     inf_bits, abs_mask = p[F.E_INF_BITS], p[F.E_ABS_MASK]
     sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
     for start in range(0, src_u.size, BLOCK):
         prefetch_ahead(src_u, start, BLOCK)
-        src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        src_b, out_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        dst_b = buf[:out_b.size] if stream else out_b
         top = like(s, 0)
         for i in range(src_b.size):
             b = src_b[i]
@@ -85,23 +87,27 @@ def _encode_blocks(src_u, dst, p, sub_scale, rne, with_sub):
             top = max(top, a)
         if top >= inf_bits:  # an inf or NaN in the block (rare)
             _encode_specials(src_b, dst_b, p)
+        if stream:
+            stream_out(out_b, dst_b)
 
 
 @njit(cache=True)
-def _encode_slice(src_u, dst, p, sub_scale, rne):
+def _encode_slice(src_u, dst, p, sub_scale, rne, stream):
     # Two loops from one body (``with_sub`` a constant in each): where the target's
     # subnormals are the source's own (bfloat16 from float32, ``norm_min == 0``) the
     # float path is dead, and dropping it makes the loop 25% faster.
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (the float path's rint)
+    buf = local_block(dst, BLOCK)
     if p[F.E_NORM_MIN] == 0:
-        _encode_blocks(src_u, dst, p, sub_scale, rne, False)
+        _encode_blocks(src_u, dst, p, sub_scale, rne, False, buf, stream)
     else:
-        _encode_blocks(src_u, dst, p, sub_scale, rne, True)
+        _encode_blocks(src_u, dst, p, sub_scale, rne, True, buf, stream)
+    finish_stream(stream)
     swap_fp_control(saved)
 
 
 @njit(cache=True)
-def _encode_native16_slice(src_f, src_u, dst, p, control):
+def _encode_native16_slice(src_f, src_u, dst, p, control, stream):
     """float32/float64 -> IEEE float16 by the conversion instruction, rounded once as the
     control word says (half to even, or toward zero, which is truncation: a finite
     overflow gives the largest finite value); NaNs as NumPy.  ``src_u``: ``src_f``'s bits."""
@@ -111,9 +117,11 @@ def _encode_native16_slice(src_f, src_u, dst, p, control):
     nan_min, s = np.uint16(p[F.E_NAN_MIN]), p[F.E_SHIFT]
     inf_code, sign, magnitude = np.uint16(0x7C00), np.uint16(0x8000), np.uint16(0x7FFF)
     saved = swap_fp_control(control)
+    buf = local_block(dst, BLOCK)
     for start in range(0, src_u.size, BLOCK):
         prefetch_ahead(src_u, start, BLOCK)
-        src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        src_b, out_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        dst_b = buf[:out_b.size] if stream else out_b
         f_b = src_f[start:start + BLOCK]
         top = np.uint16(0)
         for i in range(src_b.size):
@@ -126,11 +134,14 @@ def _encode_native16_slice(src_f, src_u, dst, p, control):
                 payload = band(np.uint16(shr(src_b[i], s)), nan_mask)
                 nan = bor(max(bor(nan_base, payload), nan_min), band(h, sign))
                 dst_b[i] = nan if band(h, magnitude) > inf_code else h
+        if stream:
+            stream_out(out_b, dst_b)
+    finish_stream(stream)
     swap_fp_control(saved)
 
 
 @njit(cache=True)
-def _encode_via32_slice(src_f, src_u, dst, p64, p32, rne):
+def _encode_via32_slice(src_f, src_u, dst, p64, p32, rne, stream):
     """float64 -> a format no wider than float32 in range whose subnormals are float32's
     (bfloat16), by the conversion instruction toward zero with the inexact bit ORed in
     (round to odd: float32 keeps 16 more bits than the target everywhere, so the second
@@ -142,9 +153,11 @@ def _encode_via32_slice(src_f, src_u, dst, p64, p32, rne):
     sign_shift, sign_bit = p32[F.E_SIGN_SHIFT], p32[F.E_SIGN_BIT]
     wide_vectors()
     saved = swap_fp_control(np.uint32(FP_TOWARD_ZERO))
+    buf = local_block(dst, BLOCK)
     for start in range(0, src_u.size, BLOCK):
         prefetch_ahead(src_u, start, BLOCK)
-        src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        src_b, out_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        dst_b = buf[:out_b.size] if stream else out_b
         f_b = src_f[start:start + BLOCK]
         top = np.uint32(0)
         for i in range(src_b.size):
@@ -157,6 +170,9 @@ def _encode_via32_slice(src_f, src_u, dst, p64, p32, rne):
             top = max(top, a)
         if top >= inf_bits:
             _encode_specials(src_b, dst_b, p64)
+        if stream:
+            stream_out(out_b, dst_b)
+    finish_stream(stream)
     swap_fp_control(saved)
 
 
@@ -184,7 +200,7 @@ def _random_word(a, counter, k1, k2):
 
 
 @njit(cache=True, inline="always")
-def _stochastic_blocks(src_u, dst, p, key, offset, with_sub):
+def _stochastic_blocks(src_u, dst, p, key, offset, with_sub, buf, stream):
     s, rebias, norm_min = p[F.E_SHIFT], p[F.E_REBIAS], p[F.E_NORM_MIN]
     norm_exp, mant_bits = p[F.E_NORM_EXP], p[F.E_MANT_BITS]
     ovf_code, inf_bits, abs_mask = p[F.E_OVF_CODE], p[F.E_INF_BITS], p[F.E_ABS_MASK]
@@ -198,7 +214,8 @@ def _stochastic_blocks(src_u, dst, p, key, offset, with_sub):
         base = U64(offset + start)  # blocks never straddle a multiple of 2**32
         k1, k2 = stream_keys(key, base >> U64(32))
         lo = np.uint32(base & U64(0xFFFFFFFF))
-        src_b, dst_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        src_b, out_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
+        dst_b = buf[:out_b.size] if stream else out_b
         smallest, largest = abs_mask, like(s, 0)
         for i in range(src_b.size):
             b = src_b[i]
@@ -223,26 +240,31 @@ def _stochastic_blocks(src_u, dst, p, key, offset, with_sub):
                 dst_b[i] = code if a < norm_min else dst_b[i]
         if largest >= inf_bits:  # an inf or NaN in the block (rare)
             _encode_specials(src_b, dst_b, p)
+        if stream:
+            stream_out(out_b, dst_b)
 
 
 @njit(cache=True)
-def _encode_stochastic_slice(src_u, dst, p, key, offset):
+def _encode_stochastic_slice(src_u, dst, p, key, offset, stream):
     wide_vectors()  # (the hash is most of the work)
+    buf = local_block(dst, BLOCK)
     if p[F.E_NORM_MIN] == 0:  # (bfloat16 from float32: no subnormal path)
-        _stochastic_blocks(src_u, dst, p, key, offset, False)
+        _stochastic_blocks(src_u, dst, p, key, offset, False, buf, stream)
     else:
-        _stochastic_blocks(src_u, dst, p, key, offset, True)
+        _stochastic_blocks(src_u, dst, p, key, offset, True, buf, stream)
+    finish_stream(stream)
 
 
 @njit(cache=True, inline="always")
-def _decode_blocks(src, dst, p, sub_magic, with_sub):
+def _decode_blocks(src, dst, p, sub_magic, with_sub, buf, stream):
     shift, rebias, sub_lim = p[F.D_SHIFT], p[F.D_REBIAS], p[F.D_SUB_LIM]
     one_exp = p[F.D_ONE_EXP]
-    special_min, exp_all, abs_mask = p[F.D_SPECIAL_MIN], p[F.D_EXP_ALL], p[F.D_ABS_MASK]
+    special_min, abs_mask = p[F.D_SPECIAL_MIN], p[F.D_ABS_MASK]
     sign_mask, sign_shift = p[F.D_SIGN_MASK], p[F.D_SIGN_SHIFT]
     for start in range(0, src.size, BLOCK):
         prefetch_ahead(src, start, BLOCK)
-        src_b, dst_b = src[start:start + BLOCK], dst[start:start + BLOCK]
+        src_b, out_b = src[start:start + BLOCK], dst[start:start + BLOCK]
+        dst_b = buf[:out_b.size] if stream else out_b
         top = like(shift, 0)
         for i in range(src_b.size):
             h = like(shift, src_b[i])
@@ -255,26 +277,32 @@ def _decode_blocks(src, dst, p, sub_magic, with_sub):
             top = max(top, a)
         if top >= special_min:  # an inf or NaN in the block (rare)
             _decode_specials(src_b, dst_b, p)
+        if stream:
+            stream_out(out_b, dst_b)
 
 
 @njit(cache=True)
-def _decode_slice(src, dst, p, sub_magic):
+def _decode_slice(src, dst, p, sub_magic, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (exact, if not flushed to 0)
+    buf = local_block(dst, BLOCK)
     if p[F.D_SUB_LIM] == 0:  # (bfloat16 -> float32: no subnormal is normal in the target)
-        _decode_blocks(src, dst, p, sub_magic, False)
+        _decode_blocks(src, dst, p, sub_magic, False, buf, stream)
     else:
-        _decode_blocks(src, dst, p, sub_magic, True)
+        _decode_blocks(src, dst, p, sub_magic, True, buf, stream)
+    finish_stream(stream)
     swap_fp_control(saved)
 
 
 @njit(cache=True)
-def _decode_native16_slice(src, dst, p):
+def _decode_native16_slice(src, dst, p, stream):
     """float16 -> float32 bits by the conversion instruction; inf and NaN as NumPy."""
     special_min = p[F.D_SPECIAL_MIN]
     magnitude = np.uint16(p[F.D_ABS_MASK])
+    buf = local_block(dst, BLOCK)
     for start in range(0, src.size, BLOCK):
         prefetch_ahead(src, start, BLOCK)
-        src_b, dst_b = src[start:start + BLOCK], dst[start:start + BLOCK]
+        src_b, out_b = src[start:start + BLOCK], dst[start:start + BLOCK]
+        dst_b = buf[:out_b.size] if stream else out_b
         top = np.uint16(0)
         for i in range(src_b.size):
             h = src_b[i]
@@ -282,6 +310,9 @@ def _decode_native16_slice(src, dst, p):
             top = max(top, band(h, magnitude))
         if top >= special_min:  # an inf or NaN in the block (rare)
             _decode_specials(src_b, dst_b, p)
+        if stream:
+            stream_out(out_b, dst_b)
+    finish_stream(stream)
 
 
 @njit(cache=True, inline="always")
@@ -298,47 +329,48 @@ def _decode_specials(src_b, dst_b, p):
 
 
 @njit(parallel=True, cache=True)
-def _decode_native16_parallel(src, dst, p, nchunks):
+def _decode_native16_parallel(src, dst, p, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src.size, c, nchunks)
-        _decode_native16_slice(src[start:stop], dst[start:stop], p)
+        _decode_native16_slice(src[start:stop], dst[start:stop], p, stream)
 
 
 @njit(parallel=True, cache=True)
-def _encode_parallel(src_u, dst, p, sub_scale, rne, nchunks):
+def _encode_parallel(src_u, dst, p, sub_scale, rne, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src_u.size, c, nchunks)
-        _encode_slice(src_u[start:stop], dst[start:stop], p, sub_scale, rne)
+        _encode_slice(src_u[start:stop], dst[start:stop], p, sub_scale, rne, stream)
 
 
 @njit(parallel=True, cache=True)
-def _encode_native16_parallel(src_f, src_u, dst, p, control, nchunks):
+def _encode_native16_parallel(src_f, src_u, dst, p, control, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src_f.size, c, nchunks)
         _encode_native16_slice(src_f[start:stop], src_u[start:stop], dst[start:stop], p,
-                               control)
+                               control, stream)
 
 
 @njit(parallel=True, cache=True)
-def _encode_via32_parallel(src_f, src_u, dst, p64, p32, rne, nchunks):
+def _encode_via32_parallel(src_f, src_u, dst, p64, p32, rne, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src_f.size, c, nchunks)
         _encode_via32_slice(src_f[start:stop], src_u[start:stop], dst[start:stop], p64, p32,
-                            rne)
+                            rne, stream)
 
 
 @njit(parallel=True, cache=True)
-def _encode_stochastic_parallel(src_u, dst, p, key, nchunks):
+def _encode_stochastic_parallel(src_u, dst, p, key, offset, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src_u.size, c, nchunks)
-        _encode_stochastic_slice(src_u[start:stop], dst[start:stop], p, key, start)
+        _encode_stochastic_slice(src_u[start:stop], dst[start:stop], p, key, offset + start,
+                                 stream)
 
 
 @njit(parallel=True, cache=True)
-def _decode_parallel(src, dst, p, sub_magic, nchunks):
+def _decode_parallel(src, dst, p, sub_magic, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src.size, c, nchunks)
-        _decode_slice(src[start:stop], dst[start:stop], p, sub_magic)
+        _decode_slice(src[start:stop], dst[start:stop], p, sub_magic, stream)
 
 
 def encode(src_f, dst, params, sub_scale, rounding, key):
@@ -350,33 +382,20 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
     where there is one.
     """
     src_u = src_f.view(params.dtype)
-    n = src_u.size
     control = _native_control(params, dst, rounding)
     if control is not None:
-        if n < SERIAL_BELOW:
-            _encode_native16_slice(src_f, src_u, dst, params, control)
-        else:
-            with parallel_region():
-                _encode_native16_parallel(src_f, src_u, dst, params, control, n_chunks(n))
+        launch(_encode_native16_slice, _encode_native16_parallel, src_f, dst,
+               (src_f, src_u, dst, params, control))
     elif rounding != 2 and params.size == 2 * F.E_LEN:  # float64 -> bfloat16
         p32 = params[F.E_LEN:].astype(np.uint32)
-        if n < SERIAL_BELOW:
-            _encode_via32_slice(src_f, src_u, dst, params, p32, bool(rounding))
-        else:
-            with parallel_region():
-                _encode_via32_parallel(src_f, src_u, dst, params, p32, bool(rounding),
-                                       n_chunks(n))
+        launch(_encode_via32_slice, _encode_via32_parallel, src_f, dst,
+               (src_f, src_u, dst, params, p32, bool(rounding)))
     elif rounding == 2:
-        if n < SERIAL_BELOW:
-            _encode_stochastic_slice(src_u, dst, params, key, 0)
-        else:
-            with parallel_region():
-                _encode_stochastic_parallel(src_u, dst, params, key, n_chunks(n))
-    elif n < SERIAL_BELOW:
-        _encode_slice(src_u, dst, params, sub_scale, bool(rounding))
+        launch(_encode_stochastic_slice, _encode_stochastic_parallel, src_f, dst,
+               (src_u, dst, params, key, 0))
     else:
-        with parallel_region():
-            _encode_parallel(src_u, dst, params, sub_scale, bool(rounding), n_chunks(n))
+        launch(_encode_slice, _encode_parallel, src_f, dst,
+               (src_u, dst, params, sub_scale, bool(rounding)))
 
 
 def _native_control(params, half, rounding):
@@ -413,19 +432,12 @@ def native_float16(source_bits=32):
 
 def decode(src, dst, params, sub_magic):
     """Widen the 1-D bits ``src`` exactly into the bits ``dst`` (1-D, same size)."""
-    n = src.size
     if (params.dtype == np.uint32 and _float16_pair(params, src, params[F.D_SHIFT])
             and native_float16()):  # float16 -> float32
-        if n < SERIAL_BELOW:
-            _decode_native16_slice(src, dst, params)
-        else:
-            with parallel_region():
-                _decode_native16_parallel(src, dst, params, n_chunks(n))
-    elif n < SERIAL_BELOW:
-        _decode_slice(src, dst, params, sub_magic)
+        launch(_decode_native16_slice, _decode_native16_parallel, src, dst,
+               (src, dst, params))
     else:
-        with parallel_region():
-            _decode_parallel(src, dst, params, sub_magic, n_chunks(n))
+        launch(_decode_slice, _decode_parallel, src, dst, (src, dst, params, sub_magic))
 
 
 def empty(shape, dtype):
@@ -434,21 +446,26 @@ def empty(shape, dtype):
 
 
 @njit(cache=True)
-def _widen_slice(src, dst):
+def _widen_slice(src, dst, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (no denormals-are-zero)
+    buf = local_block(dst, BLOCK)
     for start in range(0, src.size, BLOCK):
         prefetch_ahead(src, start, BLOCK)
-        src_b, dst_b = src[start:start + BLOCK], dst[start:start + BLOCK]
+        src_b, out_b = src[start:start + BLOCK], dst[start:start + BLOCK]
+        dst_b = buf[:out_b.size] if stream else out_b
         for i in range(src_b.size):
             dst_b[i] = np.float64(src_b[i])
+        if stream:
+            stream_out(out_b, dst_b)
+    finish_stream(stream)
     swap_fp_control(saved)
 
 
 @njit(parallel=True, cache=True)
-def _widen_parallel(src, dst, nchunks):
+def _widen_parallel(src, dst, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src.size, c, nchunks)
-        _widen_slice(src[start:stop], dst[start:stop])
+        _widen_slice(src[start:stop], dst[start:stop], stream)
 
 
 def copyto(dst, src):
@@ -456,8 +473,5 @@ def copyto(dst, src):
     widens (exact; a signaling NaN comes out quiet with its payload, as in NumPy)."""
     if dst.dtype == src.dtype:
         np.copyto(dst, src)
-    elif src.size < SERIAL_BELOW:
-        _widen_slice(src, dst)
     else:
-        with parallel_region():
-            _widen_parallel(src, dst, n_chunks(src.size))
+        launch(_widen_slice, _widen_parallel, src, dst, (src, dst))

@@ -25,8 +25,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._threads import parallel_region
-from ._parallel import AHEAD, BLOCK, SERIAL_BELOW
-from ._word import prefetch_span, unmanaged
+from ._parallel import AHEAD, BLOCK, SERIAL_BELOW, streams
+from ._word import finish_stream, local_block, prefetch_span, stream_out, unmanaged
 from .pack import pack_at
 from .ranges import minmax  # noqa: F401  (the backend interface: see fastq._cpu.ranges)
 
@@ -68,7 +68,7 @@ def _code_piece(xs, ss, zs, s, z, per_column, qmin, qmax, fake, out):
 
 @njit(cache=True, error_model="numpy")
 def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3, bits, base,
-                   scratch, packed):
+                   scratch, packed, stream):
     """Quantize rows ``r0..r1`` of the view; returns whether it met a NaN.
 
     Rows go in pieces of at most ``BLOCK`` elements within one parameter group, the
@@ -81,6 +81,7 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
     K, Q = x3.shape[1], x3.shape[2]
     flat = x3.reshape(x3.size)
     step = BLOCK if bq == 1 else min(bq, BLOCK)
+    buf = local_block(out3, BLOCK)
     nan = False
     p, k = r0 // K, r0 % K
     for r in range(r0, r1):
@@ -102,15 +103,20 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
                                        False, cs)
                     pack_at(cs, base + r * Q + start, bits, packed)
                 else:
+                    out = out3[p, k, start:stop]
+                    piece = buf[:xs.size] if stream else out
                     nan |= _code_piece(xs, ss, zs, srow[g], zrow[g], bq == 1, qmin, qmax,
-                                       fake, out3[p, k, start:stop])
+                                       fake, piece)
+                    if stream:
+                        stream_out(out, piece)
         k += 1
+    finish_stream(stream)
     return nan
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, bits, base,
-                       align, scratch, packed):
+                       align, scratch, packed, stream):
     """Chunks of rows, each starting on a multiple of ``align`` rows (a byte boundary of
     packed codes); one row of ``scratch`` per chunk."""
     rows, nchunks = x3.shape[0] * x3.shape[1], scratch.shape[0]
@@ -119,18 +125,19 @@ def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, bi
         r0 = c * rows // nchunks // align * align
         r1 = rows if c == nchunks - 1 else (c + 1) * rows // nchunks // align * align
         nan[c] = _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1,
-                                out3, bits, base, scratch[c], packed)
+                                out3, bits, base, scratch[c], packed, stream)
     return nan.any()
 
 
 @njit(cache=True)
-def _dequantize_rows(c3, bp, bk, bq, scale3, zero3, r0, r1, out3):
+def _dequantize_rows(c3, bp, bk, bq, scale3, zero3, r0, r1, out3, stream):
     """``(q - z) * s`` for rows ``r0..r1``, in pieces as ``_quantize_rows``."""
     c3, scale3, zero3, out3 = unmanaged(c3), unmanaged(scale3), unmanaged(zero3), \
         unmanaged(out3)
     K, Q = c3.shape[1], c3.shape[2]
     flat = c3.reshape(c3.size)
     step = BLOCK if bq == 1 else min(bq, BLOCK)
+    buf = local_block(out3, BLOCK)
     p, k = r0 // K, r0 % K
     for r in range(r0, r1):
         if k == K:
@@ -145,7 +152,8 @@ def _dequantize_rows(c3, bp, bk, bq, scale3, zero3, r0, r1, out3):
             for start in range(lo, hi, step):
                 stop = min(start + step, hi)
                 prefetch_span(flat, r * Q + start + AHEAD, step)
-                cs, os_ = row[start:stop], out[start:stop]
+                cs, piece = row[start:stop], out[start:stop]
+                os_ = buf[:cs.size] if stream else piece
                 if bq == 1:
                     ss, zs = srow[start:stop], zrow[start:stop]
                     for j in range(cs.size):
@@ -153,15 +161,18 @@ def _dequantize_rows(c3, bp, bk, bq, scale3, zero3, r0, r1, out3):
                 else:
                     for j in range(cs.size):
                         os_[j] = (np.float32(cs[j]) - z) * s
+                if stream:
+                    stream_out(piece, os_)
         k += 1
+    finish_stream(stream)
 
 
 @njit(parallel=True, cache=True)
-def _dequantize_parallel(c3, bp, bk, bq, scale3, zero3, out3, nchunks):
+def _dequantize_parallel(c3, bp, bk, bq, scale3, zero3, out3, nchunks, stream):
     rows = c3.shape[0] * c3.shape[1]
     for c in prange(nchunks):
         _dequantize_rows(c3, bp, bk, bq, scale3, zero3,
-                         c * rows // nchunks, (c + 1) * rows // nchunks, out3)
+                         c * rows // nchunks, (c + 1) * rows // nchunks, out3, stream)
 
 
 def _split(x3):
@@ -201,7 +212,7 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out):
         else:
             o_head, o_tail, _, _ = _as_rows(out3, blocks)
             parts = [(x_head, o_head, b_head, 0), (x_tail, o_tail, b_tail, 0)]
-    nan = False
+    nan, stream = False, streams(x3, out)
     for x, o, (bp, bk, bq), base in parts:
         rows, nchunks = _split(x)
         align = (8 // bits) // math.gcd(x.shape[2], 8 // bits) if packed else 1
@@ -209,11 +220,11 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out):
             scratch = np.empty((nchunks, BLOCK if packed else 0), code_dtype)
             with parallel_region():
                 nan |= _quantize_parallel(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, o,
-                                          bits, base, align, scratch, packed_out)
+                                          bits, base, align, scratch, packed_out, stream)
         elif x.size:
             scratch = np.empty(BLOCK if packed else 0, code_dtype)
             nan |= _quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, 0, rows, o,
-                                  bits, base, scratch, packed_out)
+                                  bits, base, scratch, packed_out, False)
     return nan
 
 
@@ -231,14 +242,15 @@ def dequantize(codes3, blocks, scale3, zero3, out3):
     """See the module docstring."""
     bp, bk, bq = blocks
     rows, nchunks = _split(codes3)
+    stream = streams(codes3, out3)
     if _long_row(codes3, blocks):
         c_head, c_tail, b_head, b_tail = _as_rows(codes3, blocks)
         o_head, o_tail, _, _ = _as_rows(out3, blocks)
         with parallel_region():
-            _dequantize_parallel(c_head, *b_head, scale3, zero3, o_head, 64)
-        _dequantize_rows(c_tail, *b_tail, scale3, zero3, 0, 1, o_tail)
+            _dequantize_parallel(c_head, *b_head, scale3, zero3, o_head, 64, stream)
+        _dequantize_rows(c_tail, *b_tail, scale3, zero3, 0, 1, o_tail, False)
     elif nchunks:
         with parallel_region():
-            _dequantize_parallel(codes3, bp, bk, bq, scale3, zero3, out3, nchunks)
+            _dequantize_parallel(codes3, bp, bk, bq, scale3, zero3, out3, nchunks, stream)
     else:
-        _dequantize_rows(codes3, bp, bk, bq, scale3, zero3, 0, rows, out3)
+        _dequantize_rows(codes3, bp, bk, bq, scale3, zero3, 0, rows, out3, False)
