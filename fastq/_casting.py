@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from . import _arrays, _backend, _formats
+from . import _arrays, _backend, _formats, _memory
 
 ROUNDINGS = {"truncate": 0, "nearest_even": 1, "stochastic": 2}
 
@@ -57,7 +57,7 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     plan = plan_cast(x.dtype, to, rounding, seed, saturate)
     out = _arrays.check_out(out, x.shape, plan.dst.dtype)
     result = out if out is not None and _arrays.direct_target(out, x) else \
-        np.empty(x.shape, plan.dst.dtype)
+        _memory.empty(x.shape, plan.dst.dtype)
     run_cast(plan, _arrays.native_contiguous(x).reshape(-1), result.reshape(-1),
              _backend.module("cpu", "cast"))
     if out is not None and result is not out:

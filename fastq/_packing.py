@@ -1,7 +1,7 @@
 """``fq.pack`` / ``fq.unpack``: 4-bit and 2-bit integer codes stored packed in bytes."""
 import numpy as np
 
-from . import _arrays, _backend, _device
+from . import _arrays, _backend, _device, _memory
 
 BITS = (8, 4, 2)
 
@@ -71,7 +71,7 @@ def pack(codes, bits=4, signed=None):
     flat = flat.reshape(-1)
     if bits == 8:
         return flat.view(np.uint8).copy() if np.shares_memory(flat, a) else flat.view(np.uint8)
-    out = np.empty(-(-flat.size * bits // 8), np.uint8)
+    out = _memory.empty(-(-flat.size * bits // 8), np.uint8)
     _backend.module("cpu", "pack").pack_into(flat, bits, out)
     return out
 
@@ -145,7 +145,7 @@ def unpack(packed, bits=4, count=None, signed=True):
         return out
     if bits == 8:
         return flat[:count].copy().view(dtype)
-    out = np.empty(count, dtype)
+    out = _memory.empty(count, dtype)
     _backend.module("cpu", "pack").unpack_into(flat, bits, bool(signed), out.view(np.uint8))
     return out
 

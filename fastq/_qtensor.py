@@ -66,9 +66,9 @@ class QTensor:
         qmin, _, bits, code_dtype = INT_DTYPES[self.dtype]
         if bits == 8 or bits == 16:
             return self.data
-        from . import _backend, _device
+        from . import _backend, _device, _memory
         on_gpu = _device.is_device(self.data)
-        out = (_device.empty if on_gpu else np.empty)(self.size, code_dtype)
+        out = _memory.empty(self.size, code_dtype, on_gpu)
         _backend.module("cuda" if on_gpu else "cpu", "pack").unpack_into(
             self.data, bits, qmin < 0, out)
         return out.reshape(self.shape)

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from . import _arrays, _backend, _device
+from . import _arrays, _backend, _device, _memory
 from . import _granularity as G
 from ._qtensor import QParams, QTensor, dtype_info
 
@@ -44,7 +44,7 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
     scale, zero_point = job.qparams(scale, zero_point)
     if job.bits < 8:  # packed by the quantize pass itself
         nbytes = -(-job.size * job.bits // 8)
-        data = _device.empty(nbytes, np.uint8) if job.on_gpu else np.empty(nbytes, np.uint8)
+        data = _memory.empty(nbytes, np.uint8, on_gpu=job.on_gpu)
     else:
         data = job.empty(job.code_dtype)
     nan = False
@@ -94,7 +94,7 @@ def dequantize(qt, backend="auto"):
                      qt.granularity)
     elif not on_host:  # backend="cpu" asked for a QTensor that lives on the GPU
         qt = _device.to_host(qt)
-    out = _device.empty(qt.shape, np.float32) if on_gpu else np.empty(qt.shape, np.float32)
+    out = _memory.empty(qt.shape, np.float32, on_gpu=on_gpu)
     if qt.size:
         blocks = qt.granularity.blocks(qt.shape)
         shape3, blocks3 = _view(qt.shape, blocks)
@@ -180,7 +180,7 @@ class _Job:
 
     def empty(self, dtype):
         """An output array of x's shape where the work runs (host or device)."""
-        return _device.empty(self.shape, dtype) if self.on_gpu else np.empty(self.shape, dtype)
+        return _memory.empty(self.shape, dtype, on_gpu=self.on_gpu)
 
     def result(self, r):
         """GPU work on device input stays there (scale and zero point included); GPU work
@@ -300,7 +300,7 @@ def pack_codes(codes, bits):
     on_gpu = _device.is_device(codes)
     flat = codes.reshape(codes.size)
     n = math.ceil(flat.size * bits / 8)
-    out = _device.empty(n, np.uint8) if on_gpu else np.empty(n, np.uint8)
+    out = _memory.empty(n, np.uint8, on_gpu=on_gpu)
     if flat.size:
         _backend.module("cuda" if on_gpu else "cpu", "pack").pack_into(flat, bits, out)
     return out

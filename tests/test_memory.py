@@ -1,0 +1,92 @@
+"""Large host outputs come from a pool of buffers (``fastq._memory``): ordinary arrays,
+never handed out twice while any view of them lives, and the pool stays bounded."""
+import concurrent.futures
+import gc
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import fastq as fq
+from fastq import _memory
+
+BIG = _memory.POOLED_FROM // 4  # float32 elements: just pooled
+
+
+@pytest.fixture(autouse=True)
+def empty_pool():
+    _memory.release()
+    yield
+    _memory.release()
+
+
+def address(a):
+    return a.__array_interface__["data"][0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int8, np.uint16, ml_dtypes.bfloat16])
+def test_pooled_arrays_are_ordinary(dtype):
+    shape = (2, BIG * 4 // np.dtype(dtype).itemsize // 2 + 3)
+    a = _memory.empty(shape, dtype)
+    assert a.shape == shape and a.dtype == np.dtype(dtype)
+    assert a.flags.c_contiguous and a.flags.writeable and a.flags.aligned
+    a[...] = 1
+    assert (a.astype(np.float32) == 1).all()
+    small = _memory.empty((3, 4), dtype)
+    assert small.flags.owndata  # plain np.empty below the threshold
+
+
+def test_buffer_reused_only_after_the_last_view_dies():
+    a = _memory.empty(BIG, np.float32)
+    view = a[100:].reshape(-1, 4)[::2]
+    where = address(a)
+    del a
+    gc.collect()
+    b = _memory.empty(BIG, np.float32)  # the view still holds a's buffer
+    assert address(b) != where
+    view[...] = 7
+    b[...] = 3
+    assert (view == 7).all()
+    del view
+    gc.collect()
+    c = _memory.empty(BIG, np.float32)  # now a's buffer is free again
+    assert address(c) == where
+    assert (b == 3).all()
+
+
+def test_pool_is_bounded():
+    arrays = [_memory.empty(BIG, np.float32) for _ in range(_memory.POOL_BUFFERS + 3)]
+    del arrays
+    gc.collect()
+    assert len(_memory._free) <= _memory.POOL_BUFFERS
+    assert sum(b.size for b in _memory._free) <= _memory.POOL_BYTES
+
+
+def test_results_survive_reuse():
+    """Results from the pool keep their values while later calls reuse other buffers."""
+    x = np.random.default_rng(0).standard_normal(BIG).astype(np.float32)
+    qt = fq.quantize(x, "int8")
+    first = fq.dequantize(qt)
+    keep = first.copy()
+    for _ in range(3):
+        other = fq.dequantize(qt)
+        assert not np.shares_memory(other, first)
+        other[...] = -1
+        del other
+    assert np.array_equal(first, keep)
+    h = fq.cast(x, "float64")
+    assert np.array_equal(h, x.astype(np.float64))
+
+
+def test_threads_never_share_a_buffer():
+    def work(seed):
+        a = _memory.empty(BIG, np.float32)
+        a[...] = seed
+        for _ in range(3):
+            b = _memory.empty(BIG, np.float32)
+            b[...] = -seed
+            del b
+        return bool((a == seed).all())
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(work, range(16)))
