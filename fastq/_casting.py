@@ -4,10 +4,12 @@ import os
 import numpy as np
 
 from . import _arrays, _backend, _formats, _memory
+from ._fpenv import ieee_default
 
 ROUNDINGS = {"truncate": 0, "nearest_even": 1, "stochastic": 2}
 
 
+@ieee_default
 def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, backend="auto"):
     """Convert ``x`` to the float format ``to``, bit-exact with the reference libraries.
 

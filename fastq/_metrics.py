@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _arrays, _backend, _device, _formats
+from ._fpenv import ieee_default
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ def _as_real_device(a, name):
     return d
 
 
+@ieee_default
 def metrics(x, x_hat):
     """Error of ``x_hat`` as an approximation of ``x``, in one parallel pass over both.
 

@@ -23,6 +23,7 @@ import numpy as np
 from . import _arrays, _backend, _device, _memory
 from . import _granularity as G
 from ._qtensor import QParams, QTensor, dtype_info
+from ._fpenv import ieee_default
 
 SCHEMES = ("asymmetric", "symmetric")
 NAN_POLICIES = ("raise", "ignore")
@@ -32,6 +33,7 @@ TINY = np.finfo(np.float32).tiny
 PIECE = 1 << 20
 
 
+@ieee_default
 def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, zero_point=None,
              narrow_range=False, nan_policy="raise", backend="auto"):
     """Quantize ``x`` linearly to integer ``dtype``; returns a :class:`QTensor`.
@@ -52,11 +54,12 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
         out = job.piece_of(data, part, x3.shape, packed=job.bits < 8)
         nan |= job.kernels.quantize(x3, blocks3, *job.grids(scale, zero_point, x3, blocks3,
                                                             rows), job.qmin, job.qmax, job.bits,
-                                    out)
+                                    out, nan_free=job.nan_free)
     job.check_nan(nan)
     return job.result(QTensor(data, dtype, scale, zero_point, job.shape, job.granularity))
 
 
+@ieee_default
 def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
                   zero_point=None, narrow_range=False, nan_policy="raise", backend="auto"):
     """``dequantize(quantize(x, ...))`` fused in one pass: float32 of ``x``'s shape."""
@@ -67,11 +70,13 @@ def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=Non
     for x3, blocks3, rows, part in job.pieces():
         nan |= job.kernels.fake_quantize(x3, blocks3,
                                          *job.grids(scale, zero_point, x3, blocks3, rows),
-                                         job.qmin, job.qmax, job.piece_of(out, part, x3.shape))
+                                         job.qmin, job.qmax, job.piece_of(out, part, x3.shape),
+                                         nan_free=job.nan_free)
     job.check_nan(nan)
     return job.result(out)
 
 
+@ieee_default
 def choose_qparams(x, dtype, scheme="asymmetric", granularity="tensor", observer="minmax",
                    narrow_range=False, nan_policy="raise", backend="auto"):
     """Scale and zero point that ``quantize`` would compute, as :class:`QParams`."""
@@ -82,6 +87,7 @@ def choose_qparams(x, dtype, scheme="asymmetric", granularity="tensor", observer
     return job.result(QParams(*job.qparams(None, None)))
 
 
+@ieee_default
 def dequantize(qt, backend="auto"):
     """``(codes - zero_point) * scale`` in float32, in the original shape."""
     if not isinstance(qt, QTensor):
@@ -127,6 +133,7 @@ class _Job:
             raise ValueError(str(exc)) from None
         self.on_gpu, self.on_host = _on_gpu(self.kernels), True
         self.source = None  # an input that needs converting: taken in pieces
+        self.nan_free = False  # known to hold no NaN (see qparams)
         if self.on_gpu:  # float32, C-contiguous, on the device (host x: copied in)
             x, self.on_host = _device.float32_input(x)
         else:
@@ -213,6 +220,8 @@ class _Job:
             if zero_point is not None:
                 raise ValueError("zero_point is only used with a given scale")
             rmin, rmax = self.value_range()
+            # (which raises on a NaN unless ignored: then the quantize pass need not look)
+            self.nan_free = self.nan_policy == "raise"
             return qparams_from_range(rmin, rmax, self.scheme, self.qmin, self.qmax,
                                       self.code_dtype)
         return check_static_params(scale, zero_point, self.dtype, self.shape,

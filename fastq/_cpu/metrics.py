@@ -13,7 +13,7 @@ from numba import njit, prange
 
 from .._threads import parallel_region
 from ._parallel import SERIAL_BELOW, chunk_bounds, n_chunks
-from ._word import as_bits, as_float
+from ._word import FP_NEAREST_EVEN, as_bits, as_float, swap_fp_control
 
 # Partial sums per chunk: a structural constant (the inner loop's trip count, which lets
 # LLVM vectorize across lanes), frozen into cached code by design, like ``BLOCK``.
@@ -29,6 +29,7 @@ def error_sums(x, x_hat, out):
     ``out[5]`` = ``max|e|`` (a NaN when any ``e`` is NaN; 0 for empty input).
     Element ``i`` goes to partial sum ``i % LANES``; the lanes are added in order at the end.
     """
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (no flushing to zero)
     acc = np.zeros((5, LANES))
     keys = np.zeros(LANES, np.uint64)
     full = x.size // LANES * LANES
@@ -61,6 +62,7 @@ def error_sums(x, x_hat, out):
             total += acc[k, j]
         out[k] = total
     out[5] = as_float(keys.max())
+    swap_fp_control(saved)
 
 
 @njit(parallel=True, cache=True)

@@ -26,30 +26,39 @@ from numba import njit, prange
 
 from .._threads import parallel_region
 from ._parallel import AHEAD, BLOCK, SERIAL_BELOW, streams
-from ._word import finish_stream, local_block, prefetch_span, stream_out, unmanaged
+from ._word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
+                    swap_fp_control, unmanaged)
 from .pack import pack_at
 from .ranges import minmax  # noqa: F401  (the backend interface: see fastq._cpu.ranges)
+
+# Rows go in pieces of PIECE elements: the codes of a piece stay in L1 (for packing, or
+# on their way out past the caches), and the loop over a piece is long enough that the
+# per-piece work (slicing, the NaN flag's horizontal reduction) costs little: 512-element
+# pieces were 10% slower on one core.
+PIECE = 4 * BLOCK
 
 
 # error_model="numpy": IEEE division (scales are validated > 0); Numba's default checks
 # every float division for a zero divisor, which stops a per-column loop vectorizing.
 @njit(cache=True, error_model="numpy")
 def _code(v, s, z, qmin, qmax):
-    """``clip(rint(v / s) + z, qmin, qmax)`` as float32 (true division); NaN gives ``z``."""
+    """``clip(rint(v / s) + z, qmin, qmax)`` as float32 (true division); NaN stays NaN."""
     q = np.rint(v / s) + z
     q = qmin if q < qmin else q  # compare-selects vectorize; float min/max do not
-    q = qmax if q > qmax else q
-    return z if q != q else q
+    return qmax if q > qmax else q
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _code_piece(xs, ss, zs, s, z, per_column, qmin, qmax, fake, out):
+def _code_piece(xs, ss, zs, s, z, per_column, qmin, qmax, fake, out, check):
     """Codes (or with ``fake`` the dequantized values) of ``xs`` into ``out``; parameters
-    ``ss[j], zs[j]`` per column, else ``s, z``.  Returns whether it met a NaN."""
+    ``ss[j], zs[j]`` per column, else ``s, z``.  With ``check``, returns whether it met a
+    NaN and codes each as the zero point (the loop writes garbage there, then a second
+    loop patches it); without, the caller knows there is none (the range pass said so)."""
     nan = False
     if per_column:  # elementwise, vectorizes
         for j in range(xs.size):
-            nan |= xs[j] != xs[j]
+            if check:
+                nan |= xs[j] != xs[j]
             q = _code(xs[j], ss[j], zs[j], qmin, qmax)
             if fake:
                 out[j] = (q - zs[j]) * ss[j]
@@ -57,21 +66,30 @@ def _code_piece(xs, ss, zs, s, z, per_column, qmin, qmax, fake, out):
                 out[j] = np.int32(q)  # (a direct float -> int8 store is 15% slower)
     else:
         for j in range(xs.size):
-            nan |= xs[j] != xs[j]
+            if check:
+                nan |= xs[j] != xs[j]
             q = _code(xs[j], s, z, qmin, qmax)
             if fake:
                 out[j] = (q - z) * s
             else:
                 out[j] = np.int32(q)
+    if nan:  # (rare)
+        for j in range(xs.size):
+            if xs[j] != xs[j]:
+                zj, sj = (zs[j], ss[j]) if per_column else (z, s)
+                if fake:
+                    out[j] = (zj - zj) * sj
+                else:
+                    out[j] = np.int32(zj)
     return nan
 
 
 @njit(cache=True, error_model="numpy")
 def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3, bits, base,
-                   scratch, packed, stream):
+                   scratch, packed, stream, check):
     """Quantize rows ``r0..r1`` of the view; returns whether it met a NaN.
 
-    Rows go in pieces of at most ``BLOCK`` elements within one parameter group, the
+    Rows go in pieces of at most ``PIECE`` elements within one parameter group, the
     input prefetched ``AHEAD`` elements ahead in the flat array.  8/16-bit codes (or fake
     values) go to ``out3``; with ``bits`` 4 or 2 each piece's codes go through
     ``scratch`` (in cache) into the packed bytes ``packed``, where ``x3[0, 0, 0]`` has
@@ -80,8 +98,9 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
     out3, scratch, packed = unmanaged(out3), unmanaged(scratch), unmanaged(packed)
     K, Q = x3.shape[1], x3.shape[2]
     flat = x3.reshape(x3.size)
-    step = BLOCK if bq == 1 else min(bq, BLOCK)
-    buf = local_block(out3, BLOCK)
+    step = PIECE if bq == 1 else min(bq, PIECE)
+    buf = local_block(out3, PIECE)
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (rint rounds as it says)
     nan = False
     p, k = r0 // K, r0 % K
     for r in range(r0, r1):
@@ -100,23 +119,24 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
                 if bits < 8:
                     cs = scratch[:xs.size]
                     nan |= _code_piece(xs, ss, zs, srow[g], zrow[g], bq == 1, qmin, qmax,
-                                       False, cs)
+                                       False, cs, check)
                     pack_at(cs, base + r * Q + start, bits, packed)
                 else:
                     out = out3[p, k, start:stop]
                     piece = buf[:xs.size] if stream else out
                     nan |= _code_piece(xs, ss, zs, srow[g], zrow[g], bq == 1, qmin, qmax,
-                                       fake, piece)
+                                       fake, piece, check)
                     if stream:
                         stream_out(out, piece)
         k += 1
     finish_stream(stream)
+    swap_fp_control(saved)
     return nan
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, bits, base,
-                       align, scratch, packed, stream):
+                       align, scratch, packed, stream, check):
     """Chunks of rows, each starting on a multiple of ``align`` rows (a byte boundary of
     packed codes); one row of ``scratch`` per chunk."""
     rows, nchunks = x3.shape[0] * x3.shape[1], scratch.shape[0]
@@ -125,7 +145,7 @@ def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, bi
         r0 = c * rows // nchunks // align * align
         r1 = rows if c == nchunks - 1 else (c + 1) * rows // nchunks // align * align
         nan[c] = _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1,
-                                out3, bits, base, scratch[c], packed, stream)
+                                out3, bits, base, scratch[c], packed, stream, check)
     return nan.any()
 
 
@@ -136,8 +156,9 @@ def _dequantize_rows(c3, bp, bk, bq, scale3, zero3, r0, r1, out3, stream):
         unmanaged(out3)
     K, Q = c3.shape[1], c3.shape[2]
     flat = c3.reshape(c3.size)
-    step = BLOCK if bq == 1 else min(bq, BLOCK)
-    buf = local_block(out3, BLOCK)
+    step = PIECE if bq == 1 else min(bq, PIECE)
+    buf = local_block(out3, PIECE)
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (no flushing to zero)
     p, k = r0 // K, r0 % K
     for r in range(r0, r1):
         if k == K:
@@ -165,6 +186,7 @@ def _dequantize_rows(c3, bp, bk, bq, scale3, zero3, r0, r1, out3, stream):
                     stream_out(piece, os_)
         k += 1
     finish_stream(stream)
+    swap_fp_control(saved)
 
 
 @njit(parallel=True, cache=True)
@@ -197,7 +219,7 @@ def _long_row(a3, blocks):
     return rows == 1 and a3.size >= SERIAL_BELOW and blocks[2] == a3.shape[2]
 
 
-def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out):
+def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out, check):
     """Dispatch: serial or chunked; a long single row (per-tensor) is cut into rows."""
     qmin, qmax = np.float32(qmin), np.float32(qmax)
     packed = bits < 8
@@ -217,25 +239,29 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out):
         rows, nchunks = _split(x)
         align = (8 // bits) // math.gcd(x.shape[2], 8 // bits) if packed else 1
         if nchunks:
-            scratch = np.empty((nchunks, BLOCK if packed else 0), code_dtype)
+            scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
             with parallel_region():
                 nan |= _quantize_parallel(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, o,
-                                          bits, base, align, scratch, packed_out, stream)
+                                          bits, base, align, scratch, packed_out, stream,
+                                          check)
         elif x.size:
-            scratch = np.empty(BLOCK if packed else 0, code_dtype)
+            scratch = np.empty(PIECE if packed else 0, code_dtype)
             nan |= _quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, 0, rows, o,
-                                  bits, base, scratch, packed_out, False)
+                                  bits, base, scratch, packed_out, False, check)
     return nan
 
 
-def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out):
-    """See the module docstring.  Returns whether a NaN was met."""
-    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, bits, out))
+def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out, nan_free=False):
+    """See the module docstring.  Returns whether a NaN was met (``nan_free``: the caller
+    knows there is none, and the kernel does not look)."""
+    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, bits, out,
+                              not nan_free))
 
 
-def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3):
-    """See the module docstring.  Returns whether a NaN was met."""
-    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, True, 8, out3))
+def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3, nan_free=False):
+    """See the module docstring and ``quantize``."""
+    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, True, 8, out3,
+                              not nan_free))
 
 
 def dequantize(codes3, blocks, scale3, zero3, out3):

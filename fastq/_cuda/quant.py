@@ -161,9 +161,10 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, out3):
     return bool(nan.copy_to_host()[0])
 
 
-def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out):
-    """See ``fastq._cpu.quant``.  Returns whether a NaN was met.  4/2-bit codes go through
-    a device code array, then ``fastq._cuda.pack.pack_into`` (two kernels, same bytes)."""
+def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out, nan_free=False):
+    """See ``fastq._cpu.quant``.  Returns whether a NaN was met (the GPU always looks:
+    ``nan_free`` is accepted and unused).  4/2-bit codes go through a device code array,
+    then ``fastq._cuda.pack.pack_into`` (two kernels, same bytes)."""
     if bits >= 8:
         return _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, out)
     codes = _device.empty(x3.shape, np.int8 if qmin < 0 else np.uint8)
@@ -172,8 +173,8 @@ def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out):
     return nan
 
 
-def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3):
-    """See ``fastq._cpu.quant``.  Returns whether a NaN was met."""
+def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3, nan_free=False):
+    """See ``fastq._cpu.quant``.  Returns whether a NaN was met (``nan_free`` unused)."""
     return _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, True, out3)
 
 

@@ -1,0 +1,93 @@
+"""Results do not depend on the caller's floating-point environment (``fastq._fpenv``):
+flush-to-zero, denormals-are-zero and a directed rounding mode in the calling thread
+(as a library built with -ffast-math leaves them), or in Numba's worker threads, which
+inherit the word of the thread that starts them."""
+import platform
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                                reason="x86 MXCSR")
+
+HOSTILE = 0x1F80 | 0x8040 | 0x4000  # flush-to-zero, denormals-are-zero, round up
+
+CALLS = textwrap.dedent("""
+    import hashlib
+    import numpy as np
+    import fastq as fq
+
+    def calls(shape):
+        # from bits, not arithmetic (which the hostile word would change)
+        rng = np.random.default_rng(0)
+        n = shape[0] * shape[1]
+        exponent = rng.integers(118, 130, n).astype(np.uint32)  # |x| in [2**-9, 8)
+        bits = (rng.integers(0, 2, n).astype(np.uint32) << 31) | (exponent << 23) | (
+            rng.integers(0, 1 << 23, n).astype(np.uint32))
+        bits[shape[1]:2 * shape[1]] &= 0x807FFFFF  # a row of subnormals
+        bits[:4] = [0x3F000000, 0x3FC00000, 0x40200000, 0xBF000000]  # ties 0.5 1.5 2.5 -0.5
+        x = bits.view(np.float32).reshape(shape)
+        x_hat = (bits ^ 5).view(np.float32).reshape(shape)
+        return {
+            "static": lambda: fq.quantize(x, "int8", scale=np.float32(0.5)).data,
+            "static tiny scale": lambda: fq.quantize(x, "int8", scale=np.float32(2e-38)).data,
+            "dynamic": lambda: fq.quantize(x, "uint8").data,
+            "per-channel scale": lambda: fq.quantize(x, "uint8", granularity=fq.PerChannel(0)).scale,
+            "symmetric scale": lambda: fq.choose_qparams(x, "int8", scheme="symmetric").scale,
+            "fake": lambda: fq.fake_quantize(x, "int8", granularity=fq.PerChannel(0)),
+            "dequantize": lambda: fq.dequantize(fq.quantize(x, "int8", granularity=fq.PerChannel(0))),
+            "metrics": lambda: np.array([fq.metrics(x, x_hat).mse, fq.metrics(x, x_hat).sqnr_db]),
+            "cast": lambda: fq.cast(x, "bfloat16"),
+        }
+
+    def digests(shape):
+        return {k: hashlib.sha1(np.ascontiguousarray(f()).tobytes()).hexdigest()
+                for k, f in calls(shape).items()}
+""")
+
+
+def _swapper():
+    from numba import njit
+
+    from fastq._cpu._word import swap_fp_control
+
+    @njit
+    def swap(word):
+        return swap_fp_control(word)
+    return lambda word: int(swap(np.uint32(word)))
+
+
+def test_calling_thread(tmp_path):
+    """Small inputs (serial kernels, this thread): same bits, caller's word restored."""
+    namespace = {}
+    exec(CALLS, namespace)
+    swap = _swapper()
+    want = namespace["digests"]((64, 96))
+    saved = swap(HOSTILE)
+    try:
+        got = namespace["digests"]((64, 96))
+        after = swap(saved)
+    finally:
+        swap(saved)
+    assert after & ~0x3F == HOSTILE  # (the low 6 bits are sticky exception flags)
+    assert got == want
+
+
+def test_worker_threads():
+    """Large inputs in a process whose every thread starts with the hostile word."""
+    script = CALLS + textwrap.dedent(f"""
+        import json, sys
+        if sys.argv[1] == "hostile":
+            from numba import njit
+            from fastq._cpu._word import swap_fp_control
+            njit(lambda w: swap_fp_control(w))(np.uint32({HOSTILE}))
+        print(json.dumps(digests((1024, 1030))))
+    """)
+    runs = [subprocess.run([sys.executable, "-c", script, mode], capture_output=True,
+                           text=True, timeout=600) for mode in ("default", "hostile")]
+    for r in runs:
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert runs[0].stdout == runs[1].stdout
