@@ -31,6 +31,9 @@ TINY = np.finfo(np.float32).tiny
 # Inputs that need converting to float32 go in pieces of about PIECE elements (see
 # _Job.pieces): 4 MB of float32 at a time, never a copy of it all.
 PIECE = 1 << 20
+# Dynamic quantization by rows (range, parameters and codes in one pass) takes rows of at
+# most this many elements: 256 KB of float32, well inside a core's L2.
+ROW_IN_CACHE = 1 << 16
 
 
 @ieee_default
@@ -43,12 +46,12 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
     docstring for the formulas.
     """
     job = _Job(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
-    scale, zero_point = job.qparams(scale, zero_point)
-    if job.bits < 8:  # packed by the quantize pass itself
-        nbytes = -(-job.size * job.bits // 8)
-        data = _memory.empty(nbytes, np.uint8, on_gpu=job.on_gpu)
-    else:
-        data = job.empty(job.code_dtype)
+    if scale is None and zero_point is None and job.by_rows():
+        data = job.empty_codes()
+        scale, zero_point = job.quantize_by_rows(data, fake=False)
+        return job.result(QTensor(data, dtype, scale, zero_point, job.shape, job.granularity))
+    scale, zero_point = job.qparams(scale, zero_point)  # (its temporaries freed first)
+    data = job.empty_codes()
     nan = False
     for x3, blocks3, rows, part in job.pieces():
         out = job.piece_of(data, part, x3.shape, packed=job.bits < 8)
@@ -64,6 +67,10 @@ def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=Non
                   zero_point=None, narrow_range=False, nan_policy="raise", backend="auto"):
     """``dequantize(quantize(x, ...))`` fused in one pass: float32 of ``x``'s shape."""
     job = _Job(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
+    if scale is None and zero_point is None and job.by_rows():
+        out = job.empty(np.float32)
+        job.quantize_by_rows(out, fake=True)
+        return job.result(out)
     scale, zero_point = job.qparams(scale, zero_point)
     out = job.empty(np.float32)
     nan = False
@@ -185,6 +192,13 @@ class _Job:
             return out[i * row * self.bits // 8:-(-j * row * self.bits // 8)]
         return out[i:j].reshape(shape3)
 
+    def empty_codes(self):
+        """The codes' array: x's shape, or for 4/2 bits the packed bytes (1-D)."""
+        if self.bits < 8:  # packed by the quantize pass itself
+            nbytes = -(-self.size * self.bits // 8)
+            return _memory.empty(nbytes, np.uint8, on_gpu=self.on_gpu)
+        return self.empty(self.code_dtype)
+
     def empty(self, dtype):
         """An output array of x's shape where the work runs (host or device)."""
         return _memory.empty(self.shape, dtype, on_gpu=self.on_gpu)
@@ -233,6 +247,44 @@ class _Job:
             raise ValueError("x contains NaN (use nan_policy='ignore' to code NaN as the "
                              "zero point)")
 
+    def by_rows(self):
+        """Whether dynamic quantization can run in one pass by rows: on a backend that
+        has it, each row of the view is one parameter group (``PerChannel`` on the first
+        axis, ``PerGroup`` on the last, ...), and there are rows enough to share out and
+        short enough to stay in cache while they are coded."""
+        (P, K, Q), blocks3 = self.view
+        return (hasattr(self.kernels, "quantize_by_rows") and blocks3 == (1, 1, Q)
+                and P * K > 1 and Q <= ROW_IN_CACHE)
+
+    def quantize_by_rows(self, out, fake):
+        """Range, parameters and codes (or fake values) into ``out`` in one pass by rows;
+        returns the scale and zero point, as ``qparams`` would have."""
+        symmetric = self.scheme == "symmetric"
+        scale, zero = np.empty(self.grid, np.float32), np.empty(self.grid, np.float32)
+        has_nan = has_inf = False
+        for x3, blocks3, rows, part in self.pieces():
+            grid3 = _grid(x3.shape, blocks3)  # (rows of C-contiguous arrays: views)
+            nan, inf = self.kernels.quantize_by_rows(
+                x3, scale[rows].reshape(grid3), zero[rows].reshape(grid3), self.qmin,
+                self.qmax, self.bits,
+                self.piece_of(out, part, x3.shape, packed=self.bits < 8 and not fake),
+                symmetric, self.nan_policy == "ignore", fake)
+            has_nan, has_inf = has_nan or nan, has_inf or inf
+        self.check_range(has_nan, has_inf)
+        scale = scale.reshape(self.param_shape)
+        if symmetric and self.qmin < 0:
+            return scale, None
+        return scale, zero.reshape(self.param_shape).astype(self.code_dtype)
+
+    def check_range(self, has_nan, has_inf):
+        """After a range pass: a NaN or inf in a range raises unless ignored."""
+        if self.nan_policy == "raise" and has_nan:
+            raise ValueError("x contains NaN (use nan_policy='ignore' to leave NaN out of "
+                             "the range and code it as the zero point)")
+        if self.nan_policy == "raise" and has_inf:
+            raise ValueError("x contains inf: the range cannot be computed (give scale=, "
+                             "or use nan_policy='ignore')")
+
     def value_range(self):
         if not self.size:
             return (np.zeros(self.param_shape, np.float32),) * 2
@@ -247,12 +299,7 @@ class _Job:
             part = rmin[rows].shape  # (each range already holds 0)
             rmin[rows] = np.minimum(rmin[rows], lo.reshape(part))
             rmax[rows] = np.maximum(rmax[rows], hi.reshape(part))
-        if self.nan_policy == "raise" and has_nan:
-            raise ValueError("x contains NaN (use nan_policy='ignore' to leave NaN out of "
-                             "the range and code it as the zero point)")
-        if self.nan_policy == "raise" and has_inf:
-            raise ValueError("x contains inf: the range cannot be computed (give scale=, "
-                             "or use nan_policy='ignore')")
+        self.check_range(has_nan, has_inf)
         return rmin.reshape(self.param_shape), rmax.reshape(self.param_shape)
 
 

@@ -6,7 +6,7 @@ import sys
 def _bench(args):
     from ._bench import format_table, run
     size = args.size or (1 << 20 if args.quick else 1 << 24)
-    repeat = args.repeat or (3 if args.quick else 7)
+    repeat = args.repeat or (3 if args.quick else 15)
     rows = run(size=size, repeat=repeat, only=args.only)
     if not rows:
         raise ValueError(f"no benchmark matches --only {args.only!r}")

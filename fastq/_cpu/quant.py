@@ -29,7 +29,7 @@ from ._parallel import AHEAD, BLOCK, SERIAL_BELOW, streams
 from ._word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
                     swap_fp_control, unmanaged)
 from .pack import pack_at
-from .ranges import minmax  # noqa: F401  (the backend interface: see fastq._cpu.ranges)
+from .ranges import minmax, row_range  # noqa: F401  (minmax: see fastq._cpu.ranges)
 
 # Rows go in pieces of PIECE elements: the codes of a piece stay in L1 (for packing, or
 # on their way out past the caches), and the loop over a piece is long enough that the
@@ -84,10 +84,33 @@ def _code_piece(xs, ss, zs, s, z, per_column, qmin, qmax, fake, out, check):
     return nan
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _scale_zero(lo, hi, symmetric, qmin, qmax):
+    """Scale and zero point (float32) of the range ``[lo, hi]``, exactly as
+    ``fastq._quantize.qparams_from_range`` computes them with NumPy."""
+    if symmetric:
+        scale = max(abs(lo), abs(hi)) / np.float32((qmax - qmin) // 2)
+    else:
+        n = qmax - qmin
+        scale = (hi - lo) / n
+        if np.isinf(scale):  # a range wider than float32 holds
+            scale = hi / n - lo / n
+    scale = np.float32(1) if hi == lo else max(scale, np.float32(2.0 ** -126))
+    if symmetric:
+        return scale, np.float32(0) if qmin < 0 else np.float32((qmax + qmin + 1) // 2)
+    zero = np.rint(qmin - lo / scale)
+    zero = qmin if zero < qmin else zero
+    return scale, qmax if zero > qmax else zero
+
+
 @njit(cache=True, error_model="numpy")
 def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3, bits, base,
-                   scratch, packed, stream, check):
-    """Quantize rows ``r0..r1`` of the view; returns whether it met a NaN.
+                   scratch, packed, stream, check, fused, symmetric, ignore):
+    """Quantize rows ``r0..r1`` of the view; returns flags: 1 a NaN met, 2 an inf met.
+
+    ``fused`` (dynamic, one parameter group per row): each row's range and parameters
+    first, written to ``scale3``/``zero3``, then its codes, while it is in cache; a row
+    with a NaN or inf is coded only with ``ignore`` (its range from the finite values).
 
     Rows go in pieces of at most ``PIECE`` elements within one parameter group, the
     input prefetched ``AHEAD`` elements ahead in the flat array.  8/16-bit codes (or fake
@@ -101,7 +124,7 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
     step = PIECE if bq == 1 else min(bq, PIECE)
     buf = local_block(out3, PIECE)
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (rint rounds as it says)
-    nan = False
+    flags = 0
     p, k = r0 // K, r0 % K
     for r in range(r0, r1):
         if k == K:
@@ -109,6 +132,15 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
         row = x3[p, k]
         pb, kb = p if bp == 1 else p // bp, k if bk == 1 else k // bk  # (divisions are slow)
         srow, zrow = scale3[pb, kb], zero3[pb, kb]
+        if fused:
+            row_flags, lo, hi = row_range(row, ignore)
+            flags |= row_flags
+            srow[0], zrow[0] = _scale_zero(lo, hi, symmetric, qmin, qmax)
+            check = row_flags & 1 != 0
+            if row_flags and not ignore:  # (the caller raises)
+                k += 1
+                continue
+        nan = False
         for g in range(srow.size if bq > 1 else 1):
             lo = g * bq if bq > 1 else 0
             hi = min(lo + bq, Q) if bq > 1 else Q
@@ -128,25 +160,30 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
                                        fake, piece, check)
                     if stream:
                         stream_out(out, piece)
+        flags |= 1 if nan else 0
         k += 1
     finish_stream(stream)
     swap_fp_control(saved)
-    return nan
+    return flags
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, bits, base,
-                       align, scratch, packed, stream, check):
+                       align, scratch, packed, stream, check, fused, symmetric, ignore):
     """Chunks of rows, each starting on a multiple of ``align`` rows (a byte boundary of
     packed codes); one row of ``scratch`` per chunk."""
     rows, nchunks = x3.shape[0] * x3.shape[1], scratch.shape[0]
-    nan = np.zeros(nchunks, np.bool_)
+    flags = np.zeros(nchunks, np.int64)
     for c in prange(nchunks):
         r0 = c * rows // nchunks // align * align
         r1 = rows if c == nchunks - 1 else (c + 1) * rows // nchunks // align * align
-        nan[c] = _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1,
-                                out3, bits, base, scratch[c], packed, stream, check)
-    return nan.any()
+        flags[c] = _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1,
+                                  out3, bits, base, scratch[c], packed, stream, check, fused,
+                                  symmetric, ignore)
+    result = 0
+    for c in range(nchunks):
+        result |= flags[c]
+    return result
 
 
 @njit(cache=True)
@@ -219,9 +256,14 @@ def _long_row(a3, blocks):
     return rows == 1 and a3.size >= SERIAL_BELOW and blocks[2] == a3.shape[2]
 
 
-def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out, check):
-    """Dispatch: serial or chunked; a long single row (per-tensor) is cut into rows."""
+def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out, check,
+                  fused=False, symmetric=False, ignore=False):
+    """Dispatch: serial or chunked; a long single row (per-tensor) is cut into rows.
+    Returns the flags of ``_quantize_rows``."""
     qmin, qmax = np.float32(qmin), np.float32(qmax)
+    # (one compiled type: the by-rows path writes the parameters; small arrays)
+    scale3 = scale3 if scale3.flags.writeable else scale3.copy()
+    zero3 = zero3 if zero3.flags.writeable else zero3.copy()
     packed = bits < 8
     code_dtype = np.int8 if qmin < 0 else np.uint8
     out3 = np.empty((0, 0, 0), code_dtype) if packed else out
@@ -234,34 +276,47 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out, check)
         else:
             o_head, o_tail, _, _ = _as_rows(out3, blocks)
             parts = [(x_head, o_head, b_head, 0), (x_tail, o_tail, b_tail, 0)]
-    nan, stream = False, streams(x3, out)
+    flags, stream = 0, streams(x3, out)
     for x, o, (bp, bk, bq), base in parts:
         rows, nchunks = _split(x)
         align = (8 // bits) // math.gcd(x.shape[2], 8 // bits) if packed else 1
         if nchunks:
             scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
             with parallel_region():
-                nan |= _quantize_parallel(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, o,
-                                          bits, base, align, scratch, packed_out, stream,
-                                          check)
+                flags |= _quantize_parallel(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake,
+                                            o, bits, base, align, scratch, packed_out,
+                                            stream, check, fused, symmetric, ignore)
         elif x.size:
             scratch = np.empty(PIECE if packed else 0, code_dtype)
-            nan |= _quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, 0, rows, o,
-                                  bits, base, scratch, packed_out, False, check)
-    return nan
+            flags |= _quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, 0, rows,
+                                    o, bits, base, scratch, packed_out, False, check, fused,
+                                    symmetric, ignore)
+    return flags
 
 
 def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out, nan_free=False):
     """See the module docstring.  Returns whether a NaN was met (``nan_free``: the caller
     knows there is none, and the kernel does not look)."""
     return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, bits, out,
-                              not nan_free))
+                              not nan_free) & 1)
 
 
 def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3, nan_free=False):
     """See the module docstring and ``quantize``."""
     return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, True, 8, out3,
-                              not nan_free))
+                              not nan_free) & 1)
+
+
+def quantize_by_rows(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore, fake=False):
+    """Dynamic quantize (``fake``: fake-quantize) of a view of two or more rows, each one
+    parameter group (blocks ``(1, 1, Q)``), in one pass: per row its range, its scale
+    and zero point (written to ``scale3``, ``zero3`` of shape ``(P, K, 1)``, as
+    ``fastq._quantize.qparams_from_range``), then its codes, from cache.  Returns
+    ``(has_nan, has_inf)``; rows with either are coded only with ``ignore``.  (CPU only:
+    the dispatcher runs the range and quantize passes elsewhere.)"""
+    flags = _quantize_any(x3, (1, 1, x3.shape[2]), scale3, zero3, qmin, qmax, fake,
+                          8 if fake else bits, out, False, True, bool(symmetric), bool(ignore))
+    return bool(flags & 1), bool(flags & 2)
 
 
 def dequantize(codes3, blocks, scale3, zero3, out3):

@@ -1,0 +1,87 @@
+"""Dynamic quantization where every row of the canonical view is one parameter group
+(``PerChannel`` on the first axis, ``PerGroup`` along the last, ...) runs in one pass by
+rows: each row's range, scale and zero point, then its codes, while it is in cache.  It
+gives the bits of the two-pass path (range pass, then quantize pass) in every case."""
+import ml_dtypes
+import numpy as np
+import pytest
+
+import fastq as fq
+from fastq import _quantize
+
+X = np.random.default_rng(5).standard_normal((96, 200)).astype(np.float32) * 3
+X[3] = 0.0  # an all-zero row
+X[4] = np.abs(X[4])  # one-signed rows
+X[5] = -np.abs(X[5])
+X[6, :4] = [0.5, 1.5, -2.5, 1e-40]  # ties and a subnormal
+BAD = X.copy()
+BAD[7, 3], BAD[8, 9], BAD[9, 0], BAD[9, 1] = np.nan, -np.inf, np.inf, -np.nan
+
+CASES = [("int8", "asymmetric", False), ("uint8", "symmetric", False),
+         ("int8", "symmetric", True), ("int16", "asymmetric", False),
+         ("int4", "symmetric", False), ("uint4", "asymmetric", False),
+         ("int2", "asymmetric", True)]
+GRANULARITIES = [fq.PerChannel(0), fq.PerGroup(40), fq.PerGroup(200),
+                 fq.PerBlock((1, 64))]  # (64 does not divide 200: partial last groups)
+
+
+def two_pass(monkeypatch, fn):
+    with monkeypatch.context() as m:
+        m.setattr(_quantize, "ROW_IN_CACHE", 0)  # by_rows() is False: range pass first
+        return fn()
+
+
+def same(got, want):
+    if isinstance(want, fq.QTensor):
+        assert np.array_equal(got.data, want.data)
+        assert np.array_equal(got.scale.view(np.uint32), want.scale.view(np.uint32))
+        assert (got.zero_point is None) == (want.zero_point is None)
+        if want.zero_point is not None:
+            assert got.zero_point.dtype == want.zero_point.dtype
+            assert np.array_equal(got.zero_point, want.zero_point)
+    else:
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_the_path_is_taken():
+    job = _quantize._Job(X, "int8", "asymmetric", fq.PerChannel(0), False, "raise", "cpu")
+    assert job.by_rows()
+    job = _quantize._Job(X, "int8", "asymmetric", fq.PerChannel(1), False, "raise", "cpu")
+    assert not job.by_rows()  # (a range per column needs every row first)
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES, ids=repr)
+@pytest.mark.parametrize("dtype,scheme,narrow", CASES)
+@pytest.mark.parametrize("source", ["float32", "float16", "bfloat16", "big-endian"])
+def test_equals_two_passes(monkeypatch, dtype, scheme, narrow, granularity, source):
+    x = {"float32": X, "float16": X.astype(np.float16),
+         "bfloat16": X.astype(ml_dtypes.bfloat16), "big-endian": X.astype(">f4")}[source]
+    kw = dict(scheme=scheme, granularity=granularity, narrow_range=narrow)
+    same(fq.quantize(x, dtype, **kw), two_pass(monkeypatch, lambda: fq.quantize(x, dtype, **kw)))
+    same(fq.fake_quantize(x, dtype, **kw),
+         two_pass(monkeypatch, lambda: fq.fake_quantize(x, dtype, **kw)))
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES, ids=repr)
+@pytest.mark.parametrize("dtype", ["int8", "uint4"])
+def test_nan_and_inf_rows(monkeypatch, dtype, granularity):
+    kw = dict(granularity=granularity, nan_policy="ignore")
+    same(fq.quantize(BAD, dtype, **kw), two_pass(monkeypatch, lambda: fq.quantize(BAD, dtype, **kw)))
+    same(fq.fake_quantize(BAD, dtype, **kw),
+         two_pass(monkeypatch, lambda: fq.fake_quantize(BAD, dtype, **kw)))
+    with pytest.raises(ValueError, match="NaN"):
+        fq.quantize(BAD, dtype, granularity=granularity)
+    inf_only = np.where(np.isnan(BAD), 0, BAD).astype(np.float32)
+    with pytest.raises(ValueError, match="inf"):
+        fq.quantize(inf_only, dtype, granularity=granularity)
+    with pytest.raises(ValueError, match="inf"):
+        fq.fake_quantize(inf_only, dtype, granularity=granularity)
+
+
+def test_large_parallel(monkeypatch):
+    x = np.random.default_rng(1).standard_normal((2048, 1024)).astype(np.float32)
+    for kw in (dict(granularity=fq.PerChannel(0), scheme="symmetric"),
+               dict(granularity=fq.PerGroup(128)), dict(granularity=fq.PerGroup(32))):
+        for dtype in ("int8", "int4"):
+            same(fq.quantize(x, dtype, **kw),
+                 two_pass(monkeypatch, lambda: fq.quantize(x, dtype, **kw)))
