@@ -11,6 +11,10 @@ Python thread per CUDA thread.
 """
 from numba import config
 
+from .._cache import drop_stale
+
+drop_stale()  # (before any kernel module loads its cache)
+
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 THREADS = 8 if SIMULATOR else 256
 MAX_BLOCKS = 2 if SIMULATOR else 4096
