@@ -34,6 +34,9 @@ PIECE = 1 << 20
 # Dynamic quantization by rows (range, parameters and codes in one pass) takes rows of at
 # most this many elements: 256 KB of float32, well inside a core's L2.
 ROW_IN_CACHE = 1 << 16
+# ... and block rows (a group per column, PerGroup along the first axis) of at most this
+# many: 4 MB of float32, in the last-level cache when its codes are written.
+BLOCK_ROW_IN_CACHE = 1 << 20
 
 
 @ieee_default
@@ -250,11 +253,16 @@ class _Job:
     def by_rows(self):
         """Whether dynamic quantization can run in one pass by rows: on a backend that
         has it, each row of the view is one parameter group (``PerChannel`` on the first
-        axis, ``PerGroup`` on the last, ...), and there are rows enough to share out and
-        short enough to stay in cache while they are coded."""
-        (P, K, Q), blocks3 = self.view
-        return (hasattr(self.kernels, "quantize_by_rows") and blocks3 == (1, 1, Q)
-                and P * K > 1 and Q <= ROW_IN_CACHE)
+        axis, ``PerGroup`` on the last, ...) or each column of a block row (``PerGroup``
+        along the first axis), with rows (block rows) enough to share out and small
+        enough to stay in cache while they are coded."""
+        (P, K, Q), (bp, bk, bq) = self.view
+        if not hasattr(self.kernels, "quantize_by_rows") or bp != 1:
+            return False
+        if (bk, bq) == (1, Q):  # a group per row
+            return P * K > 1 and Q <= ROW_IN_CACHE
+        # a group per column of each block row (PerGroup along the first axis)
+        return bq == 1 and P * K > bk and bk * Q <= BLOCK_ROW_IN_CACHE
 
     def quantize_by_rows(self, out, fake):
         """Range, parameters and codes (or fake values) into ``out`` in one pass by rows;
@@ -265,7 +273,7 @@ class _Job:
         for x3, blocks3, rows, part in self.pieces():
             grid3 = _grid(x3.shape, blocks3)  # (rows of C-contiguous arrays: views)
             nan, inf = self.kernels.quantize_by_rows(
-                x3, scale[rows].reshape(grid3), zero[rows].reshape(grid3), self.qmin,
+                x3, blocks3, scale[rows].reshape(grid3), zero[rows].reshape(grid3), self.qmin,
                 self.qmax, self.bits,
                 self.piece_of(out, part, x3.shape, packed=self.bits < 8 and not fake),
                 symmetric, self.nan_policy == "ignore", fake)

@@ -1,7 +1,8 @@
 """Dynamic quantization where every row of the canonical view is one parameter group
-(``PerChannel`` on the first axis, ``PerGroup`` along the last, ...) runs in one pass by
-rows: each row's range, scale and zero point, then its codes, while it is in cache.  It
-gives the bits of the two-pass path (range pass, then quantize pass) in every case."""
+(``PerChannel`` on the first axis, ``PerGroup`` along the last, ...), or every column of
+a block row (``PerGroup`` along the first axis), runs in one pass: each row's (block
+row's) ranges, scales and zero points, then its codes, while it is in cache.  It gives
+the bits of the two-pass path (range pass, then quantize pass) in every case."""
 import ml_dtypes
 import numpy as np
 import pytest
@@ -22,12 +23,14 @@ CASES = [("int8", "asymmetric", False), ("uint8", "symmetric", False),
          ("int4", "symmetric", False), ("uint4", "asymmetric", False),
          ("int2", "asymmetric", True)]
 GRANULARITIES = [fq.PerChannel(0), fq.PerGroup(40), fq.PerGroup(200),
-                 fq.PerBlock((1, 64))]  # (64 does not divide 200: partial last groups)
+                 fq.PerBlock((1, 64)),  # (64 does not divide 200: partial last groups)
+                 fq.PerGroup(8, axis=0), fq.PerGroup(36, axis=0)]  # (block rows)
 
 
 def two_pass(monkeypatch, fn):
     with monkeypatch.context() as m:
         m.setattr(_quantize, "ROW_IN_CACHE", 0)  # by_rows() is False: range pass first
+        m.setattr(_quantize, "BLOCK_ROW_IN_CACHE", 0)
         return fn()
 
 
@@ -48,6 +51,9 @@ def test_the_path_is_taken():
     assert job.by_rows()
     job = _quantize._Job(X, "int8", "asymmetric", fq.PerChannel(1), False, "raise", "cpu")
     assert not job.by_rows()  # (a range per column needs every row first)
+    job = _quantize._Job(X, "int8", "asymmetric", fq.PerGroup(8, axis=0), False, "raise",
+                         "cpu")
+    assert job.by_rows()  # (block rows of 8 rows, a range per column in each)
 
 
 @pytest.mark.parametrize("granularity", GRANULARITIES, ids=repr)
@@ -85,3 +91,28 @@ def test_large_parallel(monkeypatch):
         for dtype in ("int8", "int4"):
             same(fq.quantize(x, dtype, **kw),
                  two_pass(monkeypatch, lambda: fq.quantize(x, dtype, **kw)))
+
+
+# ---------------------------------------------------------------- a scale per column
+# (PerChannel on the last axis, PerGroup along the first): rows go four at a time where
+# they share their parameters, one at a time at block edges, chunk ends and where packed
+# rows share a byte.
+
+@pytest.mark.parametrize("shape", [(103, 64), (96, 30), (45, 257)])
+@pytest.mark.parametrize("granularity", [("channel", 1), ("group", 6, 0), ("group", 7, 0)],
+                         ids=str)
+@pytest.mark.parametrize("dtype", ["int8", "uint16", "int4", "uint2"])
+def test_columns_equal_the_reference(shape, granularity, dtype):
+    import reference_quant as ref
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    x[5, 1], x[6, 2], x[40, 0] = np.nan, np.inf, -np.nan
+    g = ref.as_fastq(fq, granularity)
+    for scheme in ("asymmetric", "symmetric"):
+        qt = fq.quantize(x, dtype, scheme=scheme, granularity=g, nan_policy="ignore")
+        ref.assert_matches(qt, x, dtype, granularity, scheme, nan_policy="ignore")
+        fake = fq.fake_quantize(x, dtype, scheme=scheme, granularity=g, nan_policy="ignore")
+        assert np.array_equal(fake.view(np.uint32), fq.dequantize(qt).view(np.uint32))
+    big = np.tile(x, (40, 1))  # parallel chunks
+    qt = fq.quantize(big, dtype, granularity=g, nan_policy="ignore")
+    ref.assert_matches(qt, big, dtype, granularity, nan_policy="ignore")

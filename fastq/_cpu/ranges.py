@@ -46,7 +46,7 @@ def _max_items(u3, bp, bk, bq, w0, w1, umax, smax):
     nsplit, Pb, Kb = umax.shape[0], umax.shape[1], umax.shape[2]
     P, K, Q = u3.shape
     flat = u3.reshape(u3.size)
-    step = BLOCK if bq == 1 else min(bq, REDUCE_PIECE)
+    step = min(bq, REDUCE_PIECE)
     sp, pb, kb = w0 // (Pb * Kb), w0 // Kb % Pb, w0 % Kb
     for _ in range(w0, w1):  # (counters, not divisions: items can be a few dozen bytes)
         k0, k1 = kb * bk, min(kb * bk + bk, K)
@@ -54,24 +54,18 @@ def _max_items(u3, bp, bk, bq, w0, w1, umax, smax):
             k0, k1 = kb * bk + sp * bk // nsplit, min(kb * bk + (sp + 1) * bk // nsplit, K)
         ublock, sblock = umax[sp, pb, kb], smax[sp, pb, kb]
         for p in range(pb * bp, min(pb * bp + bp, P)):
+            if bq == 1:  # one range per column
+                column_max(u3[p], k0, k1, ublock, sblock)
+                continue
             for k in range(k0, k1):
                 row, off = u3[p, k], (p * K + k) * Q
-                for g in range(ublock.size if bq > 1 else 1):
-                    seg = row[g * bq:g * bq + bq] if bq > 1 else row
+                for g in range(ublock.size):
+                    seg = row[g * bq:g * bq + bq]
                     um, sm = ublock[g], sblock[g]
                     for start in range(0, seg.size, step):
                         prefetch_span(flat, off + g * bq + start + AHEAD, step)
-                        us = seg[start:start + step]
-                        if bq == 1:  # one range per column: elementwise, vectorizes
-                            uc = ublock[start:start + step]
-                            sc = sblock[start:start + step]
-                            for j in range(us.size):
-                                uc[j] = max(uc[j], us[j])
-                                sc[j] = max(sc[j], np.int32(us[j]))
-                        else:
-                            um, sm = _span_max(us, um, sm)
-                    if bq > 1:
-                        ublock[g], sblock[g] = um, sm
+                        um, sm = _span_max(seg[start:start + step], um, sm)
+                    ublock[g], sblock[g] = um, sm
         kb += 1
         if kb == Kb:
             kb, pb = 0, pb + 1
@@ -86,6 +80,27 @@ def _span_max(us, um, sm):
         um = max(um, us[j])
         sm = max(sm, np.int32(us[j]))
     return um, sm
+
+
+@njit(cache=True, inline="always")
+def column_max(rows, k0, k1, ublock, sblock):
+    """Raise the per-column maxima ``ublock``, ``sblock`` over rows ``k0..k1`` of
+    ``rows``, four rows at a time: the accumulators are loaded and stored once per four
+    rows, not once per row (2.5x fewer memory operations; elementwise, it vectorizes)."""
+    k = k0
+    while k + 4 <= k1:
+        a, b, c, d = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
+        for j in range(a.size):
+            ua, ub, uc, ud = a[j], b[j], c[j], d[j]
+            ublock[j] = max(ublock[j], max(max(ua, ub), max(uc, ud)))
+            sblock[j] = max(sblock[j], max(max(np.int32(ua), np.int32(ub)),
+                                           max(np.int32(uc), np.int32(ud))))
+        k += 4
+    for k in range(k, k1):
+        a = rows[k]
+        for j in range(a.size):
+            ublock[j] = max(ublock[j], a[j])
+            sblock[j] = max(sblock[j], np.int32(a[j]))
 
 
 @njit(cache=True, inline="always")
