@@ -334,3 +334,15 @@ def finish_stream(stream):
     """End a kernel that may have streamed (``stream_out``): fence its stores."""
     if stream:
         store_fence()
+
+
+@intrinsic
+def is_float(typingctx, a):
+    """Whether the array ``a`` holds floats, as a compile-time constant: a branch on it
+    is gone before LLVM optimizes, so each compiled kernel carries only its own loops."""
+    if isinstance(a, types.Array):
+        def codegen(context, builder, sig, args):
+            return context.get_constant(types.boolean, isinstance(sig.args[0].dtype,
+                                                                  types.Float))
+        return types.boolean(a), codegen
+    return None

@@ -26,8 +26,8 @@ from numba import njit, prange
 
 from .._threads import parallel_region
 from ._parallel import AHEAD, BLOCK, SERIAL_BELOW, streams
-from ._word import (FP_NEAREST_EVEN, as_float, finish_stream, local_block, prefetch_span,
-                    stream_out, swap_fp_control, unmanaged)
+from ._word import (FP_NEAREST_EVEN, as_float, finish_stream, is_float, local_block,
+                    prefetch_span, stream_out, swap_fp_control, unmanaged)
 from .pack import pack_at
 from .ranges import NEG_INF, NO_SIGNED, POS_INF, column_max, row_range
 from .ranges import minmax  # noqa: F401  (the backend interface: see fastq._cpu.ranges)
@@ -162,7 +162,7 @@ def _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, fake, r0, r1, out3,
             k4 = (k, min(k + 1, K - 1), min(k + 2, K - 1), min(k + 3, K - 1))
             xs4 = (x3[p, k4[0], start:stop], x3[p, k4[1], start:stop],
                    x3[p, k4[2], start:stop], x3[p, k4[3], start:stop])
-            if bits < 8:  # codes in cache, then packed
+            if not is_float(out3) and bits < 8:  # codes in cache, then packed
                 codes4 = (scratch[:n], scratch[BLOCK:BLOCK + n],
                           scratch[2 * BLOCK:2 * BLOCK + n], scratch[3 * BLOCK:3 * BLOCK + n])
                 if check:  # (constant flags in each copy of the loops: 1.5x faster)
@@ -174,9 +174,9 @@ def _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, fake, r0, r1, out3,
             else:
                 outs4 = (out3[p, k4[0], start:stop], out3[p, k4[1], start:stop],
                          out3[p, k4[2], start:stop], out3[p, k4[3], start:stop])
-                if fake and check:
+                if is_float(out3) and check:  # (fake quantization)
                     nan |= _code_rows(xs4, ss, zs, qmin, qmax, True, outs4, True, four)
-                elif fake:
+                elif is_float(out3):
                     _code_rows(xs4, ss, zs, qmin, qmax, True, outs4, False, four)
                 elif check:
                     nan |= _code_rows(xs4, ss, zs, qmin, qmax, False, outs4, True, four)
@@ -248,9 +248,6 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
     values) go to ``out3``; with ``bits`` 4 or 2 each piece's codes go through
     ``scratch`` (in cache) into the packed bytes ``packed``, where ``x3[0, 0, 0]`` has
     flat index ``base`` (``r0`` must then start on a byte boundary)."""
-    if bq == 1:
-        return _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, fake, r0, r1, out3,
-                                 bits, base, scratch, packed, check, fused, symmetric, ignore)
     x3, scale3, zero3 = unmanaged(x3), unmanaged(scale3), unmanaged(zero3)
     out3, scratch, packed = unmanaged(out3), unmanaged(scratch), unmanaged(packed)
     K, Q = x3.shape[1], x3.shape[2]
@@ -282,7 +279,7 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
                 stop = min(start + step, hi)
                 prefetch_span(flat, r * Q + start + AHEAD, step)
                 xs, ss, zs = row[start:stop], srow[start:stop], zrow[start:stop]
-                if bits < 8:
+                if not is_float(out3) and bits < 8:
                     cs = scratch[:xs.size]
                     if check:  # (constant flags in each copy of the loop: see columns)
                         nan |= _code_piece(xs, ss, zs, srow[g], zrow[g], bq == 1, qmin,
@@ -295,10 +292,10 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
                     out = out3[p, k, start:stop]
                     piece = buf[:xs.size] if stream else out
                     s, z = srow[g], zrow[g]
-                    if fake and check:
+                    if is_float(out3) and check:  # (fake quantization)
                         nan |= _code_piece(xs, ss, zs, s, z, bq == 1, qmin, qmax, True,
                                            piece, True)
-                    elif fake:
+                    elif is_float(out3):
                         _code_piece(xs, ss, zs, s, z, bq == 1, qmin, qmax, True, piece, False)
                     elif check:
                         nan |= _code_piece(xs, ss, zs, s, z, bq == 1, qmin, qmax, False,
@@ -319,19 +316,37 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
 def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, bits, base,
                        align, scratch, packed, stream, check, fused, symmetric, ignore):
     """Chunks of rows, each starting on a multiple of ``align`` rows (a byte boundary of
-    packed codes); one row of ``scratch`` per chunk."""
+    packed codes); one row of ``scratch`` per chunk.  Returns the flags of each chunk."""
     rows, nchunks = x3.shape[0] * x3.shape[1], scratch.shape[0]
     flags = np.zeros(nchunks, np.int64)
     for c in prange(nchunks):
-        r0 = c * rows // nchunks // align * align
-        r1 = rows if c == nchunks - 1 else (c + 1) * rows // nchunks // align * align
+        r0, r1 = _chunk_rows(rows, c, nchunks, align)
         flags[c] = _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1,
                                   out3, bits, base, scratch[c], packed, stream, check, fused,
                                   symmetric, ignore)
-    result = 0
-    for c in range(nchunks):
-        result |= flags[c]
-    return result
+    return flags
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _quantize_columns_parallel(x3, bp, bk, scale3, zero3, qmin, qmax, fake, out3, bits, base,
+                               align, scratch, packed, check, fused, symmetric, ignore):
+    """``_quantize_parallel`` for ``_quantize_columns`` (compiled apart: a per-tensor
+    quantize does not compile the per-column loops)."""
+    rows, nchunks = x3.shape[0] * x3.shape[1], scratch.shape[0]
+    flags = np.zeros(nchunks, np.int64)
+    for c in prange(nchunks):
+        r0, r1 = _chunk_rows(rows, c, nchunks, align)
+        flags[c] = _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, fake, r0, r1,
+                                     out3, bits, base, scratch[c], packed, check, fused,
+                                     symmetric, ignore)
+    return flags
+
+
+@njit(cache=True, inline="always")
+def _chunk_rows(rows, c, nchunks, align):
+    """Rows ``r0..r1`` of chunk ``c``: starts on multiples of ``align`` rows."""
+    r0 = c * rows // nchunks // align * align
+    return r0, rows if c == nchunks - 1 else (c + 1) * rows // nchunks // align * align
 
 
 @njit(cache=True)
@@ -430,12 +445,23 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out, check,
         align = (8 // bits) // math.gcd(x.shape[2], 8 // bits) if packed else 1
         if fused and bq == 1:  # chunks of whole block rows
             align = math.lcm(align, bk)
-        if nchunks:
+        if nchunks and bq == 1:
             scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
             with parallel_region():
-                flags |= _quantize_parallel(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake,
-                                            o, bits, base, align, scratch, packed_out,
-                                            stream, check, fused, symmetric, ignore)
+                flags |= np.bitwise_or.reduce(_quantize_columns_parallel(
+                    x, bp, bk, scale3, zero3, qmin, qmax, fake, o, bits, base, align,
+                    scratch, packed_out, check, fused, symmetric, ignore))
+        elif nchunks:
+            scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
+            with parallel_region():
+                flags |= np.bitwise_or.reduce(_quantize_parallel(
+                    x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, o, bits, base, align,
+                    scratch, packed_out, stream, check, fused, symmetric, ignore))
+        elif x.size and bq == 1:
+            scratch = np.empty(PIECE if packed else 0, code_dtype)
+            flags |= _quantize_columns(x, bp, bk, scale3, zero3, qmin, qmax, fake, 0, rows, o,
+                                       bits, base, scratch, packed_out, check, fused,
+                                       symmetric, ignore)
         elif x.size:
             scratch = np.empty(PIECE if packed else 0, code_dtype)
             flags |= _quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, 0, rows,
