@@ -12,4 +12,5 @@ CASES = [(op, nbytes, name, fn) for op, nbytes, impls in cases(SIZE)
 def test_throughput(benchmark, op, nbytes, impl, fn):
     benchmark.group = op
     benchmark.pedantic(fn, warmup_rounds=1, rounds=7)
-    benchmark.extra_info["GB/s"] = nbytes / benchmark.stats.stats.min / 1e9
+    if benchmark.stats:  # (None under --benchmark-disable)
+        benchmark.extra_info["GB/s"] = nbytes / benchmark.stats.stats.min / 1e9
