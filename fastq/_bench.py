@@ -137,6 +137,7 @@ def _quant_cases(fq, m, peers):
         for axis in (1, 0):
             out.append(_int4_group_case(fq, m, torch, axis))
     out.append(_dequantize_case(fq, m, torch, ort))
+    out.append(_fake_quantize_case(fq, m, torch))
     out.append(_float16_input_case(fq, m, torch))
     out.extend(_pack_cases(fq, m))
     out.append(_metrics_case(fq, m, torch))
@@ -256,6 +257,25 @@ def _int4_group_case(fq, m, torch, axis):
             return (q[0::2] & 15) | (q[1::2] << 4)
         row["torch"] = torch_int4
     return (f"quantize int4 group-128 symmetric (packed) axis {axis}", 4.5 * m.size, row)
+
+
+def _fake_quantize_case(fq, m, torch):
+    """Quantize and dequantize fused, symmetric int8 per channel (axis 0): float32 out."""
+    def numpy_fake():
+        s = np.abs(m).max(axis=1, keepdims=True) / np.float32(127)
+        return (np.clip(np.rint(m / s), -128, 127) * s).astype(np.float32)
+    row = {"fastq": lambda: fq.fake_quantize(m, "int8", scheme="symmetric",
+                                             granularity=fq.PerChannel(0)),
+           "numpy": numpy_fake}
+    if torch is not None:
+        mt = torch.from_numpy(m)
+        zeros = torch.zeros(m.shape[0], dtype=torch.int32)
+
+        def torch_fake():
+            scale = mt.abs().amax(dim=1) / 127
+            return torch.fake_quantize_per_channel_affine(mt, scale, zeros, 0, -128, 127)
+        row["torch"] = torch_fake
+    return "fake-quantize per-channel symmetric int8", 8 * m.size, row
 
 
 def _dequantize_case(fq, m, torch, ort):

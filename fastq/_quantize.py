@@ -53,6 +53,7 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
         data = job.empty_codes()
         scale, zero_point = job.quantize_by_rows(data, fake=False)
         return job.result(QTensor(data, dtype, scale, zero_point, job.shape, job.granularity))
+    nan_free = job.nan_free(scale)
     scale, zero_point = job.qparams(scale, zero_point)  # (its temporaries freed first)
     data = job.empty_codes()
     nan = False
@@ -60,7 +61,7 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
         out = job.piece_of(data, part, x3.shape, packed=job.bits < 8)
         nan |= job.kernels.quantize(x3, blocks3, *job.grids(scale, zero_point, x3, blocks3,
                                                             rows), job.qmin, job.qmax, job.bits,
-                                    out, nan_free=job.nan_free)
+                                    out, nan_free=nan_free)
     job.check_nan(nan)
     return job.result(QTensor(data, dtype, scale, zero_point, job.shape, job.granularity))
 
@@ -74,6 +75,7 @@ def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=Non
         out = job.empty(np.float32)
         job.quantize_by_rows(out, fake=True)
         return job.result(out)
+    nan_free = job.nan_free(scale)
     scale, zero_point = job.qparams(scale, zero_point)
     out = job.empty(np.float32)
     nan = False
@@ -81,7 +83,7 @@ def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=Non
         nan |= job.kernels.fake_quantize(x3, blocks3,
                                          *job.grids(scale, zero_point, x3, blocks3, rows),
                                          job.qmin, job.qmax, job.piece_of(out, part, x3.shape),
-                                         nan_free=job.nan_free)
+                                         nan_free=nan_free)
     job.check_nan(nan)
     return job.result(out)
 
@@ -143,7 +145,6 @@ class _Job:
             raise ValueError(str(exc)) from None
         self.on_gpu, self.on_host = _on_gpu(self.kernels), True
         self.source = None  # an input that needs converting: taken in pieces
-        self.nan_free = False  # known to hold no NaN (see qparams)
         if self.on_gpu:  # float32, C-contiguous, on the device (host x: copied in)
             x, self.on_host = _device.float32_input(x)
         else:
@@ -237,12 +238,16 @@ class _Job:
             if zero_point is not None:
                 raise ValueError("zero_point is only used with a given scale")
             rmin, rmax = self.value_range()
-            # (which raises on a NaN unless ignored: then the quantize pass need not look)
-            self.nan_free = self.nan_policy == "raise"
             return qparams_from_range(rmin, rmax, self.scheme, self.qmin, self.qmax,
                                       self.code_dtype)
         return check_static_params(scale, zero_point, self.dtype, self.shape,
                                    self.granularity, self.qmin, self.qmax)
+
+    def nan_free(self, scale):
+        """Whether x is known to hold no NaN once ``qparams(scale, ...)`` has run: its
+        range pass raises on one unless NaN is ignored (so the quantize pass need not
+        look for them)."""
+        return scale is None and self.nan_policy == "raise"
 
     def check_nan(self, has_nan):
         """After the quantize pass (whose output is ours until returned)."""

@@ -30,9 +30,8 @@ from .. import _formats as F
 from ._parallel import BLOCK, chunk_bounds, launch
 from ._word import (FP_NEAREST_EVEN, FP_TOWARD_ZERO, add, as_bits, as_float, band,
                     bit_width, bor, bxor, float16_bits, float16_value, like, mul,
-                    local_block, prefetch_ahead, shl, shr, sub, swap_fp_control,
-                    wide_vectors)
-from ._word import finish_stream, stream_out
+                    finish_stream, local_block, prefetch_ahead, shl, shr, stream_out, sub,
+                    swap_fp_control, wide_vectors)
 
 U64 = np.uint64
 

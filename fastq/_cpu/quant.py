@@ -26,10 +26,10 @@ from numba import njit, prange
 
 from .._threads import parallel_region
 from ._parallel import AHEAD, BLOCK, SERIAL_BELOW, streams
-from ._word import (FP_NEAREST_EVEN, as_float, finish_stream, is_float, local_block,
+from ._word import (FP_NEAREST_EVEN, finish_stream, is_float, local_block,
                     prefetch_span, stream_out, swap_fp_control, unmanaged)
 from .pack import pack_at
-from .ranges import NEG_INF, NO_SIGNED, POS_INF, column_max, row_range
+from .ranges import NO_SIGNED, column_max, finite_range, maxima_range, row_range
 from .ranges import minmax  # noqa: F401  (the backend interface: see fastq._cpu.ranges)
 
 # Rows go in pieces of PIECE elements: the codes of a piece stay in L1 (for packing, or
@@ -124,7 +124,7 @@ def _code_rows(xs4, ss, zs, qmin, qmax, fake, outs4, check, four):
 
 
 @njit(cache=True, error_model="numpy")
-def _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, fake, r0, r1, out3, bits, base,
+def _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1, out3, bits, base,
                       scratch, packed, check, fused, symmetric, ignore):
     """``_quantize_rows`` where each column has its own parameters (blocks
     ``(bp, bk, 1)``: ``PerChannel`` on the last axis, ``PerGroup`` along the first):
@@ -140,6 +140,7 @@ def _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, fake, r0, r1, out3,
     K, Q = x3.shape[1], x3.shape[2]
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (rint rounds as it says)
     whole_bytes = bits >= 8 or Q % (8 // bits) == 0
+    fake = is_float(out3)  # (float values out: fake quantization; a compile-time constant)
     nan, flags, skip = False, 0, False
     r = r0
     while r < r1:
@@ -162,7 +163,7 @@ def _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, fake, r0, r1, out3,
             k4 = (k, min(k + 1, K - 1), min(k + 2, K - 1), min(k + 3, K - 1))
             xs4 = (x3[p, k4[0], start:stop], x3[p, k4[1], start:stop],
                    x3[p, k4[2], start:stop], x3[p, k4[3], start:stop])
-            if not is_float(out3) and bits < 8:  # codes in cache, then packed
+            if not fake and bits < 8:  # codes in cache, then packed
                 codes4 = (scratch[:n], scratch[BLOCK:BLOCK + n],
                           scratch[2 * BLOCK:2 * BLOCK + n], scratch[3 * BLOCK:3 * BLOCK + n])
                 if check:  # (constant flags in each copy of the loops: 1.5x faster)
@@ -174,14 +175,10 @@ def _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, fake, r0, r1, out3,
             else:
                 outs4 = (out3[p, k4[0], start:stop], out3[p, k4[1], start:stop],
                          out3[p, k4[2], start:stop], out3[p, k4[3], start:stop])
-                if is_float(out3) and check:  # (fake quantization)
-                    nan |= _code_rows(xs4, ss, zs, qmin, qmax, True, outs4, True, four)
-                elif is_float(out3):
-                    _code_rows(xs4, ss, zs, qmin, qmax, True, outs4, False, four)
-                elif check:
-                    nan |= _code_rows(xs4, ss, zs, qmin, qmax, False, outs4, True, four)
+                if check:
+                    nan |= _code_rows(xs4, ss, zs, qmin, qmax, fake, outs4, True, four)
                 else:
-                    _code_rows(xs4, ss, zs, qmin, qmax, False, outs4, False, four)
+                    _code_rows(xs4, ss, zs, qmin, qmax, fake, outs4, False, four)
         r += 4 if four else 1
     swap_fp_control(saved)
     return flags | (1 if nan else 0)
@@ -199,17 +196,9 @@ def _block_params(rows, scale, zero, symmetric, ignore, qmin, qmax):
     column_max(rows.view(np.uint32), 0, rows.shape[0], umax, smax)
     flags = 0
     for j in range(scale.size):
-        um, sm = umax[j], smax[j]
-        col_flags = np.int64((sm > POS_INF) | (um > NEG_INF)) | 2 * np.int64(
-            (sm == POS_INF) | (um == NEG_INF))
-        lo, hi = np.float32(0), np.float32(0)
-        if col_flags == 0:
-            lo, hi = min(as_float(um), lo), max(as_float(np.uint32(sm)), hi)
-        elif ignore:  # (rare: a column with a NaN or inf, read again down the rows)
-            for i in range(rows.shape[0]):
-                v = rows[i, j]
-                if v - v == 0:
-                    lo, hi = min(lo, v), max(hi, v)
+        col_flags, lo, hi = maxima_range(umax[j], smax[j])
+        if col_flags and ignore:  # (rare: read the column again, down the rows)
+            lo, hi = finite_range(rows[:, j])
         flags |= col_flags
         scale[j], zero[j] = _scale_zero(lo, hi, symmetric, qmin, qmax)
     return flags
@@ -235,7 +224,7 @@ def _scale_zero(lo, hi, symmetric, qmin, qmax):
 
 
 @njit(cache=True, error_model="numpy")
-def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3, bits, base,
+def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits, base,
                    scratch, packed, stream, check, fused, symmetric, ignore):
     """Quantize rows ``r0..r1`` of the view; returns flags: 1 a NaN met, 2 an inf met.
 
@@ -243,8 +232,8 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
     first, written to ``scale3``/``zero3``, then its codes, while it is in cache; a row
     with a NaN or inf is coded only with ``ignore`` (its range from the finite values).
 
-    Rows go in pieces of at most ``PIECE`` elements within one parameter group, the
-    input prefetched ``AHEAD`` elements ahead in the flat array.  8/16-bit codes (or fake
+    Rows go in pieces of at most ``PIECE`` elements within one parameter group (of
+    ``bq > 1`` elements along the row), the input prefetched ``AHEAD`` elements ahead in the flat array.  8/16-bit codes (or fake
     values) go to ``out3``; with ``bits`` 4 or 2 each piece's codes go through
     ``scratch`` (in cache) into the packed bytes ``packed``, where ``x3[0, 0, 0]`` has
     flat index ``base`` (``r0`` must then start on a byte boundary)."""
@@ -254,6 +243,7 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
     flat = x3.reshape(x3.size)
     step = min(bq, PIECE)
     buf = local_block(out3, PIECE)
+    fake = is_float(out3)  # (float values out: fake quantization; a compile-time constant)
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (rint rounds as it says)
     flags = 0
     p, k = r0 // K, r0 % K
@@ -272,36 +262,29 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
                 k += 1
                 continue
         nan = False
-        for g in range(srow.size if bq > 1 else 1):
-            lo = g * bq if bq > 1 else 0
-            hi = min(lo + bq, Q) if bq > 1 else Q
-            for start in range(lo, hi, step):
-                stop = min(start + step, hi)
+        for g in range(srow.size):  # (bq > 1: a scale per column is _quantize_columns')
+            s, z = srow[g], zrow[g]
+            for start in range(g * bq, min(g * bq + bq, Q), step):
+                stop = min(start + step, g * bq + bq, Q)
                 prefetch_span(flat, r * Q + start + AHEAD, step)
-                xs, ss, zs = row[start:stop], srow[start:stop], zrow[start:stop]
-                if not is_float(out3) and bits < 8:
+                xs = row[start:stop]
+                if not fake and bits < 8:  # codes in cache, then packed
                     cs = scratch[:xs.size]
                     if check:  # (constant flags in each copy of the loop: see columns)
-                        nan |= _code_piece(xs, ss, zs, srow[g], zrow[g], bq == 1, qmin,
-                                           qmax, False, cs, True)
+                        nan |= _code_piece(xs, srow, zrow, s, z, False, qmin, qmax, False,
+                                           cs, True)
                     else:
-                        _code_piece(xs, ss, zs, srow[g], zrow[g], bq == 1, qmin, qmax,
-                                    False, cs, False)
+                        _code_piece(xs, srow, zrow, s, z, False, qmin, qmax, False, cs,
+                                    False)
                     pack_at(cs, base + r * Q + start, bits, packed)
                 else:
                     out = out3[p, k, start:stop]
                     piece = buf[:xs.size] if stream else out
-                    s, z = srow[g], zrow[g]
-                    if is_float(out3) and check:  # (fake quantization)
-                        nan |= _code_piece(xs, ss, zs, s, z, bq == 1, qmin, qmax, True,
-                                           piece, True)
-                    elif is_float(out3):
-                        _code_piece(xs, ss, zs, s, z, bq == 1, qmin, qmax, True, piece, False)
-                    elif check:
-                        nan |= _code_piece(xs, ss, zs, s, z, bq == 1, qmin, qmax, False,
+                    if check:
+                        nan |= _code_piece(xs, srow, zrow, s, z, False, qmin, qmax, fake,
                                            piece, True)
                     else:
-                        _code_piece(xs, ss, zs, s, z, bq == 1, qmin, qmax, False, piece,
+                        _code_piece(xs, srow, zrow, s, z, False, qmin, qmax, fake, piece,
                                     False)
                     if stream:
                         stream_out(out, piece)
@@ -313,7 +296,7 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1, out3
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, bits, base,
+def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, out3, bits, base,
                        align, scratch, packed, stream, check, fused, symmetric, ignore):
     """Chunks of rows, each starting on a multiple of ``align`` rows (a byte boundary of
     packed codes); one row of ``scratch`` per chunk.  Returns the flags of each chunk."""
@@ -321,14 +304,14 @@ def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, out3, bi
     flags = np.zeros(nchunks, np.int64)
     for c in prange(nchunks):
         r0, r1 = _chunk_rows(rows, c, nchunks, align)
-        flags[c] = _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, fake, r0, r1,
+        flags[c] = _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1,
                                   out3, bits, base, scratch[c], packed, stream, check, fused,
                                   symmetric, ignore)
     return flags
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _quantize_columns_parallel(x3, bp, bk, scale3, zero3, qmin, qmax, fake, out3, bits, base,
+def _quantize_columns_parallel(x3, bp, bk, scale3, zero3, qmin, qmax, out3, bits, base,
                                align, scratch, packed, check, fused, symmetric, ignore):
     """``_quantize_parallel`` for ``_quantize_columns`` (compiled apart: a per-tensor
     quantize does not compile the per-column loops)."""
@@ -336,7 +319,7 @@ def _quantize_columns_parallel(x3, bp, bk, scale3, zero3, qmin, qmax, fake, out3
     flags = np.zeros(nchunks, np.int64)
     for c in prange(nchunks):
         r0, r1 = _chunk_rows(rows, c, nchunks, align)
-        flags[c] = _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, fake, r0, r1,
+        flags[c] = _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1,
                                      out3, bits, base, scratch[c], packed, check, fused,
                                      symmetric, ignore)
     return flags
@@ -419,10 +402,11 @@ def _long_row(a3, blocks):
     return rows == 1 and a3.size >= SERIAL_BELOW and blocks[2] == a3.shape[2]
 
 
-def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out, check,
-                  fused=False, symmetric=False, ignore=False):
-    """Dispatch: serial or chunked; a long single row (per-tensor) is cut into rows.
-    Returns the flags of ``_quantize_rows``."""
+def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check, fused=False,
+                  symmetric=False, ignore=False):
+    """Dispatch: a scale per column or not, serial or chunked; a long single row
+    (per-tensor) is cut into rows.  A float32 ``out`` means fake quantization.  Returns
+    the flags of ``_quantize_rows``."""
     qmin, qmax = np.float32(qmin), np.float32(qmax)
     # (one compiled type: the by-rows path writes the parameters; small arrays)
     scale3 = scale3 if scale3.flags.writeable else scale3.copy()
@@ -449,22 +433,22 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out, check,
             scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
             with parallel_region():
                 flags |= np.bitwise_or.reduce(_quantize_columns_parallel(
-                    x, bp, bk, scale3, zero3, qmin, qmax, fake, o, bits, base, align,
+                    x, bp, bk, scale3, zero3, qmin, qmax, o, bits, base, align,
                     scratch, packed_out, check, fused, symmetric, ignore))
         elif nchunks:
             scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
             with parallel_region():
                 flags |= np.bitwise_or.reduce(_quantize_parallel(
-                    x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, o, bits, base, align,
+                    x, bp, bk, bq, scale3, zero3, qmin, qmax, o, bits, base, align,
                     scratch, packed_out, stream, check, fused, symmetric, ignore))
         elif x.size and bq == 1:
             scratch = np.empty(PIECE if packed else 0, code_dtype)
-            flags |= _quantize_columns(x, bp, bk, scale3, zero3, qmin, qmax, fake, 0, rows, o,
+            flags |= _quantize_columns(x, bp, bk, scale3, zero3, qmin, qmax, 0, rows, o,
                                        bits, base, scratch, packed_out, check, fused,
                                        symmetric, ignore)
         elif x.size:
             scratch = np.empty(PIECE if packed else 0, code_dtype)
-            flags |= _quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, fake, 0, rows,
+            flags |= _quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, 0, rows,
                                     o, bits, base, scratch, packed_out, False, check, fused,
                                     symmetric, ignore)
     return flags
@@ -473,13 +457,13 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake, bits, out, check,
 def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out, nan_free=False):
     """See the module docstring.  Returns whether a NaN was met (``nan_free``: the caller
     knows there is none, and the kernel does not look)."""
-    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, bits, out,
+    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out,
                               not nan_free) & 1)
 
 
 def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3, nan_free=False):
     """See the module docstring and ``quantize``."""
-    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, True, 8, out3,
+    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, 8, out3,
                               not nan_free) & 1)
 
 
@@ -492,8 +476,8 @@ def quantize_by_rows(x3, blocks, scale3, zero3, qmin, qmax, bits, out, symmetric
     ``fastq._quantize.qparams_from_range``), then its codes, from cache.  Returns
     ``(has_nan, has_inf)``; groups with either are coded only with ``ignore``.  (CPU
     only: the dispatcher runs the range and quantize passes elsewhere.)"""
-    flags = _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, fake,
-                          8 if fake else bits, out, False, True, bool(symmetric), bool(ignore))
+    flags = _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, 8 if fake else bits, out,
+                          False, True, bool(symmetric), bool(ignore))
     return bool(flags & 1), bool(flags & 2)
 
 

@@ -40,8 +40,8 @@ def _max_items(u3, bp, bk, bq, w0, w1, umax, smax):
     ``w = (split, pb, kb)`` is part ``split`` of the rows of block ``(pb, kb)``, into
     ``umax[split, pb, kb]`` and ``smax[split, pb, kb]``.
 
-    Rows go in pieces of at most ``BLOCK`` elements, prefetched ``AHEAD`` elements
-    ahead in the flat array (rows and groups may be short)."""
+    Rows go in pieces of at most ``REDUCE_PIECE`` elements, prefetched ``AHEAD``
+    elements ahead in the flat array (rows and groups may be short)."""
     u3, umax, smax = unmanaged(u3), unmanaged(umax), unmanaged(smax)
     nsplit, Pb, Kb = umax.shape[0], umax.shape[1], umax.shape[2]
     P, K, Q = u3.shape
@@ -112,17 +112,35 @@ def row_range(row, ignore):
     um, sm = np.uint32(0), np.int32(NO_SIGNED)
     for start in range(0, u.size, REDUCE_PIECE):
         um, sm = _span_max(u[start:start + REDUCE_PIECE], um, sm)
-    # (no short-circuit "or" here: its branches stop LLVM vectorizing the loop above)
+    flags, lo, hi = maxima_range(um, sm)
+    if flags and ignore:
+        lo, hi = finite_range(row)
+    return flags, lo, hi
+
+
+@njit(cache=True, inline="always")
+def maxima_range(um, sm):
+    """``(flags, lo, hi)`` from the unsigned and signed maxima of some float32 bits:
+    ``min(x, 0)``, ``max(x, 0)``; flags 1: a NaN among them, 2: an inf (then lo, hi are
+    0: see ``finite_range``)."""
+    # (no short-circuit "or" here: its branches stop LLVM vectorizing a loop before it)
     flags = np.int64((sm > POS_INF) | (um > NEG_INF)) | 2 * np.int64(
         (sm == POS_INF) | (um == NEG_INF))
     lo, hi = np.float32(0), np.float32(0)
     if flags == 0:
         lo, hi = min(as_float(um), lo), max(as_float(np.uint32(sm)), hi)
-    elif ignore:
-        for v in row:
-            if v - v == 0:
-                lo, hi = min(lo, v), max(hi, v)
     return flags, lo, hi
+
+
+@njit(cache=True, inline="always")
+def finite_range(values):
+    """``min(x, 0)`` and ``max(x, 0)`` over the finite values of a 1-D array, exactly
+    (the slow path, for ranges that hold a NaN or an inf)."""
+    lo, hi = np.float32(0), np.float32(0)
+    for v in values:
+        if v - v == 0:
+            lo, hi = min(lo, v), max(hi, v)
+    return lo, hi
 
 
 @njit(cache=True)
