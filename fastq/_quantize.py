@@ -262,7 +262,7 @@ class _Job:
         along the first axis), with rows (block rows) enough to share out and small
         enough to stay in cache while they are coded."""
         (P, K, Q), (bp, bk, bq) = self.view
-        if not hasattr(self.kernels, "quantize_by_rows") or bp != 1:
+        if not self.size or not hasattr(self.kernels, "quantize_by_rows") or bp != 1:
             return False
         if (bk, bq) == (1, Q):  # a group per row
             return P * K > 1 and Q <= ROW_IN_CACHE

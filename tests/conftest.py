@@ -13,6 +13,18 @@ import pytest  # noqa: E402
 
 SIMULATED_GPU = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
+try:  # property tests: the same examples on every run (CI) unless asked to explore
+    from hypothesis import HealthCheck, settings
+except ImportError:
+    pass
+else:
+    _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+    settings.register_profile("repeatable", derandomize=True, max_examples=60,
+                              deadline=None, suppress_health_check=_QUIET)
+    settings.register_profile("explore", max_examples=3000, deadline=None,
+                              suppress_health_check=_QUIET)  # HYPOTHESIS_PROFILE=explore
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
 
 def _cuda_usable():
     try:

@@ -3,7 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import fastq as fq
@@ -91,7 +91,6 @@ def test_parallel_path(bits, signed, extra, rng):
     assert np.array_equal(out.view(codes.dtype), codes)
 
 
-@settings(max_examples=60, deadline=None)
 @given(bits=st.sampled_from([4, 2]), signed=st.booleans(),
        data=st.data(), shape=st.lists(st.integers(0, 5), min_size=0, max_size=3))
 def test_any_shape_is_c_order(bits, signed, data, shape):

@@ -74,6 +74,13 @@ def test_empty(dtype):
     qt = check(np.zeros((0, 3), np.float32), dtype, ("channel", 1))
     assert np.array_equal(np.asarray(qt.scale), np.ones(3, np.float32))
     check(np.zeros((4, 0), np.float32), dtype, ("group", 2, -1))
+    for shape, granularity in [((2, 2, 0), ("channel", 0)), ((3, 0), ("channel", 0)),
+                               ((0, 5), ("group", 2, 0)), ((2, 0, 4), ("group", 2, -1))]:
+        x = np.zeros(shape, np.float32)  # empty, but with parameters: scale 1
+        qt = check(x, dtype, granularity)
+        assert np.array_equal(np.asarray(qt.scale), np.ones(np.shape(qt.scale), np.float32))
+        fake = fq.fake_quantize(x, dtype, granularity=ref.as_fastq(fq, granularity))
+        assert fake.shape == shape and fake.dtype == np.float32
 
 
 def test_partial_last_group_and_block():

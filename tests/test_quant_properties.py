@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -11,8 +11,6 @@ import reference_quant as ref
 
 import fastq as fq
 
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9)
 moderate = st.floats(-1e4, 1e4, width=32, allow_subnormal=True)
@@ -49,7 +47,6 @@ def run(x, dtype, granularity, scheme, narrow_range):
                        narrow_range=narrow_range)
 
 
-@SETTINGS
 @given(cases())
 def test_quantize_equals_reference(case):
     x, dtype, granularity, scheme, narrow_range = case
@@ -62,7 +59,6 @@ def test_quantize_equals_reference(case):
     assert np.array_equal(qt.dequantize().view(np.uint32), expected.view(np.uint32))
 
 
-@SETTINGS
 @given(cases(elements=any_finite))
 def test_full_float32_range_matches_reference_and_stays_finite(case):
     x, dtype, granularity, scheme, narrow_range = case
@@ -75,7 +71,6 @@ def test_full_float32_range_matches_reference_and_stays_finite(case):
     assert np.array_equal(fq.dequantize(qt).view(np.uint32), expected.view(np.uint32))
 
 
-@SETTINGS
 @given(cases())
 def test_codes_in_range_and_error_within_half_a_step(case):
     x, dtype, granularity, scheme, narrow_range = case
@@ -94,7 +89,6 @@ def test_codes_in_range_and_error_within_half_a_step(case):
     assert np.all((err <= bound)[inside])
 
 
-@SETTINGS
 @given(cases(), st.data())
 def test_all_zero_groups_give_scale_one_and_exact_zeros(case, data):
     x, dtype, granularity, scheme, narrow_range = case
@@ -105,7 +99,6 @@ def test_all_zero_groups_give_scale_one_and_exact_zeros(case, data):
     assert np.array_equal(x_hat.view(np.uint32), np.zeros(x.shape, np.uint32))
 
 
-@SETTINGS
 @given(cases())
 def test_fake_quantize_equals_dequantize_of_quantize(case):
     x, dtype, granularity, scheme, narrow_range = case
@@ -117,7 +110,6 @@ def test_fake_quantize_equals_dequantize_of_quantize(case):
     assert np.array_equal(np.asarray(fake, np.float32).view(np.uint32), expected.view(np.uint32))
 
 
-@SETTINGS
 @given(cases())
 def test_choose_qparams_equals_quantize(case):
     x, dtype, granularity, scheme, narrow_range = case
@@ -135,7 +127,6 @@ def test_choose_qparams_equals_quantize(case):
     assert np.array_equal(np.asarray(qt.codes()), np.asarray(run(*case).codes()))
 
 
-@SETTINGS
 @given(cases())
 def test_from_codes_round_trips(case):
     x, dtype, granularity, scheme, narrow_range = case
@@ -147,7 +138,6 @@ def test_from_codes_round_trips(case):
     assert qt2.nbytes == qt.nbytes and tuple(qt2.shape) == tuple(qt.shape)
 
 
-@SETTINGS
 @given(cases())
 def test_nbytes_bits_per_element_and_packed_length(case):
     x, dtype, granularity, scheme, narrow_range = case
@@ -163,7 +153,6 @@ def test_nbytes_bits_per_element_and_packed_length(case):
         assert qt.bits_per_element == pytest.approx(8 * qt.nbytes / x.size, rel=1e-12)
 
 
-@SETTINGS
 @given(shapes.flatmap(lambda s: st.tuples(
     hnp.arrays(np.float32, s, elements=moderate), granularities(s))),
     st.sampled_from(ref.DTYPES), st.integers(0, 2**32 - 1))
