@@ -1,11 +1,14 @@
-"""Dynamic quantization where every row of the canonical view is one parameter group
-(``PerChannel`` on the first axis, ``PerGroup`` along the last, ...), or every column of
-a block row (``PerGroup`` along the first axis), runs in one pass: each row's (block
-row's) ranges, scales and zero points, then its codes, while it is in cache.  It gives
-the bits of the two-pass path (range pass, then quantize pass) in every case."""
+"""Dynamic quantization in one kernel call.  Where every row of the canonical view is one
+parameter group (``PerChannel`` on the first axis, ``PerGroup`` along the last, ...), or
+every column of a block row (``PerGroup`` along the first axis), it runs in one pass:
+each row's (block row's) ranges, scales and zero points, then its codes, while it is in
+cache.  Per tensor, the range pass, the parameters and the quantize pass run in one call.
+It gives the bits of the two-pass path (range pass, then quantize pass) in every case."""
 import ml_dtypes
 import numpy as np
 import pytest
+
+import reference_quant as ref
 
 import fastq as fq
 from fastq import _quantize
@@ -22,15 +25,16 @@ CASES = [("int8", "asymmetric", False), ("uint8", "symmetric", False),
          ("int8", "symmetric", True), ("int16", "asymmetric", False),
          ("int4", "symmetric", False), ("uint4", "asymmetric", False),
          ("int2", "asymmetric", True)]
-GRANULARITIES = [fq.PerChannel(0), fq.PerGroup(40), fq.PerGroup(200),
+GRANULARITIES = [fq.PerTensor(), fq.PerChannel(0), fq.PerGroup(40), fq.PerGroup(200),
                  fq.PerBlock((1, 64)),  # (64 does not divide 200: partial last groups)
                  fq.PerGroup(8, axis=0), fq.PerGroup(36, axis=0)]  # (block rows)
 
 
 def two_pass(monkeypatch, fn):
     with monkeypatch.context() as m:
-        m.setattr(_quantize, "ROW_IN_CACHE", 0)  # by_rows() is False: range pass first
+        m.setattr(_quantize, "ROW_IN_CACHE", 0)  # in_one_call() is False: range pass first
         m.setattr(_quantize, "BLOCK_ROW_IN_CACHE", 0)
+        m.setattr(_quantize, "TENSOR_IN_ONE_CALL", False)
         return fn()
 
 
@@ -48,12 +52,16 @@ def same(got, want):
 
 def test_the_path_is_taken():
     job = _quantize._Job(X, "int8", "asymmetric", fq.PerChannel(0), False, "raise", "cpu")
-    assert job.by_rows()
+    assert job.in_one_call()
     job = _quantize._Job(X, "int8", "asymmetric", fq.PerChannel(1), False, "raise", "cpu")
-    assert not job.by_rows()  # (a range per column needs every row first)
+    assert not job.in_one_call()  # (a range per column needs every row first)
     job = _quantize._Job(X, "int8", "asymmetric", fq.PerGroup(8, axis=0), False, "raise",
                          "cpu")
-    assert job.by_rows()  # (block rows of 8 rows, a range per column in each)
+    assert job.in_one_call()  # (block rows of 8 rows, a range per column in each)
+    assert _quantize._Job(X, "int8", "asymmetric", "tensor", False, "raise", "cpu").in_one_call()
+    job = _quantize._Job(X.astype(np.float16), "int8", "asymmetric", "tensor", False, "raise",
+                         "cpu")
+    assert not job.in_one_call()  # (converted piece by piece: the range needs them all)
 
 
 @pytest.mark.parametrize("granularity", GRANULARITIES, ids=repr)
@@ -91,6 +99,40 @@ def test_large_parallel(monkeypatch):
         for dtype in ("int8", "int4"):
             same(fq.quantize(x, dtype, **kw),
                  two_pass(monkeypatch, lambda: fq.quantize(x, dtype, **kw)))
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int4", "uint2", "int16"])
+@pytest.mark.parametrize("n", [5, 16384 * 3, 16384 * 40 + 1001, 16384 * 200 + 7])
+def test_per_tensor_in_one_call(monkeypatch, dtype, n):
+    """Per tensor, in one call: a range in parallel parts and a flat tail, then the codes
+    (packed too); NaN and inf in the first part, a middle one and the tail."""
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) * 2).astype(np.float32)
+    for scheme in ("asymmetric", "symmetric"):
+        for kw in (dict(scheme=scheme), dict(scheme=scheme, narrow_range=True)):
+            qt = fq.quantize(x, dtype, **kw)
+            ref.assert_matches(qt, x, dtype, scheme=scheme, **{k: v for k, v in kw.items()
+                                                                 if k == "narrow_range"})
+            same(qt, two_pass(monkeypatch, lambda: fq.quantize(x, dtype, **kw)))
+            same(fq.fake_quantize(x, dtype, **kw),
+                 two_pass(monkeypatch, lambda: fq.fake_quantize(x, dtype, **kw)))
+    bad = x.copy()
+    bad[[0, n // 2, n - 1]] = [np.nan, -np.inf, 3e38]
+    bad[n // 3] = np.float32(-7.5)  # the finite minimum, beside the NaN and inf
+    for policy in ("ignore", "raise"):
+        kw = dict(nan_policy=policy)
+        if policy == "raise":
+            with pytest.raises(ValueError, match="NaN"):
+                fq.quantize(bad, dtype, **kw)
+            with pytest.raises(ValueError, match="inf"):
+                fq.quantize(np.nan_to_num(bad, nan=0.0, posinf=np.inf, neginf=-np.inf),
+                            dtype, **kw)
+            continue
+        qt = fq.quantize(bad, dtype, **kw)
+        ref.assert_matches(qt, bad, dtype, nan_policy=policy)
+        same(qt, two_pass(monkeypatch, lambda: fq.quantize(bad, dtype, **kw)))
+        same(fq.fake_quantize(bad, dtype, **kw),
+             two_pass(monkeypatch, lambda: fq.fake_quantize(bad, dtype, **kw)))
 
 
 # ---------------------------------------------------------------- a scale per column

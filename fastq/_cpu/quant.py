@@ -14,6 +14,8 @@ Backend interface (the CUDA twin ``fastq/_cuda/quant.py`` keeps these names):
 * ``fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3) -> has_nan``: the same, then
   ``(q - z) * s`` in float32, written as float32 (no code array).
 * ``dequantize(codes3, blocks, scale3, zero3, out3)``: ``(q - z) * s`` in float32.
+* ``quantize_dynamic(...)`` (CPU only): dynamic quantization with its parameters in one
+  call, per tensor or where each row (block row) of the view holds whole groups.
 
 ``scale3`` is float32 and ``zero3`` float32 holding integers, both of the grid shape.
 Rows ``(p, k)`` are contiguous runs of Q elements; work is split over rows (quantize)
@@ -28,99 +30,11 @@ from .._threads import parallel_region
 from ._parallel import AHEAD, BLOCK, SERIAL_BELOW, streams
 from ._word import (FP_NEAREST_EVEN, finish_stream, is_float, local_block,
                     prefetch_span, stream_out, swap_fp_control, unmanaged)
+from .codes import PIECE, code_piece, code_rows
 from .pack import pack_at
-from .ranges import NO_SIGNED, column_max, finite_range, maxima_range, row_range
+from .params import block_params, scale_zero, tensor_range
+from .ranges import row_range
 from .ranges import minmax  # noqa: F401  (the backend interface: see fastq._cpu.ranges)
-
-# Rows go in pieces of PIECE elements: the codes of a piece stay in L1 (for packing, or
-# on their way out past the caches), and the loop over a piece is long enough that the
-# per-piece work (slicing, the NaN flag's horizontal reduction) costs little: 512-element
-# pieces were 10% slower on one core.
-PIECE = 4 * BLOCK
-
-
-# error_model="numpy": IEEE division (scales are validated > 0); Numba's default checks
-# every float division for a zero divisor, which stops a per-column loop vectorizing.
-@njit(cache=True, error_model="numpy", inline="always")  # (in big kernels LLVM may not)
-def _code(v, s, z, qmin, qmax):
-    """``clip(rint(v / s) + z, qmin, qmax)`` as float32 (true division); NaN stays NaN."""
-    q = np.rint(v / s) + z
-    q = qmin if q < qmin else q  # compare-selects vectorize; float min/max do not
-    return qmax if q > qmax else q
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _code_piece(xs, ss, zs, s, z, per_column, qmin, qmax, fake, out, check):
-    """Codes (or with ``fake`` the dequantized values) of ``xs`` into ``out``; parameters
-    ``ss[j], zs[j]`` per column, else ``s, z``.  With ``check``, returns whether it met a
-    NaN and codes each as the zero point (the loop writes garbage there, then a second
-    loop patches it); without, the caller knows there is none (the range pass said so)."""
-    nan = False
-    if per_column:  # elementwise, vectorizes
-        for j in range(xs.size):
-            if check:
-                nan |= xs[j] != xs[j]
-            q = _code(xs[j], ss[j], zs[j], qmin, qmax)
-            if fake:
-                out[j] = (q - zs[j]) * ss[j]
-            else:
-                out[j] = np.int32(q)  # (a direct float -> int8 store is 15% slower)
-    else:
-        for j in range(xs.size):
-            if check:
-                nan |= xs[j] != xs[j]
-            q = _code(xs[j], s, z, qmin, qmax)
-            if fake:
-                out[j] = (q - z) * s
-            else:
-                out[j] = np.int32(q)
-    if nan:  # (rare)
-        _patch_nan(xs, ss, zs, s, z, per_column, fake, out)
-    return nan
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _patch_nan(xs, ss, zs, s, z, per_column, fake, out):
-    """Code each NaN of ``xs`` as the zero point (``fake``: its value, 0)."""
-    for j in range(xs.size):
-        if xs[j] != xs[j]:
-            zj, sj = (zs[j], ss[j]) if per_column else (z, s)
-            if fake:
-                out[j] = (zj - zj) * sj
-            else:
-                out[j] = np.int32(zj)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _code_rows4(xs4, ss, zs, qmin, qmax, fake, outs4, check):
-    """``_code_piece`` of four rows (tuples of pieces) under the same per-column
-    parameters, which are loaded once for the four."""
-    a, b, c, d = xs4
-    oa, ob, oc, od = outs4
-    nan = False
-    for j in range(a.size):
-        s, z = ss[j], zs[j]
-        if check:
-            nan |= (a[j] != a[j]) | (b[j] != b[j]) | (c[j] != c[j]) | (d[j] != d[j])
-        qa, qb = _code(a[j], s, z, qmin, qmax), _code(b[j], s, z, qmin, qmax)
-        qc, qd = _code(c[j], s, z, qmin, qmax), _code(d[j], s, z, qmin, qmax)
-        if fake:
-            oa[j], ob[j], oc[j], od[j] = (qa - z) * s, (qb - z) * s, (qc - z) * s, (qd - z) * s
-        else:
-            oa[j], ob[j], oc[j], od[j] = np.int32(qa), np.int32(qb), np.int32(qc), np.int32(qd)
-    if nan:  # (rare)
-        for xs, out in ((a, oa), (b, ob), (c, oc), (d, od)):
-            _patch_nan(xs, ss, zs, np.float32(0), np.float32(0), True, fake, out)
-    return nan
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _code_rows(xs4, ss, zs, qmin, qmax, fake, outs4, check, four):
-    """Four rows (``_code_rows4``) or the first one (``_code_piece``)."""
-    if four:
-        return _code_rows4(xs4, ss, zs, qmin, qmax, fake, outs4, check)
-    return _code_piece(xs4[0], ss, zs, np.float32(0), np.float32(0), True, qmin, qmax, fake,
-                       outs4[0], check)
 
 
 @njit(cache=True, error_model="numpy")
@@ -132,7 +46,7 @@ def _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
     four rows (17% faster).  ``scratch`` holds four pieces of codes for packing.
 
     ``fused`` (dynamic, block rows that fit in cache; ``r0`` on a block row): at the
-    first row of each block row, its column ranges and parameters (``_block_params``),
+    first row of each block row, its column ranges and parameters (``block_params``),
     then its codes, from cache.  Returns flags as ``_quantize_rows``."""
     assert PIECE >= 4 * BLOCK
     x3, scale3, zero3 = unmanaged(x3), unmanaged(scale3), unmanaged(zero3)
@@ -149,7 +63,7 @@ def _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
                 and whole_bytes)  # (pack_at fills a byte shared by two rows in order)
         srow, zrow = scale3[p // bp, k // bk], zero3[p // bp, k // bk]
         if fused and k % bk == 0:
-            block_flags = _block_params(x3[p, k:min(k + bk, K)], srow, zrow, symmetric, ignore,
+            block_flags = block_params(x3[p, k:min(k + bk, K)], srow, zrow, symmetric, ignore,
                                         qmin, qmax)
             flags |= block_flags
             check, skip = block_flags & 1 != 0, block_flags != 0 and not ignore
@@ -167,60 +81,21 @@ def _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
                 codes4 = (scratch[:n], scratch[BLOCK:BLOCK + n],
                           scratch[2 * BLOCK:2 * BLOCK + n], scratch[3 * BLOCK:3 * BLOCK + n])
                 if check:  # (constant flags in each copy of the loops: 1.5x faster)
-                    nan |= _code_rows(xs4, ss, zs, qmin, qmax, False, codes4, True, four)
+                    nan |= code_rows(xs4, ss, zs, qmin, qmax, False, codes4, True, four)
                 else:
-                    _code_rows(xs4, ss, zs, qmin, qmax, False, codes4, False, four)
+                    code_rows(xs4, ss, zs, qmin, qmax, False, codes4, False, four)
                 for i in range(4 if four else 1):
                     pack_at(codes4[i], base + (r + i) * Q + start, bits, packed)
             else:
                 outs4 = (out3[p, k4[0], start:stop], out3[p, k4[1], start:stop],
                          out3[p, k4[2], start:stop], out3[p, k4[3], start:stop])
                 if check:
-                    nan |= _code_rows(xs4, ss, zs, qmin, qmax, fake, outs4, True, four)
+                    nan |= code_rows(xs4, ss, zs, qmin, qmax, fake, outs4, True, four)
                 else:
-                    _code_rows(xs4, ss, zs, qmin, qmax, fake, outs4, False, four)
+                    code_rows(xs4, ss, zs, qmin, qmax, fake, outs4, False, four)
         r += 4 if four else 1
     swap_fp_control(saved)
     return flags | (1 if nan else 0)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _block_params(rows, scale, zero, symmetric, ignore, qmin, qmax):
-    """Per column of ``rows`` (one block row): the range of its finite values and 0, its
-    scale and zero point (``_scale_zero``) into ``scale``, ``zero``; returns flags 1: a
-    NaN met, 2: an inf met.  The maxima of the bits accumulate in ``scale`` and ``zero``
-    themselves (viewed as uint32 and int32), which the parameters then overwrite."""
-    umax, smax = scale.view(np.uint32), zero.view(np.int32)
-    umax[:] = 0
-    smax[:] = NO_SIGNED
-    column_max(rows.view(np.uint32), 0, rows.shape[0], umax, smax)
-    flags = 0
-    for j in range(scale.size):
-        col_flags, lo, hi = maxima_range(umax[j], smax[j])
-        if col_flags and ignore:  # (rare: read the column again, down the rows)
-            lo, hi = finite_range(rows[:, j])
-        flags |= col_flags
-        scale[j], zero[j] = _scale_zero(lo, hi, symmetric, qmin, qmax)
-    return flags
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _scale_zero(lo, hi, symmetric, qmin, qmax):
-    """Scale and zero point (float32) of the range ``[lo, hi]``, exactly as
-    ``fastq._quantize.qparams_from_range`` computes them with NumPy."""
-    if symmetric:
-        scale = max(abs(lo), abs(hi)) / np.float32((qmax - qmin) // 2)
-    else:
-        n = qmax - qmin
-        scale = (hi - lo) / n
-        if np.isinf(scale):  # a range wider than float32 holds
-            scale = hi / n - lo / n
-    scale = np.float32(1) if hi == lo else max(scale, np.float32(2.0 ** -126))
-    if symmetric:
-        return scale, np.float32(0) if qmin < 0 else np.float32((qmax + qmin + 1) // 2)
-    zero = np.rint(qmin - lo / scale)
-    zero = qmin if zero < qmin else zero
-    return scale, qmax if zero > qmax else zero
 
 
 @njit(cache=True, error_model="numpy")
@@ -256,7 +131,7 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits
         if fused:
             row_flags, lo, hi = row_range(row, ignore)
             flags |= row_flags
-            srow[0], zrow[0] = _scale_zero(lo, hi, symmetric, qmin, qmax)
+            srow[0], zrow[0] = scale_zero(lo, hi, symmetric, qmin, qmax)
             check = row_flags & 1 != 0
             if row_flags and not ignore:  # (the caller raises)
                 k += 1
@@ -271,20 +146,20 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits
                 if not fake and bits < 8:  # codes in cache, then packed
                     cs = scratch[:xs.size]
                     if check:  # (constant flags in each copy of the loop: see columns)
-                        nan |= _code_piece(xs, srow, zrow, s, z, False, qmin, qmax, False,
+                        nan |= code_piece(xs, srow, zrow, s, z, False, qmin, qmax, False,
                                            cs, True)
                     else:
-                        _code_piece(xs, srow, zrow, s, z, False, qmin, qmax, False, cs,
+                        code_piece(xs, srow, zrow, s, z, False, qmin, qmax, False, cs,
                                     False)
                     pack_at(cs, base + r * Q + start, bits, packed)
                 else:
                     out = out3[p, k, start:stop]
                     piece = buf[:xs.size] if stream else out
                     if check:
-                        nan |= _code_piece(xs, srow, zrow, s, z, False, qmin, qmax, fake,
+                        nan |= code_piece(xs, srow, zrow, s, z, False, qmin, qmax, fake,
                                            piece, True)
                     else:
-                        _code_piece(xs, srow, zrow, s, z, False, qmin, qmax, fake, piece,
+                        code_piece(xs, srow, zrow, s, z, False, qmin, qmax, fake, piece,
                                     False)
                     if stream:
                         stream_out(out, piece)
@@ -467,18 +342,68 @@ def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3, nan_free=False):
                               not nan_free) & 1)
 
 
-def quantize_by_rows(x3, blocks, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore,
+def quantize_dynamic(x3, blocks, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore,
                      fake=False):
-    """Dynamic quantize (``fake``: fake-quantize) in one pass over a view of two or more
-    rows each one parameter group (blocks ``(1, 1, Q)``), or of block rows with a group
-    per column (``(1, bk, 1)``) that fit in cache: per row (block row) its ranges, its
-    scales and zero points (written to ``scale3``, ``zero3``, as
-    ``fastq._quantize.qparams_from_range``), then its codes, from cache.  Returns
-    ``(has_nan, has_inf)``; groups with either are coded only with ``ignore``.  (CPU
-    only: the dispatcher runs the range and quantize passes elsewhere.)"""
-    flags = _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, 8 if fake else bits, out,
-                          False, True, bool(symmetric), bool(ignore))
+    """Dynamic quantize (``fake``: fake-quantize) with its parameters in one call: per
+    tensor (one group), its range, scale and zero point, then its codes, with no return
+    to Python between the passes; over a view of two or more rows each one parameter
+    group (blocks ``(1, 1, Q)``), or of block rows with a group per column
+    (``(1, bk, 1)``) that fit in cache, in one pass: per row (block row) its ranges,
+    parameters, then its codes, from cache.  Scales and zero points are written to
+    ``scale3``, ``zero3``, as ``fastq._quantize.qparams_from_range`` computes them.
+    Returns ``(has_nan, has_inf)``; groups with either are coded only with ``ignore``.
+    (CPU only: the dispatcher runs the range and quantize passes elsewhere.)"""
+    bits, symmetric, ignore = 8 if fake else bits, bool(symmetric), bool(ignore)
+    if scale3.size == 1:
+        flags = _quantize_tensor(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore)
+    else:
+        flags = _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, False, True,
+                              symmetric, ignore)
     return bool(flags & 1), bool(flags & 2)
+
+
+def _quantize_tensor(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore):
+    """Per tensor, in one call: x flat as rows (``_as_rows``) and a short tail."""
+    packed = bits < 8
+    code_dtype = np.int8 if qmin < 0 else np.uint8
+    head3, tail3, _, _ = _as_rows(x3, None)
+    if packed:
+        out_head = out_tail = np.empty((0, 0, 0), code_dtype)
+    else:
+        out_head, out_tail, _, _ = _as_rows(out, None)
+    nchunks = max(_split(head3)[1], 1)
+    scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
+    with parallel_region():
+        return _quantize_tensor_parallel(
+            head3, tail3, scale3, zero3, np.float32(qmin), np.float32(qmax), out_head,
+            out_tail, bits, scratch, out if packed else np.empty(0, np.uint8),
+            streams(x3, out), symmetric, ignore)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _quantize_tensor_parallel(head3, tail3, scale3, zero3, qmin, qmax, out_head, out_tail,
+                              bits, scratch, packed, stream, symmetric, ignore):
+    """The range of x (rows ``head3`` and the flat rest ``tail3``) in ``nchunks`` parts,
+    its scale and zero point (``scale_zero``), then its codes as ``_quantize_parallel``;
+    returns the flags of ``tensor_range`` (a NaN or inf without ``ignore``: no codes)."""
+    nchunks, rows, Q = scratch.shape[0], head3.shape[1], head3.shape[2]
+    flags, lo, hi = tensor_range(head3.reshape(head3.size), tail3.reshape(tail3.size),
+                                 nchunks, ignore)
+    if flags and not ignore:  # (the caller raises)
+        return flags
+    scale3[0, 0, 0], zero3[0, 0, 0] = scale_zero(lo, hi, symmetric, qmin, qmax)
+    check = flags & 1 != 0
+    nan = np.zeros(nchunks, np.int64)
+    for c in prange(nchunks):
+        r0, r1 = _chunk_rows(rows, c, nchunks, 1)
+        nan[c] = _quantize_rows(head3, 1, max(rows, 1), Q, scale3, zero3, qmin, qmax, r0,
+                                r1, out_head, bits, 0, scratch[c], packed, stream, check,
+                                False, symmetric, ignore)
+    if tail3.size:
+        _quantize_rows(tail3, 1, 1, tail3.size, scale3, zero3, qmin, qmax, 0, 1, out_tail,
+                       bits, head3.size, scratch[0], packed, False, check, False,
+                       symmetric, ignore)
+    return flags
 
 
 def dequantize(codes3, blocks, scale3, zero3, out3):

@@ -144,7 +144,7 @@ def finite_range(values):
 
 
 @njit(cache=True)
-def _max_groups(u, G, g0, g1, umax, smax):
+def max_groups(u, G, g0, g1, umax, smax):
     """Maxima of the groups ``g0..g1`` of ``G`` consecutive elements of the flat ``u``
     (a view whose every row is one group: blocks ``(1, 1, Q)``; per tensor, one group)."""
     u, umax, smax = unmanaged(u), unmanaged(umax), unmanaged(smax)
@@ -163,7 +163,7 @@ def _max_groups_parallel(u, G, umax, smax):
     n = umax.size
     nchunks = min(n, 64)
     for c in prange(nchunks):
-        _max_groups(u, G, c * n // nchunks, (c + 1) * n // nchunks, umax, smax)
+        max_groups(u, G, c * n // nchunks, (c + 1) * n // nchunks, umax, smax)
 
 
 @njit(parallel=True, cache=True)
@@ -208,7 +208,7 @@ def minmax(x3, blocks, out_min, out_max):
             with parallel_region():
                 _max_groups_parallel(flat, G, umax, smax)
         else:
-            _max_groups(flat, G, 0, umax.size, umax, smax)
+            max_groups(flat, G, 0, umax.size, umax, smax)
         if out_min.size == 1:
             umax, smax = umax.max(initial=0), smax.max(initial=NO_SIGNED)
     else:
