@@ -21,11 +21,17 @@ def _swap(word):
     return swap_fp_control(word)
 
 
+_DEFAULT = np.uint32(FP_NEAREST_EVEN)
+_CONTROL = 0xFFC0  # the control bits of MXCSR; bits 0-5 are sticky exception flags
+
+
 def ieee_default(fn):
     """Decorate a public function to run under the default floating-point environment."""
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        saved = _swap(np.uint32(FP_NEAREST_EVEN))
+        saved = int(_swap(_DEFAULT))
+        if saved & _CONTROL == FP_NEAREST_EVEN:  # the usual case: nothing to restore (the
+            return fn(*args, **kwargs)             # sticky flags aside: NumPy clears them)
         try:
             return fn(*args, **kwargs)
         finally:

@@ -12,6 +12,7 @@ buffer goes back to the pool when the last view of the array is gone; the pool k
 at most ``POOL_BUFFERS`` free buffers and ``POOL_BYTES`` bytes, dropping the oldest.
 ``release()`` empties it.
 """
+import math
 import threading
 
 import numpy as np
@@ -53,8 +54,8 @@ def empty(shape, dtype, on_gpu=False):
         from . import _device
         return _device.empty(shape, dtype)
     dtype = np.dtype(dtype)
-    shape = tuple(shape) if np.ndim(shape) else (int(shape),)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < POOLED_FROM:
         return np.empty(shape, dtype)
     size = -(-nbytes // SIZE_STEP) * SIZE_STEP

@@ -7,7 +7,6 @@ taking the lock (calls are serialized, results are unchanged).  ``numba.set_num_
 is thread-local, so the count chosen with :func:`set_num_threads` is applied in the
 calling thread right before each parallel region.
 """
-import contextlib
 import threading
 
 import numba
@@ -42,16 +41,30 @@ def get_num_threads():
     return _num_threads or numba.config.NUMBA_NUM_THREADS
 
 
-@contextlib.contextmanager
+class _ParallelRegion:
+    """Enter around every call of a ``parallel=True`` kernel: ``with parallel_region():``
+    (a plain class, not a generator: it runs on every kernel call)."""
+    __slots__ = ("locked",)
+
+    def __enter__(self):
+        self.locked = not _layer_is_safe
+        if self.locked:
+            _lock.acquire()
+        try:
+            numba.set_num_threads(_num_threads or numba.config.NUMBA_NUM_THREADS)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, exc_type=None, *exc):
+        global _layer_is_safe
+        if self.locked:
+            try:
+                if _layer_is_safe is None and exc_type is None:  # (a region has run)
+                    _layer_is_safe = numba.threading_layer() in ("omp", "tbb")
+            finally:
+                _lock.release()
+
+
 def parallel_region():
-    """Enter around every call of a ``parallel=True`` kernel."""
-    global _layer_is_safe
-    if _layer_is_safe:
-        numba.set_num_threads(get_num_threads())
-        yield
-        return
-    with _lock:
-        numba.set_num_threads(get_num_threads())
-        yield
-        if _layer_is_safe is None:
-            _layer_is_safe = numba.threading_layer() in ("omp", "tbb")
+    return _ParallelRegion()

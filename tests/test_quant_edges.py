@@ -351,3 +351,26 @@ def test_eight_threads_get_the_single_threaded_bits():
     for i, got in results.items():
         for data in got:
             assert np.array_equal(data, expected[i % len(runs)])
+
+
+def test_repeated_calls_reuse_only_what_their_arguments_fix():
+    """A call's validated plan (shapes, view, kernels) is reused by calls with the same
+    arguments; the data, its layout and byte order, and each argument's type still count."""
+    from fastq import _quantize
+    for _ in range(2):  # (the second round runs on cached plans)
+        check(X, "int8")
+        check(X * 7, "int8")  # other data, same plan
+        check(X[:, ::2].copy(), "int8")  # another shape
+        check(X.T, "int8")  # same shape as X.T.copy(), not C-contiguous
+        check(X.T.copy(), "int8")
+        check(X.astype(">f4"), "int8")  # byte order
+        check(X, "uint4", ("channel", 1), narrow_range=True)
+        check(X, "int8", narrow_range=True)
+        check(X, "int8", narrow_range=np.bool_(True))
+        with pytest.raises(TypeError, match="narrow_range"):  # (1 == True, but not a bool)
+            fq.quantize(X, "int8", narrow_range=1)
+        with pytest.raises(ValueError, match="scale"):  # values are checked on every call
+            fq.quantize(X, "int8", scale=np.float32(-1))
+        with pytest.raises(ValueError, match="NaN"):
+            fq.quantize(np.where(X > 2, np.nan, X).astype(np.float32), "int8")
+    assert 0 < len(_quantize._plans) <= _quantize.MAX_PLANS

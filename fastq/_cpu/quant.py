@@ -174,7 +174,7 @@ def _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits
 def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, out3, bits, base,
                        align, scratch, packed, stream, check, fused, symmetric, ignore):
     """Chunks of rows, each starting on a multiple of ``align`` rows (a byte boundary of
-    packed codes); one row of ``scratch`` per chunk.  Returns the flags of each chunk."""
+    packed codes); one row of ``scratch`` per chunk.  Returns the flags of all chunks."""
     rows, nchunks = x3.shape[0] * x3.shape[1], scratch.shape[0]
     flags = np.zeros(nchunks, np.int64)
     for c in prange(nchunks):
@@ -182,7 +182,7 @@ def _quantize_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, out3, bits, ba
         flags[c] = _quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1,
                                   out3, bits, base, scratch[c], packed, stream, check, fused,
                                   symmetric, ignore)
-    return flags
+    return _or_all(flags)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -197,7 +197,16 @@ def _quantize_columns_parallel(x3, bp, bk, scale3, zero3, qmin, qmax, out3, bits
         flags[c] = _quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1,
                                      out3, bits, base, scratch[c], packed, check, fused,
                                      symmetric, ignore)
-    return flags
+    return _or_all(flags)
+
+
+@njit(cache=True, inline="always")
+def _or_all(flags):
+    """The flags of every chunk in one (here, not by a NumPy call after the kernel)."""
+    every = 0
+    for f in flags:
+        every |= f
+    return every
 
 
 @njit(cache=True, inline="always")
@@ -307,15 +316,15 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check, fused
         if nchunks and bq == 1:
             scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
             with parallel_region():
-                flags |= np.bitwise_or.reduce(_quantize_columns_parallel(
+                flags |= _quantize_columns_parallel(
                     x, bp, bk, scale3, zero3, qmin, qmax, o, bits, base, align,
-                    scratch, packed_out, check, fused, symmetric, ignore))
+                    scratch, packed_out, check, fused, symmetric, ignore)
         elif nchunks:
             scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
             with parallel_region():
-                flags |= np.bitwise_or.reduce(_quantize_parallel(
+                flags |= _quantize_parallel(
                     x, bp, bk, bq, scale3, zero3, qmin, qmax, o, bits, base, align,
-                    scratch, packed_out, stream, check, fused, symmetric, ignore))
+                    scratch, packed_out, stream, check, fused, symmetric, ignore)
         elif x.size and bq == 1:
             scratch = np.empty(PIECE if packed else 0, code_dtype)
             flags |= _quantize_columns(x, bp, bk, scale3, zero3, qmin, qmax, 0, rows, o,
