@@ -91,9 +91,33 @@ def code_rows4(xs4, ss, zs, qmin, qmax, fake, outs4, check):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def code_rows(xs4, ss, zs, qmin, qmax, fake, outs4, check, four):
-    """Four rows (``code_rows4``) or the first one (``code_piece``)."""
+def code_scaled(xs, ss, zs, qmin, qmax, fake, out, check):
+    """``code_piece`` with a scale per column and every zero point 0 (signed symmetric),
+    which then need not be loaded: one row at a time runs as fast as per tensor, while
+    rows four at a time (more streams through memory) and the zero point's load each
+    cost 20-40% on 4096 x 4096 here.  (``+ 0`` stays: rint(-0.3) + 0 is +0.0.)"""
+    zero = np.float32(0)
+    nan = False
+    for j in range(xs.size):
+        if check:
+            nan |= xs[j] != xs[j]
+        q = code(xs[j], ss[j], zero, qmin, qmax)
+        if fake:
+            out[j] = (q - zero) * ss[j]
+        else:
+            out[j] = np.int32(q)
+    if nan:  # (rare)
+        patch_nan(xs, ss, zs, zero, zero, True, fake, out)
+    return nan
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def code_rows(xs4, ss, zs, qmin, qmax, fake, outs4, check, four, zero_free):
+    """Four rows (``code_rows4``) or the first one (``code_scaled`` where every zero
+    point is 0, else ``code_piece``)."""
     if four:
         return code_rows4(xs4, ss, zs, qmin, qmax, fake, outs4, check)
+    if zero_free:
+        return code_scaled(xs4[0], ss, zs, qmin, qmax, fake, outs4[0], check)
     return code_piece(xs4[0], ss, zs, np.float32(0), np.float32(0), True, qmin, qmax, fake,
-                       outs4[0], check)
+                      outs4[0], check)
