@@ -41,6 +41,8 @@ BLOCK_ROW_IN_CACHE = 1 << 20
 # range pass, parameters and quantize pass in one kernel call: the Python between them
 # ran with caches cold from the first pass (140 us of 2.9 ms for 16M elements here).
 TENSOR_IN_ONE_CALL = True
+# ... and so does PerChannel on the last axis (a range per column: two passes).
+CHANNELS_IN_ONE_CALL = True
 
 
 @ieee_default
@@ -289,6 +291,8 @@ class _Job:
             if P * K > 1:
                 return Q <= ROW_IN_CACHE
             return TENSOR_IN_ONE_CALL and self.source is None  # (pieces: a range each)
+        if bq == 1 and P == 1 and bk == K:  # a group per column (PerChannel, last axis)
+            return CHANNELS_IN_ONE_CALL and self.source is None  # (pieces: ranges each)
         # a group per column of each block row (PerGroup along the first axis)
         return bq == 1 and P * K > bk and bk * Q <= BLOCK_ROW_IN_CACHE
 

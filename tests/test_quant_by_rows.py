@@ -25,7 +25,7 @@ CASES = [("int8", "asymmetric", False), ("uint8", "symmetric", False),
          ("int8", "symmetric", True), ("int16", "asymmetric", False),
          ("int4", "symmetric", False), ("uint4", "asymmetric", False),
          ("int2", "asymmetric", True)]
-GRANULARITIES = [fq.PerTensor(), fq.PerChannel(0), fq.PerGroup(40), fq.PerGroup(200),
+GRANULARITIES = [fq.PerTensor(), fq.PerChannel(0), fq.PerChannel(1), fq.PerGroup(40), fq.PerGroup(200),
                  fq.PerBlock((1, 64)),  # (64 does not divide 200: partial last groups)
                  fq.PerGroup(8, axis=0), fq.PerGroup(36, axis=0)]  # (block rows)
 
@@ -35,6 +35,7 @@ def two_pass(monkeypatch, fn):
         m.setattr(_quantize, "ROW_IN_CACHE", 0)  # in_one_call() is False: range pass first
         m.setattr(_quantize, "BLOCK_ROW_IN_CACHE", 0)
         m.setattr(_quantize, "TENSOR_IN_ONE_CALL", False)
+        m.setattr(_quantize, "CHANNELS_IN_ONE_CALL", False)
         return fn()
 
 
@@ -54,7 +55,10 @@ def test_the_path_is_taken():
     job = _quantize._Job(X, "int8", "asymmetric", fq.PerChannel(0), False, "raise", "cpu")
     assert job.in_one_call()
     job = _quantize._Job(X, "int8", "asymmetric", fq.PerChannel(1), False, "raise", "cpu")
-    assert not job.in_one_call()  # (a range per column needs every row first)
+    assert job.in_one_call()  # (two passes, range then codes, in one kernel call)
+    job = _quantize._Job(X.astype(np.float16), "int8", "asymmetric", fq.PerChannel(1), False,
+                         "raise", "cpu")
+    assert not job.in_one_call()  # (converted piece by piece: the ranges need them all)
     job = _quantize._Job(X, "int8", "asymmetric", fq.PerGroup(8, axis=0), False, "raise",
                          "cpu")
     assert job.in_one_call()  # (block rows of 8 rows, a range per column in each)
@@ -133,6 +137,35 @@ def test_per_tensor_in_one_call(monkeypatch, dtype, n):
         same(qt, two_pass(monkeypatch, lambda: fq.quantize(bad, dtype, **kw)))
         same(fq.fake_quantize(bad, dtype, **kw),
              two_pass(monkeypatch, lambda: fq.fake_quantize(bad, dtype, **kw)))
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int4", "uint2"])
+@pytest.mark.parametrize("shape", [(3000, 129), (1003, 1024), (5, 64)])
+def test_per_channel_last_axis_in_one_call(monkeypatch, dtype, shape):
+    """PerChannel on the last axis, in one call: column ranges in parts of the rows (on
+    the threads), then the codes; NaN and inf in the first part, a middle one and the
+    last row."""
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 2).astype(np.float32)
+    g = fq.PerChannel(1)
+    for scheme in ("asymmetric", "symmetric"):
+        qt = fq.quantize(x, dtype, scheme=scheme, granularity=g)
+        ref.assert_matches(qt, x, dtype, ("channel", 1), scheme)
+        same(qt, two_pass(monkeypatch, lambda: fq.quantize(x, dtype, scheme=scheme,
+                                                           granularity=g)))
+        same(fq.fake_quantize(x, dtype, scheme=scheme, granularity=g),
+             two_pass(monkeypatch, lambda: fq.fake_quantize(x, dtype, scheme=scheme,
+                                                            granularity=g)))
+    bad = x.copy()
+    bad[0, 3], bad[shape[0] // 2, 3], bad[-1, -1] = np.nan, -np.inf, np.inf
+    kw = dict(granularity=g, nan_policy="ignore")
+    qt = fq.quantize(bad, dtype, **kw)
+    ref.assert_matches(qt, bad, dtype, ("channel", 1), nan_policy="ignore")
+    same(qt, two_pass(monkeypatch, lambda: fq.quantize(bad, dtype, **kw)))
+    with pytest.raises(ValueError, match="NaN"):
+        fq.quantize(bad, dtype, granularity=g)
+    with pytest.raises(ValueError, match="inf"):
+        fq.quantize(np.where(np.isnan(bad), 0, bad).astype(np.float32), dtype, granularity=g)
 
 
 # ---------------------------------------------------------------- a scale per column

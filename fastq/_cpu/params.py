@@ -19,9 +19,23 @@ def block_params(rows, scale, zero, symmetric, ignore, qmin, qmax):
     umax[:] = 0
     smax[:] = NO_SIGNED
     column_max(rows.view(np.uint32), 0, rows.shape[0], umax, smax)
+    return column_params(rows, umax.reshape(1, umax.size), smax.reshape(1, smax.size), scale,
+                         zero, symmetric, ignore, qmin, qmax)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def column_params(rows, umax, smax, scale, zero, symmetric, ignore, qmin, qmax):
+    """Per column ``j`` of ``rows``: its range from the partial maxima ``umax[:, j]``,
+    ``smax[:, j]`` of its bits (``fastq._cpu.ranges``), then its scale and zero point
+    (``scale_zero``) into ``scale[j]``, ``zero[j]`` (which may be the maxima themselves:
+    each column's are read before they are written); returns flags 1: a NaN met, 2: an
+    inf met."""
     flags = 0
     for j in range(scale.size):
-        col_flags, lo, hi = maxima_range(umax[j], smax[j])
+        um, sm = umax[0, j], smax[0, j]
+        for part in range(1, umax.shape[0]):
+            um, sm = max(um, umax[part, j]), max(sm, smax[part, j])
+        col_flags, lo, hi = maxima_range(um, sm)
         if col_flags and ignore:  # (rare: read the column again, down the rows)
             lo, hi = finite_range(rows[:, j])
         flags |= col_flags
