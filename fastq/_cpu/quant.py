@@ -34,8 +34,8 @@ from .codes import PIECE
 from .params import column_params, scale_zero, tensor_range
 from .ranges import NO_SIGNED, column_max
 from .ranges import minmax  # noqa: F401  (the backend interface: see fastq._cpu.ranges)
-from .rows import (chunk_rows, or_all, quantize_columns, quantize_columns_parallel,
-                   quantize_rows_parallel, quantize_rows)
+from .rows import (chunk_rows, quantize_columns, quantize_columns_parallel, quantize_rows,
+                   quantize_rows_parallel)
 
 
 @njit(cache=True)
@@ -152,13 +152,13 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check, fused
         elif x.size and bq == 1:
             scratch = np.empty(PIECE if packed else 0, code_dtype)
             flags |= quantize_columns(x, bp, bk, scale3, zero3, qmin, qmax, 0, rows, o,
-                                       bits, base, scratch, packed_out, check, fused,
-                                       symmetric, ignore, zero_free)
+                                      bits, base, scratch, packed_out, check, fused,
+                                      symmetric, ignore, zero_free)
         elif x.size:
             scratch = np.empty(PIECE if packed else 0, code_dtype)
             flags |= quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, 0, rows,
-                                    o, bits, base, scratch, packed_out, False, check, fused,
-                                    symmetric, ignore)
+                                   o, bits, base, scratch, packed_out, False, check, fused,
+                                   symmetric, ignore)
     return flags
 
 
@@ -234,13 +234,12 @@ def _quantize_channels_parallel(x3, scale3, zero3, qmin, qmax, out3, bits, align
     if flags and not ignore:  # (the caller raises)
         return flags
     nchunks = scratch.shape[0]
-    nan = np.zeros(nchunks, np.int64)
-    for c in prange(nchunks):
+    for c in prange(nchunks):  # (their flags: those of the range pass)
         r0, r1 = chunk_rows(K, c, nchunks, align)
-        nan[c] = quantize_columns(x3, 1, K, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
-                                   0, scratch[c], packed, flags & 1 != 0, False, symmetric,
-                                   ignore, symmetric and qmin < 0)
-    return flags | or_all(nan)
+        quantize_columns(x3, 1, K, scale3, zero3, qmin, qmax, r0, r1, out3, bits, 0,
+                         scratch[c], packed, flags & 1 != 0, False, symmetric, ignore,
+                         symmetric and qmin < 0)
+    return flags
 
 
 def _quantize_tensor(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore):
@@ -274,16 +273,15 @@ def _quantize_tensor_parallel(head3, tail3, scale3, zero3, qmin, qmax, out_head,
         return flags
     scale3[0, 0, 0], zero3[0, 0, 0] = scale_zero(lo, hi, symmetric, qmin, qmax)
     check = flags & 1 != 0
-    nan = np.zeros(nchunks, np.int64)
-    for c in prange(nchunks):
+    for c in prange(nchunks):  # (their flags: those of the range pass)
         r0, r1 = chunk_rows(rows, c, nchunks, 1)
-        nan[c] = quantize_rows(head3, 1, max(rows, 1), Q, scale3, zero3, qmin, qmax, r0,
-                                r1, out_head, bits, 0, scratch[c], packed, stream, check,
-                                False, symmetric, ignore)
+        quantize_rows(head3, 1, max(rows, 1), Q, scale3, zero3, qmin, qmax, r0, r1,
+                      out_head, bits, 0, scratch[c], packed, stream, check, False,
+                      symmetric, ignore)
     if tail3.size:
         quantize_rows(tail3, 1, 1, tail3.size, scale3, zero3, qmin, qmax, 0, 1, out_tail,
-                       bits, head3.size, scratch[0], packed, False, check, False,
-                       symmetric, ignore)
+                      bits, head3.size, scratch[0], packed, False, check, False, symmetric,
+                      ignore)
     return flags
 
 

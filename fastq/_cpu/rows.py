@@ -89,8 +89,9 @@ def quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
     with a NaN or inf is coded only with ``ignore`` (its range from the finite values).
 
     Rows go in pieces of at most ``PIECE`` elements within one parameter group (of
-    ``bq > 1`` elements along the row), the input prefetched ``AHEAD`` elements ahead in the flat array.  8/16-bit codes (or fake
-    values) go to ``out3``; with ``bits`` 4 or 2 each piece's codes go through
+    ``bq > 1`` elements along the row), the input prefetched ``AHEAD`` elements ahead in
+    the flat array.  8/16-bit codes (or fake values) go to ``out3``, by non-temporal
+    stores with ``stream``; with ``bits`` 4 or 2 each piece's codes go through
     ``scratch`` (in cache) into the packed bytes ``packed``, where ``x3[0, 0, 0]`` has
     flat index ``base`` (``r0`` must then start on a byte boundary)."""
     x3, scale3, zero3 = unmanaged(x3), unmanaged(scale3), unmanaged(zero3)
@@ -161,8 +162,8 @@ def quantize_rows_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, out3, bits
     for c in prange(nchunks):
         r0, r1 = chunk_rows(rows, c, nchunks, align)
         flags[c] = quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1,
-                                  out3, bits, base, scratch[c], packed, stream, check, fused,
-                                  symmetric, ignore)
+                                 out3, bits, base, scratch[c], packed, stream, check, fused,
+                                 symmetric, ignore)
     return or_all(flags)
 
 
@@ -177,8 +178,8 @@ def quantize_columns_parallel(x3, bp, bk, scale3, zero3, qmin, qmax, out3, bits,
     for c in prange(nchunks):
         r0, r1 = chunk_rows(rows, c, nchunks, align)
         flags[c] = quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1,
-                                     out3, bits, base, scratch[c], packed, check, fused,
-                                     symmetric, ignore, zero_free)
+                                    out3, bits, base, scratch[c], packed, check, fused,
+                                    symmetric, ignore, zero_free)
     return or_all(flags)
 
 
