@@ -51,9 +51,9 @@ class _ParallelRegion:
         if self.locked:
             _lock.acquire()
         try:
-            numba.set_num_threads(_num_threads or numba.config.NUMBA_NUM_THREADS)
-        except BaseException:
-            self.__exit__()
+            numba.set_num_threads(get_num_threads())
+        except BaseException as exc:
+            self.__exit__(type(exc))
             raise
 
     def __exit__(self, exc_type=None, *exc):

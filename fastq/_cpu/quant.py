@@ -103,6 +103,25 @@ def _as_rows(a3, blocks):
         (1, head // cut, cut), (1, 1, max(n - head, 1))
 
 
+def _kernel_outputs(out, bits, qmin):
+    """``out`` as the kernels take it, ``(out3, packed)``: the codes (or fake values) in
+    x's view, or for 4/2 bits the packed bytes; the other one empty."""
+    if bits < 8:
+        return np.empty((0, 0, 0), np.int8 if qmin < 0 else np.uint8), out
+    return out, np.empty(0, np.uint8)
+
+
+def _scratch(nchunks, bits, qmin):
+    """Codes on their way to be packed: a piece per chunk (``nchunks`` 0: one, 1-D)."""
+    n = PIECE if bits < 8 else 0
+    return np.empty((nchunks, n) if nchunks else n, np.int8 if qmin < 0 else np.uint8)
+
+
+def _byte_align(Q, bits):
+    """Rows to a chunk start so that it falls on a byte of packed codes (rows of Q)."""
+    return (8 // bits) // math.gcd(Q, 8 // bits) if bits < 8 else 1
+
+
 def _long_row(a3, blocks):
     rows = a3.shape[0] * a3.shape[1]
     return rows == 1 and a3.size >= SERIAL_BELOW and blocks[2] == a3.shape[2]
@@ -118,9 +137,7 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check, fused
     scale3 = scale3 if scale3.flags.writeable else scale3.copy()
     zero3 = zero3 if zero3.flags.writeable else zero3.copy()
     packed = bits < 8
-    code_dtype = np.int8 if qmin < 0 else np.uint8
-    out3 = np.empty((0, 0, 0), code_dtype) if packed else out
-    packed_out = out if packed else np.empty(0, np.uint8)
+    out3, packed_out = _kernel_outputs(out, bits, qmin)
     parts = [(x3, out3, blocks, 0)]
     if _long_row(x3, blocks):  # cut rows of 2**14 elements: whole bytes when packed
         x_head, x_tail, b_head, b_tail = _as_rows(x3, blocks)
@@ -134,28 +151,25 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check, fused
     zero_free = bool(symmetric and qmin < 0) if fused else not zero3.any()
     for x, o, (bp, bk, bq), base in parts:
         rows, nchunks = _split(x)
-        align = (8 // bits) // math.gcd(x.shape[2], 8 // bits) if packed else 1
+        align = _byte_align(x.shape[2], bits)
         if fused and bq == 1:  # chunks of whole block rows
             align = math.lcm(align, bk)
+        scratch = _scratch(nchunks, bits, qmin)
         if nchunks and bq == 1:
-            scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
             with parallel_region():
                 flags |= quantize_columns_parallel(
                     x, bp, bk, scale3, zero3, qmin, qmax, o, bits, base, align,
                     scratch, packed_out, check, fused, symmetric, ignore, zero_free)
         elif nchunks:
-            scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
             with parallel_region():
                 flags |= quantize_rows_parallel(
                     x, bp, bk, bq, scale3, zero3, qmin, qmax, o, bits, base, align,
                     scratch, packed_out, stream, check, fused, symmetric, ignore)
         elif x.size and bq == 1:
-            scratch = np.empty(PIECE if packed else 0, code_dtype)
             flags |= quantize_columns(x, bp, bk, scale3, zero3, qmin, qmax, 0, rows, o,
                                       bits, base, scratch, packed_out, check, fused,
                                       symmetric, ignore, zero_free)
         elif x.size:
-            scratch = np.empty(PIECE if packed else 0, code_dtype)
             flags |= quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, 0, rows,
                                    o, bits, base, scratch, packed_out, False, check, fused,
                                    symmetric, ignore)
@@ -201,18 +215,13 @@ def quantize_dynamic(x3, blocks, scale3, zero3, qmin, qmax, bits, out, symmetric
 def _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore):
     """A group per column of one block row (``PerChannel`` on the last axis), in one
     call: its column ranges in parts of its rows, parameters, then its codes."""
-    packed = bits < 8
-    code_dtype = np.int8 if qmin < 0 else np.uint8
-    K, Q = x3.shape[1], x3.shape[2]
     nchunks = max(_split(x3)[1], 1)
-    align = (8 // bits) // math.gcd(Q, 8 // bits) if packed else 1
-    scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
+    (out3, packed), scratch = _kernel_outputs(out, bits, qmin), _scratch(nchunks, bits, qmin)
     with parallel_region():
         return _quantize_channels_parallel(
-            x3, scale3, zero3, np.float32(qmin), np.float32(qmax),
-            np.empty((0, 0, 0), code_dtype) if packed else out, bits, align, scratch,
-            out if packed else np.empty(0, np.uint8),
-            max(1, min(K // 4, 4 * get_num_threads())), symmetric, ignore)
+            x3, scale3, zero3, np.float32(qmin), np.float32(qmax), out3, bits,
+            _byte_align(x3.shape[2], bits), scratch, packed,
+            max(1, min(x3.shape[1] // 4, 4 * get_num_threads())), symmetric, ignore)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -244,20 +253,16 @@ def _quantize_channels_parallel(x3, scale3, zero3, qmin, qmax, out3, bits, align
 
 def _quantize_tensor(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore):
     """Per tensor, in one call: x flat as rows (``_as_rows``) and a short tail."""
-    packed = bits < 8
-    code_dtype = np.int8 if qmin < 0 else np.uint8
     head3, tail3, _, _ = _as_rows(x3, None)
-    if packed:
-        out_head = out_tail = np.empty((0, 0, 0), code_dtype)
-    else:
-        out_head, out_tail, _, _ = _as_rows(out, None)
     nchunks = max(_split(head3)[1], 1)
-    scratch = np.empty((nchunks, PIECE if packed else 0), code_dtype)
+    (out3, packed), scratch = _kernel_outputs(out, bits, qmin), _scratch(nchunks, bits, qmin)
+    out_head = out_tail = out3
+    if bits >= 8:
+        out_head, out_tail, _, _ = _as_rows(out, None)
     with parallel_region():
         return _quantize_tensor_parallel(
             head3, tail3, scale3, zero3, np.float32(qmin), np.float32(qmax), out_head,
-            out_tail, bits, scratch, out if packed else np.empty(0, np.uint8),
-            streams(x3, out), symmetric, ignore)
+            out_tail, bits, scratch, packed, streams(x3, out), symmetric, ignore)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
