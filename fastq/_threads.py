@@ -68,3 +68,9 @@ class _ParallelRegion:
 
 def parallel_region():
     return _ParallelRegion()
+
+
+def regions_unlocked():
+    """Whether parallel regions run without the lock (a thread-safe layer, known once a
+    region has run): a kernel may then set the thread count and start one itself."""
+    return bool(_layer_is_safe)

@@ -34,6 +34,10 @@ CALLS = textwrap.dedent("""
         return {
             "static": lambda: fq.quantize(x, "int8", scale=np.float32(0.5)).data,
             "static tiny scale": lambda: fq.quantize(x, "int8", scale=np.float32(2e-38)).data,
+            # a float64 scale that rounds down to float32 (by the kernel, on a call with
+            # its plan cached: the second), with a zero point
+            "static float scale": lambda: both(*[fq.quantize(x, "uint8", scale=0.7,
+                                                             zero_point=3) for _ in range(2)]),
             "dynamic": lambda: fq.quantize(x, "uint8").data,
             "per-channel scale": lambda: fq.quantize(x, "uint8", granularity=fq.PerChannel(0)).scale,
             "symmetric scale": lambda: fq.choose_qparams(x, "int8", scheme="symmetric").scale,
@@ -42,6 +46,10 @@ CALLS = textwrap.dedent("""
             "metrics": lambda: np.array([fq.metrics(x, x_hat).mse, fq.metrics(x, x_hat).sqnr_db]),
             "cast": lambda: fq.cast(x, "bfloat16"),
         }
+
+    def both(first, second):
+        assert first.scale == second.scale and np.array_equal(first.data, second.data)
+        return np.frombuffer(second.scale.tobytes() + second.data.tobytes(), np.uint8)
 
     def digests(shape):
         return {k: hashlib.sha1(np.ascontiguousarray(f()).tobytes()).hexdigest()

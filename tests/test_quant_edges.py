@@ -248,6 +248,40 @@ def test_exact_ties_round_half_to_even():
     assert np.asarray(qt.codes()).tolist() == [7, 7]
 
 
+def hard_values(scale, qmin, qmax, zero_point):
+    """Ties k + 0.5 over the whole code range and past it, the clip bounds and a half
+    step either side of them (and the floats next to those), -0, subnormals, huge values
+    and infinities, as multiples of ``scale``."""
+    lo, hi = qmin - zero_point, qmax - zero_point
+    steps = np.concatenate([np.arange(lo - 3, hi + 3) + 0.5,
+                            [lo - 0.5, hi + 0.5, lo - 1, hi + 1, 2.0 ** 22, -(2.0 ** 22)]])
+    x = (steps * np.float64(scale)).astype(np.float32)
+    x = np.concatenate([x, np.nextafter(x, np.float32(np.inf)),
+                        np.nextafter(x, np.float32(-np.inf))])
+    special = np.array([-0.0, 0.0, 1e-45, -1e-45, 1e-40, 3e38, -3e38, np.inf, -np.inf],
+                       np.float32)
+    return np.concatenate([x, special])
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16"])
+@pytest.mark.parametrize("zero_point", ["low", "odd", "even", "high"])
+@pytest.mark.parametrize("big", [False, True], ids=["serial", "parallel"])
+def test_static_ties_bounds_and_specials(dtype, zero_point, big):
+    """Per-tensor static codes (rounded by adding 1.5 * 2**23 in the kernel) against the
+    reference on the values where rounding and clipping can go wrong."""
+    qmin, qmax = ref.qrange(dtype)
+    zp = {"low": qmin, "odd": qmin + 1 + (qmax - qmin) // 2 | 1,
+          "even": qmin + (qmax - qmin) // 2 & ~1, "high": qmax}[zero_point]
+    code_dtype = np.dtype(dtype)
+    scale = np.float32(0.37)
+    x = hard_values(scale, qmin, qmax, zp)
+    if big:  # past the serial threshold: the parallel kernel, rows of 2**14 and a tail
+        x = np.tile(x, -(-(1 << 17) // x.size))[:(1 << 17) + 123]
+    qt = fq.quantize(x, dtype, scale=scale, zero_point=code_dtype.type(zp))
+    want = ref.quantize_codes(x, scale, np.array(zp, code_dtype), dtype)
+    assert np.array_equal(qt.codes(), want)
+
+
 def test_static_without_zero_point_uses_zero():
     qt = fq.quantize(np.array([-3.0, 2.0], np.float32), "uint8", scale=np.float32(1))
     assert np.asarray(qt.codes()).tolist() == [0, 2]

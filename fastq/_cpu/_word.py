@@ -346,3 +346,24 @@ def is_float(typingctx, a):
                                                                   types.Float))
         return types.boolean(a), codegen
     return None
+
+
+@intrinsic
+def set_thread_count(typingctx, n):
+    """``numba.set_num_threads(n)`` in a kernel that stays cacheable (Numba's own version
+    holds a ctypes pointer, and a kernel holding one is compiled anew in every process):
+    the threading layer's C function, by the symbol name Numba registers it under when
+    the layer starts (at this typing, and when a cached library holding a parallel
+    kernel loads).  ``n`` is not checked: 1 to ``NUMBA_NUM_THREADS``."""
+    if isinstance(n, types.Integer):
+        from numba.np.ufunc.parallel import _launch_threads
+        _launch_threads()
+
+        def codegen(context, builder, sig, args):
+            fty = ir.FunctionType(ir.VoidType(), [ir.IntType(32)])
+            count = context.cast(builder, args[0], sig.args[0], types.int32)
+            builder.call(cgutils.get_or_insert_function(builder.module, fty,
+                                                        "set_num_threads"), [count])
+            return context.get_dummy_value()
+        return types.none(n), codegen
+    return None

@@ -13,6 +13,8 @@ from ._parallel import BLOCK
 # per-piece work (slicing, the NaN flag's horizontal reduction) costs little: 512-element
 # pieces were 10% slower on one core.
 PIECE = 4 * BLOCK
+# The exponent bit of a float32 that is 1 in NaN and 0 in [2**23, 2**24) (see code_bits).
+NAN_BIT = 1 << 28
 
 
 # error_model="numpy": IEEE division (scales are validated > 0); Numba's default checks
@@ -23,6 +25,22 @@ def code(v, s, z, qmin, qmax):
     q = np.rint(v / s) + z
     q = qmin if q < qmin else q  # compare-selects vectorize; float min/max do not
     return qmax if q > qmax else q
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def code_bits(v, s, lo, hi):
+    """An int32 whose low 16 bits are ``rint(clip(v / s, lo, hi))`` (``lo``, ``hi``
+    integers within 2**16 of 0): the float32 sum ``a + 1.5 * 2**23`` rounds ``a`` half to
+    even at its last bit (the default rounding mode), so its bits are ``0x4B400000 +
+    rint(a)``.  One add where ``rint``, ``+ z`` and a conversion took three (8% faster on
+    16M elements, 2 threads); clipping before rounding is exact, as the bounds are
+    integers.  A NaN stays NaN, whose exponent bits are all ones where every other
+    result's are those of 2**23: bit ``NAN_BIT`` set in an OR of results marks a NaN
+    (one integer OR, cheaper than comparing each input with itself)."""
+    a = v / s
+    a = lo if a < lo else a
+    a = hi if a > hi else a
+    return np.float32(a + np.float32(12582912.0)).view(np.int32)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -41,15 +59,20 @@ def code_piece(xs, ss, zs, s, z, per_column, qmin, qmax, fake, out, check):
                 out[j] = (q - zs[j]) * ss[j]
             else:
                 out[j] = np.int32(q)  # (a direct float -> int8 store is 15% slower)
-    else:
+    elif fake:
         for j in range(xs.size):
             if check:
                 nan |= xs[j] != xs[j]
-            q = code(xs[j], s, z, qmin, qmax)
-            if fake:
-                out[j] = (q - z) * s
-            else:
-                out[j] = np.int32(q)
+            out[j] = (code(xs[j], s, z, qmin, qmax) - z) * s
+    else:  # the codes' low bits: the zero point added as an integer (see code_bits)
+        lo, hi, zi = qmin - z, qmax - z, np.int32(z)
+        seen = np.int32(0)  # (int32 | int32 would be int64 in Numba)
+        for j in range(xs.size):
+            bits = code_bits(xs[j], s, lo, hi)
+            if check:
+                seen = np.int32(seen | bits)
+            out[j] = bits + zi
+        nan = seen & NAN_BIT != 0
     if nan:  # (rare)
         patch_nan(xs, ss, zs, s, z, per_column, fake, out)
     return nan

@@ -34,8 +34,9 @@ from .codes import PIECE
 from .params import column_params, scale_zero, tensor_range
 from .ranges import NO_SIGNED, column_max
 from .ranges import minmax  # noqa: F401  (the backend interface: see fastq._cpu.ranges)
-from .rows import (chunk_rows, quantize_columns, quantize_columns_parallel, quantize_rows,
-                   quantize_rows_parallel)
+from .rows import (ROW, chunk_rows, quantize_columns, quantize_columns_parallel,
+                   quantize_rows, quantize_rows_parallel)
+from .tensor import TensorCall  # noqa: F401  (static per tensor: see fastq._cpu.tensor)
 
 
 @njit(cache=True)
@@ -96,7 +97,7 @@ def _split(x3):
 
 def _as_rows(a3, blocks):
     """A single long row under one parameter (per-tensor) as ``(1, rows, cut)`` plus tail."""
-    n, cut = a3.size, 1 << 14
+    n, cut = a3.size, ROW
     head = n - n % cut
     flat = a3.reshape(-1)
     return flat[:head].reshape(1, head // cut, cut), flat[head:].reshape(1, 1, -1), \

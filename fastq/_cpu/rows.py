@@ -13,6 +13,8 @@ from .pack import pack_at
 from .params import block_params, scale_zero
 from .ranges import row_range
 
+ROW = 1 << 14  # elements: a single long row (per tensor) is cut into rows this long
+
 
 @njit(cache=True, error_model="numpy")
 def quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1, out3, bits, base,

@@ -1,0 +1,120 @@
+"""Static per-tensor quantization on a call whose plan is cached (``fastq._cpu.tensor``:
+the kernel rounds and checks the scale, places the codes on the input's lines and sets
+the thread count): the same results as the general path and the reference."""
+import numba
+import numpy as np
+import pytest
+
+import reference_quant as ref
+
+import fastq as fq
+from fastq import _quantize
+
+DTYPES = ["int8", "uint8", "int16", "uint16", "int4", "uint4", "int2", "uint2"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def regions_unlocked():
+    """The prepared path runs once a parallel region has (the threading layer known)."""
+    fq.quantize(np.ones(1 << 17, np.float32), "int8", scale=1.0)
+
+
+def takes_prepared_path(x, dtype, scale, zero_point=None, **kwargs):
+    """The QTensor of a second call, after checking that it takes the prepared path."""
+    first = fq.quantize(x, dtype, scale=scale, zero_point=zero_point, **kwargs)
+    args = dict(scheme="asymmetric", granularity="tensor", narrow_range=False,
+                nan_policy="raise", backend="auto") | kwargs
+    assert _quantize._static_per_tensor(x, dtype, scale=scale, zero_point=zero_point,
+                                        **args) is not None
+    second = fq.quantize(x, dtype, scale=scale, zero_point=zero_point, **kwargs)
+    assert np.array_equal(first.data, second.data)
+    assert first.scale.dtype == second.scale.dtype == np.float32
+    assert first.scale.shape == second.scale.shape == ()
+    assert first.scale.view(np.uint32) == second.scale.view(np.uint32)
+    if first.zero_point is None:
+        assert second.zero_point is None
+    else:
+        assert first.zero_point.dtype == second.zero_point.dtype
+        assert first.zero_point.shape == second.zero_point.shape == ()
+        assert first.zero_point == second.zero_point
+    return second
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [0, 1, 1000, (1 << 16) + 1237])
+def test_matches_reference_at_every_input_offset(dtype, size):
+    """Inputs starting 0..15 float32 elements past a 64-byte line (a lead before the
+    first line, rows, a tail); codes of whole lines on lines."""
+    qmin, qmax = ref.qrange(dtype)
+    zero_point = np.dtype(ref.CODE_DTYPE[dtype]).type((qmin + qmax + 1) // 2 | 1)
+    x = (np.random.default_rng(size).standard_normal(size) * 40).astype(np.float32)
+    x[::97] = np.float32(0.25) * (np.arange(x[::97].size) - 30.5)  # ties
+    buf = np.empty(size + 32, np.float32)
+    base = (-buf.ctypes.data % 64) // 4
+    for offset in range(16) if size else (0,):
+        xv = buf[base + offset:base + offset + size]
+        xv[:] = x
+        qt = takes_prepared_path(xv, dtype, np.float32(0.25), zero_point)
+        want = ref.quantize_codes(x, np.float32(0.25), zero_point, dtype)
+        assert np.array_equal(qt.codes(), want)
+        lead = min((16 - offset) % 16, size)  # (elements before x's first line)
+        if dtype[-1] in "86":  # (8 and 16 bits: the codes of that line on one too)
+            assert (qt.data.ctypes.data + lead * qt.data.itemsize) % 64 == 0
+
+
+@pytest.mark.parametrize("scale", [0.1, np.float64(1e-40), np.float16(0.3), np.float32(7)])
+@pytest.mark.parametrize("zero_point", [None, 3, np.uint8(250), np.int64(0)])
+def test_scalar_types(scale, zero_point):
+    x = np.random.default_rng(1).standard_normal(5000).astype(np.float32)
+    qt = takes_prepared_path(x, "uint8", scale, zero_point)
+    codes, scale32, zp = ref.quantize_codes(x, np.float32(scale), zero_point or 0, "uint8"), \
+        np.float32(scale), zero_point or 0
+    assert np.array_equal(qt.data, codes) and qt.scale == scale32 and qt.zero_point == zp
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, np.nan, np.inf, np.float32(-np.inf), 1e-46])
+def test_bad_scale_raises_on_a_cached_plan(scale):
+    x = np.ones(300, np.float32)
+    fq.quantize(x, "int8", scale=1.0)
+    with pytest.raises(ValueError, match="scale"):
+        fq.quantize(x, "int8", scale=scale)
+
+
+@pytest.mark.parametrize("zero_point", [256, -1, True, 3.5, np.int16(-3)])
+def test_bad_zero_point_takes_the_general_path(zero_point):
+    x = np.ones(300, np.float32)
+    fq.quantize(x, "uint8", scale=1.0, zero_point=1)
+    try:
+        want = fq.quantize(x.copy(), "uint8", scale=1.0, zero_point=zero_point)
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            fq.quantize(x, "uint8", scale=1.0, zero_point=zero_point)
+    else:
+        got = fq.quantize(x, "uint8", scale=1.0, zero_point=zero_point)
+        assert np.array_equal(got.data, want.data)
+
+
+@pytest.mark.parametrize("size", [300, 1 << 17])
+def test_nan(size):
+    x = np.zeros(size, np.float32)
+    x[[0, 17, size - 1]] = np.nan
+    fq.quantize(np.ones(size, np.float32), "int8", scale=1.0, zero_point=5)
+    with pytest.raises(ValueError, match="NaN"):
+        fq.quantize(x, "int8", scale=1.0, zero_point=5)
+    takes_prepared_path(np.ones(size, np.float32), "int8", 1.0, 5, nan_policy="ignore")
+    qt = fq.quantize(x, "int8", scale=1.0, zero_point=5, nan_policy="ignore")
+    assert (qt.data == 5).all()
+
+
+def test_thread_count_is_applied():
+    x = np.random.default_rng(2).standard_normal(1 << 18).astype(np.float32)
+    want = takes_prepared_path(x, "int8", 0.01)
+    try:
+        fq.set_num_threads(1)
+        got = fq.quantize(x, "int8", scale=0.01)
+        assert numba.get_num_threads() == 1
+    finally:
+        fq.set_num_threads(None)
+    assert np.array_equal(got.data, want.data)
+    fq.quantize(x, "int8", scale=0.01)
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
