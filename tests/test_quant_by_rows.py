@@ -140,6 +140,26 @@ def test_per_tensor_in_one_call(monkeypatch, dtype, n):
 
 
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "int4", "uint2"])
+@pytest.mark.parametrize("policy", ["raise", "ignore"])
+def test_per_tensor_in_one_call_at_every_input_offset(monkeypatch, dtype, policy):
+    """Rows start on x's first 64-byte line: the elements before it (up to 15) hold the
+    minimum, the maximum and, ignored, a NaN and an inf; their range joins the rows'."""
+    n = 16384 * 5 + 77
+    x = (np.random.default_rng(3).standard_normal(n)).astype(np.float32)
+    x[:3] = [-9.5, 11.25, 0.5]
+    if policy == "ignore":
+        x[3:5] = [np.nan, -np.inf]
+    buf = np.empty(n + 32, np.float32)
+    base = (-buf.ctypes.data % 64) // 4
+    for offset in range(16):
+        xv = buf[base + offset:base + offset + n]
+        xv[:] = x
+        qt = fq.quantize(xv, dtype, nan_policy=policy)
+        ref.assert_matches(qt, x, dtype, nan_policy=policy)
+        same(qt, two_pass(monkeypatch, lambda: fq.quantize(xv, dtype, nan_policy=policy)))
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int4", "uint2"])
 @pytest.mark.parametrize("shape", [(3000, 129), (1003, 1024), (5, 64)])
 def test_per_channel_last_axis_in_one_call(monkeypatch, dtype, shape):
     """PerChannel on the last axis, in one call: column ranges in parts of the rows (on

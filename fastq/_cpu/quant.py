@@ -27,16 +27,17 @@ import numpy as np
 from numba import njit, prange
 
 from .._threads import get_num_threads, parallel_region
-from ._parallel import AHEAD, SERIAL_BELOW, streams
+from ._parallel import AHEAD, MAX_CHUNKS, SERIAL_BELOW, streams
 from ._word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
                     swap_fp_control, unmanaged)
 from .codes import PIECE
 from .params import column_params, scale_zero, tensor_range
-from .ranges import NO_SIGNED, column_max
+from .ranges import NO_SIGNED, column_max, row_range
 from .ranges import minmax  # noqa: F401  (the backend interface: see fastq._cpu.ranges)
 from .rows import (ROW, chunk_rows, quantize_columns, quantize_columns_parallel,
                    quantize_rows, quantize_rows_parallel)
 from .tensor import TensorCall  # noqa: F401  (static per tensor: see fastq._cpu.tensor)
+from .tensor import code_ends, line_lead
 
 
 @njit(cache=True)
@@ -253,41 +254,43 @@ def _quantize_channels_parallel(x3, scale3, zero3, qmin, qmax, out3, bits, align
 
 
 def _quantize_tensor(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore):
-    """Per tensor, in one call: x flat as rows (``_as_rows``) and a short tail."""
-    head3, tail3, _, _ = _as_rows(x3, None)
-    nchunks = max(_split(head3)[1], 1)
+    """Per tensor, in one call: x flat, as rows from its first 64-byte line on
+    (``fastq._cpu.tensor``) and the elements before and after them."""
+    x, rows = x3.reshape(x3.size), x3.size // ROW
+    nchunks = min(rows, MAX_CHUNKS) if rows * ROW >= SERIAL_BELOW and rows > 1 else 1
     (out3, packed), scratch = _kernel_outputs(out, bits, qmin), _scratch(nchunks, bits, qmin)
-    out_head = out_tail = out3
-    if bits >= 8:
-        out_head, out_tail, _, _ = _as_rows(out, None)
+    codes = out.reshape(out.size) if bits >= 8 else out3.reshape(0)
     with parallel_region():
         return _quantize_tensor_parallel(
-            head3, tail3, scale3, zero3, np.float32(qmin), np.float32(qmax), out_head,
-            out_tail, bits, scratch, packed, streams(x3, out), symmetric, ignore)
+            x, scale3, zero3, np.float32(qmin), np.float32(qmax), codes, packed, bits,
+            scratch, streams(x3, out), symmetric, ignore)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _quantize_tensor_parallel(head3, tail3, scale3, zero3, qmin, qmax, out_head, out_tail,
-                              bits, scratch, packed, stream, symmetric, ignore):
-    """The range of x (rows ``head3`` and the flat rest ``tail3``) in ``nchunks`` parts,
-    its scale and zero point (``scale_zero``), then its codes as ``quantize_rows_parallel``;
-    returns the flags of ``tensor_range`` (a NaN or inf without ``ignore``: no codes)."""
-    nchunks, rows, Q = scratch.shape[0], head3.shape[1], head3.shape[2]
-    flags, lo, hi = tensor_range(head3.reshape(head3.size), tail3.reshape(tail3.size),
-                                 nchunks, ignore)
+def _quantize_tensor_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch,
+                              stream, symmetric, ignore):
+    """The range of the flat ``x`` (its rows in ``nchunks`` parts, the rest here), its
+    scale and zero point (``scale_zero``), then its codes as ``quantize_rows_parallel``
+    (into ``codes``, or ``packed``); returns the flags of the range (a NaN or inf
+    without ``ignore``: no codes)."""
+    nchunks, lead = scratch.shape[0], line_lead(x, bits)
+    rows = (x.size - lead) // ROW
+    end = lead + rows * ROW
+    flags, lo, hi = tensor_range(x[lead:end], x[end:], nchunks, ignore)
+    lead_flags, lead_lo, lead_hi = row_range(x[:lead], ignore)
+    flags, lo, hi = flags | lead_flags, min(lo, lead_lo), max(hi, lead_hi)
     if flags and not ignore:  # (the caller raises)
         return flags
     scale3[0, 0, 0], zero3[0, 0, 0] = scale_zero(lo, hi, symmetric, qmin, qmax)
     check = flags & 1 != 0
+    x3 = x[lead:end].reshape(1, rows, ROW)
+    codes3 = codes[lead:end].reshape(1, rows, ROW) if bits >= 8 else codes.reshape(0, 0, 0)
     for c in prange(nchunks):  # (their flags: those of the range pass)
         r0, r1 = chunk_rows(rows, c, nchunks, 1)
-        quantize_rows(head3, 1, max(rows, 1), Q, scale3, zero3, qmin, qmax, r0, r1,
-                      out_head, bits, 0, scratch[c], packed, stream, check, False,
-                      symmetric, ignore)
-    if tail3.size:
-        quantize_rows(tail3, 1, 1, tail3.size, scale3, zero3, qmin, qmax, 0, 1, out_tail,
-                      bits, head3.size, scratch[0], packed, False, check, False, symmetric,
-                      ignore)
+        quantize_rows(x3, 1, max(rows, 1), ROW, scale3, zero3, qmin, qmax, r0, r1, codes3,
+                      bits, lead, scratch[c], packed, stream, check, False, symmetric, ignore)
+    code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scratch[0],
+              packed, check, symmetric, ignore)
     return flags
 
 

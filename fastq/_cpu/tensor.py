@@ -99,11 +99,23 @@ def quantize_tensor(x, scale, zero, qmin, qmax, raw, like, bits, scratch, row, s
         flags = quantize_rows(x3, 1, max(rows, 1), row, scale3, zero3, qmin, qmax, 0, rows,
                               codes3, bits, lead, scratch[0], packed, False, True, False,
                               False, False)
-    for a, b in ((0, lead), (end, x.size)):  # (not a row)
+    flags |= code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits,
+                       scratch[0], packed, True, False, False)
+    swap_fp_control(saved)
+    return flags, s.view(np.uint32), skip
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scratch, packed,
+              check, symmetric, ignore):
+    """The codes of the elements of the flat ``x`` before ``lead`` and from ``end`` on
+    (not in a row), as ``quantize_rows`` with parameters already in ``scale3``/``zero3``;
+    ``codes`` flat (8/16 bits), else ``codes3`` (empty) and ``packed``."""
+    flags = 0
+    for a, b in ((0, lead), (end, x.size)):
         if b > a:
             flags |= quantize_rows(x[a:b].reshape(1, 1, b - a), 1, 1, b - a, scale3, zero3,
                                    qmin, qmax, 0, 1, codes[a:b].reshape(1, 1, b - a)
-                                   if bits >= 8 else codes3, bits, a, scratch[0], packed,
-                                   False, True, False, False, False)
-    swap_fp_control(saved)
-    return flags, s.view(np.uint32), skip
+                                   if bits >= 8 else codes3, bits, a, scratch, packed,
+                                   False, check, False, symmetric, ignore)
+    return flags
