@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from . import _arrays, _backend, _device, _memory, _threads
+from . import _arrays, _backend, _device, _memory, _plans
 from . import _granularity as G
 from ._qtensor import QParams, QTensor, dtype_info
 from ._fpenv import ieee_default
@@ -54,8 +54,8 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
     docstring for the formulas.
     """
     if scale is not None:  # (no floating-point arithmetic here before the kernel's own)
-        qt = _static_per_tensor(x, dtype, scheme, granularity, scale, zero_point,
-                                narrow_range, nan_policy, backend)
+        qt = _plans.static_per_tensor(x, dtype, scheme, granularity, scale, zero_point,
+                                      narrow_range, nan_policy, backend)
         if qt is not None:
             return qt
     return _quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
@@ -81,34 +81,6 @@ def _quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range, na
                                     out, nan_free=nan_free)
     job.check_nan(nan)
     return job.result(QTensor(data, dtype, scale, zero_point, job.shape, job.granularity))
-
-
-def _static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
-                       nan_policy, backend):
-    """``quantize`` with one given scale and zero point, both scalars, of an input whose
-    plan is cached and has a ``tensor_call`` (per tensor, native float32 C-contiguous, on
-    the CPU): Python checks only the plan and the zero point (integers); the kernel
-    rounds and checks the scale in the default floating-point environment, and runs
-    the codes.  None where this does not apply or an argument is bad: the general path
-    then runs (and raises, or caches the plan)."""
-    key = _plan_key(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
-    plan = _plans.get(key) if key is not None else None
-    call = plan["tensor_call"] if plan is not None else None
-    if call is None or type(scale) not in SCALAR_SCALES or not _threads.regions_unlocked():
-        return None
-    qmin, qmax, code_dtype = plan["qmin"], plan["qmax"], plan["code_dtype"]
-    if zero_point is None:
-        zero = None if qmin < 0 else code_dtype(0)
-    elif type(zero_point) in SCALAR_ZEROS and qmin <= zero_point <= qmax:
-        zero = code_dtype(zero_point)
-    else:
-        return None
-    data, flags, scale32 = call(x, scale, 0 if zero is None else int(zero))
-    if flags & 4:  # (a bad scale: the general path raises)
-        return None
-    _check_nan(flags & 1, nan_policy)
-    return QTensor(data, dtype, scale32, None if zero is None else np.array(zero),
-                   plan["shape"], plan["granularity"])
 
 
 @ieee_default
@@ -176,15 +148,14 @@ class _Job:
     """A validated quantization request: the float32 input in its canonical view."""
 
     def __init__(self, x, dtype, scheme, granularity, narrow_range, nan_policy, backend):
-        key = _plan_key(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
-        plan = _plans.get(key) if key is not None else None
+        key = _plans.plan_key(x, dtype, scheme, granularity, narrow_range, nan_policy,
+                              backend)
+        plan = _plans.plans.get(key) if key is not None else None
         if plan is None:
             plan, x = self._plan(x, dtype, scheme, granularity, narrow_range, nan_policy,
                                  backend)
             if key is not None and not plan["on_gpu"]:
-                if len(_plans) >= MAX_PLANS:
-                    _plans.clear()
-                _plans[key] = plan
+                _plans.remember(key, plan)
         vars(self).update(plan)
         self.source = None  # an input that needs converting: taken in pieces
         if not self.ready and x.ndim:
@@ -317,7 +288,7 @@ class _Job:
         return scale is None and self.nan_policy == "raise"
 
     def check_nan(self, has_nan):
-        _check_nan(has_nan, self.nan_policy)
+        _plans.check_nan(has_nan, self.nan_policy)
 
     def in_one_call(self):
         """Whether dynamic quantization can run in one call of a backend that has it
@@ -441,39 +412,6 @@ def pack_codes(codes, bits):
     if flat.size:
         _backend.module("cuda" if on_gpu else "cpu", "pack").pack_into(flat, bits, out)
     return out
-
-
-# Scalar types of a scale and zero point that static per-tensor quantization checks in
-# Python (others take the general path).
-SCALAR_SCALES = frozenset((float, np.float16, np.float32, np.float64))
-SCALAR_ZEROS = frozenset((int, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32,
-                          np.int64, np.uint64))
-
-# Plans of recent calls (the validated facts their arguments fix), by those arguments:
-# a repeated call skips the checks and the layout arithmetic.  After a pass that streamed
-# a large input through the caches, that Python ran cold: 135 us of a 1.8 ms quantize.
-MAX_PLANS = 256
-_plans = {}
-
-
-def _plan_key(x, dtype, scheme, granularity, narrow_range, nan_policy, backend):
-    """A hashable key for a host ndarray call, or None (no plan cached)."""
-    if type(x) is not np.ndarray or backend not in ("auto", "cpu"):
-        return None
-    key = (x.shape, x.dtype, x.flags.c_contiguous, dtype, scheme, granularity,
-           type(narrow_range), narrow_range, nan_policy)  # (type: 1 is not a bool)
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
-
-
-def _check_nan(has_nan, nan_policy):
-    """After the quantize pass (whose output is ours until returned)."""
-    if has_nan and nan_policy == "raise":
-        raise ValueError("x contains NaN (use nan_policy='ignore' to code NaN as the "
-                         "zero point)")
 
 
 def _kernels(backend, *arrays):

@@ -8,7 +8,7 @@ import pytest
 import reference_quant as ref
 
 import fastq as fq
-from fastq import _quantize
+from fastq import _plans
 
 DTYPES = ["int8", "uint8", "int16", "uint16", "int4", "uint4", "int2", "uint2"]
 
@@ -24,7 +24,7 @@ def takes_prepared_path(x, dtype, scale, zero_point=None, **kwargs):
     first = fq.quantize(x, dtype, scale=scale, zero_point=zero_point, **kwargs)
     args = dict(scheme="asymmetric", granularity="tensor", narrow_range=False,
                 nan_policy="raise", backend="auto") | kwargs
-    assert _quantize._static_per_tensor(x, dtype, scale=scale, zero_point=zero_point,
+    assert _plans.static_per_tensor(x, dtype, scale=scale, zero_point=zero_point,
                                         **args) is not None
     second = fq.quantize(x, dtype, scale=scale, zero_point=zero_point, **kwargs)
     assert np.array_equal(first.data, second.data)
