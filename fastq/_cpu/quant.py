@@ -37,7 +37,7 @@ from .ranges import minmax  # noqa: F401  (the backend interface: see fastq._cpu
 from .rows import (ROW, chunk_rows, quantize_columns, quantize_columns_parallel,
                    quantize_rows, quantize_rows_parallel)
 from .tensor import TensorCall  # noqa: F401  (static per tensor: see fastq._cpu.tensor)
-from .tensor import code_ends, line_lead
+from .tensor import NO, ONE, code_ends, line_lead
 
 
 @njit(cache=True)
@@ -287,8 +287,9 @@ def _quantize_tensor_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits,
     codes3 = codes[lead:end].reshape(1, rows, ROW) if bits >= 8 else codes.reshape(0, 0, 0)
     for c in prange(nchunks):  # (their flags: those of the range pass)
         r0, r1 = chunk_rows(rows, c, nchunks, 1)
-        quantize_rows(x3, 1, max(rows, 1), ROW, scale3, zero3, qmin, qmax, r0, r1, codes3,
-                      bits, lead, scratch[c], packed, stream, check, False, symmetric, ignore)
+        quantize_rows(x3, ONE, max(rows, ONE), x3.shape[2], scale3, zero3, qmin, qmax, r0, r1,
+                      codes3, bits, lead, scratch[c], packed, stream, check, NO, symmetric,
+                      ignore)
     code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scratch[0],
               packed, check, symmetric, ignore)
     return flags

@@ -19,6 +19,10 @@ from .codes import PIECE
 from .rows import ROW, quantize_rows, quantize_rows_parallel
 
 LINE = 64  # bytes
+# Constant arguments of the row kernels as the general path passes them (int64, bool):
+# a literal 1 or True in a kernel's call would compile another specialization of them
+# (Numba types constants as literals), 16 s here where these take none.
+ONE, ZERO, YES, NO = np.int64(1), np.int64(0), np.bool_(True), np.bool_(False)
 
 
 class TensorCall:
@@ -92,15 +96,15 @@ def quantize_tensor(x, scale, zero, qmin, qmax, raw, like, bits, scratch, row, s
     codes3 = codes[lead:end].reshape(1, rows, row) if bits >= 8 else like.reshape(0, 0, 0)
     if nchunks > 1:
         set_thread_count(nthreads)
-        flags = quantize_rows_parallel(x3, 1, rows, row, scale3, zero3, qmin, qmax, codes3,
-                                       bits, lead, 1, scratch, packed, stream, True, False,
-                                       False, False)
+        flags = quantize_rows_parallel(x3, ONE, rows, row, scale3, zero3, qmin, qmax,
+                                       codes3, bits, lead, ONE, scratch, packed, stream, YES,
+                                       NO, NO, NO)
     else:
-        flags = quantize_rows(x3, 1, max(rows, 1), row, scale3, zero3, qmin, qmax, 0, rows,
-                              codes3, bits, lead, scratch[0], packed, False, True, False,
-                              False, False)
+        flags = quantize_rows(x3, ONE, max(rows, ONE), row, scale3, zero3, qmin, qmax, ZERO,
+                              rows, codes3, bits, lead, scratch[0], packed, NO, YES, NO, NO,
+                              NO)
     flags |= code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits,
-                       scratch[0], packed, True, False, False)
+                       scratch[0], packed, YES, NO, NO)
     swap_fp_control(saved)
     return flags, s.view(np.uint32), skip
 
@@ -114,8 +118,8 @@ def code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scra
     flags = 0
     for a, b in ((0, lead), (end, x.size)):
         if b > a:
-            flags |= quantize_rows(x[a:b].reshape(1, 1, b - a), 1, 1, b - a, scale3, zero3,
-                                   qmin, qmax, 0, 1, codes[a:b].reshape(1, 1, b - a)
-                                   if bits >= 8 else codes3, bits, a, scratch, packed,
-                                   False, check, False, symmetric, ignore)
+            flags |= quantize_rows(x[a:b].reshape(1, 1, b - a), ONE, ONE, b - a, scale3,
+                                   zero3, qmin, qmax, ZERO, ONE,
+                                   codes[a:b].reshape(1, 1, b - a) if bits >= 8 else codes3,
+                                   bits, a, scratch, packed, NO, check, NO, symmetric, ignore)
     return flags
