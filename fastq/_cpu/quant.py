@@ -27,17 +27,17 @@ import numpy as np
 from numba import njit, prange
 
 from .._threads import get_num_threads, parallel_region
-from ._parallel import AHEAD, MAX_CHUNKS, SERIAL_BELOW, streams
+from ._parallel import AHEAD, SERIAL_BELOW, streams
 from ._word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
                     swap_fp_control, unmanaged)
 from .codes import PIECE
 from .params import column_params, scale_zero, tensor_range
 from .ranges import NO_SIGNED, column_max, row_range
 from .ranges import minmax  # noqa: F401  (the backend interface: see fastq._cpu.ranges)
-from .rows import (ROW, chunk_rows, quantize_columns, quantize_columns_parallel,
-                   quantize_rows, quantize_rows_parallel)
+from .rows import (ROW, chunk_rows, code_scratch, quantize_columns,
+                   quantize_columns_parallel, quantize_rows, quantize_rows_parallel)
 from .tensor import TensorCall  # noqa: F401  (static per tensor: see fastq._cpu.tensor)
-from .tensor import NO, ONE, code_ends, line_lead
+from .tensor import NO, ONE, code_ends, line_lead, tensor_chunks, tensor_rows
 
 
 @njit(cache=True)
@@ -113,12 +113,6 @@ def _kernel_outputs(out, bits, qmin):
     return out, np.empty(0, np.uint8)
 
 
-def _scratch(nchunks, bits, qmin):
-    """Codes on their way to be packed: a piece per chunk (``nchunks`` 0: one, 1-D)."""
-    n = PIECE if bits < 8 else 0
-    return np.empty((nchunks, n) if nchunks else n, np.int8 if qmin < 0 else np.uint8)
-
-
 def _byte_align(Q, bits):
     """Rows to a chunk start so that it falls on a byte of packed codes (rows of Q)."""
     return (8 // bits) // math.gcd(Q, 8 // bits) if bits < 8 else 1
@@ -156,7 +150,7 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check, fused
         align = _byte_align(x.shape[2], bits)
         if fused and bq == 1:  # chunks of whole block rows
             align = math.lcm(align, bk)
-        scratch = _scratch(nchunks, bits, qmin)
+        scratch = code_scratch(nchunks, bits, qmin)
         if nchunks and bq == 1:
             with parallel_region():
                 flags |= quantize_columns_parallel(
@@ -218,7 +212,7 @@ def _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, igno
     """A group per column of one block row (``PerChannel`` on the last axis), in one
     call: its column ranges in parts of its rows, parameters, then its codes."""
     nchunks = max(_split(x3)[1], 1)
-    (out3, packed), scratch = _kernel_outputs(out, bits, qmin), _scratch(nchunks, bits, qmin)
+    (out3, packed), scratch = _kernel_outputs(out, bits, qmin), code_scratch(nchunks, bits, qmin)
     with parallel_region():
         return _quantize_channels_parallel(
             x3, scale3, zero3, np.float32(qmin), np.float32(qmax), out3, bits,
@@ -256,9 +250,8 @@ def _quantize_channels_parallel(x3, scale3, zero3, qmin, qmax, out3, bits, align
 def _quantize_tensor(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore):
     """Per tensor, in one call: x flat, as rows from its first 64-byte line on
     (``fastq._cpu.tensor``) and the elements before and after them."""
-    x, rows = x3.reshape(x3.size), x3.size // ROW
-    nchunks = min(rows, MAX_CHUNKS) if rows * ROW >= SERIAL_BELOW and rows > 1 else 1
-    (out3, packed), scratch = _kernel_outputs(out, bits, qmin), _scratch(nchunks, bits, qmin)
+    x, nchunks = x3.reshape(x3.size), tensor_chunks(x3.size)
+    (out3, packed), scratch = _kernel_outputs(out, bits, qmin), code_scratch(nchunks, bits, qmin)
     codes = out.reshape(out.size) if bits >= 8 else out3.reshape(0)
     with parallel_region():
         return _quantize_tensor_parallel(
@@ -274,8 +267,8 @@ def _quantize_tensor_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits,
     (into ``codes``, or ``packed``); returns the flags of the range (a NaN or inf
     without ``ignore``: no codes)."""
     nchunks, lead = scratch.shape[0], line_lead(x, bits)
-    rows = (x.size - lead) // ROW
-    end = lead + rows * ROW
+    end, x3, codes3 = tensor_rows(x, codes, lead, bits)
+    rows = x3.shape[1]
     flags, lo, hi = tensor_range(x[lead:end], x[end:], nchunks, ignore)
     lead_flags, lead_lo, lead_hi = row_range(x[:lead], ignore)
     flags, lo, hi = flags | lead_flags, min(lo, lead_lo), max(hi, lead_hi)
@@ -283,8 +276,6 @@ def _quantize_tensor_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits,
         return flags
     scale3[0, 0, 0], zero3[0, 0, 0] = scale_zero(lo, hi, symmetric, qmin, qmax)
     check = flags & 1 != 0
-    x3 = x[lead:end].reshape(1, rows, ROW)
-    codes3 = codes[lead:end].reshape(1, rows, ROW) if bits >= 8 else codes.reshape(0, 0, 0)
     for c in prange(nchunks):  # (their flags: those of the range pass)
         r0, r1 = chunk_rows(rows, c, nchunks, 1)
         quantize_rows(x3, ONE, max(rows, ONE), x3.shape[2], scale3, zero3, qmin, qmax, r0, r1,

@@ -16,6 +16,13 @@ from .ranges import row_range
 ROW = 1 << 14  # elements: a single long row (per tensor) is cut into rows this long
 
 
+def code_scratch(nchunks, bits, qmin):
+    """Codes on their way to be packed: a piece per chunk (``nchunks`` 0: one, 1-D);
+    no elements for 8/16 bits."""
+    n = PIECE if bits < 8 else 0
+    return np.empty((nchunks, n) if nchunks else n, np.int8 if qmin < 0 else np.uint8)
+
+
 @njit(cache=True, error_model="numpy")
 def quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1, out3, bits, base,
                       scratch, packed, check, fused, symmetric, ignore, zero_free):

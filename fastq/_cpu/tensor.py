@@ -15,8 +15,7 @@ from .. import _memory
 from .._threads import get_num_threads
 from ._parallel import MAX_CHUNKS, SERIAL_BELOW, STREAM_ABOVE
 from ._word import FP_NEAREST_EVEN, address, set_thread_count, swap_fp_control
-from .codes import PIECE
-from .rows import ROW, quantize_rows, quantize_rows_parallel
+from .rows import ROW, code_scratch, quantize_rows, quantize_rows_parallel
 
 LINE = 64  # bytes
 # Constant arguments of the row kernels as the general path passes them (int64, bool):
@@ -30,31 +29,45 @@ class TensorCall:
     ``shape`` into codes of ``code_dtype`` (``bits`` 4 or 2: packed bytes):
     ``call(x, scale, zero) -> (out, flags, scale)`` as ``quantize_tensor``: the new codes
     (or packed bytes), the flags and the float32 scale (0-d)."""
-    __slots__ = ("shape", "like", "qmin", "qmax", "bits", "row", "nchunks", "stream",
-                 "nbytes", "no_scratch")
+    __slots__ = ("out", "like", "qmin", "qmax", "bits", "nchunks", "stream", "nbytes",
+                 "no_scratch")
 
     def __init__(self, shape, code_dtype, qmin, qmax, bits):
         size = int(np.prod(shape))
         self.qmin, self.qmax, self.bits = np.float32(qmin), np.float32(qmax), bits
-        self.row = ROW if size >= SERIAL_BELOW else max(size, 1)
-        self.nchunks = min(size // ROW, MAX_CHUNKS) if size >= SERIAL_BELOW else 1
-        self.nbytes = -(-size * bits // 8)
+        self.nchunks, self.nbytes = tensor_chunks(size), -(-size * bits // 8)
         self.stream = size * 4 + self.nbytes > STREAM_ABOVE
         # the output's shape and dtype; an array of its codes' dtype (never written)
-        self.shape = (shape, np.dtype(code_dtype)) if bits >= 8 else (self.nbytes, np.uint8)
+        self.out = (shape, np.dtype(code_dtype)) if bits >= 8 else (self.nbytes, np.uint8)
         self.like = np.empty(0, code_dtype if bits >= 8 else np.int8 if qmin < 0 else np.uint8)
-        self.no_scratch = np.empty((self.nchunks, 0), self.like.dtype)
+        self.no_scratch = code_scratch(self.nchunks, 8, qmin)
 
     def __call__(self, x, scale, zero):
         """``scale`` a float (rounded to float32 by the kernel), ``zero`` an int."""
         raw = _memory.empty(self.nbytes + LINE, np.uint8)  # (the output, placed by the kernel)
         scratch = self.no_scratch if self.bits >= 8 else \
-            np.empty((self.nchunks, PIECE), self.like.dtype)  # (codes on their way to packing)
+            code_scratch(self.nchunks, self.bits, self.qmin)
         flags, s, skip = quantize_tensor(x.reshape(x.size), float(scale), float(zero),
                                          self.qmin, self.qmax, raw, self.like, self.bits,
-                                         scratch, self.row, self.stream, get_num_threads())
+                                         scratch, self.stream, get_num_threads())
         scale = np.array(s, np.uint32).view(np.float32)  # (the bits: exact in any FP mode)
-        return np.ndarray(*self.shape, raw, skip), flags, scale
+        return np.ndarray(*self.out, raw, skip), flags, scale
+
+
+def tensor_chunks(size):
+    """Chunks of rows for a per-tensor kernel over ``size`` elements (1: serial)."""
+    return min(size // ROW, MAX_CHUNKS) if size >= SERIAL_BELOW else 1
+
+
+@njit(cache=True, inline="always")
+def tensor_rows(x, codes, lead, bits):
+    """``(end, x3, codes3)``: the flat ``x`` as rows of ``ROW`` elements from ``lead``
+    (``line_lead``) to ``end``, and their codes (``codes`` flat; for ``bits`` < 8
+    empty)."""
+    rows = (x.size - lead) // ROW
+    end = lead + rows * ROW
+    codes3 = codes[lead:end].reshape(1, rows, ROW) if bits >= 8 else codes.reshape(0, 0, 0)
+    return end, x[lead:end].reshape(1, rows, ROW), codes3
 
 
 @njit(cache=True, inline="always")
@@ -68,17 +81,16 @@ def line_lead(x, bits):
 
 
 @njit(cache=True, error_model="numpy")
-def quantize_tensor(x, scale, zero, qmin, qmax, raw, like, bits, scratch, row, stream,
-                    nthreads):
+def quantize_tensor(x, scale, zero, qmin, qmax, raw, like, bits, scratch, stream, nthreads):
     """Static per-tensor quantization of the flat ``x``: the scale rounded to float32
-    here, in the default rounding mode; rows of ``row`` elements from x's first 64-byte
-    line on, in ``scratch.shape[0]`` chunks (``quantize_rows_parallel`` on ``nthreads``
-    threads; one chunk: this thread), and the elements before and after them.  The
-    codes (``like``'s dtype; ``bits`` 4 or 2: packed bytes) go to ``raw`` from byte
-    ``skip`` on, chosen in its first line so that the rows' codes start on lines too.
-    Returns ``(flags, s, skip)``: ``s`` the bits of the float32 scale (uint32: a float32
-    would reach Python as a float), flags 1 a NaN met, 4 ``s`` not finite and > 0
-    (nothing written)."""
+    here, in the default rounding mode; rows from x's first 64-byte line on
+    (``line_lead``, ``tensor_rows``), in ``scratch.shape[0]`` chunks (``quantize_rows_parallel`` on
+    ``nthreads`` threads; one chunk: this thread), and the elements before and after
+    them.  The codes (``like``'s dtype; ``bits`` 4 or 2: packed bytes) go to ``raw``
+    from byte ``skip`` on, chosen in its first line so that the rows' codes start on
+    lines too.  Returns ``(flags, s, skip)``: ``s`` the bits of the float32 scale
+    (uint32: a float32 would reach Python as a float), flags 1 a NaN met, 4 ``s`` not
+    finite and > 0 (nothing written)."""
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
     s = np.float32(scale)
     if not (s > 0 and s < np.inf):
@@ -90,10 +102,8 @@ def quantize_tensor(x, scale, zero, qmin, qmax, raw, like, bits, scratch, row, s
     packed = raw[skip:skip + nbytes] if bits < 8 else raw[:0]
     codes = raw[skip:skip + nbytes].view(like.dtype) if bits >= 8 else like
     scale3, zero3 = np.full((1, 1, 1), s), np.full((1, 1, 1), np.float32(zero))
-    rows, nchunks = (x.size - lead) // row, scratch.shape[0]
-    end = lead + rows * row
-    x3 = x[lead:end].reshape(1, rows, row)
-    codes3 = codes[lead:end].reshape(1, rows, row) if bits >= 8 else like.reshape(0, 0, 0)
+    end, x3, codes3 = tensor_rows(x, codes, lead, bits)
+    rows, row, nchunks = x3.shape[1], x3.shape[2], scratch.shape[0]
     if nchunks > 1:
         set_thread_count(nthreads)
         flags = quantize_rows_parallel(x3, ONE, rows, row, scale3, zero3, qmin, qmax,
