@@ -1,7 +1,7 @@
-"""Every operation of ``fastq._bench`` (fastq and each peer) as a pytest-benchmark."""
+"""Every operation of ``fastq.cli.bench`` (fastq and each peer) as a pytest-benchmark."""
 import pytest
 
-from fastq._bench import cases
+from fastq.cli.bench import cases
 
 SIZE = int(__import__("os").environ.get("FASTQ_BENCH_SIZE", 1 << 24))
 CASES = [(op, nbytes, name, fn) for op, nbytes, impls in cases(SIZE)

@@ -1,15 +1,14 @@
 """fastq: JIT-compiled kernels for tensor quantization and low-precision floats.
 
 ``import fastq`` compiles nothing: kernels compile on first use and are cached on disk.
+The package is layered, each layer importing only those below it: ``core`` (pure
+definitions), ``runtime`` (process state), ``kernels`` (``cpu`` and ``cuda`` twins),
+``backend``, ``ops`` (the public operations), then the workflows and ``cli``.
 """
-from ._casting import cast
-from ._granularity import PerBlock, PerChannel, PerGroup, PerTensor
-from ._qtensor import QParams, QTensor
-from ._quantize import choose_qparams, dequantize, fake_quantize, quantize
-from ._metrics import Metrics, metrics
-from ._packing import pack, unpack
-from ._threads import get_num_threads, set_num_threads
-from ._device import to_host
+from .ops import (Metrics, PerBlock, PerChannel, PerGroup, PerTensor, QParams, QTensor, cast,
+                  choose_qparams, dequantize, fake_quantize, metrics, pack, quantize, to_host,
+                  unpack)
+from .runtime.threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 

@@ -20,7 +20,7 @@ class FakeDev:
     id = 0
 D.get_current_device = lambda: FakeDev()
 A.get_current_device = lambda: FakeDev()
-from fastq._cuda import cast as C, quant as Q, pack as PK, metrics as M
+from fastq.kernels.cuda import cast as C, quant as Q, pack as PK, metrics as M
 u8, u16, u32, u64 = types.uint8, types.uint16, types.uint32, types.uint64
 i8, i16, i32, i64 = types.int8, types.int16, types.int32, types.int64
 f16, f32, f64, b1 = types.float16, types.float32, types.float64, types.boolean

@@ -18,7 +18,7 @@ import pytest
 
 import fastq as fq
 import reference_cast as R
-from fastq._cpu._parallel import SERIAL_BELOW
+from fastq.core.layout import SERIAL_BELOW
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in cast:RuntimeWarning")
 
@@ -131,7 +131,7 @@ def test_streamed_output_equals_cached(monkeypatch, src, dst, rounding, offset):
     """Outputs larger than the last-level cache are written with non-temporal stores of
     whole 64-byte lines (plain stores for the partial lines at the ends of each block):
     the same bits, at any alignment of ``out`` (``offset`` bytes past a 64-byte line)."""
-    from fastq._cpu import _parallel
+    from fastq.kernels.cpu import parallel as _parallel
     x = sample(src)[:3 * SERIAL_BELOW + 77]
     kw = {"rounding": rounding or "nearest_even", "seed": 9 if rounding == "stochastic" else None}
     want = fq.cast(x, dst, **kw)
@@ -150,8 +150,8 @@ def test_native_float16_kernel_equals_integer_kernel(src, rounding):
     """float32/float64 -> float16 (half to even or truncated) and back run on the conversion
     instructions where the CPU has them (F16C, AVX512-FP16); the integer kernels (and so
     the CUDA twins) give the same bits."""
-    from fastq import _formats as F
-    from fastq._cpu import cast as K
+    from fastq.core import formats as F
+    from fastq.kernels.cpu import cast as K
     params, sub_scale = F.encode_params(F.FORMATS[src], F.FORMATS["float16"], False,
                                         truncate=rounding == 0)
     whole = sample(src)  # the parallel kernel, and the serial one on a slice with a NaN
@@ -178,7 +178,7 @@ def test_callers_fp_control_word_ignored_and_kept():
     still round as specified, and leave the caller's control word as it was."""
     from numba import njit
 
-    from fastq._cpu._word import swap_fp_control
+    from fastq.runtime.fpenv import swap_fp_control
 
     @njit
     def _swap(word):
@@ -538,9 +538,9 @@ STARTUP = textwrap.dedent("""
     import fastq
     t2 = time.perf_counter()
     from numba.core.dispatcher import Dispatcher
-    import fastq._cpu
+    import fastq.kernels.cpu
     for m in pkgutil.walk_packages(fastq.__path__, "fastq."):
-        if not m.name.startswith("fastq._cuda"):
+        if not m.name.startswith("fastq.kernels.cuda"):
             try:
                 importlib.import_module(m.name)
             except ImportError:

@@ -1,4 +1,4 @@
-"""Results do not depend on the caller's floating-point environment (``fastq._fpenv``):
+"""Results do not depend on the caller's floating-point environment (``fastq.runtime.fpenv``):
 flush-to-zero, denormals-are-zero and a directed rounding mode in the calling thread
 (as a library built with -ffast-math leaves them), or in Numba's worker threads, which
 inherit the word of the thread that starts them."""
@@ -60,7 +60,7 @@ CALLS = textwrap.dedent("""
 def _swapper():
     from numba import njit
 
-    from fastq._cpu._word import swap_fp_control
+    from fastq.runtime.fpenv import swap_fp_control
 
     @njit
     def swap(word):
@@ -90,7 +90,7 @@ def test_worker_threads():
         import json, sys
         if sys.argv[1] == "hostile":
             from numba import njit
-            from fastq._cpu._word import swap_fp_control
+            from fastq.runtime.fpenv import swap_fp_control
             njit(lambda w: swap_fp_control(w))(np.uint32({HOSTILE}))
         print(json.dumps(digests((1024, 1030))))
     """)

@@ -1,4 +1,4 @@
-"""Large host outputs come from a pool of buffers (``fastq._memory``): ordinary arrays,
+"""Large host outputs come from a pool of buffers (``fastq.runtime.pool``): ordinary arrays,
 never handed out twice while any view of them lives, and the pool stays bounded."""
 import concurrent.futures
 import gc
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastq as fq
-from fastq import _memory
+from fastq.runtime import pool as _memory
 
 BIG = _memory.POOLED_FROM // 4  # float32 elements: just pooled
 

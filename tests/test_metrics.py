@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastq as fq
-from fastq._cpu._parallel import SERIAL_BELOW
+from fastq.core.layout import SERIAL_BELOW
 
 FIELDS = ("mae", "mse", "rmse", "max_abs", "sqnr_db", "cosine")
 

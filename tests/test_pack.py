@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastq as fq
-from fastq._cpu import pack as kernels
-from fastq._cpu._parallel import SERIAL_BELOW
+from fastq.kernels.cpu import pack as kernels
+from fastq.core.layout import SERIAL_BELOW
 
 
 def reference_pack(codes, bits):

@@ -11,7 +11,7 @@ import pytest
 import reference_quant as ref
 
 import fastq as fq
-from fastq import _quantize
+from fastq.ops import quantize as _quantize
 
 X = np.random.default_rng(5).standard_normal((96, 200)).astype(np.float32) * 3
 X[3] = 0.0  # an all-zero row
@@ -34,8 +34,7 @@ def two_pass(monkeypatch, fn):
     with monkeypatch.context() as m:
         m.setattr(_quantize, "ROW_IN_CACHE", 0)  # in_one_call() is False: range pass first
         m.setattr(_quantize, "BLOCK_ROW_IN_CACHE", 0)
-        m.setattr(_quantize, "TENSOR_IN_ONE_CALL", False)
-        m.setattr(_quantize, "CHANNELS_IN_ONE_CALL", False)
+        m.setattr(_quantize, "_force_two_passes", True)
         return fn()
 
 
@@ -52,18 +51,18 @@ def same(got, want):
 
 
 def test_the_path_is_taken():
-    job = _quantize._Job(X, "int8", "asymmetric", fq.PerChannel(0), False, "raise", "cpu")
+    job = _quantize.QuantizeCall(X, "int8", "asymmetric", fq.PerChannel(0), False, "raise", "cpu")
     assert job.in_one_call()
-    job = _quantize._Job(X, "int8", "asymmetric", fq.PerChannel(1), False, "raise", "cpu")
+    job = _quantize.QuantizeCall(X, "int8", "asymmetric", fq.PerChannel(1), False, "raise", "cpu")
     assert job.in_one_call()  # (two passes, range then codes, in one kernel call)
-    job = _quantize._Job(X.astype(np.float16), "int8", "asymmetric", fq.PerChannel(1), False,
+    job = _quantize.QuantizeCall(X.astype(np.float16), "int8", "asymmetric", fq.PerChannel(1), False,
                          "raise", "cpu")
     assert not job.in_one_call()  # (converted piece by piece: the ranges need them all)
-    job = _quantize._Job(X, "int8", "asymmetric", fq.PerGroup(8, axis=0), False, "raise",
+    job = _quantize.QuantizeCall(X, "int8", "asymmetric", fq.PerGroup(8, axis=0), False, "raise",
                          "cpu")
     assert job.in_one_call()  # (block rows of 8 rows, a range per column in each)
-    assert _quantize._Job(X, "int8", "asymmetric", "tensor", False, "raise", "cpu").in_one_call()
-    job = _quantize._Job(X.astype(np.float16), "int8", "asymmetric", "tensor", False, "raise",
+    assert _quantize.QuantizeCall(X, "int8", "asymmetric", "tensor", False, "raise", "cpu").in_one_call()
+    job = _quantize.QuantizeCall(X.astype(np.float16), "int8", "asymmetric", "tensor", False, "raise",
                          "cpu")
     assert not job.in_one_call()  # (converted piece by piece: the range needs them all)
 

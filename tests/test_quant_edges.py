@@ -142,8 +142,8 @@ def test_granularity_spellings():
 def test_backends_agree(backend):
     import importlib.util
 
-    if backend == "cuda" and importlib.util.find_spec("fastq._cuda") is None:
-        pytest.skip("no fastq._cuda backend yet")
+    if backend == "cuda" and importlib.util.find_spec("fastq.kernels.cuda") is None:
+        pytest.skip("no fastq.kernels.cuda backend yet")
     x = X[:, :7]
     for dtype, granularity, scheme in [("int8", "tensor", "asymmetric"),
                                        ("uint4", ("group", 3, -1), "symmetric"),
@@ -390,7 +390,7 @@ def test_eight_threads_get_the_single_threaded_bits():
 def test_repeated_calls_reuse_only_what_their_arguments_fix():
     """A call's validated plan (shapes, view, kernels) is reused by calls with the same
     arguments; the data, its layout and byte order, and each argument's type still count."""
-    from fastq import _plans
+    from fastq.ops import plans as _plans
     for _ in range(2):  # (the second round runs on cached plans)
         check(X, "int8")
         check(X * 7, "int8")  # other data, same plan
@@ -407,4 +407,4 @@ def test_repeated_calls_reuse_only_what_their_arguments_fix():
             fq.quantize(X, "int8", scale=np.float32(-1))
         with pytest.raises(ValueError, match="NaN"):
             fq.quantize(np.where(X > 2, np.nan, X).astype(np.float32), "int8")
-    assert 0 < len(_plans.plans) <= _plans.MAX_PLANS
+    assert 0 < _plans.cache_size() <= _plans.MAX_PLANS

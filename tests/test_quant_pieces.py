@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import fastq as fq
-from fastq import _quantize
+from fastq.ops import quantize as _quantize
 
 ROWS, COLS = 4104, 1030  # several pieces; rows not a multiple of the piece size
-assert ROWS * COLS > 4 * _quantize.PIECE
+assert ROWS * COLS > 4 * _quantize.CONVERT_PIECE
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_peak_memory_stays_below_a_float32_copy(x32):
     finally:
         tracemalloc.stop()
     # the codes plus about two float32 pieces, far below the 17 MB float32 copy
-    assert peak <= qt.data.nbytes + 3 * 4 * _quantize.PIECE
+    assert peak <= qt.data.nbytes + 3 * 4 * _quantize.CONVERT_PIECE
     assert peak < x.size * 4
 
 
@@ -96,9 +96,9 @@ def test_peak_memory_stays_below_a_float32_copy(x32):
 @pytest.mark.parametrize("dtype", ["int8", "uint16"])
 def test_streamed_outputs_equal_cached(monkeypatch, x32, dtype, granularity):
     """Outputs larger than the last-level cache are written with non-temporal stores
-    (``fastq._cpu._word.stream_out``): quantize, fake_quantize and dequantize give the
+    (``fastq.kernels.cpu.word.stream_out``): quantize, fake_quantize and dequantize give the
     same bits, starting from any 64-byte line offset of the output."""
-    from fastq._cpu import _parallel
+    from fastq.kernels.cpu import parallel as _parallel
     x = x32.reshape(-1)[3:3 + 4096 * 257].reshape(4096, 257)  # odd rows: any alignment
     want = fq.quantize(x, dtype, granularity=granularity)
     want_fake = fq.fake_quantize(x, dtype, granularity=granularity)

@@ -1,12 +1,12 @@
 """The range pass (``minmax``) reduces the raw bits with an unsigned and a signed integer
-maximum (see ``fastq._cpu.ranges``): every sign pattern a block can have, ±0, subnormals,
+maximum (see ``fastq.kernels.cpu.linear.ranges``): every sign pattern a block can have, ±0, subnormals,
 infs and NaNs of either sign, at every granularity, serial and parallel, against NumPy."""
 import numpy as np
 import pytest
 
 import fastq as fq
 import reference_quant as ref
-from fastq import _quantize
+from fastq.ops import quantize as _quantize
 
 F32 = np.finfo(np.float32)
 GRANULARITIES = ["tensor", ("channel", 0), ("channel", 1), ("group", 32, -1), ("group", 7, 0),
@@ -48,13 +48,13 @@ def make(pattern, shape, rng):
 @pytest.mark.parametrize("granularity", GRANULARITIES, ids=str)
 def test_ranges_equal_numpy(granularity, pattern, shape, rng):
     x = make(pattern, shape, rng)
-    job = _quantize._Job(x, "int8", "asymmetric", ref.as_fastq(fq, granularity), False,
+    job = _quantize.QuantizeCall(x, "int8", "asymmetric", ref.as_fastq(fq, granularity), False,
                          "ignore", "cpu")
     rmin, rmax = job.value_range()
     want_min, want_max = ref.value_range(x, granularity, ignore_nonfinite=True)
     assert np.array_equal(bits(rmin), bits(want_min)) and np.array_equal(bits(rmax), bits(want_max))
     finite = np.isfinite(x).all()
-    job = _quantize._Job(x, "int8", "asymmetric", ref.as_fastq(fq, granularity), False,
+    job = _quantize.QuantizeCall(x, "int8", "asymmetric", ref.as_fastq(fq, granularity), False,
                          "raise", "cpu")
     if finite:
         got = job.value_range()

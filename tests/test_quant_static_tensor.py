@@ -1,4 +1,4 @@
-"""Static per-tensor quantization on a call whose plan is cached (``fastq._cpu.tensor``:
+"""Static per-tensor quantization on a call whose plan is cached (``fastq.kernels.cpu.linear.tensor``:
 the kernel rounds and checks the scale, places the codes on the input's lines and sets
 the thread count): the same results as the general path and the reference."""
 import numba
@@ -8,7 +8,7 @@ import pytest
 import reference_quant as ref
 
 import fastq as fq
-from fastq import _plans
+from fastq.ops import plans as _plans
 
 DTYPES = ["int8", "uint8", "int16", "uint16", "int4", "uint4", "int2", "uint2"]
 

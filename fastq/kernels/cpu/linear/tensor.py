@@ -1,0 +1,135 @@
+"""Static per-tensor quantization with the least Python per call (CPU): ``TensorCall``,
+laid out once per input size by the dispatcher's cached plan, and its kernel
+``quantize_tensor``.
+
+The Python around a kernel runs with caches cold from the last pass over a large
+input: the general path's checks and layout took 100-160 us of a 1.4 ms quantize of 16M
+float32 elements here; this one takes about 40 us, its kernel rounds and checks the
+scale and sets the thread count itself.  Rows start on a 64-byte line of the input and
+of the codes (NumPy puts large arrays 16 bytes past one): 4-7% faster.
+"""
+import numpy as np
+from numba import njit
+
+from ....runtime import pool
+from ....runtime.threads import get_num_threads
+from ..parallel import MAX_CHUNKS, SERIAL_BELOW, STREAM_ABOVE
+from ..word import FP_NEAREST_EVEN, address, set_thread_count, swap_fp_control
+from .rows import ROW, code_scratch, quantize_rows, quantize_rows_parallel
+
+LINE = 64  # bytes
+# Constant arguments of the row kernels as the general path passes them (int64, bool):
+# a literal 1 or True in a kernel's call would compile another specialization of them
+# (Numba types constants as literals), 16 s here where these take none.
+ONE, ZERO, YES, NO = np.int64(1), np.int64(0), np.bool_(True), np.bool_(False)
+
+
+class TensorCall:
+    """Static per-tensor quantization of native float32 C-contiguous inputs of one
+    ``shape`` into codes of ``code_dtype`` (``bits`` 4 or 2: packed bytes):
+    ``call(x, scale, zero) -> (out, flags, scale)`` as ``quantize_tensor``: the new codes
+    (or packed bytes), the flags and the float32 scale (0-d)."""
+    __slots__ = ("out", "like", "qmin", "qmax", "bits", "nchunks", "stream", "nbytes",
+                 "no_scratch")
+
+    def __init__(self, shape, code_dtype, qmin, qmax, bits):
+        size = int(np.prod(shape))
+        self.qmin, self.qmax, self.bits = np.float32(qmin), np.float32(qmax), bits
+        self.nchunks, self.nbytes = tensor_chunks(size), -(-size * bits // 8)
+        self.stream = size * 4 + self.nbytes > STREAM_ABOVE
+        # the output's shape and dtype; an array of its codes' dtype (never written)
+        self.out = (shape, np.dtype(code_dtype)) if bits >= 8 else (self.nbytes, np.uint8)
+        self.like = np.empty(0, code_dtype if bits >= 8 else np.int8 if qmin < 0 else np.uint8)
+        self.no_scratch = code_scratch(self.nchunks, 8, qmin)
+
+    def __call__(self, x, scale, zero):
+        """``scale`` a float (rounded to float32 by the kernel), ``zero`` an int."""
+        raw = pool.empty(self.nbytes + LINE, np.uint8)  # (the output, placed by the kernel)
+        scratch = self.no_scratch if self.bits >= 8 else \
+            code_scratch(self.nchunks, self.bits, self.qmin)
+        flags, s, skip = quantize_tensor(x.reshape(x.size), float(scale), float(zero),
+                                         self.qmin, self.qmax, raw, self.like, self.bits,
+                                         scratch, self.stream, get_num_threads())
+        scale = np.array(s, np.uint32).view(np.float32)  # (the bits: exact in any FP mode)
+        return np.ndarray(*self.out, raw, skip), flags, scale
+
+
+def tensor_chunks(size):
+    """Chunks of rows for a per-tensor kernel over ``size`` elements (1: serial)."""
+    return min(size // ROW, MAX_CHUNKS) if size >= SERIAL_BELOW else 1
+
+
+@njit(cache=True, inline="always")
+def tensor_rows(x, codes, lead, bits):
+    """``(end, x3, codes3)``: the flat ``x`` as rows of ``ROW`` elements from ``lead``
+    (``line_lead``) to ``end``, and their codes (``codes`` flat; for ``bits`` < 8
+    empty)."""
+    rows = (x.size - lead) // ROW
+    end = lead + rows * ROW
+    codes3 = codes[lead:end].reshape(1, rows, ROW) if bits >= 8 else codes.reshape(0, 0, 0)
+    return end, x[lead:end].reshape(1, rows, ROW), codes3
+
+
+@njit(cache=True, inline="always")
+def line_lead(x, bits):
+    """How many elements of the flat float32 ``x`` come before its first 64-byte line:
+    0 if x is not 4-byte aligned, or for ``bits`` < 8 if they would not fill whole
+    bytes of packed codes (rows must start on a byte)."""
+    misaligned = np.int64(address(x, 0) % np.uintp(LINE))
+    lead = min((LINE - misaligned) % LINE // 4, x.size)
+    return 0 if misaligned % 4 or (bits < 8 and lead % (8 // bits)) else lead
+
+
+@njit(cache=True, error_model="numpy")
+def quantize_tensor(x, scale, zero, qmin, qmax, raw, like, bits, scratch, stream, nthreads):
+    """Static per-tensor quantization of the flat ``x``: the scale rounded to float32
+    here, in the default rounding mode; rows from x's first 64-byte line on
+    (``line_lead``, ``tensor_rows``), in ``scratch.shape[0]`` chunks (``quantize_rows_parallel`` on
+    ``nthreads`` threads; one chunk: this thread), and the elements before and after
+    them.  The codes (``like``'s dtype; ``bits`` 4 or 2: packed bytes) go to ``raw``
+    from byte ``skip`` on, chosen in its first line so that the rows' codes start on
+    lines too.  Returns ``(flags, s, skip)``: ``s`` the bits of the float32 scale
+    (uint32: a float32 would reach Python as a float), flags 1 a NaN met, 4 ``s`` not
+    finite and > 0 (nothing written)."""
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
+    s = np.float32(scale)
+    if not (s > 0 and s < np.inf):
+        swap_fp_control(saved)
+        return 4, s.view(np.uint32), 0
+    lead = line_lead(x, bits)
+    nbytes = raw.size - LINE
+    skip = -(np.int64(address(raw, 0) % np.uintp(LINE)) + lead * bits // 8) % LINE
+    packed = raw[skip:skip + nbytes] if bits < 8 else raw[:0]
+    codes = raw[skip:skip + nbytes].view(like.dtype) if bits >= 8 else like
+    scale3, zero3 = np.full((1, 1, 1), s), np.full((1, 1, 1), np.float32(zero))
+    end, x3, codes3 = tensor_rows(x, codes, lead, bits)
+    rows, row, nchunks = x3.shape[1], x3.shape[2], scratch.shape[0]
+    if nchunks > 1:
+        set_thread_count(nthreads)
+        flags = quantize_rows_parallel(x3, ONE, rows, row, scale3, zero3, qmin, qmax,
+                                       codes3, bits, lead, ONE, scratch, packed, stream, YES,
+                                       NO, NO, NO)
+    else:
+        flags = quantize_rows(x3, ONE, max(rows, ONE), row, scale3, zero3, qmin, qmax, ZERO,
+                              rows, codes3, bits, lead, scratch[0], packed, NO, YES, NO, NO,
+                              NO)
+    flags |= code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits,
+                       scratch[0], packed, YES, NO, NO)
+    swap_fp_control(saved)
+    return flags, s.view(np.uint32), skip
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scratch, packed,
+              check, symmetric, ignore):
+    """The codes of the elements of the flat ``x`` before ``lead`` and from ``end`` on
+    (not in a row), as ``quantize_rows`` with parameters already in ``scale3``/``zero3``;
+    ``codes`` flat (8/16 bits), else ``codes3`` (empty) and ``packed``."""
+    flags = 0
+    for a, b in ((0, lead), (end, x.size)):
+        if b > a:
+            flags |= quantize_rows(x[a:b].reshape(1, 1, b - a), ONE, ONE, b - a, scale3,
+                                   zero3, qmin, qmax, ZERO, ONE,
+                                   codes[a:b].reshape(1, 1, b - a) if bits >= 8 else codes3,
+                                   bits, a, scratch, packed, NO, check, NO, symmetric, ignore)
+    return flags

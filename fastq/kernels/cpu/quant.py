@@ -1,0 +1,303 @@
+"""Linear quantization kernels (CPU) over the canonical blocked view.
+
+Backend interface (the CUDA twin ``fastq/_cuda/quant.py`` keeps these names):
+
+* ``minmax(x3, blocks, out_min, out_max) -> (has_nan, has_inf)``: per block of the
+  float32 view ``x3`` of shape ``(P, K, Q)`` with ``blocks = (bp, bk, bq)``, the min and
+  max of the finite values and 0 (every range contains 0), into float32 arrays of the
+  grid shape ``(ceil(P/bp), ceil(K/bk), ceil(Q/bq))`` (in ``fastq.kernels.cpu.linear.ranges``).
+* ``quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out) -> has_nan``:
+  ``clip(rint(x / s) + z, qmin, qmax)`` with a true float32 division and round-half-even;
+  NaN codes as ``z``.  ``out`` is the codes ``(P, K, Q)`` for 8/16 bits, or for 4/2 bits
+  the packed bytes (1-D, ``ceil(n * bits / 8)``, ``fastq.kernels.cpu.pack`` layout), packed in
+  the same pass from a block of codes still in cache.
+* ``fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3) -> has_nan``: the same, then
+  ``(q - z) * s`` in float32, written as float32 (no code array).
+* ``dequantize(codes3, blocks, scale3, zero3, out3)``: ``(q - z) * s`` in float32.
+* ``quantize_dynamic(...)`` (CPU only): dynamic quantization with its parameters in one
+  call, per tensor or where each row (block row) of the view holds whole groups.
+
+``scale3`` is float32 and ``zero3`` float32 holding integers, both of the grid shape.
+Rows ``(p, k)`` are contiguous runs of Q elements; work is split over rows (quantize)
+or over block rows (minmax), so the input is read in memory order whatever the axis.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ...runtime.threads import get_num_threads, parallel_region
+from ...core.layout import MAX_CHUNKS, SERIAL_BELOW, chunk_count
+from .parallel import AHEAD, streams
+from .word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
+                    swap_fp_control, unmanaged)
+from .linear.codes import PIECE
+from .linear.params import column_params, scale_zero, tensor_range
+from .linear.ranges import NO_SIGNED, column_max, row_range
+from .linear.ranges import minmax  # noqa: F401  (the backend interface: see fastq.kernels.cpu.linear.ranges)
+from .linear.rows import (ROW, chunk_rows, code_scratch, quantize_columns,
+                   quantize_columns_parallel, quantize_rows, quantize_rows_parallel)
+from .linear.tensor import TensorCall  # noqa: F401  (static per tensor: see fastq.kernels.cpu.linear.tensor)
+from .linear.tensor import NO, ONE, code_ends, line_lead, tensor_chunks, tensor_rows
+
+
+@njit(cache=True)
+def _dequantize_rows(c3, bp, bk, bq, scale3, zero3, r0, r1, out3, stream):
+    """``(q - z) * s`` for rows ``r0..r1``, in pieces as ``quantize_rows``."""
+    c3, scale3, zero3, out3 = unmanaged(c3), unmanaged(scale3), unmanaged(zero3), \
+        unmanaged(out3)
+    K, Q = c3.shape[1], c3.shape[2]
+    flat = c3.reshape(c3.size)
+    step = PIECE if bq == 1 else min(bq, PIECE)
+    buf = local_block(out3, PIECE)
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (no flushing to zero)
+    p, k = r0 // K, r0 % K
+    for r in range(r0, r1):
+        if k == K:
+            p, k = p + 1, 0
+        row, out = c3[p, k], out3[p, k]
+        pb, kb = p if bp == 1 else p // bp, k if bk == 1 else k // bk
+        srow, zrow = scale3[pb, kb], zero3[pb, kb]
+        for g in range(srow.size if bq > 1 else 1):
+            lo = g * bq if bq > 1 else 0
+            hi = min(lo + bq, Q) if bq > 1 else Q
+            s, z = srow[g], zrow[g]
+            for start in range(lo, hi, step):
+                stop = min(start + step, hi)
+                prefetch_span(flat, r * Q + start + AHEAD, step)
+                cs, piece = row[start:stop], out[start:stop]
+                os_ = buf[:cs.size] if stream else piece
+                if bq == 1:
+                    ss, zs = srow[start:stop], zrow[start:stop]
+                    for j in range(cs.size):
+                        os_[j] = (np.float32(cs[j]) - zs[j]) * ss[j]
+                else:
+                    for j in range(cs.size):
+                        os_[j] = (np.float32(cs[j]) - z) * s
+                if stream:
+                    stream_out(piece, os_)
+        k += 1
+    finish_stream(stream)
+    swap_fp_control(saved)
+
+
+@njit(parallel=True, cache=True)
+def _dequantize_parallel(c3, bp, bk, bq, scale3, zero3, out3, nchunks, stream):
+    rows = c3.shape[0] * c3.shape[1]
+    for c in prange(nchunks):
+        _dequantize_rows(c3, bp, bk, bq, scale3, zero3,
+                         c * rows // nchunks, (c + 1) * rows // nchunks, out3, stream)
+
+
+def _split(x3):
+    """Rows of a (P, K, Q) view, and how many chunks to give ``prange`` (0: serial)."""
+    rows = x3.shape[0] * x3.shape[1]
+    return rows, chunk_count(rows, x3.size)
+
+
+def _as_rows(a3, blocks):
+    """A single long row under one parameter (per-tensor) as ``(1, rows, cut)`` plus tail."""
+    n, cut = a3.size, ROW
+    head = n - n % cut
+    flat = a3.reshape(-1)
+    return flat[:head].reshape(1, head // cut, cut), flat[head:].reshape(1, 1, -1), \
+        (1, head // cut, cut), (1, 1, max(n - head, 1))
+
+
+def _kernel_outputs(out, bits, qmin):
+    """``out`` as the kernels take it, ``(out3, packed)``: the codes (or fake values) in
+    x's view, or for 4/2 bits the packed bytes; the other one empty."""
+    if bits < 8:
+        return np.empty((0, 0, 0), np.int8 if qmin < 0 else np.uint8), out
+    return out, np.empty(0, np.uint8)
+
+
+def _byte_align(Q, bits):
+    """Rows to a chunk start so that it falls on a byte of packed codes (rows of Q)."""
+    return (8 // bits) // math.gcd(Q, 8 // bits) if bits < 8 else 1
+
+
+def _long_row(a3, blocks):
+    rows = a3.shape[0] * a3.shape[1]
+    return rows == 1 and a3.size >= SERIAL_BELOW and blocks[2] == a3.shape[2]
+
+
+def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check, fused=False,
+                  symmetric=False, ignore=False):
+    """Dispatch: a scale per column or not, serial or chunked; a long single row
+    (per-tensor) is cut into rows.  A float32 ``out`` means fake quantization.  Returns
+    the flags of ``quantize_rows``."""
+    qmin, qmax = np.float32(qmin), np.float32(qmax)
+    # (one compiled type: the by-rows path writes the parameters; small arrays)
+    scale3 = scale3 if scale3.flags.writeable else scale3.copy()
+    zero3 = zero3 if zero3.flags.writeable else zero3.copy()
+    packed = bits < 8
+    out3, packed_out = _kernel_outputs(out, bits, qmin)
+    parts = [(x3, out3, blocks, 0)]
+    if _long_row(x3, blocks):  # cut rows of 2**14 elements: whole bytes when packed
+        x_head, x_tail, b_head, b_tail = _as_rows(x3, blocks)
+        if packed:
+            parts = [(x_head, out3, b_head, 0), (x_tail, out3, b_tail, x_head.size)]
+        else:
+            o_head, o_tail, _, _ = _as_rows(out3, blocks)
+            parts = [(x_head, o_head, b_head, 0), (x_tail, o_tail, b_tail, 0)]
+    flags, stream = 0, streams(x3, out)
+    # every zero point 0 (signed symmetric; the fused path writes them in the kernel)
+    zero_free = bool(symmetric and qmin < 0) if fused else not zero3.any()
+    for x, o, (bp, bk, bq), base in parts:
+        rows, nchunks = _split(x)
+        align = _byte_align(x.shape[2], bits)
+        if fused and bq == 1:  # chunks of whole block rows
+            align = math.lcm(align, bk)
+        scratch = code_scratch(nchunks, bits, qmin)
+        if nchunks and bq == 1:
+            with parallel_region():
+                flags |= quantize_columns_parallel(
+                    x, bp, bk, scale3, zero3, qmin, qmax, o, bits, base, align,
+                    scratch, packed_out, check, fused, symmetric, ignore, zero_free)
+        elif nchunks:
+            with parallel_region():
+                flags |= quantize_rows_parallel(
+                    x, bp, bk, bq, scale3, zero3, qmin, qmax, o, bits, base, align,
+                    scratch, packed_out, stream, check, fused, symmetric, ignore)
+        elif x.size and bq == 1:
+            flags |= quantize_columns(x, bp, bk, scale3, zero3, qmin, qmax, 0, rows, o,
+                                      bits, base, scratch, packed_out, check, fused,
+                                      symmetric, ignore, zero_free)
+        elif x.size:
+            flags |= quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, 0, rows,
+                                   o, bits, base, scratch, packed_out, False, check, fused,
+                                   symmetric, ignore)
+    return flags
+
+
+def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out, nan_free=False):
+    """See the module docstring.  Returns whether a NaN was met (``nan_free``: the caller
+    knows there is none, and the kernel does not look)."""
+    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out,
+                              not nan_free) & 1)
+
+
+def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3, nan_free=False):
+    """See the module docstring and ``quantize``."""
+    return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, 8, out3,
+                              not nan_free) & 1)
+
+
+def quantize_dynamic(x3, blocks, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore,
+                     fake=False):
+    """Dynamic quantize (``fake``: fake-quantize) with its parameters in one call: per
+    tensor (one group), its range, scale and zero point, then its codes, with no return
+    to Python between the passes; over a view of two or more rows each one parameter
+    group (blocks ``(1, 1, Q)``), or of block rows with a group per column
+    (``(1, bk, 1)``) that fit in cache, in one pass: per row (block row) its ranges,
+    parameters, then its codes, from cache.  Scales and zero points are written to
+    ``scale3``, ``zero3``, as ``fastq.ops.linear.qparams_from_range`` computes them.
+    Returns ``(has_nan, has_inf)``; groups with either are coded only with ``ignore``.
+    (CPU only: the dispatcher runs the range and quantize passes elsewhere.)"""
+    bits, symmetric, ignore = 8 if fake else bits, bool(symmetric), bool(ignore)
+    if scale3.size == 1:
+        flags = _quantize_tensor(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore)
+    elif x3.shape[0] == 1 and blocks[1:] == (x3.shape[1], 1):  # a group per column
+        flags = _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric,
+                                   ignore)
+    else:
+        flags = _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, False, True,
+                              symmetric, ignore)
+    return bool(flags & 1), bool(flags & 2)
+
+
+def _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore):
+    """A group per column of one block row (``PerChannel`` on the last axis), in one
+    call: its column ranges in parts of its rows, parameters, then its codes."""
+    nchunks = max(_split(x3)[1], 1)
+    (out3, packed), scratch = _kernel_outputs(out, bits, qmin), code_scratch(nchunks, bits, qmin)
+    with parallel_region():
+        return _quantize_channels_parallel(
+            x3, scale3, zero3, np.float32(qmin), np.float32(qmax), out3, bits,
+            _byte_align(x3.shape[2], bits), scratch, packed,
+            max(1, min(x3.shape[1] // 4, 4 * get_num_threads())), symmetric, ignore)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _quantize_channels_parallel(x3, scale3, zero3, qmin, qmax, out3, bits, align, scratch,
+                                packed, nsplit, symmetric, ignore):
+    """The column ranges of the rows of ``x3`` (shape ``(1, K, Q)``) in ``nsplit``
+    parts, each column's scale and zero point (``column_params``), then the codes as
+    ``quantize_columns_parallel``.  Returns the flags (a NaN or inf without ``ignore``:
+    no codes).  (Coding the chunks in reverse order, to start on rows the range pass
+    read last, was slower here.)"""
+    K = x3.shape[1]
+    rows = x3[0].view(np.uint32)
+    umax = np.zeros((nsplit, x3.shape[2]), np.uint32)
+    smax = np.full((nsplit, x3.shape[2]), NO_SIGNED, np.int32)
+    for part in prange(nsplit):
+        column_max(rows, part * K // nsplit, (part + 1) * K // nsplit, umax[part], smax[part])
+    flags = column_params(x3[0], umax, smax, scale3[0, 0], zero3[0, 0], symmetric, ignore,
+                          qmin, qmax)
+    if flags and not ignore:  # (the caller raises)
+        return flags
+    nchunks = scratch.shape[0]
+    for c in prange(nchunks):  # (their flags: those of the range pass)
+        r0, r1 = chunk_rows(K, c, nchunks, align)
+        quantize_columns(x3, 1, K, scale3, zero3, qmin, qmax, r0, r1, out3, bits, 0,
+                         scratch[c], packed, flags & 1 != 0, False, symmetric, ignore,
+                         symmetric and qmin < 0)
+    return flags
+
+
+def _quantize_tensor(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore):
+    """Per tensor, in one call: x flat, as rows from its first 64-byte line on
+    (``fastq.kernels.cpu.linear.tensor``) and the elements before and after them."""
+    x, nchunks = x3.reshape(x3.size), tensor_chunks(x3.size)
+    (out3, packed), scratch = _kernel_outputs(out, bits, qmin), code_scratch(nchunks, bits, qmin)
+    codes = out.reshape(out.size) if bits >= 8 else out3.reshape(0)
+    with parallel_region():
+        return _quantize_tensor_parallel(
+            x, scale3, zero3, np.float32(qmin), np.float32(qmax), codes, packed, bits,
+            scratch, streams(x3, out), symmetric, ignore)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _quantize_tensor_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch,
+                              stream, symmetric, ignore):
+    """The range of the flat ``x`` (its rows in ``nchunks`` parts, the rest here), its
+    scale and zero point (``scale_zero``), then its codes as ``quantize_rows_parallel``
+    (into ``codes``, or ``packed``); returns the flags of the range (a NaN or inf
+    without ``ignore``: no codes)."""
+    nchunks, lead = scratch.shape[0], line_lead(x, bits)
+    end, x3, codes3 = tensor_rows(x, codes, lead, bits)
+    rows = x3.shape[1]
+    flags, lo, hi = tensor_range(x[lead:end], x[end:], nchunks, ignore)
+    lead_flags, lead_lo, lead_hi = row_range(x[:lead], ignore)
+    flags, lo, hi = flags | lead_flags, min(lo, lead_lo), max(hi, lead_hi)
+    if flags and not ignore:  # (the caller raises)
+        return flags
+    scale3[0, 0, 0], zero3[0, 0, 0] = scale_zero(lo, hi, symmetric, qmin, qmax)
+    check = flags & 1 != 0
+    for c in prange(nchunks):  # (their flags: those of the range pass)
+        r0, r1 = chunk_rows(rows, c, nchunks, 1)
+        quantize_rows(x3, ONE, max(rows, ONE), x3.shape[2], scale3, zero3, qmin, qmax, r0, r1,
+                      codes3, bits, lead, scratch[c], packed, stream, check, NO, symmetric,
+                      ignore)
+    code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scratch[0],
+              packed, check, symmetric, ignore)
+    return flags
+
+
+def dequantize(codes3, blocks, scale3, zero3, out3):
+    """See the module docstring."""
+    bp, bk, bq = blocks
+    rows, nchunks = _split(codes3)
+    stream = streams(codes3, out3)
+    if _long_row(codes3, blocks):
+        c_head, c_tail, b_head, b_tail = _as_rows(codes3, blocks)
+        o_head, o_tail, _, _ = _as_rows(out3, blocks)
+        with parallel_region():
+            _dequantize_parallel(c_head, *b_head, scale3, zero3, o_head, MAX_CHUNKS, stream)
+        _dequantize_rows(c_tail, *b_tail, scale3, zero3, 0, 1, o_tail, False)
+    elif nchunks:
+        with parallel_region():
+            _dequantize_parallel(codes3, bp, bk, bq, scale3, zero3, out3, nchunks, stream)
+    else:
+        _dequantize_rows(codes3, bp, bk, bq, scale3, zero3, 0, rows, out3, False)

@@ -1,0 +1,22 @@
+"""Block formats (GGML, OCP MX, NVFP4, NF4, float8): the registry that ``fq.quantize``,
+``fq.dequantize`` and :class:`fastq.QTensor` reach them through.
+
+Each format is a block layout over the blocked view that linear quantization uses, plus
+a small element codec; its public side is a module of this package with three
+functions, ``quantize(x, dtype, **options) -> QTensor``, ``dequantize(qt, backend) ->
+float32 array`` and ``codes(qt)``, imported on the first use of one of its formats.
+"""
+import importlib
+
+# format name -> the module (in fastq.ops) that implements it
+FORMATS = {}
+
+
+def is_block_format(dtype):
+    """Whether ``dtype`` names a block format."""
+    return isinstance(dtype, str) and dtype in FORMATS
+
+
+def codec(dtype):
+    """The module implementing the block format ``dtype``."""
+    return importlib.import_module(f"fastq.ops.{FORMATS[dtype]}")

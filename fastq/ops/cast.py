@@ -1,0 +1,170 @@
+"""``fq.cast``: bit-exact conversion between float formats."""
+import os
+
+import numpy as np
+
+from ..core import checks
+from ..backend import CPU, CUDA, select
+from ..core import formats
+from ..runtime import pool
+from ..runtime.fpenv import ieee_default
+
+ROUNDINGS = {"truncate": 0, "nearest_even": 1, "stochastic": 2}
+
+
+@ieee_default
+def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, backend="auto"):
+    """Convert ``x`` to the float format ``to``, bit-exact with the reference libraries.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, bfloat16, float32 or float64 values, any shape, strides or byte order.
+    to : str or dtype
+        ``"float16"``, ``"bfloat16"``, ``"float32"`` or ``"float64"`` (or the dtype).
+    rounding : {"nearest_even", "truncate", "stochastic"}
+        How a value between two representable ones is rounded when narrowing:
+        to nearest with ties to even (IEEE 754 default), toward zero, or up with
+        probability equal to the discarded fraction ``(|x| - lo) / (hi - lo)``.
+        Widening casts are exact and ignore it.
+    seed : int, optional
+        Only with ``rounding="stochastic"``: the random bits of element ``i`` (C order) are
+        SplitMix64(seed, i), so the same seed gives the same bits on any thread count or
+        backend.  ``None`` draws a fresh seed.
+    saturate : bool, optional
+        Map values beyond the target's largest finite value (and ±inf) to ±max instead of
+        ±inf.  Default ``False`` for IEEE-like formats (NumPy/ml_dtypes behaviour).
+    out : ndarray, optional
+        Preallocated result of ``x.shape`` and the target dtype; left untouched on error.
+    backend : {"auto", "cpu", "cuda"}
+        ``"auto"`` runs on the GPU when ``x`` is a CUDA array (``__cuda_array_interface__``).
+        On the GPU, a CUDA ``x`` gives a device result (``out`` must then be a CUDA array
+        too; bring it back with ``fq.to_host``); a host ``x`` with ``backend="cuda"`` is
+        copied in and the result copied back: a host array, as on the CPU.
+
+    Returns
+    -------
+    ndarray or device array
+        C-contiguous, ``x.shape``, dtype ``float16``/``ml_dtypes.bfloat16``/...
+
+    Notes
+    -----
+    float32/float64 -> float16 equals ``x.astype(np.float16)`` bit for bit (NumPy rounds
+    float64 once, directly; NaN keeps its top payload bits, as NumPy does).
+    float32 -> bfloat16 equals ``x.astype(ml_dtypes.bfloat16)`` (every NaN becomes the quiet
+    NaN, sign kept).  float64 -> bfloat16 is rounded once, directly (correctly rounded),
+    whereas ml_dtypes rounds twice, through float32.  Decoding is exact.
+    """
+    if select(backend, x, out).on_gpu:
+        return _cast_cuda(x, to, rounding, seed, saturate, out)
+    x = checks.as_float_array(x)
+    plan = plan_cast(x.dtype, to, rounding, seed, saturate)
+    out = checks.check_out(out, x.shape, plan.dst.dtype)
+    result = out if out is not None and checks.direct_target(out, x) else \
+        pool.empty(x.shape, plan.dst.dtype)
+    run_cast(plan, checks.native_contiguous(x).reshape(-1), result.reshape(-1),
+             CPU.kernels("cast"))
+    if out is not None and result is not out:
+        np.copyto(out, result)
+        return out
+    return result
+
+
+def _cast_cuda(x, to, rounding, seed, saturate, out):
+    """The GPU path: the same plan and ``run_cast``, with the CUDA kernel module."""
+    from ..runtime import device
+    kernels = CUDA.kernels("cast")
+    x, on_host = device.float_input(x)
+    plan = plan_cast(x.dtype, to, rounding, seed, saturate)
+    if on_host:
+        out = checks.check_out(out, x.shape, plan.dst.dtype)
+        src = device.to_device(x.reshape(-1))
+    else:
+        out = device.check_out(out, x.shape, plan.dst.dtype)
+        src = x.reshape(x.size)
+    result = kernels.empty(x.size, plan.dst.dtype)
+    run_cast(plan, src, result, kernels)
+    if on_host:
+        host = device.to_host(result).reshape(x.shape)
+        if out is None:
+            return host
+        np.copyto(out, host)
+        return out
+    if out is None:
+        return result.reshape(x.shape)
+    kernels.copyto(out.reshape(out.size), result)
+    return out
+
+
+class CastPlan:
+    """What a validated cast does: formats, kernel parameters, rounding, random key."""
+
+    def __init__(self, src, dst, rounding, key, saturate):
+        self.src, self.dst, self.rounding, self.key = src, dst, rounding, key
+        self.widen = dst.mant_bits >= src.mant_bits and dst.exp_bits >= src.exp_bits
+        if self.widen:
+            # 16-bit -> float32 in a kernel; float64 via float32 where the reference does so
+            self.via = (formats.FORMATS["float32"]
+                        if src.decode_via_float32 and dst.width == 64 else dst)
+            self.params, self.sub_magic = (formats.decode_params(src, self.via)
+                                           if src.width < 32 else (None, None))
+        else:
+            via = src if src.width >= 32 else formats.FORMATS["float32"]
+            self.via = via
+            self.params, self.sub_scale = formats.encode_params(via, dst, saturate,
+                                                                 truncate=rounding == 0)
+
+
+def plan_cast(src_dtype, to, rounding, seed, saturate):
+    """Validate the cast arguments (everything but ``x`` and ``out``)."""
+    dst = formats.format_named(to)
+    mode = ROUNDINGS[checks.check_choice(rounding, "rounding", ROUNDINGS)]
+    if seed is not None and mode != 2:
+        raise ValueError("seed is only used with rounding='stochastic'")
+    if saturate is not None and not isinstance(saturate, (bool, np.bool_)):
+        raise TypeError(f"saturate must be a bool or None, got {type(saturate).__name__}")
+    return CastPlan(formats.format_of_dtype(src_dtype), dst, mode, stream_key(seed),
+                    bool(saturate))
+
+
+def stream_key(seed):
+    """The 64-bit key of the stochastic-rounding stream for ``seed``."""
+    if seed is None:
+        seed = int.from_bytes(os.urandom(8), "little")
+    elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    elif not 0 <= int(seed) < 1 << 64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    z = (int(seed) + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return np.uint64(z ^ (z >> 31))
+
+
+def run_cast(plan, src, dst, kernels):
+    """Run a planned cast on 1-D contiguous ``src`` into 1-D contiguous ``dst``.
+
+    ``kernels`` is the backend's cast module: ``encode``/``decode`` and the ``empty``
+    and ``copyto`` that allocate and copy where its data lives.
+    """
+    empty, copyto = kernels.empty, kernels.copyto
+    if plan.src is plan.dst:
+        copyto(dst, src)
+    elif plan.widen and plan.params is None:
+        copyto(dst, src)  # float32 -> float64: exact, NumPy's widening
+    elif plan.widen and plan.via is not plan.dst:
+        wide = empty(src.shape, np.float32)
+        kernels.decode(src.view(plan.src.word), wide.view(np.uint32), plan.params,
+                       plan.sub_magic)
+        copyto(dst, wide)
+    elif plan.widen:
+        kernels.decode(src.view(plan.src.word), dst.view(plan.dst.word), plan.params,
+                       plan.sub_magic)
+    else:
+        if plan.via is not plan.src:  # 16-bit -> other 16-bit: exact widening first
+            wide = empty(src.shape, np.float32)
+            kernels.decode(src.view(plan.src.word), wide.view(np.uint32),
+                           *formats.decode_params(plan.src, plan.via))
+            src = wide
+        kernels.encode(src, dst.view(plan.dst.word), plan.params, plan.sub_scale,
+                       plan.rounding, plan.key)

@@ -1,0 +1,156 @@
+"""Linear quantization's array-level rules: parameters from ranges, static parameters
+checked, the canonical view and grid, codes packed, and dequantization.
+
+Numeric conventions (bit-exact with ONNX's reference QuantizeLinear/DequantizeLinear and,
+for uint8 per-tensor, DynamicQuantizeLinear):
+
+* ``q = clip(rint(x / scale) + zero_point, qmin, qmax)``: true float32 division,
+  round half to even; ``x_hat = (q - zero_point) * scale`` in float32.
+* asymmetric: range ``[min(min x, 0), max(max x, 0)]``, ``scale = (rmax - rmin) /
+  (qmax - qmin)`` (``rmax / n - rmin / n`` when that overflows), ``zero_point =
+  clip(rint(qmin - rmin / scale))``; symmetric: ``scale = max|x| / ((qmax - qmin) // 2)``,
+  zero point 0 (signed, stored as None) or the midpoint (unsigned).  float32 throughout;
+  a zero range gives scale 1; computed scales are floored at the smallest normal float32.
+"""
+import math
+
+import numpy as np
+
+from ..backend import CPU, where
+from ..core.codes import dtype_info
+from ..core.granularity import canonical_view
+from ..runtime import device
+from .cast import cast
+
+
+def qparams_from_range(rmin, rmax, scheme, qmin, qmax, code_dtype):
+    """float32 scale and zero point (None for signed symmetric) of the ranges
+    ``[rmin, rmax]`` (arrays of the parameter shape), by the formulas of the module
+    docstring: computed by the kernels' own ``scale_zero``, so dynamic quantization in
+    one kernel call and in separate passes give the same bits."""
+    rmin, rmax = np.array(rmin, np.float32), np.array(rmax, np.float32)  # (C order, 0-d kept)
+    scale, zero = np.empty(rmin.shape, np.float32), np.empty(rmin.shape, np.float32)
+    symmetric = scheme == "symmetric"
+    CPU.kernels("linear.params").range_params(
+        rmin.reshape(-1), rmax.reshape(-1), symmetric, np.float32(qmin), np.float32(qmax),
+        scale.reshape(-1), zero.reshape(-1))
+    if symmetric and qmin < 0:
+        return scale, None
+    return scale, zero.astype(code_dtype)
+
+
+def check_static_params(scale, zero_point, dtype, shape, granularity, qmin, qmax):
+    """Validate a given scale / zero point against the granularity's parameter shape;
+    returns them as float32 and the code dtype (zero point None: 0, or None when signed)."""
+    param_shape = granularity.param_shape(shape)
+    code_dtype = dtype_info(dtype)[3]
+    try:
+        scale = np.array(scale, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError("scale must be a float or an array of floats") from None
+    if scale.shape != param_shape and not (param_shape == () and scale.size == 1):
+        raise ValueError(f"scale must have shape {param_shape} for {granularity!r}, "
+                         f"got {scale.shape}")
+    scale = scale.reshape(param_shape)
+    if not ((scale > 0) & (scale < np.inf)).all():  # (NaN fails both)
+        raise ValueError("scale must be finite and > 0")
+    if zero_point is None:
+        return scale, (None if qmin < 0 else np.zeros(param_shape, code_dtype))
+    zp = np.asarray(zero_point)
+    if zp.dtype.kind not in "iub" and not (zp.dtype.kind == "f" and (zp == np.rint(zp)).all()):
+        raise TypeError(f"zero_point must be an integer array, got dtype {zp.dtype}")
+    if zp.shape != param_shape and not (param_shape == () and zp.size == 1):
+        raise ValueError(f"zero_point must have shape {param_shape}, got {zp.shape}")
+    if zp.size and (zp.min() < qmin or zp.max() > qmax):
+        raise ValueError(f"zero_point must lie in [{qmin}, {qmax}] for {dtype}")
+    return scale, zp.reshape(param_shape).astype(code_dtype)
+
+
+def pack_codes(codes, bits):
+    """Pack unpacked codes C-order, first element in the low bits (where codes live)."""
+    backend = where(codes)
+    flat = codes.reshape(codes.size)
+    out = backend.empty(math.ceil(flat.size * bits / 8), np.uint8)
+    if flat.size:
+        backend.kernels("pack").pack_into(flat, bits, out)
+    return out
+
+
+def unpack_codes(data, bits, signed, size, code_dtype):
+    """``size`` codes of ``bits`` unpacked from the bytes ``data`` (where they live)."""
+    backend = where(data)
+    out = backend.empty(size, code_dtype)
+    backend.kernels("pack").unpack_into(data, bits, signed, out)
+    return out
+
+
+def view3(shape, blocks):
+    """The canonical ``(P, K, Q)`` view and its blocks (``canonical_view``); None past
+    3 blocked dimensions (see ``lead_dims``)."""
+    return canonical_view(shape, blocks)
+
+
+def lead_dims(shape, blocks):
+    """How many leading dimensions must be taken an index at a time for the rest to
+    reduce to the canonical 3-D view: 0 for every granularity but a ``PerBlock`` that
+    alternates blocked and whole dimensions more than 3 times."""
+    lead = 0
+    while canonical_view(shape[lead:], blocks[lead:]) is None:
+        lead += 1
+    return lead
+
+
+def grid3(shape3, blocks3):
+    """The parameter grid of a view: ``ceil(d / b)`` per dimension."""
+    return tuple(-(-d // b) for d, b in zip(shape3, blocks3))
+
+
+def to_float32(a):
+    """A native float32 C-contiguous copy: float16/bfloat16 exactly, float64 rounded once
+    (half to even), any byte order or layout (the cast kernels, in parallel)."""
+    return cast(a, "float32")
+
+
+def dequantize_codes(codes, scale, zero_point, shape, granularity, backend, out):
+    """``(codes - zero_point) * scale`` in float32 into ``out`` (``shape``), with the
+    kernels of ``backend``: ``codes`` unpacked, ``scale``/``zero_point`` host arrays of
+    the parameter shape (``zero_point`` None: 0)."""
+    if not out.size:
+        return out
+    blocks = granularity.blocks(shape)
+    lead = lead_dims(shape, blocks)
+    shape3, blocks3 = view3(shape[lead:], blocks[lead:])
+    codes = codes if backend.on_gpu else np.require(codes, requirements="C")
+    grid = tuple(-(-d // b) for d, b in zip(shape, blocks))
+    zp = 0 if zero_point is None else zero_point
+    zero = np.broadcast_to(np.asarray(zp, np.float32), np.shape(scale)).reshape(grid)
+    scale = np.ascontiguousarray(scale, np.float32).reshape(grid)
+    kernels, g3 = backend.kernels("quant"), grid3(shape3, blocks3)
+    if not lead:
+        kernels.dequantize(codes.reshape(shape3), blocks3, scale.reshape(g3),
+                           np.ascontiguousarray(zero).reshape(g3), out.reshape(shape3))
+        return out
+    for index in np.ndindex(*shape[:lead]):  # (past 3 blocked dimensions: an index at a time)
+        cell = tuple(i // b for i, b in zip(index, blocks))
+        kernels.dequantize(codes[index].reshape(shape3), blocks3,
+                           np.ascontiguousarray(scale[cell]).reshape(g3),
+                           np.ascontiguousarray(zero[cell]).reshape(g3),
+                           out[index].reshape(shape3))
+    return out
+
+
+def float32_input(x, name="x"):
+    """``(device float32 C-contiguous array, on_host)`` for quantization on the GPU.
+
+    A host ``x`` is validated and converted as on the CPU (float16/bfloat16 exactly,
+    float64 rounded once), then copied in; a device ``x`` of another float dtype is
+    converted on the device by ``fq.cast``.
+    """
+    a, on_host = device.float_input(x, name)
+    if on_host:
+        if not (a.dtype == np.float32 and a.dtype.isnative):
+            a = a.astype(np.float32)
+        return device.to_device(a), True
+    if a.dtype != np.float32:
+        a = cast(a, "float32", backend="cuda")
+    return a, False

@@ -1,0 +1,106 @@
+"""Plans of recent ``quantize`` calls, and the prepared path of static per-tensor ones.
+
+A plan (:class:`QuantizePlan`) holds the validated facts a call's arguments fix
+(backend and kernels, code range, view, grid), cached by those arguments: a repeated
+call skips the checks and the layout arithmetic, which run with caches cold after a
+pass over a large input.  A repeated static per-tensor call with scalar parameters goes
+further (``static_per_tensor``): its plan's ``tensor_call`` runs the kernel with the
+least Python.
+"""
+import numpy as np
+
+from ..core.flags import BAD_SCALE, NAN
+from ..runtime import threads
+from .qtensor import QTensor
+
+MAX_PLANS = 256
+_plans = {}  # plan key -> QuantizePlan
+
+
+class QuantizePlan:
+    """What a ``quantize`` call's arguments fix, validated: where it runs (``backend``,
+    ``kernels``), the code range (``qmin``, ``qmax``, ``bits``, ``code_dtype``; ``kernel_bits``
+    the width the kernels write: 8 where codes are packed after the kernels), ``scheme``,
+    ``nan_policy``, the input's ``shape``/``size``, ``blocks`` per dimension, the
+    parameters' ``param_shape`` and full-rank ``grid``, the canonical ``view`` of the
+    last dimensions from ``lead`` on (``lead`` > 0: more than 3 blocked dimensions, the
+    first ``lead`` taken an index at a time), whether the input is ``ready`` (native float32,
+    C-contiguous) and ``on_host``, and ``tensor_call`` (static per tensor, or None)."""
+    __slots__ = ("backend", "kernels", "dtype", "qmin", "qmax", "bits", "kernel_bits",
+                 "code_dtype", "scheme", "nan_policy", "granularity", "on_host", "ready",
+                 "shape", "size", "blocks", "param_shape", "tensor_call", "grid", "view",
+                 "lead")
+
+    def __init__(self, **facts):
+        for name, value in facts.items():
+            setattr(self, name, value)
+
+
+def cached(key):
+    """The plan cached under ``key`` (None: not cached, or no key)."""
+    return _plans.get(key) if key is not None else None
+
+
+def cache_size():
+    return len(_plans)
+# Scalar types of a scale and zero point that ``static_per_tensor`` takes (others take
+# the general path).
+SCALAR_SCALES = frozenset((float, np.float16, np.float32, np.float64))
+SCALAR_ZEROS = frozenset((int, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32,
+                          np.int64, np.uint64))
+
+
+def plan_key(x, dtype, scheme, granularity, narrow_range, nan_policy, backend):
+    """A hashable key for a host ndarray call, or None (no plan cached)."""
+    if type(x) is not np.ndarray or backend not in ("auto", "cpu"):
+        return None
+    key = (x.shape, x.dtype, x.flags.c_contiguous, dtype, scheme, granularity,
+           type(narrow_range), narrow_range, nan_policy)  # (type: 1 is not a bool)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def remember(key, plan):
+    """Cache ``plan`` under ``key`` (all plans dropped when there are ``MAX_PLANS``)."""
+    if len(_plans) >= MAX_PLANS:
+        _plans.clear()
+    _plans[key] = plan
+
+
+def check_nan(has_nan, nan_policy):
+    """The one NaN error: after a range or quantize pass (whose output is ours until
+    returned), a NaN met raises unless NaN is ignored."""
+    if has_nan and nan_policy == "raise":
+        raise ValueError("x contains NaN (use nan_policy='ignore' to leave NaN out of the "
+                         "range and code it as the zero point)")
+
+
+def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
+                      nan_policy, backend):
+    """``quantize`` with one given scale and zero point, both scalars, of an input whose
+    plan is cached and has a ``tensor_call`` (per tensor, native float32 C-contiguous, on
+    the CPU), once parallel regions need no lock: Python checks only the plan and the
+    zero point (integers); the kernel rounds and checks the scale in the default
+    floating-point environment, and runs the codes.  None where this does not apply or
+    an argument is bad: the general path then runs (and raises, or caches the plan)."""
+    key = plan_key(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
+    plan = cached(key)
+    call = plan.tensor_call if plan is not None else None
+    if call is None or type(scale) not in SCALAR_SCALES or not threads.regions_unlocked():
+        return None
+    qmin, qmax, code_dtype = plan.qmin, plan.qmax, plan.code_dtype
+    if zero_point is None:
+        zero = None if qmin < 0 else code_dtype(0)
+    elif type(zero_point) in SCALAR_ZEROS and qmin <= zero_point <= qmax:
+        zero = code_dtype(zero_point)
+    else:
+        return None
+    data, flags, scale32 = call(x, scale, 0 if zero is None else int(zero))
+    if flags & BAD_SCALE:  # (the general path raises)
+        return None
+    check_nan(flags & NAN, nan_policy)
+    return QTensor(data, dtype, scale32, None if zero is None else np.array(zero),
+                   plan.shape, plan.granularity)

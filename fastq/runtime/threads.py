@@ -1,0 +1,101 @@
+"""Thread count and thread safety of the CPU kernels.
+
+Numba's ``workqueue`` threading layer aborts the process when two Python threads run
+parallel regions at once.  ``omp`` and ``tbb`` are safe.  The first parallel call runs
+under a lock; if Numba then reports ``workqueue``, every later parallel call keeps
+taking the lock (calls are serialized, results are unchanged).  ``numba.set_num_threads``
+is thread-local, so the count chosen with :func:`set_num_threads` is applied in the
+calling thread right before each parallel region.
+"""
+import threading
+
+import numba
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_lock = threading.Lock()
+_layer_is_safe = None  # unknown until the first parallel region has run
+_num_threads = None  # None: Numba's default (all cores)
+
+
+def set_num_threads(n):
+    """Bound the number of CPU threads fastq's parallel kernels use.
+
+    Parameters
+    ----------
+    n : int or None
+        1 to ``numba.config.NUMBA_NUM_THREADS``; ``None`` restores the default (all).
+    """
+    global _num_threads
+    if n is None:
+        _num_threads = None
+        return
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    limit = numba.config.NUMBA_NUM_THREADS
+    if not 1 <= n <= limit:
+        raise ValueError(f"n must be between 1 and {limit}, got {n}")
+    _num_threads = n
+
+
+def get_num_threads():
+    """The number of CPU threads fastq's parallel kernels use."""
+    return _num_threads or numba.config.NUMBA_NUM_THREADS
+
+
+class _ParallelRegion:
+    """Enter around every call of a ``parallel=True`` kernel: ``with parallel_region():``
+    (a plain class, not a generator: it runs on every kernel call)."""
+    __slots__ = ("locked",)
+
+    def __enter__(self):
+        self.locked = not _layer_is_safe
+        if self.locked:
+            _lock.acquire()
+        try:
+            numba.set_num_threads(get_num_threads())
+        except BaseException as exc:
+            self.__exit__(type(exc))
+            raise
+
+    def __exit__(self, exc_type=None, *exc):
+        global _layer_is_safe
+        if self.locked:
+            try:
+                if _layer_is_safe is None and exc_type is None:  # (a region has run)
+                    _layer_is_safe = numba.threading_layer() in ("omp", "tbb")
+            finally:
+                _lock.release()
+
+
+def parallel_region():
+    return _ParallelRegion()
+
+
+def regions_unlocked():
+    """Whether parallel regions run without the lock (a thread-safe layer, known once a
+    region has run): a kernel may then set the thread count and start one itself."""
+    return bool(_layer_is_safe)
+
+
+@intrinsic
+def set_thread_count(typingctx, n):
+    """``numba.set_num_threads(n)`` in a kernel that stays cacheable (Numba's own version
+    holds a ctypes pointer, and a kernel holding one is compiled anew in every process):
+    the threading layer's C function, by the symbol name Numba registers it under when
+    the layer starts (at this typing, and when a cached library holding a parallel
+    kernel loads).  ``n`` is not checked: 1 to ``NUMBA_NUM_THREADS``."""
+    if isinstance(n, types.Integer):
+        from numba.np.ufunc.parallel import _launch_threads
+        _launch_threads()
+
+        def codegen(context, builder, sig, args):
+            fty = ir.FunctionType(ir.VoidType(), [ir.IntType(32)])
+            count = context.cast(builder, args[0], sig.args[0], types.int32)
+            builder.call(cgutils.get_or_insert_function(builder.module, fty,
+                                                        "set_num_threads"), [count])
+            return context.get_dummy_value()
+        return types.none(n), codegen
+    return None
