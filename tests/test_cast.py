@@ -231,14 +231,17 @@ def test_named_values():
 
 
 def test_float64_rounded_once():
-    """float64 -> bfloat16 is rounded once.  ml_dtypes rounds twice (through float32):
-    x = 1 + 2**-8 + 2**-30 lies just above the midpoint of 1 and 1 + 2**-7, so direct
-    rounding gives 1 + 2**-7 (0x3F81), but float32 first drops the 2**-30 and the tie then
-    goes to even, 1.0 (0x3F80).  float64 -> float16 is rounded once too, as NumPy does."""
+    """float64 -> bfloat16 is rounded once (correctly rounded): x = 1 + 2**-8 + 2**-30
+    lies just above the midpoint of 1 and 1 + 2**-7, so it rounds to 1 + 2**-7 (0x3F81);
+    rounding through float32 first drops the 2**-30 and the tie then goes to even, 1.0
+    (0x3F80).  ml_dtypes 0.7 rounds once, older versions twice: either is stated, fastq is
+    held to the correctly rounded reference.  float64 -> float16 is rounded once too, as
+    NumPy does."""
     x = np.array([1 + 2 ** -8 + 2 ** -30, -(1 + 2 ** -8 + 2 ** -30)])
     assert R.bits(fq.cast(x, "bfloat16")).tolist() == [0x3F81, 0xBF81]
     assert R.bits(R.f64_to_bf16(x)).tolist() == [0x3F81, 0xBF81]
-    assert R.bits(x.astype(BF16)).tolist() == [0x3F80, 0xBF80]  # ml_dtypes: double rounding
+    assert R.bits(x.astype(BF16)).tolist() in ([0x3F81, 0xBF81],  # ml_dtypes >= 0.7
+                                               [0x3F80, 0xBF80])  # older: double rounding
     y = np.array([1 + 2 ** -11 + 2 ** -40])
     assert R.bits(fq.cast(y, "float16")).tolist() == R.bits(y.astype(np.float16)).tolist() \
         == [0x3C01]

@@ -11,7 +11,7 @@ import pytest
 import reference_quant as ref
 
 import fastq as fq
-from fastq.ops import quantize as _quantize
+from fastq.ops import quantization as _quantize
 
 X = np.random.default_rng(5).standard_normal((96, 200)).astype(np.float32) * 3
 X[3] = 0.0  # an all-zero row

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastq as fq
-from fastq.ops import quantize as _quantize
+from fastq.ops import quantization as _quantize
 
 ROWS, COLS = 4104, 1030  # several pieces; rows not a multiple of the piece size
 assert ROWS * COLS > 4 * _quantize.CONVERT_PIECE

@@ -6,7 +6,7 @@ import pytest
 
 import fastq as fq
 import reference_quant as ref
-from fastq.ops import quantize as _quantize
+from fastq.ops import quantization as _quantize
 
 F32 = np.finfo(np.float32)
 GRANULARITIES = ["tensor", ("channel", 0), ("channel", 1), ("group", 32, -1), ("group", 7, 0),

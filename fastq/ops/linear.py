@@ -20,7 +20,7 @@ from ..backend import CPU, where
 from ..core.codes import dtype_info
 from ..core.granularity import canonical_view
 from ..runtime import device
-from .cast import cast
+from .casting import cast
 
 
 def qparams_from_range(rmin, rmax, scheme, qmin, qmax, code_dtype):

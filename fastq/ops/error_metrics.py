@@ -46,7 +46,7 @@ def _as_real_device(a, name):
     if not d.is_c_contiguous():
         raise ValueError(f"{name} must be C-contiguous when it lives on the GPU")
     if d.dtype.kind == "V":  # bfloat16: its exact float32 widening, on the device
-        from .cast import cast
+        from .casting import cast
         return cast(d, "float32", backend="cuda")
     return d
 

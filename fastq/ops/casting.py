@@ -28,9 +28,12 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
         probability equal to the discarded fraction ``(|x| - lo) / (hi - lo)``.
         Widening casts are exact and ignore it.
     seed : int, optional
-        Only with ``rounding="stochastic"``: the random bits of element ``i`` (C order) are
-        SplitMix64(seed, i), so the same seed gives the same bits on any thread count or
-        backend.  ``None`` draws a fresh seed.
+        Only with ``rounding="stochastic"``: element ``i`` (C order) draws its random
+        word from a pure function of ``(seed, i)``: the seed is mixed into a 64-bit key
+        by the SplitMix64 finalizer, and the word is Chris Wellons' lowbias32 hash of the
+        low 32 bits of ``i`` under two 32-bit keys derived from that key and the high
+        bits of ``i`` (see ``fastq.kernels.cpu.cast``), so the same seed gives the same
+        bits on any thread count or backend.  ``None`` draws a fresh seed.
     saturate : bool, optional
         Map values beyond the target's largest finite value (and ±inf) to ±max instead of
         ±inf.  Default ``False`` for IEEE-like formats (NumPy/ml_dtypes behaviour).
