@@ -56,7 +56,8 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     float64 once, directly; NaN keeps its top payload bits, as NumPy does).
     float32 -> bfloat16 equals ``x.astype(ml_dtypes.bfloat16)`` (every NaN becomes the quiet
     NaN, sign kept).  float64 -> bfloat16 is rounded once, directly (correctly rounded),
-    whereas ml_dtypes rounds twice, through float32.  Decoding is exact.
+    as ml_dtypes 0.7 does (older ml_dtypes rounded twice, through float32).  Decoding is
+    exact.
     """
     if select(backend, x, out).on_gpu:
         return _cast_cuda(x, to, rounding, seed, saturate, out)
