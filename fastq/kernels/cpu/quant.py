@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...runtime.threads import get_num_threads, parallel_region
+from ...core.flags import INF, NAN
 from ...core.layout import MAX_CHUNKS, SERIAL_BELOW, chunk_count
 from .parallel import AHEAD, streams
 from .word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
@@ -152,22 +153,25 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check, fused
         scratch = code_scratch(nchunks, bits, qmin)
         if nchunks and bq == 1:
             with parallel_region():
-                flags |= quantize_columns_parallel(
-                    x, bp, bk, scale3, zero3, qmin, qmax, o, bits, base, align,
-                    scratch, packed_out, check, fused, symmetric, ignore, zero_free)
+                flags |= quantize_columns_parallel(x, bp, bk, scale3, zero3, qmin, qmax, o,
+                                                   bits, base, align, scratch, packed_out,
+                                                   check=check, fused=fused,
+                                                   symmetric=symmetric, ignore=ignore,
+                                                   zero_free=zero_free)
         elif nchunks:
             with parallel_region():
-                flags |= quantize_rows_parallel(
-                    x, bp, bk, bq, scale3, zero3, qmin, qmax, o, bits, base, align,
-                    scratch, packed_out, stream, check, fused, symmetric, ignore)
+                flags |= quantize_rows_parallel(x, bp, bk, bq, scale3, zero3, qmin, qmax, o,
+                                                bits, base, align, scratch, packed_out,
+                                                stream=stream, check=check, fused=fused,
+                                                symmetric=symmetric, ignore=ignore)
         elif x.size and bq == 1:
-            flags |= quantize_columns(x, bp, bk, scale3, zero3, qmin, qmax, 0, rows, o,
-                                      bits, base, scratch, packed_out, check, fused,
-                                      symmetric, ignore, zero_free)
+            flags |= quantize_columns(x, bp, bk, scale3, zero3, qmin, qmax, 0, rows, o, bits,
+                                      base, scratch, packed_out, check=check, fused=fused,
+                                      symmetric=symmetric, ignore=ignore, zero_free=zero_free)
         elif x.size:
-            flags |= quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, 0, rows,
-                                   o, bits, base, scratch, packed_out, False, check, fused,
-                                   symmetric, ignore)
+            flags |= quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, 0, rows, o, bits,
+                                   base, scratch, packed_out, stream=False, check=check,
+                                   fused=fused, symmetric=symmetric, ignore=ignore)
     return flags
 
 
@@ -175,13 +179,13 @@ def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out, nan_free=False):
     """See the module docstring.  Returns whether a NaN was met (``nan_free``: the caller
     knows there is none, and the kernel does not look)."""
     return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out,
-                              not nan_free) & 1)
+                              not nan_free) & NAN)
 
 
 def fake_quantize(x3, blocks, scale3, zero3, qmin, qmax, out3, nan_free=False):
     """See the module docstring and ``quantize``."""
     return bool(_quantize_any(x3, blocks, scale3, zero3, qmin, qmax, 8, out3,
-                              not nan_free) & 1)
+                              not nan_free) & NAN)
 
 
 def quantize_dynamic(x3, blocks, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore,
@@ -204,7 +208,7 @@ def quantize_dynamic(x3, blocks, scale3, zero3, qmin, qmax, bits, out, symmetric
     else:
         flags = _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, False, True,
                               symmetric, ignore)
-    return bool(flags & 1), bool(flags & 2)
+    return bool(flags & NAN), bool(flags & INF)
 
 
 def _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore):
@@ -241,8 +245,8 @@ def _quantize_channels_parallel(x3, scale3, zero3, qmin, qmax, out3, bits, align
     for c in prange(nchunks):  # (their flags: those of the range pass)
         r0, r1 = chunk_rows(K, c, nchunks, align)
         quantize_columns(x3, 1, K, scale3, zero3, qmin, qmax, r0, r1, out3, bits, 0,
-                         scratch[c], packed, flags & 1 != 0, False, symmetric, ignore,
-                         symmetric and qmin < 0)
+                         scratch[c], packed, check=flags & NAN != 0, fused=False,
+                         symmetric=symmetric, ignore=ignore, zero_free=symmetric and qmin < 0)
     return flags
 
 
@@ -274,14 +278,14 @@ def _quantize_tensor_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits,
     if flags and not ignore:  # (the caller raises)
         return flags
     scale3[0, 0, 0], zero3[0, 0, 0] = scale_zero(lo, hi, symmetric, qmin, qmax)
-    check = flags & 1 != 0
+    check = flags & NAN != 0
     for c in prange(nchunks):  # (their flags: those of the range pass)
         r0, r1 = chunk_rows(rows, c, nchunks, 1)
         quantize_rows(x3, ONE, max(rows, ONE), x3.shape[2], scale3, zero3, qmin, qmax, r0, r1,
-                      codes3, bits, lead, scratch[c], packed, stream, check, NO, symmetric,
-                      ignore)
+                      codes3, bits, lead, scratch[c], packed, stream=stream, check=check,
+                      fused=NO, symmetric=symmetric, ignore=ignore)
     code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scratch[0],
-              packed, check, symmetric, ignore)
+              packed, check=check, symmetric=symmetric, ignore=ignore)
     return flags
 
 

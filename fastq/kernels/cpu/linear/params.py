@@ -14,8 +14,8 @@ from .ranges import NO_SIGNED, column_max, finite_range, max_groups, maxima_rang
 @njit(cache=True, error_model="numpy", inline="always")
 def block_params(rows, scale, zero, symmetric, ignore, qmin, qmax):
     """Per column of ``rows`` (one block row): the range of its finite values and 0, its
-    scale and zero point (``scale_zero``) into ``scale``, ``zero``; returns flags 1: a
-    NaN met, 2: an inf met.  The maxima of the bits accumulate in ``scale`` and ``zero``
+    scale and zero point (``scale_zero``) into ``scale``, ``zero``; returns flags ``NAN``: a
+    NaN met, ``INF``: an inf met.  The maxima of the bits accumulate in ``scale`` and ``zero``
     themselves (viewed as uint32 and int32), which the parameters then overwrite."""
     umax, smax = scale.view(np.uint32), zero.view(np.int32)
     umax[:] = 0
@@ -28,10 +28,10 @@ def block_params(rows, scale, zero, symmetric, ignore, qmin, qmax):
 @njit(cache=True, error_model="numpy", inline="always")
 def column_params(rows, umax, smax, scale, zero, symmetric, ignore, qmin, qmax):
     """Per column ``j`` of ``rows``: its range from the partial maxima ``umax[:, j]``,
-    ``smax[:, j]`` of its bits (``fastq.kernels.cpu.linear.ranges``), then its scale and zero point
-    (``scale_zero``) into ``scale[j]``, ``zero[j]`` (which may be the maxima themselves:
-    each column's are read before they are written); returns flags 1: a NaN met, 2: an
-    inf met."""
+    ``smax[:, j]`` of its bits (``fastq.kernels.cpu.linear.ranges``), then its scale and
+    zero point (``scale_zero``) into ``scale[j]``, ``zero[j]`` (which may be the maxima
+    themselves: each column's are read before they are written); returns flags ``NAN``:
+    a NaN met, ``INF``: an inf met."""
     flags = 0
     for j in range(scale.size):
         um, sm = umax[0, j], smax[0, j]

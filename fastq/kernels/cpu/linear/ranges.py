@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from ....runtime.threads import get_num_threads, parallel_region
+from ....core.flags import INF, NAN
 from ..parallel import AHEAD, BLOCK, SERIAL_BELOW
 from ..word import FP_NEAREST_EVEN, as_float, prefetch_span, swap_fp_control, unmanaged
 
@@ -106,7 +107,7 @@ def column_max(rows, k0, k1, ublock, sblock):
 @njit(cache=True, inline="always")
 def row_range(row, ignore):
     """``(flags, lo, hi)`` of one contiguous float32 row: ``min(x, 0)`` and ``max(x, 0)``
-    over its finite values; flags 1: a NaN met, 2: an inf met (then the range comes from
+    over its finite values; flags ``NAN``: a NaN met, ``INF``: an inf met (then the range comes from
     an exact pass over the finite values, which runs only with ``ignore``)."""
     u = row.view(np.uint32)
     um, sm = np.uint32(0), np.int32(NO_SIGNED)
@@ -121,10 +122,10 @@ def row_range(row, ignore):
 @njit(cache=True, inline="always")
 def maxima_range(um, sm):
     """``(flags, lo, hi)`` from the unsigned and signed maxima of some float32 bits:
-    ``min(x, 0)``, ``max(x, 0)``; flags 1: a NaN among them, 2: an inf (then lo, hi are
-    0: see ``finite_range``)."""
+    ``min(x, 0)``, ``max(x, 0)``; flags ``NAN``: a NaN among them, ``INF``: an inf (lo, hi
+    then 0: see ``finite_range``)."""
     # (no short-circuit "or" here: its branches stop LLVM vectorizing a loop before it)
-    flags = np.int64((sm > POS_INF) | (um > NEG_INF)) | 2 * np.int64(
+    flags = NAN * np.int64((sm > POS_INF) | (um > NEG_INF)) | INF * np.int64(
         (sm == POS_INF) | (um == NEG_INF))
     lo, hi = np.float32(0), np.float32(0)
     if flags == 0:

@@ -5,6 +5,7 @@ scale per column), and their parallel wrappers over chunks of rows.
 import numpy as np
 from numba import njit, prange
 
+from ....core.flags import NAN
 from ..parallel import AHEAD, BLOCK
 from ..word import (FP_NEAREST_EVEN, finish_stream, is_float, local_block,
                     prefetch_span, stream_out, swap_fp_control, unmanaged)
@@ -54,7 +55,7 @@ def quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1, out3, bits, 
             block_flags = block_params(x3[p, k:min(k + bk, K)], srow, zrow, symmetric, ignore,
                                         qmin, qmax)
             flags |= block_flags
-            check, skip = block_flags & 1 != 0, block_flags != 0 and not ignore
+            check, skip = block_flags & NAN != 0, block_flags != 0 and not ignore
         if skip:  # (the caller raises)
             r += 1
             continue
@@ -85,13 +86,13 @@ def quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1, out3, bits, 
                     code_rows(xs4, ss, zs, qmin, qmax, fake, outs4, False, four, zero_free)
         r += 4 if four else 1
     swap_fp_control(saved)
-    return flags | (1 if nan else 0)
+    return flags | (NAN if nan else 0)
 
 
 @njit(cache=True, error_model="numpy")
 def quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits, base,
                    scratch, packed, stream, check, fused, symmetric, ignore):
-    """Quantize rows ``r0..r1`` of the view; returns flags: 1 a NaN met, 2 an inf met.
+    """Quantize rows ``r0..r1`` of the view; returns flags (``fastq.core.flags``): ``NAN`` a NaN met, ``INF`` an inf met.
 
     ``fused`` (dynamic, one parameter group per row): each row's range and parameters
     first, written to ``scale3``/``zero3``, then its codes, while it is in cache; a row
@@ -123,7 +124,7 @@ def quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
             row_flags, lo, hi = row_range(row, ignore)
             flags |= row_flags
             srow[0], zrow[0] = scale_zero(lo, hi, symmetric, qmin, qmax)
-            check = row_flags & 1 != 0
+            check = row_flags & NAN != 0
             if row_flags and not ignore:  # (the caller raises)
                 k += 1
                 continue
@@ -154,7 +155,7 @@ def quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
                                     False)
                     if stream:
                         stream_out(out, piece)
-        flags |= 1 if nan else 0
+        flags |= NAN if nan else 0
         k += 1
     finish_stream(stream)
     swap_fp_control(saved)
@@ -170,9 +171,9 @@ def quantize_rows_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, out3, bits
     flags = np.zeros(nchunks, np.int64)
     for c in prange(nchunks):
         r0, r1 = chunk_rows(rows, c, nchunks, align)
-        flags[c] = quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1,
-                                 out3, bits, base, scratch[c], packed, stream, check, fused,
-                                 symmetric, ignore)
+        flags[c] = quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3,
+                                 bits, base, scratch[c], packed, stream=stream, check=check,
+                                 fused=fused, symmetric=symmetric, ignore=ignore)
     return or_all(flags)
 
 
@@ -186,9 +187,9 @@ def quantize_columns_parallel(x3, bp, bk, scale3, zero3, qmin, qmax, out3, bits,
     flags = np.zeros(nchunks, np.int64)
     for c in prange(nchunks):
         r0, r1 = chunk_rows(rows, c, nchunks, align)
-        flags[c] = quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1,
-                                    out3, bits, base, scratch[c], packed, check, fused,
-                                    symmetric, ignore, zero_free)
+        flags[c] = quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
+                                    base, scratch[c], packed, check=check, fused=fused,
+                                    symmetric=symmetric, ignore=ignore, zero_free=zero_free)
     return or_all(flags)
 
 

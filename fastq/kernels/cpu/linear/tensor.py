@@ -13,6 +13,7 @@ from numba import njit
 
 from ....runtime import pool
 from ....runtime.threads import get_num_threads
+from ....core.flags import BAD_SCALE
 from ..parallel import MAX_CHUNKS, SERIAL_BELOW, STREAM_ABOVE
 from ..word import FP_NEAREST_EVEN, address, set_thread_count, swap_fp_control
 from .rows import ROW, code_scratch, quantize_rows, quantize_rows_parallel
@@ -89,13 +90,13 @@ def quantize_tensor(x, scale, zero, qmin, qmax, raw, like, bits, scratch, stream
     them.  The codes (``like``'s dtype; ``bits`` 4 or 2: packed bytes) go to ``raw``
     from byte ``skip`` on, chosen in its first line so that the rows' codes start on
     lines too.  Returns ``(flags, s, skip)``: ``s`` the bits of the float32 scale
-    (uint32: a float32 would reach Python as a float), flags 1 a NaN met, 4 ``s`` not
-    finite and > 0 (nothing written)."""
+    (uint32: a float32 would reach Python as a float), flags ``NAN`` a NaN met,
+    ``BAD_SCALE`` ``s`` not finite and > 0 (nothing written)."""
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
     s = np.float32(scale)
     if not (s > 0 and s < np.inf):
         swap_fp_control(saved)
-        return 4, s.view(np.uint32), 0
+        return BAD_SCALE, s.view(np.uint32), 0
     lead = line_lead(x, bits)
     nbytes = raw.size - LINE
     skip = -(np.int64(address(raw, 0) % np.uintp(LINE)) + lead * bits // 8) % LINE
@@ -106,15 +107,15 @@ def quantize_tensor(x, scale, zero, qmin, qmax, raw, like, bits, scratch, stream
     rows, row, nchunks = x3.shape[1], x3.shape[2], scratch.shape[0]
     if nchunks > 1:
         set_thread_count(nthreads)
-        flags = quantize_rows_parallel(x3, ONE, rows, row, scale3, zero3, qmin, qmax,
-                                       codes3, bits, lead, ONE, scratch, packed, stream, YES,
-                                       NO, NO, NO)
+        flags = quantize_rows_parallel(x3, ONE, rows, row, scale3, zero3, qmin, qmax, codes3,
+                                       bits, lead, ONE, scratch, packed, stream=stream,
+                                       check=YES, fused=NO, symmetric=NO, ignore=NO)
     else:
         flags = quantize_rows(x3, ONE, max(rows, ONE), row, scale3, zero3, qmin, qmax, ZERO,
-                              rows, codes3, bits, lead, scratch[0], packed, NO, YES, NO, NO,
-                              NO)
+                              rows, codes3, bits, lead, scratch[0], packed, stream=NO,
+                              check=YES, fused=NO, symmetric=NO, ignore=NO)
     flags |= code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits,
-                       scratch[0], packed, YES, NO, NO)
+                       scratch[0], packed, check=YES, symmetric=NO, ignore=NO)
     swap_fp_control(saved)
     return flags, s.view(np.uint32), skip
 
@@ -131,5 +132,6 @@ def code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scra
             flags |= quantize_rows(x[a:b].reshape(1, 1, b - a), ONE, ONE, b - a, scale3,
                                    zero3, qmin, qmax, ZERO, ONE,
                                    codes[a:b].reshape(1, 1, b - a) if bits >= 8 else codes3,
-                                   bits, a, scratch, packed, NO, check, NO, symmetric, ignore)
+                                   bits, a, scratch, packed, stream=NO, check=check, fused=NO,
+                                   symmetric=symmetric, ignore=ignore)
     return flags
