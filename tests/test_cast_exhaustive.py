@@ -68,6 +68,6 @@ def check_float32_patterns(dst, start, stop, chunk=1 << 24):
 @pytest.mark.parametrize("dst", ["float16", "bfloat16"])
 def test_all_float32_patterns(dst):
     """All 2**32 float32 patterns, in chunks, against NumPy / ml_dtypes (round to nearest
-    even; NaN payload rules included).  A few minutes per target on a 2-core machine,
-    mostly in NumPy's own (scalar) float16 conversion."""
+    even; NaN payload rules included).  Slow: most of the time goes to NumPy's own
+    (scalar) float16 conversion."""
     check_float32_patterns(dst, 0, 1 << 32)

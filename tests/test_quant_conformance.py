@@ -473,8 +473,8 @@ def test_torch_differs_only_at_ties_documented():
 
     ONNX and fastq round the true quotient half to even.  For each scale this counts the
     codes torch gives differently on 255 ties, and checks that nothing else ever differs,
-    by at most one code.  (Measured with torch 2.13: s = 0.02734375 differs on 78 of 255
-    exact ties; s = 0.3, whose ties are inexact in float32, on 33 near-ties.)
+    by at most one code.  (A scale such as 0.02734375 differs on many exact ties; one
+    such as 0.3, whose ties are inexact in float32, on near-ties.)
     """
     torch = _torch()
     k = np.arange(-128, 127)

@@ -7,8 +7,8 @@ when missing.  Each implementation runs back to back after a warm-up and a pause
 pools that busy-wait after a call, as ONNX Runtime's and OpenMP's do, would otherwise
 steal the cores from the next library timed), in ``ROUNDS`` rounds that each start with
 another library; the best of the ``repeat`` times counts.  Each library's first calls
-after the pause are slow on a shared virtual machine (its cores go idle: measured, twice
-the time after 100 ms), so ``WARM`` calls come before the timed ones.
+after the pause are slow on a shared virtual machine (its cores go idle during the
+pause and take a while to come back up), so ``WARM`` calls come before the timed ones.
 """
 import time
 import warnings

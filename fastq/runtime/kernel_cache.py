@@ -5,8 +5,8 @@ inline code from the modules they import (``kernels/cpu/word.py``, the row kerne
 the intrinsics of ``runtime/fpenv.py`` and the layout constants of ``core/``): after an edit of those alone, the cache would hand back the
 old machine code.  Before the first kernel module loads, cache files older than the
 newest kernel source are removed (in-tree caches: a checkout or an editable install;
-an install rewrites every file, so its caches start fresh anyway).  Stats only: no
-compiling, about a millisecond.
+an install rewrites every file, so its caches start fresh anyway).  Stats only, no
+compiling: cheap enough to run at every start-up.
 """
 import os
 

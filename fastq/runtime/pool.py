@@ -2,9 +2,9 @@
 
 NumPy takes an array of 32 MiB or more straight from the OS (glibc's allocator never
 keeps blocks that large in its heap), so the first write to each of its pages faults and
-the kernel zeroes the page: measured here, 3.3 ms of the 3.9 ms that dequantizing 16M
-int8 codes into a new float32 array took, twice the kernel's own time.  ONNX Runtime's
-arena recycles its output buffers the same way this pool does.
+the kernel zeroes the page: on a fresh large output those page faults would otherwise
+take longer than the kernel's own work.  ONNX Runtime's arena recycles its output
+buffers the same way this pool does.
 
 An array from ``empty`` is an ordinary C-contiguous ndarray whose ``base`` is a lease
 on a pooled buffer (it does not own its data, so ``ndarray.resize`` refuses it).  The

@@ -7,7 +7,7 @@ are two's complement in their field, and unpacking sign-extends a field ``f`` as
 ``(f ^ h) - h`` with ``h = 2**(bits-1)`` (``h = 0`` for unsigned codes).
 
 The serial kernels take 1-D contiguous int8 or uint8 arrays (each code is reinterpreted
-as its low 8 bits) and run in uint8 lanes through the ``_word`` intrinsics, so the full
+as its low 8 bits) and run in uint8 lanes through the ``word`` intrinsics, so the full
 bytes vectorize; the ``*_parallel`` wrappers split the full bytes into chunks for
 ``prange``.  ``pack_into`` / ``unpack_into`` pick serial or parallel from the size.
 These are also what the quantize kernels and ``QTensor.codes()`` build on.

@@ -1,5 +1,5 @@
 """How the CPU backend splits 1-D work into chunks for ``prange``, and when its kernels
-stream their output past the caches (``_word.stream_out``)."""
+stream their output past the caches (``word.stream_out``)."""
 from numba import njit
 
 from ...core.layout import ALIGN, BLOCK, MAX_CHUNKS, SERIAL_BELOW, n_chunks  # noqa: F401
@@ -33,8 +33,8 @@ def _last_level_cache(default=32 << 20):
 
 
 # Non-temporal stores pay off only when the data does not fit in the cache anyway:
-# measured (float32 <-> float16, 2 threads, arrays reused), streaming is 10-45% slower
-# up to 4M elements (24 MB in and out) and 15-25% faster from 8M (48 MB) on.
+# below that, the output would have stayed in cache for its next reader and streaming
+# it out is slower; above it, skipping the read for ownership makes it faster.
 STREAM_ABOVE = _last_level_cache()
 
 

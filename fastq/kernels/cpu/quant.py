@@ -1,6 +1,6 @@
 """Linear quantization kernels (CPU) over the canonical blocked view.
 
-Backend interface (the CUDA twin ``fastq/_cuda/quant.py`` keeps these names):
+Backend interface (the CUDA twin ``fastq.kernels.cuda.quant`` keeps these names):
 
 * ``minmax(x3, blocks, out_min, out_max) -> (has_nan, has_inf)``: per block of the
   float32 view ``x3`` of shape ``(P, K, Q)`` with ``blocks = (bp, bk, bq)``, the min and
@@ -229,8 +229,8 @@ def _quantize_channels_parallel(x3, scale3, zero3, qmin, qmax, out3, bits, align
     """The column ranges of the rows of ``x3`` (shape ``(1, K, Q)``) in ``nsplit``
     parts, each column's scale and zero point (``column_params``), then the codes as
     ``quantize_columns_parallel``.  Returns the flags (a NaN or inf without ``ignore``:
-    no codes).  (Coding the chunks in reverse order, to start on rows the range pass
-    read last, was slower here.)"""
+    no codes).  The chunks are coded in order: reverse order, to start on rows the
+    range pass read last, does not pay."""
     K = x3.shape[1]
     rows = x3[0].view(np.uint32)
     umax = np.zeros((nsplit, x3.shape[2]), np.uint32)

@@ -10,9 +10,8 @@ the other way.
 Semantics are LLVM's: unsigned wrap-around; shift amounts must be below the width.
 
 ``prefetch(a, i)`` asks for the cache line of ``a[i]``.  Streaming kernels on data
-that sits in L3 (this machine has a large one) spend as long waiting for loads as they
-compute; prefetching the input a few KB ahead overlaps the two (measured: 12.1 ms ->
-7.3 ms for float32 -> float16 of 16M elements on one core).
+that sits in a large L3 can spend as long waiting for loads as they compute;
+prefetching the input a few KB ahead overlaps the two.
 """
 import platform
 
@@ -95,10 +94,10 @@ def like(typingctx, x, v):
 
 def _prefetch_helps():
     """Whether software prefetching speeds up the streaming kernels on the CPU Numba
-    compiles for.  Measured, float32 -> float16 of 16M elements: Intel Sapphire Rapids
-    12.1 -> 7.3 ms on one core; AMD Zen 5 (``znver*``), whose hardware prefetchers keep
-    up, 1.74 -> 2.0 ms on two (at every distance tried).  Cached code is keyed by the CPU
-    name, so the choice made at compile time always matches the CPU it runs on."""
+    compiles for: not on CPUs LLVM names ``znver*``, whose hardware prefetchers keep up
+    on their own (there the extra instructions only cost, at any prefetch distance);
+    elsewhere it hides load latency.  Cached code is keyed by the CPU name, so the
+    choice made at compile time always matches the CPU it runs on."""
     import llvmlite.binding as llvm
     from numba import config
     name = config.CPU_NAME if config.CPU_NAME not in (None, "host") else \

@@ -10,8 +10,8 @@ from ..parallel import BLOCK
 
 # Rows go in pieces of PIECE elements: the codes of a piece stay in L1 (for packing, or
 # on their way out past the caches), and the loop over a piece is long enough that the
-# per-piece work (slicing, the NaN flag's horizontal reduction) costs little: 512-element
-# pieces were 10% slower on one core.
+# per-piece work (slicing, the NaN flag's horizontal reduction) costs little (shorter
+# pieces pay it noticeably more often).
 PIECE = 4 * BLOCK
 # The exponent bit of a float32 that is 1 in NaN and 0 in [2**23, 2**24) (see code_bits).
 NAN_BIT = 1 << 28
@@ -32,8 +32,8 @@ def code_bits(v, s, lo, hi):
     """An int32 whose low 16 bits are ``rint(clip(v / s, lo, hi))`` (``lo``, ``hi``
     integers within 2**16 of 0): the float32 sum ``a + 1.5 * 2**23`` rounds ``a`` half to
     even at its last bit (the default rounding mode), so its bits are ``0x4B400000 +
-    rint(a)``.  One add where ``rint``, ``+ z`` and a conversion took three (8% faster on
-    16M elements, 2 threads); clipping before rounding is exact, as the bounds are
+    rint(a)``.  One add where ``rint``, ``+ z`` and a conversion took three (fewer
+    instructions per element); clipping before rounding is exact, as the bounds are
     integers.  A NaN stays NaN, whose exponent bits are all ones where every other
     result's are those of 2**23: bit ``NAN_BIT`` set in an OR of results marks a NaN
     (one integer OR, cheaper than comparing each input with itself)."""
@@ -58,7 +58,7 @@ def code_piece(xs, ss, zs, s, z, per_column, qmin, qmax, fake, out, check):
             if fake:
                 out[j] = (q - zs[j]) * ss[j]
             else:
-                out[j] = np.int32(q)  # (a direct float -> int8 store is 15% slower)
+                out[j] = np.int32(q)  # (via int32: a direct float -> int8 store is slower)
     elif fake:
         for j in range(xs.size):
             if check:
@@ -118,7 +118,7 @@ def code_scaled(xs, ss, zs, qmin, qmax, fake, out, check):
     """``code_piece`` with a scale per column and every zero point 0 (signed symmetric),
     which then need not be loaded: one row at a time runs as fast as per tensor, while
     rows four at a time (more streams through memory) and the zero point's load each
-    cost 20-40% on 4096 x 4096 here.  (``+ 0`` stays: rint(-0.3) + 0 is +0.0.)"""
+    slow it down.  (``+ 0`` stays: rint(-0.3) + 0 is +0.0.)"""
     zero = np.float32(0)
     nan = False
     for j in range(xs.size):

@@ -31,7 +31,7 @@ POS_INF = 0x7F800000  # the bits of +inf (signed maximum); NaNs lie above
 NEG_INF = 0xFF800000  # the bits of -inf (unsigned maximum); NaNs lie above
 NO_SIGNED = -(1 << 31)  # start of a signed maximum (the bits of -0.0, below any other)
 # Reductions go in pieces of REDUCE_PIECE elements: each piece ends in a horizontal step
-# (vector lanes to one value), which on 512-element pieces cost 25% on one core.
+# (vector lanes to one value), which long pieces pay rarely enough to hide.
 REDUCE_PIECE = 8 * BLOCK
 
 
@@ -216,8 +216,8 @@ def minmax(x3, blocks, out_min, out_max):
         items = out_min.shape[0] * out_min.shape[1]
         nsplit = 1
         if parallel:  # rows of a block split into partial ranges (under x3.size / 64),
-            # a few per thread: more only add partials to combine, and pages to fault in
-            # (64 splits of 4096 columns: 2 MB of fresh pages, 700 faults, 3 ms here)
+            # a few per thread: more only add partials to combine, and fresh pages of
+            # partials to fault in (wide rows make those a large cost)
             nsplit = max(1, min(64 // items, bk, x3.size // (64 * out_min.size),
                                 4 * get_num_threads()))
         umax = np.zeros((nsplit,) + out_min.shape, np.uint32)
