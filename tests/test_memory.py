@@ -27,35 +27,35 @@ def address(a):
 @pytest.mark.parametrize("dtype", [np.float32, np.int8, np.uint16, ml_dtypes.bfloat16])
 def test_pooled_arrays_are_ordinary(dtype):
     shape = (2, BIG * 4 // np.dtype(dtype).itemsize // 2 + 3)
-    a = _memory.empty(shape, dtype)
+    a = _memory.host_array(shape, dtype)
     assert a.shape == shape and a.dtype == np.dtype(dtype)
     assert a.flags.c_contiguous and a.flags.writeable and a.flags.aligned
     a[...] = 1
     assert (a.astype(np.float32) == 1).all()
-    small = _memory.empty((3, 4), dtype)
+    small = _memory.host_array((3, 4), dtype)
     assert small.flags.owndata  # plain np.empty below the threshold
 
 
 def test_buffer_reused_only_after_the_last_view_dies():
-    a = _memory.empty(BIG, np.float32)
+    a = _memory.host_array(BIG, np.float32)
     view = a[100:].reshape(-1, 4)[::2]
     where = address(a)
     del a
     gc.collect()
-    b = _memory.empty(BIG, np.float32)  # the view still holds a's buffer
+    b = _memory.host_array(BIG, np.float32)  # the view still holds a's buffer
     assert address(b) != where
     view[...] = 7
     b[...] = 3
     assert (view == 7).all()
     del view
     gc.collect()
-    c = _memory.empty(BIG, np.float32)  # now a's buffer is free again
+    c = _memory.host_array(BIG, np.float32)  # now a's buffer is free again
     assert address(c) == where
     assert (b == 3).all()
 
 
 def test_pool_is_bounded():
-    arrays = [_memory.empty(BIG, np.float32) for _ in range(_memory.POOL_BUFFERS + 3)]
+    arrays = [_memory.host_array(BIG, np.float32) for _ in range(_memory.POOL_BUFFERS + 3)]
     del arrays
     gc.collect()
     assert len(_memory._free) <= _memory.POOL_BUFFERS
@@ -80,10 +80,10 @@ def test_results_survive_reuse():
 
 def test_threads_never_share_a_buffer():
     def work(seed):
-        a = _memory.empty(BIG, np.float32)
+        a = _memory.host_array(BIG, np.float32)
         a[...] = seed
         for _ in range(3):
-            b = _memory.empty(BIG, np.float32)
+            b = _memory.host_array(BIG, np.float32)
             b[...] = -seed
             del b
         return bool((a == seed).all())

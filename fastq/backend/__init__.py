@@ -31,7 +31,7 @@ class Backend:
 
     def empty(self, shape, dtype):
         """An uninitialized C-contiguous array of this backend's memory."""
-        return device.empty(shape, dtype) if self.on_gpu else pool.empty(shape, dtype)
+        return device.device_array(shape, dtype) if self.on_gpu else pool.host_array(shape, dtype)
 
     def to_device(self, a):
         """A host array where this backend computes (the array itself on the CPU)."""

@@ -6,7 +6,7 @@ import numpy as np
 from ..core import checks
 from ..backend import CPU, CUDA, select
 from ..core import formats
-from ..runtime import pool
+from ..runtime import device
 from ..runtime.fpenv import ieee_default
 
 ROUNDINGS = {"truncate": 0, "nearest_even": 1, "stochastic": 2}
@@ -65,9 +65,8 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     plan = plan_cast(x.dtype, to, rounding, seed, saturate)
     out = checks.check_out(out, x.shape, plan.dst.dtype)
     result = out if out is not None and checks.direct_target(out, x) else \
-        pool.empty(x.shape, plan.dst.dtype)
-    run_cast(plan, checks.native_contiguous(x).reshape(-1), result.reshape(-1),
-             CPU.kernels("cast"))
+        CPU.empty(x.shape, plan.dst.dtype)
+    run_cast(plan, checks.native_contiguous(x).reshape(-1), result.reshape(-1), CPU)
     if out is not None and result is not out:
         np.copyto(out, result)
         return out
@@ -76,7 +75,6 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
 
 def _cast_cuda(x, to, rounding, seed, saturate, out):
     """The GPU path: the same plan and ``run_cast``, with the CUDA kernel module."""
-    from ..runtime import device
     kernels = CUDA.kernels("cast")
     x, on_host = device.float_input(x)
     plan = plan_cast(x.dtype, to, rounding, seed, saturate)
@@ -86,8 +84,8 @@ def _cast_cuda(x, to, rounding, seed, saturate, out):
     else:
         out = device.check_out(out, x.shape, plan.dst.dtype)
         src = x.reshape(x.size)
-    result = kernels.empty(x.size, plan.dst.dtype)
-    run_cast(plan, src, result, kernels)
+    result = CUDA.empty(x.size, plan.dst.dtype)
+    run_cast(plan, src, result, CUDA)
     if on_host:
         host = device.to_host(result).reshape(x.shape)
         if out is None:
@@ -145,13 +143,14 @@ def stream_key(seed):
     return np.uint64(z ^ (z >> 31))
 
 
-def run_cast(plan, src, dst, kernels):
+def run_cast(plan, src, dst, backend):
     """Run a planned cast on 1-D contiguous ``src`` into 1-D contiguous ``dst``.
 
-    ``kernels`` is the backend's cast module: ``encode``/``decode`` and the ``empty``
-    and ``copyto`` that allocate and copy where its data lives.
+    ``backend`` (a ``fastq.backend.Backend``) allocates the intermediates and gives the
+    cast kernels: ``encode``, ``decode`` and ``copyto`` (a copy, or float32 -> float64).
     """
-    empty, copyto = kernels.empty, kernels.copyto
+    kernels, empty = backend.kernels("cast"), backend.empty
+    copyto = kernels.copyto
     if plan.src is plan.dst:
         copyto(dst, src)
     elif plan.widen and plan.params is None:

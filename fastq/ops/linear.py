@@ -66,7 +66,7 @@ def check_static_params(scale, zero_point, dtype, shape, granularity, qmin, qmax
     return scale, zp.reshape(param_shape).astype(code_dtype)
 
 
-def pack_codes(codes, bits):
+def packed_codes(codes, bits):
     """Pack unpacked codes C-order, first element in the low bits (where codes live)."""
     backend = where(codes)
     flat = codes.reshape(codes.size)
@@ -76,7 +76,7 @@ def pack_codes(codes, bits):
     return out
 
 
-def unpack_codes(data, bits, signed, size, code_dtype):
+def unpacked_codes(data, bits, signed, size, code_dtype):
     """``size`` codes of ``bits`` unpacked from the bytes ``data`` (where they live)."""
     backend = where(data)
     out = backend.empty(size, code_dtype)

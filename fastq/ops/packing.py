@@ -61,7 +61,7 @@ def pack(codes, bits=4, signed=None):
     flat = flat.reshape(-1)
     if bits == 8:
         return flat.view(np.uint8).copy() if np.shares_memory(flat, a) else flat.view(np.uint8)
-    out = pool.empty(-(-flat.size * bits // 8), np.uint8)
+    out = pool.host_array(-(-flat.size * bits // 8), np.uint8)
     CPU.kernels("pack").pack_into(flat, bits, out)
     return out
 
@@ -71,14 +71,14 @@ def _pack_on_device(a, bits, signed, qmin, qmax):
     if not a.is_c_contiguous():
         raise ValueError("codes must be C-contiguous when it lives on the GPU")
     kernels = CUDA.kernels("pack")
-    flat = device.empty(a.size, np.int8 if signed else np.uint8)
+    flat = device.device_array(a.size, np.int8 if signed else np.uint8)
     if not kernels.narrow_codes(a.reshape(a.size), qmin, qmax, flat):
         raise ValueError(
             f"codes must lie in [{qmin}, {qmax}] for {'signed' if signed else 'unsigned'} "
             f"{bits}-bit codes")
     if bits == 8:
         return flat.view(np.uint8)
-    out = device.empty(-(-a.size * bits // 8), np.uint8)
+    out = device.device_array(-(-a.size * bits // 8), np.uint8)
     kernels.pack_into(flat, bits, out)
     return out
 
@@ -126,7 +126,7 @@ def unpack(packed, bits=4, count=None, signed=True):
                          f"bytes hold at {bits} bits), got {count}")
     dtype = np.int8 if signed else np.uint8
     if on_gpu:
-        out = device.empty(count, dtype)
+        out = device.device_array(count, dtype)
         if bits == 8:
             out.view(np.uint8).copy_to_device(flat[:count])
         elif count:
@@ -135,7 +135,7 @@ def unpack(packed, bits=4, count=None, signed=True):
         return out
     if bits == 8:
         return flat[:count].copy().view(dtype)
-    out = pool.empty(count, dtype)
+    out = pool.host_array(count, dtype)
     CPU.kernels("pack").unpack_into(flat, bits, bool(signed), out.view(np.uint8))
     return out
 

@@ -10,7 +10,7 @@ from ..core.granularity import as_granularity
 from ..runtime import device
 from ..runtime.fpenv import ieee_default
 from . import blocks
-from .linear import check_static_params, dequantize_codes, pack_codes, unpack_codes
+from .linear import check_static_params, dequantize_codes, packed_codes, unpacked_codes
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class QTensor:
         scale, zero_point = check_static_params(scale, zero_point, dtype, codes.shape,
                                                 granularity, qmin, qmax)
         codes = np.require(codes.astype(code_dtype, copy=False), requirements="C")
-        data = pack_codes(codes, bits) if bits < 8 else codes
+        data = packed_codes(codes, bits) if bits < 8 else codes
         return cls(data, dtype, scale, zero_point, codes.shape, granularity)
 
     @property
@@ -63,7 +63,7 @@ class QTensor:
         codes = INT_DTYPES[self.dtype]
         if not codes.packed:
             return self.data
-        out = unpack_codes(self.data, codes.bits, codes.qmin < 0, self.size, codes.code_dtype)
+        out = unpacked_codes(self.data, codes.bits, codes.qmin < 0, self.size, codes.code_dtype)
         return out.reshape(self.shape)
 
     @ieee_default

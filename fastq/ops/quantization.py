@@ -18,7 +18,7 @@ from ..runtime import device
 from ..runtime.fpenv import ieee_default
 from . import plans
 from .blocks import codec, is_block_format
-from .linear import (check_static_params, float32_input, grid3, lead_dims, pack_codes,
+from .linear import (check_static_params, float32_input, grid3, lead_dims, packed_codes,
                      qparams_from_range, to_float32, view3)
 from .qtensor import QParams, QTensor, to_host
 
@@ -258,7 +258,7 @@ class QuantizeCall:
     def finish_codes(self, codes):
         """The codes as a QTensor stores them: packed for 4/2 bits."""
         plan = self.plan
-        return pack_codes(codes, plan.bits) if plan.kernel_bits != plan.bits else codes
+        return packed_codes(codes, plan.bits) if plan.kernel_bits != plan.bits else codes
 
     def empty(self, dtype):
         """An output array of x's shape where the work runs (host or device)."""

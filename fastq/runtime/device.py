@@ -63,7 +63,7 @@ def to_device(a):
     return _cuda().to_device(a)
 
 
-def empty(shape, dtype):
+def device_array(shape, dtype):
     """An uninitialized C-contiguous device array."""
     dtype = np.dtype(dtype)
     fmt = formats.format_of_dtype(dtype)

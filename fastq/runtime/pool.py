@@ -6,7 +6,7 @@ the kernel zeroes the page: on a fresh large output those page faults would othe
 take longer than the kernel's own work.  ONNX Runtime's arena recycles its output
 buffers the same way this pool does.
 
-An array from ``empty`` is an ordinary C-contiguous ndarray whose ``base`` is a lease
+An array from ``host_array`` is an ordinary C-contiguous ndarray whose ``base`` is a lease
 on a pooled buffer (it does not own its data, so ``ndarray.resize`` refuses it).  The
 buffer goes back to the pool when the last view of the array is gone; the pool keeps
 at most ``POOL_BUFFERS`` free buffers and ``POOL_BYTES`` bytes, dropping the oldest.
@@ -38,7 +38,7 @@ class _Lease:
     def __del__(self):
         try:
             _free.append(self._buffer)  # (atomic; the collector may run this anywhere,
-            if _lock.acquire(blocking=False):  # even inside ``empty``: never wait here)
+            if _lock.acquire(blocking=False):  # even inside ``host_array``: never wait here)
                 try:
                     _trim()
                 finally:
@@ -47,7 +47,7 @@ class _Lease:
             pass
 
 
-def empty(shape, dtype):
+def host_array(shape, dtype):
     """``np.empty(shape, dtype)``, from the pool when it is large."""
     dtype = np.dtype(dtype)
     shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)

@@ -439,11 +439,6 @@ def decode(src, dst, params, sub_magic):
         launch(_decode_slice, _decode_parallel, src, dst, (src, dst, params, sub_magic))
 
 
-def empty(shape, dtype):
-    """An array for intermediate results (the CUDA twin allocates on the device)."""
-    return np.empty(shape, dtype)
-
-
 @njit(cache=True)
 def _widen_slice(src, dst, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (no denormals-are-zero)

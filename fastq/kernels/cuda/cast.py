@@ -201,11 +201,6 @@ def decode(src, dst, params, sub_magic):
                                     sub_step)
 
 
-def empty(shape, dtype):
-    """A device array for intermediate results (``np.empty`` on the CPU)."""
-    return device.empty(shape, dtype)
-
-
 def copyto(dst, src):
     """``np.copyto`` for 1-D contiguous device arrays: a copy, or float32 -> float64."""
     if src.size == 0:

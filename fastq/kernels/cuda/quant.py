@@ -167,7 +167,7 @@ def quantize(x3, blocks, scale3, zero3, qmin, qmax, bits, out, nan_free=False):
     then ``fastq.kernels.cuda.pack.pack_into`` (two kernels, same bytes)."""
     if bits >= 8:
         return _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, out)
-    codes = device.empty(x3.shape, np.int8 if qmin < 0 else np.uint8)
+    codes = device.device_array(x3.shape, np.int8 if qmin < 0 else np.uint8)
     nan = _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, False, codes)
     pack_into(codes.reshape(codes.size), bits, out)
     return nan

@@ -47,7 +47,7 @@ class TensorCall:
 
     def __call__(self, x, scale, zero):
         """``scale`` a float (rounded to float32 by the kernel), ``zero`` an int."""
-        raw = pool.empty(self.nbytes + LINE, np.uint8)  # (the output, placed by the kernel)
+        raw = pool.host_array(self.nbytes + LINE, np.uint8)  # (the output, placed by the kernel)
         scratch = self.no_scratch if self.bits >= 8 else \
             code_scratch(self.nchunks, self.bits, self.qmin)
         flags, s, skip = quantize_tensor(x.reshape(x.size), float(scale), float(zero),
