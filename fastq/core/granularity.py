@@ -88,12 +88,13 @@ class PerBlock(Granularity):
 
 
 def as_granularity(granularity):
-    """Accept ``"tensor"``, ``None`` or a Granularity instance."""
+    """Accept ``"tensor"``, ``None`` or a Granularity instance (ValueError otherwise: the
+    argument is of the right kind, a granularity, but not one fastq has)."""
     if granularity is None or granularity == "tensor":
         return PerTensor()
     if isinstance(granularity, Granularity):
         return granularity
-    raise TypeError("granularity must be 'tensor', fq.PerTensor(), fq.PerChannel(axis), "
+    raise ValueError("granularity must be 'tensor', fq.PerTensor(), fq.PerChannel(axis), "
                     f"fq.PerGroup(size, axis) or fq.PerBlock(shape), got {granularity!r}")
 
 

@@ -167,10 +167,7 @@ class QuantizeCall:
         nan_policy = checks.check_choice(nan_policy, "nan_policy", NAN_POLICIES)
         narrow_range = checks.check_bool(narrow_range, "narrow_range")
         qmin = -qmax if narrow_range and qmin < 0 else qmin
-        try:
-            granularity = as_granularity(granularity)
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
+        granularity = as_granularity(granularity)
         on_host, ready = True, True
         if backend.on_gpu:  # float32, C-contiguous, on the device (host x: copied in)
             x, on_host = float32_input(x)
@@ -195,7 +192,7 @@ class QuantizeCall:
             size=math.prod(shape), blocks=blocks, param_shape=param_shape,
             tensor_call=tensor_call, grid=tuple(-(-n // max(b, 1)) for n, b in zip(shape, blocks)),
             view=view3(shape[lead:], blocks[lead:]), lead=lead,
-            kernel_bits=8 if lead else bits), x
+            kernel_bits=8 if lead and bits < 8 else bits), x
 
     def pieces(self):
         """``(x3, blocks3, rows, part)`` to run the kernels on: the whole input in its

@@ -10,6 +10,7 @@ calling thread right before each parallel region.
 import threading
 
 import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -32,8 +33,9 @@ def set_num_threads(n):
     if n is None:
         _num_threads = None
         return
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
+    n = int(n)
     limit = numba.config.NUMBA_NUM_THREADS
     if not 1 <= n <= limit:
         raise ValueError(f"n must be between 1 and {limit}, got {n}")
