@@ -36,7 +36,7 @@ from .word import (FP_NEAREST_EVEN, FP_TOWARD_ZERO, add, as_bits, as_float, band
 U64 = np.uint64
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lowbias32(x):
     """Chris Wellons' lowbias32 integer hash of a uint32 (a bijection, bias ~0.17)."""
     x = bxor(x, shr(x, np.uint32(16)))
@@ -46,7 +46,7 @@ def lowbias32(x):
     return bxor(x, shr(x, np.uint32(16)))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def stream_keys(key, hi):
     """The two 32-bit keys of the random stream for indices whose top 32 bits are ``hi``."""
     k1 = lowbias32(bxor(np.uint32(key & U64(0xFFFFFFFF)),
@@ -54,7 +54,7 @@ def stream_keys(key, hi):
     return k1, lowbias32(add(k1, np.uint32(0x9E3779B9)))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, rne, with_sub):
     """The code of the finite magnitude bits ``a`` (sign not included)."""
     bias = add(half_m1, band(shr(a, s), like(s, 1))) if rne else like(s, 0)
@@ -66,7 +66,7 @@ def _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, rne, with_sub
     return code
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _encode_blocks(src_u, dst, p, sub_scale, rne, with_sub, buf, stream):
     s, half_m1, rebias = p[F.E_SHIFT], p[F.E_HALF_M1], p[F.E_REBIAS]
     ovf_code, norm_min = p[F.E_OVF_CODE], p[F.E_NORM_MIN]
@@ -90,7 +90,7 @@ def _encode_blocks(src_u, dst, p, sub_scale, rne, with_sub, buf, stream):
             stream_out(out_b, dst_b)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _encode_slice(src_u, dst, p, sub_scale, rne, stream):
     # Two loops from one body (``with_sub`` a constant in each): where the target's
     # subnormals are the source's own (bfloat16 from float32, ``norm_min == 0``) the
@@ -105,7 +105,7 @@ def _encode_slice(src_u, dst, p, sub_scale, rne, stream):
     swap_fp_control(saved)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _encode_native16_slice(src_f, src_u, dst, p, control, stream):
     """float32/float64 -> IEEE float16 by the conversion instruction, rounded once as the
     control word says (half to even, or toward zero, which is truncation: a finite
@@ -139,7 +139,7 @@ def _encode_native16_slice(src_f, src_u, dst, p, control, stream):
     swap_fp_control(saved)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _encode_via32_slice(src_f, src_u, dst, p64, p32, rne, stream):
     """float64 -> a format no wider than float32 in range whose subnormals are float32's
     (bfloat16), by the conversion instruction toward zero with the inexact bit ORed in
@@ -175,7 +175,7 @@ def _encode_via32_slice(src_f, src_u, dst, p64, p32, rne, stream):
     swap_fp_control(saved)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _encode_specials(src_b, dst_b, p):
     """Rewrite the codes of the infs and NaNs of a block."""
     inf_bits, nan_base, nan_mask = p[F.E_INF_BITS], p[F.E_NAN_BASE], p[F.E_NAN_MASK]
@@ -189,7 +189,7 @@ def _encode_specials(src_b, dst_b, p):
         dst_b[i] = code if a >= inf_bits else dst_b[i]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _random_word(a, counter, k1, k2):
     """The W-bit random word (W: ``a``'s width) of the element with this counter."""
     r = like(a, lowbias32(bxor(counter, k1)))
@@ -198,7 +198,7 @@ def _random_word(a, counter, k1, k2):
     return r
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _stochastic_blocks(src_u, dst, p, key, offset, with_sub, buf, stream):
     s, rebias, norm_min = p[F.E_SHIFT], p[F.E_REBIAS], p[F.E_NORM_MIN]
     norm_exp, mant_bits = p[F.E_NORM_EXP], p[F.E_MANT_BITS]
@@ -243,7 +243,7 @@ def _stochastic_blocks(src_u, dst, p, key, offset, with_sub, buf, stream):
             stream_out(out_b, dst_b)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _encode_stochastic_slice(src_u, dst, p, key, offset, stream):
     wide_vectors()  # (the hash is most of the work)
     buf = local_block(dst, BLOCK)
@@ -254,7 +254,7 @@ def _encode_stochastic_slice(src_u, dst, p, key, offset, stream):
     finish_stream(stream)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _decode_blocks(src, dst, p, sub_magic, with_sub, buf, stream):
     shift, rebias, sub_lim = p[F.D_SHIFT], p[F.D_REBIAS], p[F.D_SUB_LIM]
     one_exp = p[F.D_ONE_EXP]
@@ -280,7 +280,7 @@ def _decode_blocks(src, dst, p, sub_magic, with_sub, buf, stream):
             stream_out(out_b, dst_b)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _decode_slice(src, dst, p, sub_magic, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (exact, if not flushed to 0)
     buf = local_block(dst, BLOCK)
@@ -292,7 +292,7 @@ def _decode_slice(src, dst, p, sub_magic, stream):
     swap_fp_control(saved)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _decode_native16_slice(src, dst, p, stream):
     """float16 -> float32 bits by the conversion instruction; inf and NaN as NumPy."""
     special_min = p[F.D_SPECIAL_MIN]
@@ -314,7 +314,7 @@ def _decode_native16_slice(src, dst, p, stream):
     finish_stream(stream)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _decode_specials(src_b, dst_b, p):
     """Rewrite the infs and NaNs of a block as NumPy widens them: the payload shifted up,
     a signaling NaN kept signaling (the instruction would quiet it)."""
@@ -327,21 +327,21 @@ def _decode_specials(src_b, dst_b, p):
         dst_b[i] = special if a >= special_min else dst_b[i]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _decode_native16_parallel(src, dst, p, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src.size, c, nchunks)
         _decode_native16_slice(src[start:stop], dst[start:stop], p, stream)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _encode_parallel(src_u, dst, p, sub_scale, rne, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src_u.size, c, nchunks)
         _encode_slice(src_u[start:stop], dst[start:stop], p, sub_scale, rne, stream)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _encode_native16_parallel(src_f, src_u, dst, p, control, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src_f.size, c, nchunks)
@@ -349,7 +349,7 @@ def _encode_native16_parallel(src_f, src_u, dst, p, control, nchunks, stream):
                                control, stream)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _encode_via32_parallel(src_f, src_u, dst, p64, p32, rne, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src_f.size, c, nchunks)
@@ -357,7 +357,7 @@ def _encode_via32_parallel(src_f, src_u, dst, p64, p32, rne, nchunks, stream):
                             rne, stream)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _encode_stochastic_parallel(src_u, dst, p, key, offset, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src_u.size, c, nchunks)
@@ -365,7 +365,7 @@ def _encode_stochastic_parallel(src_u, dst, p, key, offset, nchunks, stream):
                                  stream)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _decode_parallel(src, dst, p, sub_magic, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src.size, c, nchunks)
@@ -439,7 +439,7 @@ def decode(src, dst, params, sub_magic):
         launch(_decode_slice, _decode_parallel, src, dst, (src, dst, params, sub_magic))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _widen_slice(src, dst, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (no denormals-are-zero)
     buf = local_block(dst, BLOCK)
@@ -455,7 +455,7 @@ def _widen_slice(src, dst, stream):
     swap_fp_control(saved)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _widen_parallel(src, dst, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(src.size, c, nchunks)

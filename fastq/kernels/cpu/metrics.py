@@ -17,7 +17,7 @@ from .parallel import chunk_bounds
 from .word import FP_NEAREST_EVEN, as_bits, as_float, swap_fp_control
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def error_sums(x, x_hat, out):
     """Write the six statistics of the 1-D ``x``, ``x_hat`` (same size) into ``out``.
 
@@ -61,7 +61,7 @@ def error_sums(x, x_hat, out):
     swap_fp_control(saved)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _error_sums_parallel(x, x_hat, partial, nchunks):
     for c in prange(nchunks):
         start, stop = chunk_bounds(x.size, c, nchunks)

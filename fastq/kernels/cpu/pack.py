@@ -22,7 +22,7 @@ from .word import band, bor, bxor, shl, shr, sub
 U8 = np.uint8
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _pack_full(codes, bits, out):
     """Fill every byte of ``out`` from ``out.size * (8 // bits)`` codes (bits 4 or 2)."""
     mask = U8((1 << bits) - 1)
@@ -39,7 +39,7 @@ def _pack_full(codes, bits, out):
             out[j] = bor(b, shl(U8(codes[4 * j + 3]), U8(6)))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def pack_codes(codes, bits, out):
     """Pack the 1-D ``codes`` (int8/uint8, in range) into ``out`` (uint8, ceil(n*bits/8)).
 
@@ -58,7 +58,7 @@ def pack_codes(codes, bits, out):
         out[full] = b
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def pack_at(codes, start, bits, out):
     """Pack ``codes``, the codes of flat indices ``start, start + 1, ...``, into ``out``.
 
@@ -77,7 +77,7 @@ def pack_at(codes, start, bits, out):
     pack_codes(codes[head:], bits, out[(start + head) >> lg:])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _unpack_full(packed, bits, half, out):
     """Expand every byte of ``packed`` into ``8 // bits`` codes of ``out`` (uint8 view)."""
     mask = U8((1 << bits) - 1)
@@ -95,7 +95,7 @@ def _unpack_full(packed, bits, half, out):
             out[4 * j + 3] = sub(bxor(shr(b, U8(6)), half), half)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def unpack_codes(packed, bits, signed, out):
     """Unpack ``out.size`` codes from the 1-D uint8 ``packed`` into ``out`` (uint8 view).
 
@@ -115,7 +115,7 @@ def unpack_codes(packed, bits, signed, out):
             out[full * per + k] = sub(bxor(band(shr(b, U8(k * bits)), mask), half), half)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _pack_parallel(codes, bits, out, nchunks):
     per = 8 // bits
     for c in prange(nchunks):
@@ -123,7 +123,7 @@ def _pack_parallel(codes, bits, out, nchunks):
         _pack_full(codes[start * per:stop * per], bits, out[start:stop])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _unpack_parallel(packed, bits, half, out, nchunks):
     per = 8 // bits
     for c in prange(nchunks):

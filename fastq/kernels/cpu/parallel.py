@@ -8,7 +8,7 @@ from ...runtime.threads import parallel_region
 AHEAD = 4 * BLOCK  # how far ahead of a row loop to prefetch, in elements (8 KB of float32)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def chunk_bounds(n, c, nchunks):
     """Start and stop of chunk ``c`` of ``nchunks`` over ``n`` elements."""
     step = (n + nchunks - 1) // nchunks

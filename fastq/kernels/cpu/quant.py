@@ -42,7 +42,7 @@ from .linear.tensor import TensorCall  # noqa: F401  (static per tensor: see fas
 from .linear.tensor import NO, ONE, code_ends, line_lead, tensor_chunks, tensor_rows
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _dequantize_rows(c3, bp, bk, bq, scale3, zero3, r0, r1, out3, stream):
     """``(q - z) * s`` for rows ``r0..r1``, in pieces as ``quantize_rows``."""
     c3, scale3, zero3, out3 = unmanaged(c3), unmanaged(scale3), unmanaged(zero3), \
@@ -82,7 +82,7 @@ def _dequantize_rows(c3, bp, bk, bq, scale3, zero3, r0, r1, out3, stream):
     swap_fp_control(saved)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _dequantize_parallel(c3, bp, bk, bq, scale3, zero3, out3, nchunks, stream):
     rows = c3.shape[0] * c3.shape[1]
     for c in prange(nchunks):
@@ -223,7 +223,7 @@ def _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, igno
             max(1, min(x3.shape[1] // 4, 4 * get_num_threads())), symmetric, ignore)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _quantize_channels_parallel(x3, scale3, zero3, qmin, qmax, out3, bits, align, scratch,
                                 packed, nsplit, symmetric, ignore):
     """The column ranges of the rows of ``x3`` (shape ``(1, K, Q)``) in ``nsplit``
@@ -262,7 +262,7 @@ def _quantize_tensor(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore
             scratch, streams(x3, out), symmetric, ignore)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _quantize_tensor_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch,
                               stream, symmetric, ignore):
     """The range of the flat ``x`` (its rows in ``nchunks`` parts, the rest here), its

@@ -129,7 +129,7 @@ def prefetch(typingctx, a, i):
     return None
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def prefetch_span(a, start, n):
     """Prefetch ``a[start:start + n]`` (clipped to ``a``), one call per 64-byte line."""
     step = max(64 // a.itemsize, 1)
@@ -137,7 +137,7 @@ def prefetch_span(a, start, n):
         prefetch(a, j)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def prefetch_ahead(a, start, block):
     """Prefetch ``a[start + 4 * block : start + 5 * block]``: the block 4 blocks ahead."""
     prefetch_span(a, start + 4 * block, block)
@@ -280,7 +280,7 @@ def store_fence(typingctx):
     return types.none(), codegen
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def stream_out(dst, block):
     """``dst[:] = block``: whole 64-byte lines of ``dst`` by non-temporal stores, the
     partial lines at either end by plain ones."""
@@ -297,7 +297,7 @@ def stream_out(dst, block):
         dst[j] = block[j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def finish_stream(stream):
     """End a kernel that may have streamed (``stream_out``): fence its stores."""
     if stream:

@@ -24,8 +24,8 @@ from numba import cuda
 
 from ...runtime import device
 from . import launch2
-from .casting import _rint
-from .packing import pack_into
+from .cast import _rint
+from .pack import pack_into
 
 U64 = np.uint64
 KEY_POS_INF = 0xFF800000  # order key of +inf; NaN keys lie beyond the keys of ±inf

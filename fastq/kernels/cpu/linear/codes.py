@@ -19,7 +19,7 @@ NAN_BIT = 1 << 28
 
 # error_model="numpy": IEEE division (scales are validated > 0); Numba's default checks
 # every float division for a zero divisor, which stops a per-column loop vectorizing.
-@njit(cache=True, error_model="numpy", inline="always")  # (in big kernels LLVM may not)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")  # (in big kernels LLVM may not)
 def code(v, s, z, qmin, qmax):
     """``clip(rint(v / s) + z, qmin, qmax)`` as float32 (true division); NaN stays NaN."""
     q = np.rint(v / s) + z
@@ -27,7 +27,7 @@ def code(v, s, z, qmin, qmax):
     return qmax if q > qmax else q
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def code_bits(v, s, lo, hi):
     """An int32 whose low 16 bits are ``rint(clip(v / s, lo, hi))`` (``lo``, ``hi``
     integers within 2**16 of 0): the float32 sum ``a + 1.5 * 2**23`` rounds ``a`` half to
@@ -43,7 +43,7 @@ def code_bits(v, s, lo, hi):
     return np.float32(a + np.float32(12582912.0)).view(np.int32)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def code_piece(xs, ss, zs, s, z, per_column, qmin, qmax, fake, out, check):
     """Codes (or with ``fake`` the dequantized values) of ``xs`` into ``out``; parameters
     ``ss[j], zs[j]`` per column, else ``s, z``.  With ``check``, returns whether it met a
@@ -78,7 +78,7 @@ def code_piece(xs, ss, zs, s, z, per_column, qmin, qmax, fake, out, check):
     return nan
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def patch_nan(xs, ss, zs, s, z, per_column, fake, out):
     """Code each NaN of ``xs`` as the zero point (``fake``: its value, 0)."""
     for j in range(xs.size):
@@ -90,7 +90,7 @@ def patch_nan(xs, ss, zs, s, z, per_column, fake, out):
                 out[j] = np.int32(zj)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def code_rows4(xs4, ss, zs, qmin, qmax, fake, outs4, check):
     """``code_piece`` of four rows (tuples of pieces) under the same per-column
     parameters, which are loaded once for the four."""
@@ -113,7 +113,7 @@ def code_rows4(xs4, ss, zs, qmin, qmax, fake, outs4, check):
     return nan
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def code_scaled(xs, ss, zs, qmin, qmax, fake, out, check):
     """``code_piece`` with a scale per column and every zero point 0 (signed symmetric),
     which then need not be loaded: one row at a time runs as fast as per tensor, while
@@ -134,7 +134,7 @@ def code_scaled(xs, ss, zs, qmin, qmax, fake, out, check):
     return nan
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def code_rows(xs4, ss, zs, qmin, qmax, fake, outs4, check, four, zero_free):
     """Four rows (``code_rows4``) or the first one (``code_scaled`` where every zero
     point is 0, else ``code_piece``)."""

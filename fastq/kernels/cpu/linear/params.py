@@ -11,7 +11,7 @@ from ..word import FP_NEAREST_EVEN, swap_fp_control
 from .ranges import NO_SIGNED, column_max, finite_range, max_groups, maxima_range
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def block_params(rows, scale, zero, symmetric, ignore, qmin, qmax):
     """Per column of ``rows`` (one block row): the range of its finite values and 0, its
     scale and zero point (``scale_zero``) into ``scale``, ``zero``; returns flags ``NAN``: a
@@ -25,7 +25,7 @@ def block_params(rows, scale, zero, symmetric, ignore, qmin, qmax):
                          zero, symmetric, ignore, qmin, qmax)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def column_params(rows, umax, smax, scale, zero, symmetric, ignore, qmin, qmax):
     """Per column ``j`` of ``rows``: its range from the partial maxima ``umax[:, j]``,
     ``smax[:, j]`` of its bits (``fastq.kernels.cpu.linear.ranges``), then its scale and
@@ -45,7 +45,7 @@ def column_params(rows, umax, smax, scale, zero, symmetric, ignore, qmin, qmax):
     return flags
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def scale_zero(lo, hi, symmetric, qmin, qmax):
     """Scale and zero point (float32, the zero point integral) of the range
     ``[lo, hi]``: see ``fastq.ops.linear.qparams_from_range`` for the formula (its
@@ -65,7 +65,7 @@ def scale_zero(lo, hi, symmetric, qmin, qmax):
     return scale, qmax if zero > qmax else zero
 
 
-@njit(cache=True, inline="always")  # (inlined: its loops run in the caller's parallel region)
+@njit(cache=True, nogil=True, inline="always")  # (inlined: its loops run in the caller's parallel region)
 def tensor_range(head, tail, nchunks, ignore):
     """``(flags, lo, hi)`` of the float32 values ``head`` (in ``nchunks`` parts, on the
     threads) and ``tail``, as ``fastq.kernels.cpu.linear.ranges.row_range`` for one row."""
@@ -87,7 +87,7 @@ def tensor_range(head, tail, nchunks, ignore):
     return flags, lo, hi
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def range_params(rmin, rmax, symmetric, qmin, qmax, scale, zero):
     """``scale_zero`` of each range ``[rmin[i], rmax[i]]`` (flat float32 arrays) into
     ``scale[i]``, ``zero[i]``: the parameters of ranges computed in a separate pass."""

@@ -35,7 +35,7 @@ NO_SIGNED = -(1 << 31)  # start of a signed maximum (the bits of -0.0, below any
 REDUCE_PIECE = 8 * BLOCK
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _max_items(u3, bp, bk, bq, w0, w1, umax, smax):
     """Unsigned and signed maxima of the bits of work items ``w0..w1``; item
     ``w = (split, pb, kb)`` is part ``split`` of the rows of block ``(pb, kb)``, into
@@ -74,7 +74,7 @@ def _max_items(u3, bp, bk, bq, w0, w1, umax, smax):
                 pb, sp = 0, sp + 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _span_max(us, um, sm):
     """``um, sm`` raised to the unsigned and signed maxima of the bits ``us``."""
     for j in range(us.size):
@@ -83,7 +83,7 @@ def _span_max(us, um, sm):
     return um, sm
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def column_max(rows, k0, k1, ublock, sblock):
     """Raise the per-column maxima ``ublock``, ``sblock`` over rows ``k0..k1`` of
     ``rows``, four rows at a time: the accumulators are loaded and stored once per four
@@ -104,7 +104,7 @@ def column_max(rows, k0, k1, ublock, sblock):
             sblock[j] = max(sblock[j], np.int32(a[j]))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def row_range(row, ignore):
     """``(flags, lo, hi)`` of one contiguous float32 row: ``min(x, 0)`` and ``max(x, 0)``
     over its finite values; flags ``NAN``: a NaN met, ``INF``: an inf met (then the range comes from
@@ -119,7 +119,7 @@ def row_range(row, ignore):
     return flags, lo, hi
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def maxima_range(um, sm):
     """``(flags, lo, hi)`` from the unsigned and signed maxima of some float32 bits:
     ``min(x, 0)``, ``max(x, 0)``; flags ``NAN``: a NaN among them, ``INF``: an inf (lo, hi
@@ -133,7 +133,7 @@ def maxima_range(um, sm):
     return flags, lo, hi
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def finite_range(values):
     """``min(x, 0)`` and ``max(x, 0)`` over the finite values of a 1-D array, exactly
     (the slow path, for ranges that hold a NaN or an inf)."""
@@ -144,7 +144,7 @@ def finite_range(values):
     return lo, hi
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def max_groups(u, G, g0, g1, umax, smax):
     """Maxima of the groups ``g0..g1`` of ``G`` consecutive elements of the flat ``u``
     (a view whose every row is one group: blocks ``(1, 1, Q)``; per tensor, one group)."""
@@ -159,7 +159,7 @@ def max_groups(u, G, g0, g1, umax, smax):
         umax[g], smax[g] = um, sm
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _max_groups_parallel(u, G, umax, smax):
     n = umax.size
     nchunks = min(n, 64)
@@ -167,7 +167,7 @@ def _max_groups_parallel(u, G, umax, smax):
         max_groups(u, G, c * n // nchunks, (c + 1) * n // nchunks, umax, smax)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _max_parallel(u3, bp, bk, bq, umax, smax):
     """The work items of ``_max_items`` in at most 64 runs: ``umax[split]`` are partials,
     so blocks of many rows (a range per column) spread over the threads too."""
@@ -178,7 +178,7 @@ def _max_parallel(u3, bp, bk, bq, umax, smax):
                    umax, smax)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _finite_rows(x3, bp, bk, bq, out_min, out_max):
     """Exact float min/max of the finite values (slow path: only with NaN/inf present)."""
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (subnormals are not zero)

@@ -24,7 +24,7 @@ def code_scratch(nchunks, bits, qmin):
     return np.empty((nchunks, n) if nchunks else n, np.int8 if qmin < 0 else np.uint8)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1, out3, bits, base,
                       scratch, packed, check, fused, symmetric, ignore, zero_free):
     """``quantize_rows`` where each column has its own parameters (blocks
@@ -89,7 +89,7 @@ def quantize_columns(x3, bp, bk, scale3, zero3, qmin, qmax, r0, r1, out3, bits, 
     return flags | (NAN if nan else 0)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits, base,
                    scratch, packed, stream, check, fused, symmetric, ignore):
     """Quantize rows ``r0..r1`` of the view; returns flags (``fastq.core.flags``): ``NAN`` a NaN met, ``INF`` an inf met.
@@ -162,7 +162,7 @@ def quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
     return flags
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def quantize_rows_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, out3, bits, base,
                        align, scratch, packed, stream, check, fused, symmetric, ignore):
     """Chunks of rows, each starting on a multiple of ``align`` rows (a byte boundary of
@@ -177,7 +177,7 @@ def quantize_rows_parallel(x3, bp, bk, bq, scale3, zero3, qmin, qmax, out3, bits
     return or_all(flags)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def quantize_columns_parallel(x3, bp, bk, scale3, zero3, qmin, qmax, out3, bits, base,
                                align, scratch, packed, check, fused, symmetric, ignore,
                                zero_free):
@@ -193,7 +193,7 @@ def quantize_columns_parallel(x3, bp, bk, scale3, zero3, qmin, qmax, out3, bits,
     return or_all(flags)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def or_all(flags):
     """The flags of every chunk in one (here, not by a NumPy call after the kernel)."""
     every = 0
@@ -202,7 +202,7 @@ def or_all(flags):
     return every
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def chunk_rows(rows, c, nchunks, align):
     """Rows ``r0..r1`` of chunk ``c``: starts on multiples of ``align`` rows."""
     r0 = c * rows // nchunks // align * align

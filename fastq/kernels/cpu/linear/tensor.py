@@ -62,7 +62,7 @@ def tensor_chunks(size):
     return min(size // ROW, MAX_CHUNKS) if size >= SERIAL_BELOW else 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def tensor_rows(x, codes, lead, bits):
     """``(end, x3, codes3)``: the flat ``x`` as rows of ``ROW`` elements from ``lead``
     (``line_lead``) to ``end``, and their codes (``codes`` flat; for ``bits`` < 8
@@ -73,7 +73,7 @@ def tensor_rows(x, codes, lead, bits):
     return end, x[lead:end].reshape(1, rows, ROW), codes3
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def line_lead(x, bits):
     """How many elements of the flat float32 ``x`` come before its first 64-byte line:
     0 if x is not 4-byte aligned, or for ``bits`` < 8 if they would not fill whole
@@ -83,7 +83,7 @@ def line_lead(x, bits):
     return 0 if misaligned % 4 or (bits < 8 and lead % (8 // bits)) else lead
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def quantize_tensor(x, scale, zero, qmin, qmax, raw, like, bits, scratch, stream, nthreads):
     """Static per-tensor quantization of the flat ``x``: the scale rounded to float32
     here, in the default rounding mode; rows from x's first 64-byte line on
@@ -122,7 +122,7 @@ def quantize_tensor(x, scale, zero, qmin, qmax, raw, like, bits, scratch, stream
     return flags, s.view(np.uint32), skip
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scratch, packed,
               check, symmetric, ignore):
     """The codes of the elements of the flat ``x`` before ``lead`` and from ``end`` on
