@@ -105,4 +105,5 @@ def test_package_exports_exactly_the_public_names():
     import fastq
     assert sorted(fastq.__all__) == sorted(n for n in vars(fastq) if not n.startswith("_")
                                            and n not in ("core", "runtime", "kernels",
-                                                         "backend", "ops", "cli"))
+                                                         "backend", "ops", "cli", "calibration",
+                                                         "io", "dask", "integrations"))

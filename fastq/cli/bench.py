@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 
+from .bench_cases import family_cases
+
 
 def _peers():
     peers = {}
@@ -105,6 +107,7 @@ def cases(n):
     out.append(("cast fp16->fp32", 6 * n, row))
     out.extend(_quant_cases(fq, x.reshape(-1, 4096) if n % 4096 == 0 else x.reshape(1, -1),
                             peers))
+    out.extend(family_cases(x, peers))
     return out
 
 
