@@ -10,6 +10,10 @@ from ..runtime import device
 from ..runtime.fpenv import ieee_default
 
 ROUNDINGS = {"truncate": 0, "nearest_even": 1, "stochastic": 2}
+# Validated deterministic casts of native host arrays, by (source dtype, target name,
+# rounding, saturate): a repeated call skips the checks and the planning.
+MAX_PLANS = 256
+_plans = {}
 
 
 @ieee_default
@@ -59,10 +63,20 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     as ml_dtypes 0.7 does (older ml_dtypes rounded twice, through float32).  Decoding is
     exact.
     """
+    if type(x) is np.ndarray and out is None and backend == "auto" and seed is None:
+        # a repeated cast of a host array: its plan is cached (the small-call path)
+        plan = _plans.get((x.dtype, to, rounding, saturate)) if type(to) is str else None
+        if plan is not None and x.flags.c_contiguous:
+            result = CPU.empty(x.shape, plan.dst.dtype)
+            run_cast(plan, x.reshape(-1), result.reshape(-1), CPU)
+            return result
     if select(backend, x, out).on_gpu:
         return _cast_cuda(x, to, rounding, seed, saturate, out)
     x = checks.as_float_array(x)
     plan = plan_cast(x.dtype, to, rounding, seed, saturate)
+    if seed is None and plan.rounding != ROUNDINGS["stochastic"] and x.dtype.isnative and \
+            type(to) is str and len(_plans) < MAX_PLANS:
+        _plans[(x.dtype, to, rounding, saturate)] = plan
     out = checks.check_out(out, x.shape, plan.dst.dtype)
     result = out if out is not None and checks.direct_target(out, x) else \
         CPU.empty(x.shape, plan.dst.dtype)
