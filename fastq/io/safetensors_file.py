@@ -95,7 +95,9 @@ class SafetensorsFile:
         """The tensor ``name`` as a read-only view of the mapped file (no copy)."""
         e = self.entries[name]
         if e.end == e.begin:
-            return np.zeros(e.shape, e.dtype)
+            empty = np.zeros(e.shape, e.dtype)
+            empty.flags.writeable = False  # like the mapped views
+            return empty
         if self._map is None:
             self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
         raw = self._map[self.data_start + e.begin:self.data_start + e.end]
