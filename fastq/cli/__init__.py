@@ -32,6 +32,9 @@ def parser():
     b.add_argument("--only", help="run the operations whose name contains this")
     b.add_argument("--markdown", action="store_true")
     b.set_defaults(run=_bench)
+    from . import inspect, quantize, sample_model
+    for command in (sample_model, quantize, inspect):
+        command.register(sub)
     return p
 
 
@@ -39,7 +42,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:
         print(f"fastq {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

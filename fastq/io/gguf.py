@@ -93,18 +93,18 @@ def write(path, tensors, metadata=None):
             raise ValueError(f"GGUF tensor names are 1 to {MAX_NAME} bytes, got {name!r}")
         kind = ggml_type(value, name)
         data, shape = _payload(value, kind, name)
-        plan.append((name, kind, shape, data.nbytes))
+        plan.append((name, value, kind, shape, data.nbytes))
     with atomic_output(path) as tmp:
         writer = gguf.GGUFWriter(tmp, ARCHITECTURE)
         for key, value in (metadata or {}).items():
             writer.add_string(str(key), str(value))
-        for name, kind, shape, nbytes in plan:
+        for name, _, kind, shape, nbytes in plan:
             writer.add_tensor_info(name, shape, np.dtype(np.float32), nbytes, raw_dtype=kind)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for name, kind, _, _ in plan:
-            writer.write_tensor_data(_payload(tensors[name], kind, name)[0])
+        for name, value, kind, _, _ in plan:  # (a mapped input is read here, in turn)
+            writer.write_tensor_data(_payload(value, kind, name)[0])
         writer.close()
 
 
