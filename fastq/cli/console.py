@@ -1,4 +1,5 @@
 """What the command line prints: aligned tables, byte sizes and a progress display."""
+import shutil
 import sys
 
 
@@ -37,34 +38,42 @@ def human_bytes(n):
 
 
 class Progress:
-    """Progress over ``total`` steps: a tqdm bar when stdout is a terminal and tqdm is
+    """Progress over steps: a tqdm bar when stdout is a terminal and tqdm is
     installed, else a one-line counter rewritten in place on a terminal; nothing when
     stdout is not a terminal (a pipe or a file gets the report alone)."""
 
-    def __init__(self, total, description, stream=None):
+    def __init__(self, description, stream=None):
         self.stream = stream or sys.stderr
-        self.total, self.description = total, description
+        self.description = description
         self.on_terminal = sys.stdout.isatty()
         self._bar = None
-        if self.on_terminal:
-            try:
-                from tqdm import tqdm
-                self._bar = tqdm(total=total or None, desc=description, unit="tensor",
-                                 file=self.stream, leave=False)
-            except ImportError:
-                pass
+        self._shown = False
 
     def __call__(self, done, total, name):
+        """Show that ``done`` of ``total`` steps are done, the last one ``name``."""
+        if not self.on_terminal:
+            return
+        if not self._shown:  # the bar starts with the first step, when the total is known
+            self._shown = True
+            try:
+                from tqdm import tqdm
+                # a terminal that reports 0 x 0 (a bare pty) makes tqdm hide its bar:
+                # shutil's size falls back to 80 x 24 there
+                size = shutil.get_terminal_size()
+                self._bar = tqdm(total=total, desc=self.description, unit="tensor",
+                                 file=self.stream, leave=False, mininterval=0,
+                                 ncols=size.columns, nrows=size.lines)
+            except ImportError:
+                pass
         if self._bar is not None:
-            self._bar.total = total
             self._bar.set_postfix_str(name[-40:], refresh=False)
             self._bar.update(done - self._bar.n)
-        elif self.on_terminal:
+        else:
             self.stream.write(f"\r{self.description}: {done}/{total} {name[-40:]:<40}")
             self.stream.flush()
 
     def close(self):
         if self._bar is not None:
             self._bar.close()
-        elif self.on_terminal:
+        elif self._shown:
             self.stream.write("\n")

@@ -39,7 +39,7 @@ def run(args):
                                   include=args.include, exclude=args.exclude,
                                   min_elements=args.min_elements)
     else:
-        progress = Progress(0, f"quantize {args.recipe}")
+        progress = Progress(f"quantize {args.recipe}")
         try:
             rows = quantize_file(args.input, args.output, args.recipe, quantize_model(),
                                  include=args.include, exclude=args.exclude,
