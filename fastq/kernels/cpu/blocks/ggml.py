@@ -117,13 +117,14 @@ def _abs_max(x, i0):
 
 @njit(cache=True, nogil=True, inline="always")
 def _min_max(x, i0):
-    """``min`` and ``max`` of ``x[i0:i0+32]``, the first of equal ones (C's ``v < min``)."""
+    """``min`` and ``max`` of ``x[i0:i0+32]``; of equal ones (+0 and -0) the last, as
+    NumPy's ``min``/``max`` reductions give them (C's ``v < min`` keeps the first)."""
     lo, hi = np.float32(3.4028234663852886e38), np.float32(-3.4028234663852886e38)
     for j in range(32):
         v = x[i0 + j]
-        if v < lo:
+        if v <= lo:
             lo = v
-        if v > hi:
+        if v >= hi:
             hi = v
     return lo, hi
 
