@@ -26,7 +26,7 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import as_bits, as_float
+from ..word import as_bits, as_float, band, bor, local_block, shl, shr, unmanaged
 
 BLOCK = 32  # elements of a block (GGML's QK4_0 etc.; the kernels spell it out)
 
@@ -74,20 +74,23 @@ def half_value(h):
 
 @njit(cache=True, nogil=True, inline="always")
 def to_byte(v):
-    """NumPy's (x86) float32 -> uint8 of a truncated value: the low byte of the int32
-    conversion, 0 where that is undefined (NaN, inf, out of range)."""
+    """NumPy's (x86) float32 -> uint8 of ``trunc(v)``: the low byte of the int32
+    conversion (which truncates), 0 where that is undefined (NaN, inf, out of range)."""
     if not (abs(v) < np.float32(2147483648.0)):
-        return 0
-    return np.int64(v) & 0xFF
+        return np.uint8(0)
+    return np.uint8(np.int32(v) & np.int32(0xFF))
 
 
 @njit(cache=True, nogil=True, inline="always")
-def round_away(v):
-    """``roundf``: half away from zero, exactly (``gguf.quants.np_roundf``)."""
+def round_away_byte(v):
+    """The low byte of ``roundf(v)`` (half away from zero, exactly as
+    ``gguf.quants.np_roundf``), 0 where the conversion is undefined."""
     a = abs(v)
-    f = np.floor(a)
-    r = f + np.float32(1.0) if a - f >= np.float32(0.5) else f
-    return -r if v < 0 else r
+    if not (a < np.float32(2147483648.0)):
+        return np.uint8(0)
+    i = np.int32(a)  # trunc = floor for a >= 0; a - i is exact
+    i += np.int32(1) if a - np.float32(i) >= np.float32(0.5) else np.int32(0)
+    return np.uint8((-i if v < 0 else i) & np.int32(0xFF))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -104,15 +107,18 @@ def get_half(data, o):
 @njit(cache=True, nogil=True, inline="always")
 def _abs_max(x, i0):
     """Bits of the largest magnitude of ``x[i0:i0+32]`` (above 0x7f800000: a NaN) and
-    the first element with it."""
+    the first element with it (NumPy's ``argmax``; both loops vectorize)."""
     top = np.uint32(0)
+    mask = np.uint32(0x7FFFFFFF)
+    for j in range(32):  # (band: 32-bit lanes; a plain & widens to 64)
+        top = max(top, band(as_bits(x[i0 + j]), mask))
+    hits = np.uint32(0)  # bit j: element j has that magnitude
     for j in range(32):
-        top = max(top, as_bits(x[i0 + j]) & np.uint32(0x7FFFFFFF))
-    first = 0
-    for j in range(31, -1, -1):
-        if as_bits(x[i0 + j]) & np.uint32(0x7FFFFFFF) == top:
-            first = j
-    return top, x[i0 + first]
+        hit = band(as_bits(x[i0 + j]), mask) == top
+        hits = bor(hits, shl(np.uint32(1) if hit else np.uint32(0), np.uint32(j)))
+    lowest = hits & (~hits + np.uint32(1))  # its lowest set bit, an exact power of 2
+    first = (as_bits(np.float32(lowest)) >> np.uint32(23)) - np.uint32(127)
+    return top, x[i0 + (first & np.uint32(31))]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -122,10 +128,8 @@ def _min_max(x, i0):
     lo, hi = np.float32(3.4028234663852886e38), np.float32(-3.4028234663852886e38)
     for j in range(32):
         v = x[i0 + j]
-        if v <= lo:
-            lo = v
-        if v >= hi:
-            hi = v
+        lo = v if v <= lo else lo
+        hi = v if v >= hi else hi
     return lo, hi
 
 
@@ -134,66 +138,108 @@ def _inverse(d):
     return np.float32(1.0) / d if d != 0 else np.float32(0.0)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _quantize_blocks(x, kind, b0, b1, out):
-    """Blocks ``b0..b1``; returns (blocks with a NaN, blocks whose scale overflows)."""
-    nbytes = block_bytes(kind)
+@njit(cache=True, nogil=True, inline="always")
+def _pack_nibbles(codes, out, q0, qh0, five):
+    """Low nibbles of ``codes[j]`` and ``codes[j + 16]`` into byte ``j`` at ``q0``; for
+    5-bit codes their fifth bits into the little-endian uint32 at ``qh0``.  (``band``
+    etc.: 8/32-bit lanes, where plain operators widen to 64.)"""
+    for j in range(16):
+        out[q0 + j] = bor(band(codes[j], np.uint8(0xF)), shl(codes[j + 16], np.uint8(4)))
+    if five:
+        qh = np.uint32(0)
+        for j in range(32):
+            qh = bor(qh, shl(np.uint32(shr(codes[j], np.uint8(4))), np.uint32(j)))
+        for k in range(4):
+            out[qh0 + k] = np.uint8(band(shr(qh, np.uint32(8 * k)), np.uint32(0xFF)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _flags(top, dh, nan, ovf):
+    """The counts after a block: a NaN, else a float16 scale that overflows."""
+    if top > 0x7F800000:
+        return nan + 1, ovf
+    return nan, ovf + ((dh & 0x7FFF) == 0x7C00)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _q8_0_blocks(x, b0, b1, out):
+    """q8_0: ``roundf(x / d)``, ``d = amax / 127``."""
+    nan = ovf = 0
+    for b in range(b0, b1):
+        i0, o = b * 32, b * 34
+        top, big = _abs_max(x, i0)
+        d = as_float(top) / np.float32(127.0)
+        dh = half_bits(d)
+        put_half(out, o, dh)
+        ident = _inverse(d)
+        for j in range(32):
+            out[o + 2 + j] = round_away_byte(x[i0 + j] * ident)
+        nan, ovf = _flags(top, dh, nan, ovf)
+    return nan, ovf
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _x_0_blocks(x, b0, b1, out, codes, five):
+    """q4_0 (q5_0 when ``five``): ``trunc(x / d + 8.5)`` (16.5), ``d = max / -8`` (-16)."""
+    nmax = np.float32(16.0) if five else np.float32(8.0)
+    cap = np.uint8(31) if five else np.uint8(15)
+    nbytes = 22 if five else 18
+    half = nmax + np.float32(0.5)
     nan = ovf = 0
     for b in range(b0, b1):
         i0, o = b * 32, b * nbytes
         top, big = _abs_max(x, i0)
-        if top > 0x7F800000:
-            nan += 1
-        if kind == 0:  # q8_0
-            d = as_float(np.uint32(top)) / np.float32(127.0)
-            dh = half_bits(d)
-            put_half(out, o, dh)
-            ident = _inverse(d)
-            for j in range(32):
-                r = round_away(x[i0 + j] * ident)
-                out[o + 2 + j] = to_byte(r)
-        elif kind == 1 or kind == 3:  # q4_0, q5_0
-            nmax = np.float32(8.0) if kind == 1 else np.float32(16.0)
-            cap = 15 if kind == 1 else 31
-            d = big / -nmax
-            dh = half_bits(d)
-            put_half(out, o, dh)
-            ident = _inverse(d)
-            half = nmax + np.float32(0.5)
-            q0 = o + (2 if kind == 1 else 6)
-            qh = np.uint32(0)
-            for j in range(16):
-                lo = min(cap, to_byte(np.trunc(x[i0 + j] * ident + half)))
-                hi = min(cap, to_byte(np.trunc(x[i0 + 16 + j] * ident + half)))
-                out[q0 + j] = (lo & 0xF) | ((hi & 0xF) << 4)
-                qh |= np.uint32(((lo >> 4) << j) | ((hi >> 4) << (j + 16)))
-            if kind == 3:
-                for k in range(4):
-                    out[o + 2 + k] = (qh >> (8 * k)) & 0xFF
-        else:  # q4_1, q5_1
-            lo_v, hi_v = _min_max(x, i0)
-            cap = 15 if kind == 2 else 31
-            d = (hi_v - lo_v) / np.float32(cap)
-            dh, mh = half_bits(d), half_bits(lo_v)
-            if (mh & 0x7FFF) == 0x7C00 and top <= 0x7F800000:
-                dh = 0x7C00  # the minimum overflows: counted below
-            put_half(out, o, half_bits(d))
-            put_half(out, o + 2, mh)
-            ident = _inverse(d)
-            q0 = o + (4 if kind == 2 else 8)
-            qh = np.uint32(0)
-            for j in range(16):
-                lo = min(cap, to_byte(np.trunc((x[i0 + j] - lo_v) * ident + np.float32(0.5))))
-                hi = min(cap, to_byte(np.trunc((x[i0 + 16 + j] - lo_v) * ident
-                                               + np.float32(0.5))))
-                out[q0 + j] = (lo & 0xF) | ((hi & 0xF) << 4)
-                qh |= np.uint32(((lo >> 4) << j) | ((hi >> 4) << (j + 16)))
-            if kind == 4:
-                for k in range(4):
-                    out[o + 4 + k] = (qh >> (8 * k)) & 0xFF
-        if (dh & 0x7FFF) == 0x7C00 and top <= 0x7F800000:
-            ovf += 1
+        d = big / -nmax
+        dh = half_bits(d)
+        put_half(out, o, dh)
+        ident = _inverse(d)
+        for j in range(32):
+            codes[j] = min(cap, to_byte(x[i0 + j] * ident + half))
+        _pack_nibbles(codes, out, o + (6 if five else 2), o + 2, five)
+        nan, ovf = _flags(top, dh, nan, ovf)
     return nan, ovf
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _x_1_blocks(x, b0, b1, out, codes, five):
+    """q4_1 (q5_1 when ``five``): ``trunc((x - min) / d + 0.5)``, ``d = (max - min) / 15``
+    (31); a float16 minimum that overflows counts as an overflowing scale."""
+    cap = np.uint8(31) if five else np.uint8(15)
+    nbytes = 24 if five else 20
+    nan = ovf = 0
+    for b in range(b0, b1):
+        i0, o = b * 32, b * nbytes
+        top = np.uint32(0)
+        for j in range(32):
+            top = max(top, band(as_bits(x[i0 + j]), np.uint32(0x7FFFFFFF)))
+        lo, hi = _min_max(x, i0)
+        d = (hi - lo) / np.float32(cap)
+        dh, mh = half_bits(d), half_bits(lo)
+        put_half(out, o, dh)
+        put_half(out, o + 2, mh)
+        ident = _inverse(d)
+        for j in range(32):
+            codes[j] = min(cap, to_byte((x[i0 + j] - lo) * ident + np.float32(0.5)))
+        _pack_nibbles(codes, out, o + (8 if five else 4), o + 4, five)
+        nan, ovf = _flags(top, dh if (mh & 0x7FFF) != 0x7C00 else mh, nan, ovf)
+    return nan, ovf
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _quantize_blocks(x, kind, b0, b1, out):
+    """Blocks ``b0..b1``; returns (blocks with a NaN, blocks whose scale overflows).
+    Each format has its own block loop, its constants inlined."""
+    x, out = unmanaged(x), unmanaged(out)  # (no reference counting per helper call)
+    codes = local_block(out, 32)
+    if kind == 0:
+        return _q8_0_blocks(x, b0, b1, out)
+    if kind == 1:
+        return _x_0_blocks(x, b0, b1, out, codes, False)
+    if kind == 3:
+        return _x_0_blocks(x, b0, b1, out, codes, True)
+    if kind == 2:
+        return _x_1_blocks(x, b0, b1, out, codes, False)
+    return _x_1_blocks(x, b0, b1, out, codes, True)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -209,6 +255,7 @@ def _quantize_parallel(x, kind, out, nchunks):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _dequantize_blocks(data, kind, b0, b1, out):
+    data, out = unmanaged(data), unmanaged(out)
     nbytes = block_bytes(kind)
     for b in range(b0, b1):
         i0, o = b * 32, b * nbytes

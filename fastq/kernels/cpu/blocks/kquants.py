@@ -27,7 +27,7 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import as_bits, local_block
+from ..word import as_bits, local_block, unmanaged
 from .ggml import get_half, half_bits, put_half
 
 F = np.float32
@@ -296,6 +296,7 @@ def _q6_k(x, i0, out, o, L, scales):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _quantize_blocks(x, kind, b0, b1, out):
+    x, out = unmanaged(x), unmanaged(out)  # (no reference counting per helper call)
     L = local_block(out, 256)
     Laux = local_block(out, 32)
     weights = local_block(x, 32)
@@ -360,6 +361,7 @@ def _code(data, o, kind, e):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _dequantize_blocks(data, kind, b0, b1, out):
+    data, out = unmanaged(data), unmanaged(out)
     nbytes = block_bytes(kind)
     for b in range(b0, b1):
         o, i0 = b * nbytes, b * 256
