@@ -27,7 +27,7 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import as_bits, local_block, unmanaged
+from ..word import as_bits, band, local_block, unmanaged
 from .ggml import get_half, half_bits, put_half
 
 F = np.float32
@@ -50,76 +50,122 @@ def _clamp(v, lo, hi):
     return max(lo, min(hi, v))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def nearest_int32(f):
+    """``nearest_int`` in 32-bit lanes (``band``: a plain ``&`` widens to 64)."""
+    return (np.int32(band(as_bits(f + np.float32(12582912.0)), np.uint32(0x7FFFFF)))
+            - np.int32(0x400000))
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def make_qkx2(x, i0, n, nmax, weights, L, l0, Laux, rmin, rdelta, nstep):
-    """``make_qkx2_quants(n, nmax, x + i0, weights, L + l0, &min, Laux, rmin, rdelta,
-    nstep, use_mad=false)``; returns ``(scale, the_min)``."""
-    lo = x[i0]
-    hi = x[i0]
-    sum_w = weights[0]
-    sum_x = sum_w * x[i0]
-    for i in range(1, n):
-        v = x[i0 + i]
-        if v < lo:
-            lo = v
-        if v > hi:
-            hi = v
-        w = weights[i]
-        sum_w += w
-        sum_x += w * v
-    if lo > 0:
-        lo = np.float32(0.0)
-    if hi == lo:
-        for i in range(n):
-            L[l0 + i] = 0
-        return np.float32(0.0), -lo
+def make_qkx2_x8(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk):
+    """``make_qkx2_quants(32, nmax, x_k, w_k, L_k, &mins[k], Laux, rmin, rdelta, nstep,
+    use_mad=false)`` for the 8 sub-blocks ``k`` of a super-block at once, lane ``k``
+    of each step: ``xt``, ``wt`` and ``L`` hold element ``i`` of sub-block ``k`` at
+    ``nk * i + k``.  Each lane runs C's algorithm on its own, step for step, in float32
+    and in C's order (its sums over the elements one after the other); C's branches
+    become per-lane selects, so the 8 lanes run as one vector and give C's bits.
+    ``nk`` (8) is an argument so that LLVM vectorizes the lane loops rather than unroll
+    them into scalar code."""
+    lo = local_block(xt, 8)
+    hi = local_block(xt, 8)
+    sum_w = local_block(xt, 8)
+    sum_x = local_block(xt, 8)
+    scale = local_block(xt, 8)
+    best = local_block(xt, 8)
+    iscale = local_block(xt, 8)
+    sum_l = local_block(xt, 8)
+    sum_l2 = local_block(xt, 8)
+    sum_xl = local_block(xt, 8)
+    t_scale = local_block(xt, 8)
+    t_min = local_block(xt, 8)
+    err = local_block(xt, 8)
+    took = local_block(xt, 8)
+    laux = local_block(L, 256)
+    zero = np.float32(0.0)
     fnmax = np.float32(nmax)
-    iscale = fnmax / (hi - lo)
-    scale = np.float32(1.0) / iscale
-    best_error = np.float32(0.0)
-    for i in range(n):
-        l = _clamp(nearest_int(iscale * (x[i0 + i] - lo)), 0, nmax)
-        L[l0 + i] = l
-        diff = scale * np.float32(l) + lo - x[i0 + i]
-        best_error += weights[i] * (diff * diff)
+    top = np.int32(nmax)
+    for k in range(nk):
+        lo[k] = xt[k]
+        hi[k] = xt[k]
+        sum_w[k] = wt[k]
+        sum_x[k] = wt[k] * xt[k]
+    for i in range(1, 32):
+        for k in range(nk):
+            v = xt[nk * i + k]
+            w = wt[nk * i + k]
+            lo[k] = v if v < lo[k] else lo[k]
+            hi[k] = v if v > hi[k] else hi[k]
+            sum_w[k] += w
+            sum_x[k] += w * v
+    for k in range(nk):
+        lo[k] = zero if lo[k] > 0 else lo[k]
+        mins[k] = -lo[k]  # (a flat lane's result: C returns early when max == min)
+        scales[k] = zero if hi[k] == lo[k] else np.float32(1.0)  # 0: a flat lane
+        iscale[k] = fnmax / (hi[k] - lo[k])
+        scale[k] = np.float32(1.0) / iscale[k]
+        best[k] = zero
+    for i in range(32):
+        for k in range(nk):
+            v = xt[nk * i + k]
+            l = max(np.int32(0), min(top, nearest_int32(iscale[k] * (v - lo[k]))))
+            L[nk * i + k] = l
+            diff = scale[k] * np.float32(l) + lo[k] - v
+            best[k] += wt[nk * i + k] * (diff * diff)
     for step in range(nstep + 1):
-        iscale = (rmin + rdelta * np.float32(step) + fnmax) / (hi - lo)
-        sum_l = np.float32(0.0)
-        sum_l2 = np.float32(0.0)
-        sum_xl = np.float32(0.0)
-        for i in range(n):
-            v = x[i0 + i]
-            l = _clamp(nearest_int(iscale * (v - lo)), 0, nmax)
-            Laux[i] = l
-            w = weights[i]
-            fl = np.float32(l)
-            sum_l += w * fl
-            sum_l2 += w * fl * fl
-            sum_xl += w * fl * v
-        D = sum_w * sum_l2 - sum_l * sum_l
-        if D > 0:
-            this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
-            this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
-            if this_min > 0:
-                this_min = np.float32(0.0)
-                this_scale = sum_xl / sum_l2
-            cur_error = np.float32(0.0)
-            for i in range(n):
-                diff = this_scale * np.float32(Laux[i]) + this_min - x[i0 + i]
-                cur_error += weights[i] * (diff * diff)
-            if cur_error < best_error:
-                for i in range(n):
-                    L[l0 + i] = Laux[i]
-                best_error = cur_error
-                scale = this_scale
-                lo = this_min
-    return scale, -lo
+        for k in range(nk):
+            iscale[k] = (rmin + rdelta * np.float32(step) + fnmax) / (hi[k] - lo[k])
+            sum_l[k] = zero
+            sum_l2[k] = zero
+            sum_xl[k] = zero
+            err[k] = zero
+        for i in range(32):
+            for k in range(nk):
+                v = xt[nk * i + k]
+                w = wt[nk * i + k]
+                l = max(np.int32(0), min(top, nearest_int32(iscale[k] * (v - lo[k]))))
+                laux[nk * i + k] = l
+                fl = np.float32(l)
+                sum_l[k] += w * fl
+                sum_l2[k] += w * fl * fl
+                sum_xl[k] += w * fl * v
+        for k in range(nk):
+            D = sum_w[k] * sum_l2[k] - sum_l[k] * sum_l[k]
+            ts = (sum_w[k] * sum_xl[k] - sum_x[k] * sum_l[k]) / D
+            tm = (sum_l2[k] * sum_x[k] - sum_l[k] * sum_xl[k]) / D
+            positive = tm > 0
+            t_min[k] = zero if positive else tm
+            t_scale[k] = sum_xl[k] / sum_l2[k] if positive else ts
+            sum_l[k] = D  # (kept for the choice below)
+        for i in range(32):
+            for k in range(nk):
+                diff = t_scale[k] * np.float32(laux[nk * i + k]) + t_min[k] - xt[nk * i + k]
+                err[k] += wt[nk * i + k] * (diff * diff)
+        for k in range(nk):  # C: if (D > 0 && cur_error < best_error) take this step
+            take = (sum_l[k] > 0) & (err[k] < best[k])
+            best[k] = err[k] if take else best[k]
+            scale[k] = t_scale[k] if take else scale[k]
+            lo[k] = t_min[k] if take else lo[k]
+            took[k] = np.float32(1.0) if take else zero
+        for i in range(32):
+            for k in range(nk):
+                L[nk * i + k] = laux[nk * i + k] if took[k] != 0 else L[nk * i + k]
+    for k in range(nk):
+        flat = scales[k] == 0
+        mins[k] = mins[k] if flat else -lo[k]
+        scales[k] = zero if flat else scale[k]
+        took[k] = np.float32(1.0) if flat else zero
+    for i in range(32):
+        for k in range(nk):
+            L[nk * i + k] = 0 if took[k] != 0 else L[nk * i + k]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def make_qx(x, i0, n, nmax, L, l0):
+def make_qx(x, i0, n, nmax, L, l0, lanes):
     """``make_qx_quants(n, nmax, x + i0, L + l0, rmse_type=1, qw=NULL)``; returns the
-    scale (``L`` holds ``l + nmax``)."""
+    scale (``L`` holds ``l + nmax``).  The 18 candidate scales do not depend on each
+    other: their sums run side by side in lanes (each in C's order), then C's
+    sequential choice runs over them."""
     big = np.float32(0.0)
     amax = np.float32(0.0)
     for i in range(n):
@@ -145,29 +191,32 @@ def make_qx(x, i0, n, nmax, L, l0):
         suml2 += w * fl * fl
     scale = sumlx / suml2 if suml2 != 0 else np.float32(0.0)
     best = scale * sumlx
-    for step in range(-9, 10):
-        if step == 0:
-            continue
-        iscale = -(fnmax + np.float32(0.1) * np.float32(step)) / big
-        sumlx = np.float32(0.0)
-        suml2 = np.float32(0.0)
-        for i in range(n):
-            v = x[i0 + i]
-            l = _clamp(nearest_int(iscale * v), -nmax, nmax - 1)
-            w = v * v
-            fl = np.float32(l)
-            sumlx += w * v * fl
-            suml2 += w * fl * fl
-        if suml2 > 0 and sumlx * sumlx > best * suml2:
+    isc, slx, sl2 = lanes[0], lanes[1], lanes[2]
+    for c in range(18):  # is = -9..-1, 1..9
+        step = c - 9 if c < 9 else c - 8
+        isc[c] = -(fnmax + np.float32(0.1) * np.float32(step)) / big
+        slx[c] = np.float32(0.0)
+        sl2[c] = np.float32(0.0)
+    lo_l, hi_l = np.int32(-nmax), np.int32(nmax - 1)
+    for i in range(n):
+        v = x[i0 + i]
+        w = v * v
+        wv = w * v
+        for c in range(18):
+            fl = np.float32(max(lo_l, min(hi_l, nearest_int32(isc[c] * v))))
+            slx[c] += wv * fl
+            sl2[c] += w * fl * fl
+    for c in range(18):
+        if sl2[c] > 0 and slx[c] * slx[c] > best * sl2[c]:
             for i in range(n):
-                L[l0 + i] = nmax + _clamp(nearest_int(iscale * x[i0 + i]), -nmax, nmax - 1)
-            scale = sumlx / suml2
-            best = scale * sumlx
+                L[l0 + i] = nmax + _clamp(nearest_int(isc[c] * x[i0 + i]), -nmax, nmax - 1)
+            scale = slx[c] / sl2[c]
+            best = scale * slx[c]
     return scale
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _q45_k(x, i0, kind, out, o, L, Laux, weights, scales, mins):
+def _q45_k(x, i0, kind, out, o, L, lanes, weights, scales, mins):
     """One q4_K (kind 0) or q5_K (kind 1) super-block; returns whether its d or dmin
     overflows float16."""
     nmax = 15 if kind == 0 else 31
@@ -175,6 +224,7 @@ def _q45_k(x, i0, kind, out, o, L, Laux, weights, scales, mins):
     nstep = 20 if kind == 0 else 15
     max_scale = np.float32(0.0)
     max_min = np.float32(0.0)
+    xt, wt, lt = lanes  # element i of sub-block j at 8 * i + j
     for j in range(8):
         s0 = i0 + 32 * j
         sum_x2 = np.float32(0.0)
@@ -182,15 +232,16 @@ def _q45_k(x, i0, kind, out, o, L, Laux, weights, scales, mins):
             sum_x2 += x[s0 + l] * x[s0 + l]
         av_x = np.sqrt(sum_x2 / np.float32(32.0))
         for l in range(32):
-            weights[l] = av_x + abs(x[s0 + l])
-        sc, mn = make_qkx2(x, s0, 32, nmax, weights, L, 32 * j, Laux, rmin,
-                           np.float32(0.1), nstep)
-        scales[j] = sc
-        mins[j] = mn
-        if sc > max_scale:
-            max_scale = sc
-        if mn > max_min:
-            max_min = mn
+            xt[8 * l + j] = x[s0 + l]
+            wt[8 * l + j] = av_x + abs(x[s0 + l])
+    make_qkx2_x8(xt, wt, lt, nmax, rmin, np.float32(0.1), nstep, scales, mins, 8)
+    for j in range(8):
+        for l in range(32):
+            L[32 * j + l] = lt[8 * l + j]
+        if scales[j] > max_scale:
+            max_scale = scales[j]
+        if mins[j] > max_min:
+            max_min = mins[j]
     inv_scale = np.float32(63.0) / max_scale if max_scale > 0 else np.float32(0.0)
     inv_min = np.float32(63.0) / max_min if max_min > 0 else np.float32(0.0)
     sb = o + 4
@@ -254,12 +305,12 @@ def _q45_k(x, i0, kind, out, o, L, Laux, weights, scales, mins):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _q6_k(x, i0, out, o, L, scales):
+def _q6_k(x, i0, out, o, L, lanes, scales):
     """One q6_K super-block; returns whether its d overflows float16."""
     max_scale = np.float32(0.0)
     max_abs_scale = np.float32(0.0)
     for ib in range(16):
-        s = make_qx(x, i0 + 16 * ib, 16, 32, L, 16 * ib)
+        s = make_qx(x, i0 + 16 * ib, 16, 32, L, 16 * ib, lanes)
         scales[ib] = s
         if abs(s) > max_abs_scale:
             max_abs_scale = abs(s)
@@ -298,7 +349,8 @@ def _q6_k(x, i0, out, o, L, scales):
 def _quantize_blocks(x, kind, b0, b1, out):
     x, out = unmanaged(x), unmanaged(out)  # (no reference counting per helper call)
     L = local_block(out, 256)
-    Laux = local_block(out, 32)
+    lanes = (local_block(x, 24), local_block(x, 24), local_block(x, 24))  # make_qx's
+    xt, wt, lt = local_block(x, 256), local_block(x, 256), local_block(out, 256)
     weights = local_block(x, 32)
     scales = local_block(x, 16)
     mins = local_block(x, 8)
@@ -312,9 +364,10 @@ def _quantize_blocks(x, kind, b0, b1, out):
         if bad:
             nan += 1
         if kind == 2:
-            over = _q6_k(x, i0, out, b * nbytes, L, scales)
+            over = _q6_k(x, i0, out, b * nbytes, L, lanes, scales)
         else:
-            over = _q45_k(x, i0, kind, out, b * nbytes, L, Laux, weights, scales, mins)
+            over = _q45_k(x, i0, kind, out, b * nbytes, L, (xt, wt, lt), weights, scales,
+                          mins)
         if over and not bad:
             ovf += 1
     return nan, ovf
