@@ -118,8 +118,12 @@ class BlockHistograms:
         histogram folded into it and its ``num_quantized_bins``-level quantization;
         its edges, clipped to the observed min and max."""
         best = np.empty(self.half_range.size, np.int64)
+        csum = np.zeros((self.counts.shape[0], self.nbins + 1), np.int64)
+        cnz = np.zeros_like(csum)
+        np.cumsum(self.counts, axis=1, out=csum[:, 1:])
+        np.cumsum(self.counts != 0, axis=1, out=cnz[:, 1:])
         with parallel_region():
-            kernels().entropy_search(self.counts, int(num_quantized_bins),
+            kernels().entropy_search(self.counts, csum, cnz, int(num_quantized_bins),
                                      SMOOTHING_EPS, best)
         zero = self.nbins // 2
         lo = self.edges(zero - best)

@@ -119,97 +119,81 @@ def _smoothed(value, zeros, nonzeros, eps):
 
 
 @njit(cache=True, nogil=True)
-def kl_divergence(hist, start, end, n_quantized, eps):
+def kl_divergence(hist, csum, cnz, start, end, n_quantized, eps):
     """ONNX Runtime's KL divergence (``HistogramCollector.get_entropy_threshold``) of the
-    candidate window ``hist[start:end]``: ``p`` is the window with the outside counts
-    added to its first and last bins, ``q`` the window merged into ``n_quantized`` bins
-    of ``L // n_quantized`` (the remainder joins the last), each spread back in integers
-    (truncated) over the bins where ``p`` is non-zero, both smoothed (zeros -> ``eps``);
-    ``inf`` when either is all zero."""
+    candidate window ``hist[start:end]`` (``csum``, ``cnz``: prefix sums of the counts
+    and of the non-zero bins, ``nbins + 1`` each): ``p`` is the window with the outside
+    counts added to its first and last bins; ``q`` the window merged into
+    ``n_quantized`` bins of ``L // n_quantized`` (the remainder joins the last, and the
+    bins past the last whole group get 0), each spread back in integers (truncated)
+    over every bin of its group, divided by the group's non-zero bins of ``p``; both
+    smoothed (zeros -> ``eps``, ``eps * zeros / nonzeros`` off the others, in float32);
+    ``inf`` when either is all zero.  One pass over the window:
+    ``KL = sum(ps * (log ps - log qs)) / PS - log PS + log QS`` of the unnormalized
+    smoothed ``ps``, ``qs`` and their sums."""
     L = end - start
     nm = L // n_quantized
-    left, right = 0, 0
-    for i in range(start):
-        left += hist[i]
-    for i in range(end, hist.size):
-        right += hist[i]
-    # pass 1: zero counts and sums of p and q (q built group by group)
-    p_zeros, p_sum, q_zeros, q_sum = 0, 0.0, 0, 0.0
-    for j in range(L):
-        pj = hist[start + j] + (left if j == 0 else 0) + (right if j == L - 1 else 0)
-        p_zeros += pj == 0
-        p_sum += pj
+    left, right = csum[start], csum[hist.size] - csum[end]
+    p_first, p_last = hist[start] + left, hist[end - 1] + right
+    # zeros of p: the window's, corrected at its two ends
+    nonzero = cnz[end] - cnz[start]
+    nonzero += (p_first != 0) - (hist[start] != 0) + (p_last != 0) - (hist[end - 1] != 0)
+    p_zeros = L - nonzero
+    # q, a value per group: zeros and sum (the bins past the last whole group are 0)
+    q_zeros = L - n_quantized * nm
     for g in range(n_quantized):
-        g0, g1 = g * nm, g * nm + nm
-        total, norm = 0, 0
-        for j in range(g0, g1):
-            total += hist[start + j]
-            pj = hist[start + j] + (left if j == 0 else 0) + (right if j == L - 1 else 0)
-            norm += pj != 0
-        if g == n_quantized - 1:
-            for j in range(g1, L):
-                total += hist[start + j]
-        qv = total // norm if norm else 0
+        qv = _group_q(hist, csum, cnz, start, end, g, nm, n_quantized, p_first, p_last)
         q_zeros += nm if qv == 0 else 0
-        q_sum += qv * nm
-    q_zeros += L - n_quantized * nm  # (bins past the last whole group: q = 0)
     if p_zeros == L or q_zeros == L:
         return np.inf
     p_nonzeros, q_nonzeros = L - p_zeros, L - q_zeros
-    # the smoothed sums, entry by entry as the smoothed arrays would sum
-    ps_sum, qs_sum = 0.0, 0.0
-    for j in range(L):
-        pj = hist[start + j] + (left if j == 0 else 0) + (right if j == L - 1 else 0)
-        ps_sum += _smoothed(pj, p_zeros, p_nonzeros, eps)
+    qs_sum = (L - n_quantized * nm) * np.float64(_smoothed(0, q_zeros, q_nonzeros, eps))
+    weighted, ps_sum = 0.0, 0.0
     for g in range(n_quantized + 1):
         g0, g1 = g * nm, (g * nm + nm if g < n_quantized else L)
         qv = 0
         if g < n_quantized:
-            total, norm = 0, 0
-            for j in range(g0, g1):
-                total += hist[start + j]
-                pj = hist[start + j] + (left if j == 0 else 0) + (right if j == L - 1 else 0)
-                norm += pj != 0
-            if g == n_quantized - 1:
-                for j in range(g1, L):
-                    total += hist[start + j]
-            qv = total // norm if norm else 0
-        qs_sum += (g1 - g0) * np.float64(_smoothed(qv, q_zeros, q_nonzeros, eps))
-    # pass 2: sum p log(p / q) of the normalized smoothed distributions
-    kl = 0.0
-    for g in range(n_quantized + 1):
-        g0, g1 = g * nm, (g * nm + nm if g < n_quantized else L)
-        qv = 0
+            qv = _group_q(hist, csum, cnz, start, end, g, nm, n_quantized, p_first, p_last)
+        qs = np.float64(_smoothed(qv, q_zeros, q_nonzeros, eps))
         if g < n_quantized:
-            total, norm = 0, 0
-            for j in range(g0, g1):
-                total += hist[start + j]
-                pj = hist[start + j] + (left if j == 0 else 0) + (right if j == L - 1 else 0)
-                norm += pj != 0
-            if g == n_quantized - 1:
-                for j in range(g1, L):
-                    total += hist[start + j]
-            qv = total // norm if norm else 0
-        qn = np.float64(_smoothed(qv, q_zeros, q_nonzeros, eps)) / qs_sum
+            qs_sum += nm * qs
+        log_qs = math.log(qs)
         for j in range(g0, g1):
-            pj = hist[start + j] + (left if j == 0 else 0) + (right if j == L - 1 else 0)
-            pn = np.float64(_smoothed(pj, p_zeros, p_nonzeros, eps)) / ps_sum
-            kl += pn * math.log(pn / qn)
-    return kl
+            pj = p_first if j == 0 else (p_last if j == L - 1 else hist[start + j])
+            ps = np.float64(_smoothed(pj, p_zeros, p_nonzeros, eps))
+            ps_sum += ps
+            weighted += ps * (math.log(ps) - log_qs)
+    return weighted / ps_sum - math.log(ps_sum) + math.log(qs_sum)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _group_q(hist, csum, cnz, start, end, g, nm, n_quantized, p_first, p_last):
+    """The integer value ``q`` takes over group ``g`` of the window (see
+    ``kl_divergence``): the group's counts (the last group: to the window's end) over
+    its bins where ``p`` is non-zero, truncated; 0 when there are none."""
+    a, b = start + g * nm, start + g * nm + nm
+    total = csum[end if g == n_quantized - 1 else b] - csum[a]
+    norm = cnz[b] - cnz[a]
+    if a == start:
+        norm += (p_first != 0) - (hist[start] != 0)
+    if a <= end - 1 < b:
+        norm += (p_last != 0) - (hist[end - 1] != 0)
+    return total // norm if norm else 0
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def entropy_search(counts, n_quantized, eps, best):
+def entropy_search(counts, csum, cnz, n_quantized, eps, best):
     """Per block, the half-width ``i`` (``n_quantized // 2`` to ``nbins // 2``) of the
     window ``[nbins/2 - i, min(nbins/2 + i + 1, nbins))`` of least ``kl_divergence``
-    (the first on ties, as ``np.argmin``) into ``best[b]``."""
+    (the first on ties, as ``np.argmin``) into ``best[b]``; ``csum[b]``, ``cnz[b]`` the
+    prefix sums of ``counts[b]`` and of its non-zero bins."""
     nbins = counts.shape[1]
     zero = nbins // 2
     for b in prange(counts.shape[0]):
-        hist = counts[b]
         best_i, best_kl = n_quantized // 2, np.inf
         for i in range(n_quantized // 2, zero + 1):
-            kl = kl_divergence(hist, zero - i, min(zero + i + 1, nbins), n_quantized, eps)
+            kl = kl_divergence(counts[b], csum[b], cnz[b], zero - i, min(zero + i + 1, nbins),
+                               n_quantized, eps)
             if kl < best_kl:
                 best_i, best_kl = i, kl
         best[b] = best_i
