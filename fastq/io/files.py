@@ -219,8 +219,8 @@ def _checked_entry(name, text, file, path):
 
 
 def _granularity(spec, bad):
-    if spec is None:
-        return PerTensor()
+    if spec is None:  # a block format's (its blocks are in its dtype)
+        return None
     if not isinstance(spec, dict) or spec.get("type") not in _GRANULARITIES:
         raise bad(f"unknown granularity {spec!r}")
     args = {k: v for k, v in spec.items() if k != "type"}
@@ -235,6 +235,8 @@ def _check_qtensor(name, qt):
     codes = INT_DTYPES.get(qt.dtype)
     if codes is None:
         return  # a block format's bytes: its own dequantize checks them
+    if qt.granularity is None:
+        raise ValueError(f"quantized tensor {name!r}: {qt.dtype} needs a granularity")
     n = math.prod(qt.shape)
     expected = (n * codes.bits + 7) // 8 if codes.packed else n
     data_dtype = np.uint8 if codes.packed else codes.code_dtype

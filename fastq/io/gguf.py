@@ -143,5 +143,6 @@ def read(path):
 
 
 def from_ggml_bytes(data, dtype, shape):
-    """A QTensor of the GGML format ``dtype`` over its block bytes ``data``."""
-    return QTensor(data, dtype, None, None, shape, None)
+    """A QTensor of the GGML format ``dtype`` over its block bytes ``data`` (rows of
+    blocks: ``shape[:-1] + (bytes per row,)``, as ``fq.quantize`` makes them)."""
+    return QTensor(data.reshape(tuple(shape[:-1]) + (-1,)), dtype, None, None, shape, None)
