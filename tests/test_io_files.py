@@ -29,21 +29,40 @@ def assert_same_qtensor(a, b):
             assert y.dtype == np.asarray(x).dtype and np.array_equal(
                 np.asarray(x).reshape(-1).view(np.uint8), y.reshape(-1).view(np.uint8)), part
     assert np.array_equal(a.codes(), b.codes())
-    assert np.array_equal(a.dequantize(), b.dequantize())
+
+
+def from_random_codes(dtype, granularity, shape=(40, 100), seed=0, symmetric=False):
+    """A QTensor of random codes, scales and zero points (fq.QTensor.from_codes: no
+    quantization kernel to compile per dtype and granularity)."""
+    from fastq.core.codes import INT_DTYPES
+    from fastq.core.granularity import as_granularity
+    c = INT_DTYPES[dtype]
+    rng = np.random.default_rng(seed)
+    params = as_granularity(granularity).param_shape(shape)
+    codes = rng.integers(c.qmin, c.qmax + 1, size=shape).astype(c.code_dtype)
+    scale = rng.uniform(0.01, 1.0, size=params).astype(np.float32)
+    zero_point = None if symmetric and c.qmin < 0 else \
+        rng.integers(c.qmin, c.qmax + 1, size=params).astype(c.code_dtype)
+    return fq.QTensor.from_codes(codes, dtype, scale, zero_point, granularity)
 
 
 def test_every_linear_dtype_and_granularity_round_trips(tmp_path):
-    x = weights()
-    tensors = {f"{d}.{i}": fq.quantize(x, d, granularity=g)
+    tensors = {f"{d}.{i}": from_random_codes(d, g, seed=i)
                for d in LINEAR for i, g in enumerate(GRANULARITIES)}
-    # signed symmetric: no zero point stored
-    tensors["sym"] = fq.quantize(x, "int8", scheme="symmetric", granularity=fq.PerChannel(0))
+    tensors["int4.symmetric"] = from_random_codes("int4", fq.PerGroup(32), symmetric=True)
+    tensors["int2.odd"] = from_random_codes("int2", fq.PerChannel(1), shape=(3, 7))
+    x = weights()  # and what fq.quantize makes
+    tensors["quantized"] = fq.quantize(x, "int8", scheme="symmetric",
+                                       granularity=fq.PerChannel(0), narrow_range=True)
+    tensors["quantized4"] = fq.quantize(x, "int4", granularity=fq.PerGroup(32))
     path = tmp_path / "q.safetensors"
     fq.save(path, tensors, metadata={"fastq.recipe": "test"})
     back = fq.load(path)
     assert list(back) == list(tensors)
     for name, qt in tensors.items():
         assert_same_qtensor(qt, back[name])
+    for name in ("quantized", "quantized4", "uint8.1", "int4.3"):
+        assert np.array_equal(tensors[name].dequantize(), back[name].dequantize())
 
 
 def test_plain_tensors_keep_dtype_shape_and_bits(tmp_path):
