@@ -10,16 +10,24 @@ lists every tensor before the first byte of data, is first spilled to a temporar
 safetensors file next to it, then copied tensor by tensor.  Either way the output
 appears by ``os.replace`` at the end, or not at all.
 """
+import math
 import os
 import tempfile
 
 import numpy as np
 
+from ..core.codes import INT_DTYPES
+from ..core.granularity import PerBlock, PerChannel, PerGroup, PerTensor
+from ..ops import QTensor, metrics
+from ..ops.blocks import FORMATS
 from .files import FileTensors, add_stored, stored_tensors
 from .output import output_folder
 from .safetensors_file import SafetensorsWriter
 
 EXTENSIONS = {".safetensors": "safetensors", ".gguf": "gguf", ".onnx": "onnx"}
+# A tensor larger than this has its SQNR computed by slices of rows of about this size
+# (its dequantization is never whole in memory: peak stays near the tensor plus codes)
+CHUNK_BYTES = 16 << 20
 
 
 def file_kind(path, role="input"):
@@ -117,8 +125,79 @@ def _quantize_one(name, x, recipe, quantize_model, include, exclude, min_element
         return x, carried_row(name, x)
     model = quantize_model({name: x}, recipe=recipe, include=include, exclude=exclude,
                            min_elements=min_elements)
-    rows = model.report().rows
-    return model.tensors[name], (rows[0] if rows else carried_row(name, x))
+    value = model.tensors[name]
+    scheme = getattr(model, "_schemes", {}).get(name)
+    sqnr = streamed_sqnr(x, value) if scheme is not None else None
+    if sqnr is None:  # (a small tensor, or a layout not sliced by rows here)
+        rows = model.report().rows
+        return value, (rows[0] if rows else carried_row(name, x))
+    nbytes = value.nbytes
+    return value, {"name": name, "scheme": scheme, "shape": tuple(x.shape),
+                   "bytes_before": int(x.nbytes), "bytes_after": int(nbytes),
+                   "bits_per_element": 8 * nbytes / x.size, "sqnr_db": sqnr}
+
+
+def streamed_sqnr(x, value):
+    """``10 log10(sum x**2 / sum (x - x_hat)**2)`` over slices of ``CHUNK_BYTES`` of
+    rows, so that the dequantized tensor is never whole in memory (the report's SQNR,
+    computed by parts); None for small tensors and layouts not cut by rows here."""
+    if x.ndim < 2 or x.nbytes <= CHUNK_BYTES or not x.size:
+        return None
+    step = _rows_step(value, x.shape)
+    if step is None:
+        return None
+    rows = max(step, CHUNK_BYTES // (x.nbytes // x.shape[0]) // step * step)
+    signal = noise = 0.0
+    for r0 in range(0, x.shape[0], rows):
+        r1 = min(r0 + rows, x.shape[0])
+        part = np.asarray(x[r0:r1], np.float32)
+        x_hat = _row_slice(value, x.shape, r0, r1)
+        m = metrics(part, x_hat)
+        noise += m.mse * part.size
+        signal += float(np.einsum("i,i->", part.reshape(-1), part.reshape(-1), dtype=np.float64))
+    return math.inf if noise == 0 else 10 * math.log10(signal / noise)
+
+
+def _rows_step(value, shape):
+    """Rows per slice that keep every slice on whole blocks and whole bytes, or None."""
+    if isinstance(value, np.ndarray):
+        return 1
+    if value.granularity is None:  # a GGML format: rows of blocks
+        ok = value.dtype in FORMATS and np.asarray(value.data).shape[:-1] == tuple(shape[:-1])
+        return 1 if ok else None
+    g = value.granularity
+    if value.dtype not in INT_DTYPES or not isinstance(g, (PerTensor, PerChannel, PerGroup,
+                                                            PerBlock)):
+        return None
+    whole = isinstance(g, PerTensor) or (isinstance(g, PerChannel) and g.axis % len(shape))
+    # slices of whole scale blocks along the rows (a scale for all rows: any), of a
+    # multiple of 8 rows, so that packed 4- and 2-bit codes split at whole bytes
+    return 8 if whole else 8 * g.blocks(shape)[0]
+
+
+def _row_slice(value, shape, r0, r1):
+    """float32 dequantization of rows ``r0:r1`` of ``value``."""
+    if isinstance(value, np.ndarray):
+        return np.asarray(value[r0:r1], np.float32)
+    sub_shape = (r1 - r0,) + tuple(shape[1:])
+    if value.granularity is None:
+        return QTensor(value.data[r0:r1], value.dtype, None, None, sub_shape, None).dequantize()
+    codes, g = INT_DTYPES[value.dtype], value.granularity
+    row = math.prod(shape[1:])
+    if codes.packed:
+        data = value.data.reshape(-1)[r0 * row * codes.bits // 8:
+                                      -(-r1 * row * codes.bits // 8)]
+    else:
+        data = value.data.reshape(shape)[r0:r1]
+    params = g.param_shape(shape)
+    if isinstance(g, PerTensor) or (isinstance(g, PerChannel) and g.axis % len(shape)):
+        scale, zp = value.scale, value.zero_point
+    else:
+        b0 = g.blocks(shape)[0]
+        cut = slice(r0 // b0, -(-r1 // b0))
+        scale = value.scale[cut] if len(params) else value.scale
+        zp = None if value.zero_point is None else value.zero_point[cut]
+    return QTensor(data, value.dtype, scale, zp, sub_shape, g).dequantize()
 
 
 def carried_row(name, x):
