@@ -8,7 +8,7 @@ vector lanes: the 8 sub-blocks of a q4_K/q5_K super-block, the 18 candidate scal
 import numpy as np
 from numba import njit
 
-from ..word import as_bits, band, local_block
+from ..word import as_bits, band, local_block, sub
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -25,8 +25,8 @@ def clamp(v, lo, hi):
 @njit(cache=True, nogil=True, inline="always")
 def nearest_int32(f):
     """``nearest_int`` in 32-bit lanes (``band``: a plain ``&`` widens to 64)."""
-    return (np.int32(band(as_bits(f + np.float32(12582912.0)), np.uint32(0x7FFFFF)))
-            - np.int32(0x400000))
+    return sub(np.int32(band(as_bits(f + np.float32(12582912.0)), np.uint32(0x7FFFFF))),
+               np.int32(0x400000))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
