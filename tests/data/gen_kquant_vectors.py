@@ -2,13 +2,14 @@
 
 Usage: python tests/data/gen_kquant_vectors.py LLAMA_CPP_OR_GGML_CHECKOUT
 
-Cuts ``quantize_row_q4_K_ref``, ``quantize_row_q5_K_ref``, ``quantize_row_q6_K_ref`` (and
-the helpers they call: ``nearest_int``, ``make_qx_quants``, ``make_qkx2_quants``,
-``get_scale_min_k4``) out of
-``ggml-quants.c`` and the float16 conversion out of ``ggml-impl.h`` (ggml, MIT licence)
-of the checkout given, compiles them with the system C compiler into a throwaway shared
-library in a temporary directory (plain C semantics: ``-O2 -ffp-contract=off``, no fast
-math, no FMA), runs them on the inputs below and writes the inputs and the block bytes.
+Cuts ``quantize_row_q4_K_ref``, ``quantize_row_q5_K_ref``, ``quantize_row_q6_K_ref`` and
+the helpers they call (``nearest_int``, ``make_qx_quants``, ``make_qkx2_quants``,
+``get_scale_min_k4``) out of ``ggml-quants.c``, and the float16 conversion out of
+``ggml-impl.h`` (ggml, MIT licence), of the checkout given; compiles them with gcc into a
+throwaway shared library in a temporary directory, as a release build does but with
+plain C float semantics (``-O2 -DNDEBUG -ffp-contract=off``: no fast math, no FMA
+contraction); runs them on the inputs below and writes the inputs and the block bytes.
+The vectors in the repository came from ggml commit d99724f2 (August 2026).
 No C code is kept.
 """
 import ctypes

@@ -26,7 +26,7 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import as_bits, as_float, band, bor, local_block, shl, shr, unmanaged
+from ..word import as_bits, as_float, band, bor, local_block, shl, shr, sub, unmanaged
 
 BLOCK = 32  # elements of a block (GGML's QK4_0 etc.; the kernels spell it out)
 
@@ -253,35 +253,56 @@ def _quantize_parallel(x, kind, out, nchunks):
     return nan, ovf
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _dequantize_blocks(data, kind, b0, b1, out):
-    data, out = unmanaged(data), unmanaged(out)
-    nbytes = block_bytes(kind)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _x_dequantize_blocks(data, b0, b1, out, nbytes, offset, with_min, five):
+    """q4_0/q5_0 ``d * (q - offset)``; q4_1/q5_1 ``d * q + m`` (``with_min``)."""
     for b in range(b0, b1):
         i0, o = b * 32, b * nbytes
         d = get_half(data, o)
-        if kind == 0:
-            for j in range(32):
-                out[i0 + j] = np.float32(np.int8(data[o + 2 + j])) * d
-            continue
-        m = get_half(data, o + 2) if kind == 2 or kind == 4 else np.float32(0.0)
-        qh = np.int64(0)
-        if kind >= 3:
-            h0 = o + (2 if kind == 3 else 4)
+        m = get_half(data, o + 2) if with_min else np.float32(0.0)
+        qh = np.uint32(0)
+        if five:
+            h0 = o + (4 if with_min else 2)
             for k in range(4):
-                qh |= np.int64(data[h0 + k]) << (8 * k)
-        q0 = o + block_bytes(kind) - 16
-        for j in range(16):
-            byte = np.int64(data[q0 + j])
-            lo = (byte & 0xF) | (((qh >> j) & 1) << 4)
-            hi = (byte >> 4) | (((qh >> (j + 16)) & 1) << 4)
-            if kind == 1 or kind == 3:
-                off = 8 if kind == 1 else 16
-                out[i0 + j] = d * np.float32(lo - off)
-                out[i0 + 16 + j] = d * np.float32(hi - off)
-            else:
+                qh = bor(qh, shl(np.uint32(data[h0 + k]), np.uint32(8 * k)))
+        q0 = o + nbytes - 16
+        off = np.int32(offset)
+        low, four = np.int32(0xF), np.int32(4)
+        for j in range(16):  # (int32 throughout: AVX2 converts int32 lanes, not int64)
+            byte = np.int32(data[q0 + j])
+            lo = band(byte, low)
+            hi = shr(byte, four)
+            if five:
+                lo = bor(lo, shl(np.int32(band(shr(qh, np.uint32(j)), np.uint32(1))), four))
+                hi = bor(hi, shl(np.int32(band(shr(qh, np.uint32(j + 16)), np.uint32(1))),
+                                 four))
+            if with_min:
                 out[i0 + j] = d * np.float32(lo) + m
                 out[i0 + 16 + j] = d * np.float32(hi) + m
+            else:
+                out[i0 + j] = d * np.float32(sub(lo, off))
+                out[i0 + 16 + j] = d * np.float32(sub(hi, off))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dequantize_blocks(data, kind, b0, b1, out):
+    """Blocks ``b0..b1`` to float32 (``gguf.quants``' formulas and order); one block
+    loop per format, its constants inlined."""
+    data, out = unmanaged(data), unmanaged(out)
+    if kind == 0:
+        for b in range(b0, b1):
+            i0, o = b * 32, b * 34
+            d = get_half(data, o)
+            for j in range(32):
+                out[i0 + j] = np.float32(np.int8(data[o + 2 + j])) * d
+    elif kind == 1:
+        _x_dequantize_blocks(data, b0, b1, out, 18, 8, False, False)
+    elif kind == 2:
+        _x_dequantize_blocks(data, b0, b1, out, 20, 0, True, False)
+    elif kind == 3:
+        _x_dequantize_blocks(data, b0, b1, out, 22, 16, False, True)
+    else:
+        _x_dequantize_blocks(data, b0, b1, out, 24, 0, True, True)
 
 
 @njit(parallel=True, cache=True, nogil=True)

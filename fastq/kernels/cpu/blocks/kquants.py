@@ -27,10 +27,9 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import as_bits, band, local_block, unmanaged
+from ..word import local_block, unmanaged
 from .ggml import get_half, half_bits, put_half
-
-F = np.float32
+from .kquant_search import clamp, make_qkx2_x8, make_qx, nearest_int
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -39,184 +38,8 @@ def block_bytes(kind):
     return 144 if kind == 0 else (176 if kind == 1 else 210)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def nearest_int(f):
-    """llama.cpp's ``nearest_int``: round half to even through ``f + 1.5 * 2**23``."""
-    return np.int64(as_bits(f + np.float32(12582912.0)) & np.uint32(0x7FFFFF)) - 0x400000
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _clamp(v, lo, hi):
-    return max(lo, min(hi, v))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def nearest_int32(f):
-    """``nearest_int`` in 32-bit lanes (``band``: a plain ``&`` widens to 64)."""
-    return (np.int32(band(as_bits(f + np.float32(12582912.0)), np.uint32(0x7FFFFF)))
-            - np.int32(0x400000))
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
-def make_qkx2_x8(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk):
-    """``make_qkx2_quants(32, nmax, x_k, w_k, L_k, &mins[k], Laux, rmin, rdelta, nstep,
-    use_mad=false)`` for the 8 sub-blocks ``k`` of a super-block at once, lane ``k``
-    of each step: ``xt``, ``wt`` and ``L`` hold element ``i`` of sub-block ``k`` at
-    ``nk * i + k``.  Each lane runs C's algorithm on its own, step for step, in float32
-    and in C's order (its sums over the elements one after the other); C's branches
-    become per-lane selects, so the 8 lanes run as one vector and give C's bits.
-    ``nk`` (8) is an argument so that LLVM vectorizes the lane loops rather than unroll
-    them into scalar code."""
-    lo = local_block(xt, 8)
-    hi = local_block(xt, 8)
-    sum_w = local_block(xt, 8)
-    sum_x = local_block(xt, 8)
-    scale = local_block(xt, 8)
-    best = local_block(xt, 8)
-    iscale = local_block(xt, 8)
-    sum_l = local_block(xt, 8)
-    sum_l2 = local_block(xt, 8)
-    sum_xl = local_block(xt, 8)
-    t_scale = local_block(xt, 8)
-    t_min = local_block(xt, 8)
-    err = local_block(xt, 8)
-    took = local_block(xt, 8)
-    laux = local_block(L, 256)
-    zero = np.float32(0.0)
-    fnmax = np.float32(nmax)
-    top = np.int32(nmax)
-    for k in range(nk):
-        lo[k] = xt[k]
-        hi[k] = xt[k]
-        sum_w[k] = wt[k]
-        sum_x[k] = wt[k] * xt[k]
-    for i in range(1, 32):
-        for k in range(nk):
-            v = xt[nk * i + k]
-            w = wt[nk * i + k]
-            lo[k] = v if v < lo[k] else lo[k]
-            hi[k] = v if v > hi[k] else hi[k]
-            sum_w[k] += w
-            sum_x[k] += w * v
-    for k in range(nk):
-        lo[k] = zero if lo[k] > 0 else lo[k]
-        mins[k] = -lo[k]  # (a flat lane's result: C returns early when max == min)
-        scales[k] = zero if hi[k] == lo[k] else np.float32(1.0)  # 0: a flat lane
-        iscale[k] = fnmax / (hi[k] - lo[k])
-        scale[k] = np.float32(1.0) / iscale[k]
-        best[k] = zero
-    for i in range(32):
-        for k in range(nk):
-            v = xt[nk * i + k]
-            l = max(np.int32(0), min(top, nearest_int32(iscale[k] * (v - lo[k]))))
-            L[nk * i + k] = l
-            diff = scale[k] * np.float32(l) + lo[k] - v
-            best[k] += wt[nk * i + k] * (diff * diff)
-    for step in range(nstep + 1):
-        for k in range(nk):
-            iscale[k] = (rmin + rdelta * np.float32(step) + fnmax) / (hi[k] - lo[k])
-            sum_l[k] = zero
-            sum_l2[k] = zero
-            sum_xl[k] = zero
-            err[k] = zero
-        for i in range(32):
-            for k in range(nk):
-                v = xt[nk * i + k]
-                w = wt[nk * i + k]
-                l = max(np.int32(0), min(top, nearest_int32(iscale[k] * (v - lo[k]))))
-                laux[nk * i + k] = l
-                fl = np.float32(l)
-                sum_l[k] += w * fl
-                sum_l2[k] += w * fl * fl
-                sum_xl[k] += w * fl * v
-        for k in range(nk):
-            D = sum_w[k] * sum_l2[k] - sum_l[k] * sum_l[k]
-            ts = (sum_w[k] * sum_xl[k] - sum_x[k] * sum_l[k]) / D
-            tm = (sum_l2[k] * sum_x[k] - sum_l[k] * sum_xl[k]) / D
-            positive = tm > 0
-            t_min[k] = zero if positive else tm
-            t_scale[k] = sum_xl[k] / sum_l2[k] if positive else ts
-            sum_l[k] = D  # (kept for the choice below)
-        for i in range(32):
-            for k in range(nk):
-                diff = t_scale[k] * np.float32(laux[nk * i + k]) + t_min[k] - xt[nk * i + k]
-                err[k] += wt[nk * i + k] * (diff * diff)
-        for k in range(nk):  # C: if (D > 0 && cur_error < best_error) take this step
-            take = (sum_l[k] > 0) & (err[k] < best[k])
-            best[k] = err[k] if take else best[k]
-            scale[k] = t_scale[k] if take else scale[k]
-            lo[k] = t_min[k] if take else lo[k]
-            took[k] = np.float32(1.0) if take else zero
-        for i in range(32):
-            for k in range(nk):
-                L[nk * i + k] = laux[nk * i + k] if took[k] != 0 else L[nk * i + k]
-    for k in range(nk):
-        flat = scales[k] == 0
-        mins[k] = mins[k] if flat else -lo[k]
-        scales[k] = zero if flat else scale[k]
-        took[k] = np.float32(1.0) if flat else zero
-    for i in range(32):
-        for k in range(nk):
-            L[nk * i + k] = 0 if took[k] != 0 else L[nk * i + k]
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def make_qx(x, i0, n, nmax, L, l0, lanes):
-    """``make_qx_quants(n, nmax, x + i0, L + l0, rmse_type=1, qw=NULL)``; returns the
-    scale (``L`` holds ``l + nmax``).  The 18 candidate scales do not depend on each
-    other: their sums run side by side in lanes (each in C's order), then C's
-    sequential choice runs over them."""
-    big = np.float32(0.0)
-    amax = np.float32(0.0)
-    for i in range(n):
-        ax = abs(x[i0 + i])
-        if ax > amax:
-            amax = ax
-            big = x[i0 + i]
-    if amax < np.float32(1e-15):  # GROUP_MAX_EPS
-        for i in range(n):
-            L[l0 + i] = 0
-        return np.float32(0.0)
-    fnmax = np.float32(nmax)
-    iscale = -fnmax / big
-    sumlx = np.float32(0.0)
-    suml2 = np.float32(0.0)
-    for i in range(n):
-        v = x[i0 + i]
-        l = _clamp(nearest_int(iscale * v), -nmax, nmax - 1)
-        L[l0 + i] = l + nmax
-        w = v * v
-        fl = np.float32(l)
-        sumlx += w * v * fl
-        suml2 += w * fl * fl
-    scale = sumlx / suml2 if suml2 != 0 else np.float32(0.0)
-    best = scale * sumlx
-    isc, slx, sl2 = lanes[0], lanes[1], lanes[2]
-    for c in range(18):  # is = -9..-1, 1..9
-        step = c - 9 if c < 9 else c - 8
-        isc[c] = -(fnmax + np.float32(0.1) * np.float32(step)) / big
-        slx[c] = np.float32(0.0)
-        sl2[c] = np.float32(0.0)
-    lo_l, hi_l = np.int32(-nmax), np.int32(nmax - 1)
-    for i in range(n):
-        v = x[i0 + i]
-        w = v * v
-        wv = w * v
-        for c in range(18):
-            fl = np.float32(max(lo_l, min(hi_l, nearest_int32(isc[c] * v))))
-            slx[c] += wv * fl
-            sl2[c] += w * fl * fl
-    for c in range(18):
-        if sl2[c] > 0 and slx[c] * slx[c] > best * sl2[c]:
-            for i in range(n):
-                L[l0 + i] = nmax + _clamp(nearest_int(isc[c] * x[i0 + i]), -nmax, nmax - 1)
-            scale = slx[c] / sl2[c]
-            best = scale * slx[c]
-    return scale
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _q45_k(x, i0, kind, out, o, L, lanes, weights, scales, mins):
+def _q45_k(x, i0, kind, out, o, L, lanes, scales, mins):
     """One q4_K (kind 0) or q5_K (kind 1) super-block; returns whether its d or dmin
     overflows float16."""
     nmax = 15 if kind == 0 else 31
@@ -273,7 +96,7 @@ def _q45_k(x, i0, kind, out, o, L, lanes, weights, scales, mins):
             continue
         dm = m_all * np.float32(m)
         for ii in range(32):
-            L[32 * j + ii] = _clamp(nearest_int((x[i0 + 32 * j + ii] + dm) / d), 0, nmax)
+            L[32 * j + ii] = clamp(nearest_int((x[i0 + 32 * j + ii] + dm) / d), 0, nmax)
     if kind == 0:
         q = o + 16
         for j in range(0, 256, 64):
@@ -330,7 +153,7 @@ def _q6_k(x, i0, out, o, L, lanes, scales):
         if d == 0:
             continue
         for ii in range(16):
-            L[16 * j + ii] = _clamp(nearest_int(x[i0 + 16 * j + ii] / d), -32, 31) + 32
+            L[16 * j + ii] = clamp(nearest_int(x[i0 + 16 * j + ii] / d), -32, 31) + 32
     ql = o
     qh = o + 128
     for j in range(0, 256, 128):
@@ -351,7 +174,6 @@ def _quantize_blocks(x, kind, b0, b1, out):
     L = local_block(out, 256)
     lanes = (local_block(x, 24), local_block(x, 24), local_block(x, 24))  # make_qx's
     xt, wt, lt = local_block(x, 256), local_block(x, 256), local_block(out, 256)
-    weights = local_block(x, 32)
     scales = local_block(x, 16)
     mins = local_block(x, 8)
     nbytes = block_bytes(kind)
@@ -366,8 +188,7 @@ def _quantize_blocks(x, kind, b0, b1, out):
         if kind == 2:
             over = _q6_k(x, i0, out, b * nbytes, L, lanes, scales)
         else:
-            over = _q45_k(x, i0, kind, out, b * nbytes, L, (xt, wt, lt), weights, scales,
-                          mins)
+            over = _q45_k(x, i0, kind, out, b * nbytes, L, (xt, wt, lt), scales, mins)
         if over and not bad:
             ovf += 1
     return nan, ovf
@@ -414,24 +235,52 @@ def _code(data, o, kind, e):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _dequantize_blocks(data, kind, b0, b1, out):
+    """``dequantize_row_q4_K`` etc.: q4_K/q5_K ``(d * sc) * q - dmin * m``, q6_K
+    ``(d * sc) * (q - 32)``, in float32 (``gguf.quants``' order)."""
     data, out = unmanaged(data), unmanaged(out)
     nbytes = block_bytes(kind)
     for b in range(b0, b1):
-        o, i0 = b * nbytes, b * 256
+        o, y = b * nbytes, b * 256
         if kind == 2:
             d = get_half(data, o + 208)
-            for e in range(256):
-                sc = np.float32(np.int8(data[o + 192 + e // 16]))
-                out[i0 + e] = d * sc * np.float32(_code(data, o, kind, e) - 32)
+            for n in range(2):
+                ql, qh, sc = o + 64 * n, o + 128 + 32 * n, o + 192 + 8 * n
+                for l in range(32):
+                    is_ = l // 16
+                    a, c = np.int32(data[ql + l]), np.int32(data[ql + l + 32])
+                    h = np.int32(data[qh + l])
+                    q1 = (a & 0xF) | ((h & 3) << 4)
+                    q2 = (c & 0xF) | (((h >> 2) & 3) << 4)
+                    q3 = (a >> 4) | (((h >> 4) & 3) << 4)
+                    q4 = (c >> 4) | (((h >> 6) & 3) << 4)
+                    s1 = np.float32(np.int8(data[sc + is_]))
+                    s2 = np.float32(np.int8(data[sc + is_ + 2]))
+                    s3 = np.float32(np.int8(data[sc + is_ + 4]))
+                    s4 = np.float32(np.int8(data[sc + is_ + 6]))
+                    out[y + 128 * n + l] = (d * s1) * np.float32(q1 - 32)
+                    out[y + 128 * n + l + 32] = (d * s2) * np.float32(q2 - 32)
+                    out[y + 128 * n + l + 64] = (d * s3) * np.float32(q3 - 32)
+                    out[y + 128 * n + l + 96] = (d * s4) * np.float32(q4 - 32)
             continue
         d_all = get_half(data, o)
         m_all = get_half(data, o + 2)
-        for j in range(8):
-            sc, m = _scale_min(data, o + 4, j)
-            d = d_all * np.float32(sc)
-            dm = m_all * np.float32(m)
-            for e in range(32 * j, 32 * j + 32):
-                out[i0 + e] = d * np.float32(_code(data, o, kind, e)) - dm
+        qs = o + (16 if kind == 0 else 48)
+        for pair in range(4):
+            sc1, m1 = _scale_min(data, o + 4, 2 * pair)
+            sc2, m2 = _scale_min(data, o + 4, 2 * pair + 1)
+            d1, dm1 = d_all * np.float32(sc1), m_all * np.float32(m1)
+            d2, dm2 = d_all * np.float32(sc2), m_all * np.float32(m2)
+            q = qs + 32 * pair
+            e = y + 64 * pair
+            for l in range(32):
+                byte = np.int32(data[q + l])
+                lo, hi = byte & 0xF, byte >> 4
+                if kind == 1:
+                    h = np.int32(data[o + 16 + l]) >> (2 * pair)
+                    lo |= (h & 1) << 4
+                    hi |= ((h >> 1) & 1) << 4
+                out[e + l] = d1 * np.float32(lo) - dm1
+                out[e + 32 + l] = d2 * np.float32(hi) - dm2
 
 
 @njit(parallel=True, cache=True, nogil=True)
