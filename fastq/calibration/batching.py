@@ -1,5 +1,5 @@
-"""Many tensors, one pass: tensors of one linear recipe whose parameter blocks never
-span rows (per channel along axis 0, groups along the last axis) quantize together.
+"""Many tensors, one pass: small tensors of one linear recipe whose parameter blocks
+never span rows (per channel along axis 0, groups along the last axis) quantize together.
 
 Their rows are copied one after another into one buffer allocated once per batch, the
 buffer is quantized in one ``fq.quantize`` call (one kernel call: range, parameters and
@@ -14,6 +14,11 @@ from ..core.codes import INT_DTYPES
 from ..core.granularity import PerChannel, PerGroup, as_granularity
 from ..ops import QTensor, quantize
 
+# Only tensors of fewer elements join batches: below it the Python around a call
+# (~80 us) costs more than copying the tensor into the buffer (~1.2 ns an element, about
+# what the kernel itself takes); a larger tensor is quantized on its own (measurements in
+# docs/design.md, "Many tensors, one pass").
+BATCH_BELOW = 1 << 16
 # Elements of one batch's buffer at most (16 MB of float32): memory stays bounded, and
 # the rows copied in are still in the last-level cache when the quantize pass reads them.
 BATCH_ELEMENTS = 1 << 22
@@ -26,7 +31,8 @@ def row_wise(a, kwargs):
     if dtype not in INT_DTYPES or set(kwargs) - {"dtype", "scheme", "granularity",
                                                  "narrow_range"}:
         return None
-    if a.ndim != 2 or a.dtype != np.float32 or not a.flags.c_contiguous or not a.size:
+    if a.ndim != 2 or a.dtype != np.float32 or not a.flags.c_contiguous or not a.size \
+            or a.size >= BATCH_BELOW:
         return None
     g = as_granularity(kwargs.get("granularity", "tensor"))
     if isinstance(g, PerChannel) and g.axis in (0, -2):
