@@ -68,6 +68,7 @@ def test_dynamic_range_is_fq_quantize_bit_for_bit():
                                                (fq.PerGroup(64), "int2")])
 def test_batched_equals_one_by_one(granularity, dtype, monkeypatch):
     monkeypatch.setattr(batching, "BATCH_ELEMENTS", 3 * 384 * 384)  # several batches
+    monkeypatch.setattr(batching, "BATCH_BELOW", 1 << 30)
     tensors = [(f"t{i}", RNG.standard_normal((r, 384)).astype(np.float32))
                for i, r in enumerate([384, 7, 1536, 384, 1, 384])]
     kwargs = {"dtype": dtype, "granularity": granularity, "scheme": "asymmetric"}
@@ -81,6 +82,17 @@ def test_batched_equals_one_by_one(granularity, dtype, monkeypatch):
         assert np.array_equal(qt.zero_point, ref.zero_point)
         assert np.array_equal(qt.codes(), ref.codes())
         assert qt.nbytes == ref.nbytes
+
+
+def test_small_tensors_are_batched_in_quantize_model():
+    w = {f"t{i}": RNG.standard_normal((16 + i, 64)).astype(np.float32) for i in range(40)}
+    qm = fq.quantize_model(w, min_elements=0)
+    for name, a in w.items():
+        ref = fq.quantize(a, "int8", scheme="symmetric", granularity=fq.PerChannel(0),
+                          narrow_range=True)
+        assert np.array_equal(qm.tensors[name].data, ref.data)
+        assert np.array_equal(qm.tensors[name].scale, ref.scale)
+        assert qm.tensors[name].data.base is qm.tensors["t0"].data.base  # one batch
 
 
 def test_rules_include_exclude_overrides():

@@ -1,5 +1,5 @@
-"""Many tensors, one pass: tensors of one linear recipe whose parameter blocks never
-span rows (per channel along axis 0, groups along the last axis) quantize together.
+"""Many tensors, one pass: small tensors of one linear recipe whose parameter blocks
+never span rows (per channel along axis 0, groups along the last axis) quantize together.
 
 Their rows are copied one after another into one buffer allocated once per batch, the
 buffer is quantized in one ``fq.quantize`` call (one kernel call: range, parameters and
@@ -14,8 +14,14 @@ from ..core.codes import INT_DTYPES
 from ..core.granularity import PerChannel, PerGroup, as_granularity
 from ..ops import QTensor, quantize
 
-# Elements of one batch's buffer at most (64 MB of float32): memory stays bounded.
-BATCH_ELEMENTS = 1 << 24
+# Only tensors of fewer elements join batches: below it the Python around a call
+# (~80 us) costs more than copying the tensor into the buffer (~1.2 ns an element, about
+# what the kernel itself takes); a larger tensor is quantized on its own (measurements in
+# docs/design.md, "Many tensors, one pass").
+BATCH_BELOW = 1 << 16
+# Elements of one batch's buffer at most (16 MB of float32): memory stays bounded, and
+# the rows copied in are still in the last-level cache when the quantize pass reads them.
+BATCH_ELEMENTS = 1 << 22
 
 
 def row_wise(a, kwargs):
@@ -25,7 +31,8 @@ def row_wise(a, kwargs):
     if dtype not in INT_DTYPES or set(kwargs) - {"dtype", "scheme", "granularity",
                                                  "narrow_range"}:
         return None
-    if a.ndim != 2 or a.dtype != np.float32 or not a.flags.c_contiguous or not a.size:
+    if a.ndim != 2 or a.dtype != np.float32 or not a.flags.c_contiguous or not a.size \
+            or a.size >= BATCH_BELOW:
         return None
     g = as_granularity(kwargs.get("granularity", "tensor"))
     if isinstance(g, PerChannel) and g.axis in (0, -2):
@@ -46,23 +53,27 @@ def quantize_batched(tensors, kwargs):
     out = {}
     batch, rows = [], 0
     cols = tensors[0][1].shape[1]
+    limit = max(BATCH_ELEMENTS // cols, 1)
+    buffer = np.empty((min(limit, sum(a.shape[0] for _, a in tensors)), cols), np.float32)
     for name, a in tensors:
-        if batch and (rows + a.shape[0]) * cols > BATCH_ELEMENTS:
-            out.update(_one_batch(batch, rows, kwargs))
+        if batch and rows + a.shape[0] > limit:
+            out.update(_one_batch(batch, rows, kwargs, buffer))
             batch, rows = [], 0
         batch.append((name, a))
         rows += a.shape[0]
     if batch:
-        out.update(_one_batch(batch, rows, kwargs))
+        out.update(_one_batch(batch, rows, kwargs, buffer))
     return out
 
 
-def _one_batch(batch, rows, kwargs):
+def _one_batch(batch, rows, kwargs, buffer):
+    """Quantize the tensors of ``batch`` (``rows`` rows in all) through ``buffer``
+    (allocated once, reused by every batch; a tensor alone is quantized in place)."""
     if len(batch) == 1:
         name, a = batch[0]
         return {name: quantize(a, **kwargs)}
     cols = batch[0][1].shape[1]
-    buffer = np.empty((rows, cols), np.float32)
+    buffer = buffer[:rows]
     np.concatenate([a for _, a in batch], axis=0, out=buffer)
     granularity = as_granularity(kwargs.get("granularity"))
     whole = quantize(buffer, **{**kwargs, "granularity": _whole(granularity)})

@@ -22,6 +22,7 @@ DEFAULT_BINS = 2048  # ONNX Runtime's HistogramCalibrater default for entropy/pe
 MAX_COUNTS = 1 << 22
 MIN_DEFAULT_BINS = 256
 SMOOTHING_EPS = 1e-4  # ONNX Runtime's smooth_distribution eps
+FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
 
 
 def default_bins(nblocks):
@@ -73,11 +74,13 @@ class BlockHistograms:
         for x3, blocks3, index in self._views(x):
             if index is None:
                 with parallel_region():
-                    kernels().block_histogram(x3, blocks3, self.half_range, self.counts)
+                    kernels().block_histogram(x3, blocks3, self.half_range, FLOAT32_MAX,
+                                              self.counts)
                 continue
             part = np.zeros((view_blocks(x3, blocks3), self.nbins), np.int64)
             with parallel_region():
-                kernels().block_histogram(x3, blocks3, self.half_range[index], part)
+                kernels().block_histogram(x3, blocks3, self.half_range[index], FLOAT32_MAX,
+                                          part)
             np.add.at(self.counts, index, part)
 
     def _views(self, x):

@@ -152,6 +152,7 @@ def quantize_model(weights, recipe="dynamic_range", representative_dataset=None,
     if recipe in ACTIVATIONS:
         activations = _calibrate(representative_dataset, ACTIVATIONS[recipe], recipe)
     tensors, schemes, batches = {}, {}, defaultdict(list)
+    described = {}  # id(plan) -> its description (the same few plans for every tensor)
     for name, w in weights.items():
         a = np.asarray(to_host(w))
         plan, why = _choose(name, a, default, override_plans, include, exclude, min_elements)
@@ -162,10 +163,12 @@ def quantize_model(weights, recipe="dynamic_range", representative_dataset=None,
         if plan == "float16":
             tensors[name], schemes[name] = cast(a, "float16"), "float16"
             continue
-        schemes[name] = _describe(plan)
+        if id(plan) not in described:
+            described[id(plan)] = _describe(plan)
+        schemes[name] = described[id(plan)]
         key = row_wise(a, plan)
         if key is not None:
-            batches[(key, _describe(plan))].append((name, a, plan))
+            batches[(key, schemes[name])].append((name, a, plan))
             continue
         tensors[name], note = _quantize_one(a, plan)
         if note:

@@ -32,21 +32,31 @@ def _block_bounds(b, P, K, Q, bp, bk, bq):
 
 @njit(cache=True, nogil=True, inline="always")
 def _one_block_minmax(x3, p0, p1, k0, k1, q0, q1):
-    """``(min, max, NaNs, infs)`` of the finite values of one block."""
+    """``(min, max, NaNs, infs)`` of the finite values of one block.  The main loop has
+    no branch (selects only, NaN failing every comparison); a block holding an inf is
+    read again without it (rare)."""
     low, high = np.float32(np.inf), np.float32(-np.inf)
     nans = 0
-    infs = 0
     for p in range(p0, p1):
         for k in range(k0, k1):
             row = x3[p, k]
             for q in range(q0, q1):
                 v = row[q]
-                if v != v:
-                    nans += 1
-                elif abs(v) == np.inf:
-                    infs += 1
-                else:
-                    low, high = min(low, v), max(high, v)
+                low = v if v < low else low
+                high = v if v > high else high
+                nans += v != v
+    infs = 0
+    if low == -np.inf or high == np.inf:
+        low, high = np.float32(np.inf), np.float32(-np.inf)
+        for p in range(p0, p1):
+            for k in range(k0, k1):
+                row = x3[p, k]
+                for q in range(q0, q1):
+                    v = row[q]
+                    if abs(v) == np.inf:
+                        infs += 1
+                    elif v == v:
+                        low, high = min(low, v), max(high, v)
     return low, high, nans, infs
 
 
@@ -64,11 +74,12 @@ def block_minmax(x3, blocks3, lo, hi, nonfinite):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def block_histogram(x3, blocks3, half_range, counts):
+def block_histogram(x3, blocks3, half_range, finite_max, counts):
     """Add each block's finite values to its histogram ``counts[b]`` (int64, ``nbins``
     equal bins over ``[-half_range[b], half_range[b]]``): bin ``floor((v + m) * nbins /
     (2m))`` in float64, clipped to the first and last bins (``np.histogram``'s rule, the
-    top edge in the last bin); a block of ``m == 0`` counts in the bin of 0, ``nbins/2``."""
+    top edge in the last bin); a block of ``m == 0`` counts in the bin of 0, ``nbins/2``.
+    ``finite_max`` is the largest finite value of ``x3``'s dtype."""
     P, K, Q = x3.shape
     bp, bk, bq = blocks3
     nbins = counts.shape[1]
@@ -78,17 +89,17 @@ def block_histogram(x3, blocks3, half_range, counts):
         norm = nbins / (2.0 * m) if m > 0 else 0.0
         low = -m if m > 0 else 0.0
         centre = nbins // 2 if m == 0 else 0
+        top = np.float64(nbins - 1 - centre)
         hist = counts[b]
         for p in range(p0, p1):
             for k in range(k0, k1):
                 row = x3[p, k]
                 for q in range(q0, q1):
-                    v = np.float64(row[q])
-                    if v - v != 0:  # NaN or inf: not counted
+                    v = row[q]
+                    if not abs(v) <= finite_max:  # NaN or inf: not counted (one compare)
                         continue
-                    t = (v - low) * norm
-                    i = int(t) if t > 0 else 0
-                    hist[min(i + centre, nbins - 1)] += 1
+                    t = min(max((np.float64(v) - low) * norm, 0.0), top)
+                    hist[int(t) + centre] += 1
 
 
 @njit(cache=True, nogil=True)
