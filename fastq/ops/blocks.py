@@ -10,6 +10,8 @@ import importlib
 
 # format name -> the module of fastq.ops.formats that implements it, e.g. {"q8_0": "ggml"}
 FORMATS = {}
+FORMATS.update(dict.fromkeys(("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K"),
+                             "ggml"))  # GGML legacy formats and K-quants
 
 
 def is_block_format(dtype):
