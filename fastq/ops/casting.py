@@ -103,15 +103,28 @@ class CastPlan:
 
     def __init__(self, src, dst, rounding, key, saturate):
         self.src, self.dst, self.rounding, self.key = src, dst, rounding, key
+        f32 = formats.FORMATS["float32"]
+        # An extended source is decoded by its table: straight into a 16/32-bit target,
+        # else into float32, which ``then`` (a plan from float32) carries on from.
+        self.table, self.then = None, None
+        if src.extended and src is not dst:
+            via = dst if dst.width in (16, 32) else f32
+            self.table = formats.decode_table(src, via)
+            if via is not dst:
+                self.then = CastPlan(f32, dst, rounding, key, saturate)
+            return
         self.widen = dst.mant_bits >= src.mant_bits and dst.exp_bits >= src.exp_bits
-        if self.widen:
+        if dst.exponent_only:  # E8M0: its own codec, from float32 or float64 bits
+            self.widen = False
+            self.via = src if src.width >= 32 else f32
+            self.params = formats.e8m0_params(self.via, saturate, truncate=rounding == 0)
+        elif self.widen:
             # 16-bit -> float32 in a kernel; float64 via float32 where the reference does so
-            self.via = (formats.FORMATS["float32"]
-                        if src.decode_via_float32 and dst.width == 64 else dst)
+            self.via = (f32 if src.decode_via_float32 and dst.width == 64 else dst)
             self.params, self.sub_magic = (formats.decode_params(src, self.via)
                                            if src.width < 32 else (None, None))
         else:
-            via = src if src.width >= 32 else formats.FORMATS["float32"]
+            via = src if src.width >= 32 else f32
             self.via = via
             self.params, self.sub_scale = formats.encode_params(via, dst, saturate,
                                                                  truncate=rounding == 0)
@@ -151,6 +164,15 @@ def run_cast(plan, src, dst, backend):
     """
     kernels, empty = backend.kernels("cast"), backend.empty
     copyto = kernels.copyto
+    if plan.table is not None:  # an extended source: its table, then maybe a cast on
+        decode = backend.kernels("minifloat").decode
+        if plan.then is None:
+            decode(src.view(np.uint8), dst.view(plan.dst.word), backend.to_device(plan.table))
+            return
+        wide = empty(src.shape, np.float32)
+        decode(src.view(np.uint8), wide.view(np.uint32), backend.to_device(plan.table))
+        run_cast(plan.then, wide, dst, backend)
+        return
     if plan.src is plan.dst:
         copyto(dst, src)
     elif plan.widen and plan.params is None:
@@ -169,5 +191,9 @@ def run_cast(plan, src, dst, backend):
             kernels.decode(src.view(plan.src.word), wide.view(np.uint32),
                            *formats.decode_params(plan.src, plan.via))
             src = wide
+        if plan.dst.exponent_only:
+            backend.kernels("minifloat").encode_e8m0(src.view(plan.via.word), dst.view(
+                np.uint8), plan.params, plan.rounding, plan.key)
+            return
         kernels.encode(src, dst.view(plan.dst.word), plan.params, plan.sub_scale,
                        plan.rounding, plan.key)
