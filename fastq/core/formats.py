@@ -235,7 +235,8 @@ def e8m0_params(src, saturate, truncate=False):
     """Parameters rounding ``src`` bits (float32 or float64) to E8M0 codes, ml_dtypes'
     rule: ``code = (|bits| + half) >> M - (B - 127)`` (ties away from zero, in the
     exponent grid), clamped below at code 0; zero, negatives and NaN give NaN (0xFF).
-    A float32 subnormal reads code 1 from ``1.5 * 2**-127`` up (X_SUB_ONE), else 0."""
+    A float32 subnormal reads code 1 from ``1.5 * 2**-127`` up (X_SUB_ONE), else 0.
+    ``saturate``: a finite overflow gives 2**127 (0xFE), as ONNX's ``to_float8e8m0``."""
     params = np.zeros(X_LEN, src.word)
     params[X_MANT_BITS] = src.mant_bits
     params[X_REBIAS] = src.bias - 127
@@ -245,6 +246,6 @@ def e8m0_params(src, saturate, truncate=False):
     params[X_NORM_MIN] = 1 << src.mant_bits
     params[X_SUB_ONE] = (3 << (src.mant_bits - 2) if src.bias == 127 and not truncate
                          else 1 << src.mant_bits)
-    params[X_INF_OUT] = 0xFE if saturate else 0xFF
+    params[X_INF_OUT] = 0xFF  # (+inf is NaN even saturated, as ONNX's to_float8e8m0)
     params[X_OVF_CODE] = 0xFE if saturate or truncate else 0xFF
     return params
