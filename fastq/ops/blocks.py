@@ -10,6 +10,7 @@ import importlib
 
 # format name -> the module of fastq.ops.formats that implements it, e.g. {"q8_0": "ggml"}
 FORMATS = {}
+FORMATS.update(dict.fromkeys(("float8_e4m3fn", "float8_e5m2", "float4_e2m1fn"), "minifloat"))
 
 
 def is_block_format(dtype):
