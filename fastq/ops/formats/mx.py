@@ -73,7 +73,7 @@ def check_options(dtype, options, scale, zero_point, granularity, block):
 def shared_exponents(rows, emax):
     """``clip(floor(log2(amax)) - emax, -127, 127)`` per row, exactly (int32)."""
     amax = np.max(np.abs(rows), axis=1) if rows.size else np.zeros(rows.shape[0], np.float32)
-    _, e = np.frexp(np.maximum(amax, TINY))  # amax = m * 2**e, m in [0.5, 1): exact
+    _, e = np.frexp(np.where(amax == 0, TINY, amax))  # amax = m * 2**e, m in [0.5, 1): exact
     return np.clip(e.astype(np.int32) - 1 - emax, -127, 127)
 
 

@@ -7,10 +7,11 @@ the same number as OCP's ``value * 2**(e - 127)``, so ``gguf.quants.dequantize``
 
 The shared exponent and the element rounding are OCP's (``fastq.ops.formats.mx``):
 ``floor(log2(amax))`` exact, elements rounded half to even.  ``gguf.quants.quantize``
-(NumPy) differs in two places: it takes ``floor(np.log2(amax))`` in float32, one too
-high for an ``amax`` just below a power of two, and picks the first nearest table entry
-(a tie goes toward the lower index: toward zero for positive values, and +0 for small
-negative ones); fastq's bytes then differ from gguf's, and both decode as written.
+(NumPy) differs in two places: it picks the first nearest entry of its table, so a tie
+goes to the lower index (0.75 to 0.5 where OCP rounds to the even 1.0; a small negative
+value to +0), and it does not clamp the exponent at E8M0's lower end (a block whose
+amax is below ``2**-125`` gets a wrapped-around exponent byte).  fastq's bytes then
+differ from gguf's; both decode as written (``gguf.quants.dequantize``).
 ``qt.scale`` is the E8M0 array (``ml_dtypes.float8_e8m0fnu``, ``x.shape[:-1] + (n//32,)``)
 that the data also holds; ``nbytes`` counts the data alone: 4.25 bits per element.
 """
