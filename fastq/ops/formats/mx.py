@@ -27,8 +27,9 @@ import math
 import ml_dtypes
 import numpy as np
 
-from ...backend import select
+from ...backend import CPU, select
 from ...core import checks
+from ...core import formats as F
 from ...runtime import device
 from ..casting import cast
 from ..linear import packed_codes, to_float32, unpacked_codes
@@ -50,10 +51,32 @@ def blocks_of(x, dtype, block, nan_policy):
         raise ValueError(f"x's last dimension must be a multiple of the {dtype} block size "
                          f"{block}, got shape {x.shape}")
     x32 = x if x.dtype == np.float32 and x.flags.c_contiguous else to_float32(x)
-    rows = x32.reshape(-1, block)
-    if not np.isfinite(rows).all():
+    return x, x32.reshape(-1, block)
+
+
+def block_amax(rows, dtype):
+    """float32 ``max |x|`` of each row (the amax kernel); NaN or inf raises."""
+    bits = np.empty(rows.shape[0], np.uint32)
+    if rows.size:
+        CPU.kernels("blocks.microscale").block_amax_bits(rows.view(np.uint32), bits)
+    if (bits >= np.uint32(0x7F800000)).any():
         raise ValueError(f"x contains NaN or inf, which {dtype} cannot scale")
-    return x, rows
+    return bits.view(np.float32)
+
+
+def encode_rows(rows, divisor, element):
+    """uint8 codes of ``rows / divisor[:, None]`` in the element format (the kernel)."""
+    codes = np.empty(rows.shape, np.uint8)
+    if rows.size:
+        if element == "int8":
+            params, sub_scale, qmax = np.zeros(F.E_LEN, np.uint32), 1.0, 127
+        else:
+            params, sub_scale = F.encode_params(F.FORMATS["float32"], F.FORMATS[element],
+                                                saturate=True)
+            qmax = 0
+        CPU.kernels("blocks.microscale").encode_rows(
+            rows, np.ascontiguousarray(divisor, np.float32), params, sub_scale, qmax, codes)
+    return codes.view(np.int8 if element == "int8" else F.FORMATS[element].dtype)
 
 
 def check_options(dtype, options, scale, zero_point, granularity, block):
@@ -70,9 +93,8 @@ def check_options(dtype, options, scale, zero_point, granularity, block):
     return PerGroup(block)
 
 
-def shared_exponents(rows, emax):
+def shared_exponents(amax, emax):
     """``clip(floor(log2(amax)) - emax, -127, 127)`` per row, exactly (int32)."""
-    amax = np.max(np.abs(rows), axis=1) if rows.size else np.zeros(rows.shape[0], np.float32)
     _, e = np.frexp(np.where(amax == 0, TINY, amax))  # amax = m * 2**e, m in [0.5, 1): exact
     return np.clip(e.astype(np.int32) - 1 - emax, -127, 127)
 
@@ -80,13 +102,10 @@ def shared_exponents(rows, emax):
 def mx_elements(rows, dtype):
     """``(codes, e8m0 scale codes)`` of the MX format ``dtype`` for float32 ``rows``."""
     element, emax = ELEMENTS[dtype]
-    e = shared_exponents(rows, emax)
-    scaled = np.ldexp(rows, -e[:, None]).astype(np.float32)  # (a power of two: exact)
-    if element == "int8":
-        codes = np.clip(np.rint(scaled * np.float32(64)), -127, 127).astype(np.int8)
-    else:
-        codes = cast(scaled, element, saturate=True, backend="cpu")
-    return codes, (e + 127).astype(np.uint8)
+    e = shared_exponents(block_amax(rows, dtype), emax)
+    # x / 2**e is exact (x / 2**(e - 6) for the 1.6 fixed point of int8): one rounding
+    divisor = np.ldexp(np.float32(1), e - (6 if element == "int8" else 0)).astype(np.float32)
+    return encode_rows(rows, divisor, element), (e + 127).astype(np.uint8)
 
 
 def quantize(x, dtype, scheme=None, granularity="tensor", scale=None, zero_point=None,
@@ -106,15 +125,14 @@ def quantize(x, dtype, scheme=None, granularity="tensor", scale=None, zero_point
 
 def quantize_nvfp4(x, nan_policy, granularity):
     x, rows = blocks_of(x, "nvfp4", NV_BLOCK, nan_policy)
-    amax = np.float32(np.max(np.abs(rows))) if rows.size else np.float32(0)
+    block_max = block_amax(rows, "nvfp4")
+    amax = np.float32(np.max(block_max)) if rows.size else np.float32(0)
     tensor_scale = amax / (E4M3_MAX * E2M1_MAX) if amax > 0 else np.float32(1)
     tensor_scale = np.float32(tensor_scale)
-    block_amax = np.max(np.abs(rows), axis=1) if rows.size else np.zeros(0, np.float32)
-    s = np.clip((block_amax / E2M1_MAX) / tensor_scale, E4M3_TINY, E4M3_MAX).astype(np.float32)
+    s = np.clip((block_max / E2M1_MAX) / tensor_scale, E4M3_TINY, E4M3_MAX).astype(np.float32)
     s8 = cast(s, "float8_e4m3fn", backend="cpu")
     total = tensor_scale * s8.astype(np.float32)
-    scaled = np.clip(rows / total[:, None], -E2M1_MAX, E2M1_MAX).astype(np.float32)
-    codes = cast(scaled, "float4_e2m1fn", backend="cpu")
+    codes = encode_rows(rows, total, "float4_e2m1fn")  # (saturating: the clip to +-6)
     data = packed_codes(codes.view(np.uint8).reshape(-1), 4)
     return QTensor(data, "nvfp4", s8.reshape(x.shape[:-1] + (-1,)), None, x.shape, granularity,
                    tensor_scale=np.array(tensor_scale, np.float32))
