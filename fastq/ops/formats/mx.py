@@ -166,6 +166,7 @@ def dequantize(qt, backend="auto"):
         total = np.float32(qt.tensor_scale) * scale.astype(np.float32)
         out = values * total[:, None]
     else:
+        # times 2**e (a float32, subnormal at e = -127): the exact product, rounded once
         e = scale.view(np.uint8).astype(np.int32) - 127
-        out = np.ldexp(values, e[:, None]).astype(np.float32)
+        out = values * np.ldexp(np.float32(1), e).astype(np.float32)[:, None]
     return out.astype(np.float32, copy=False).reshape(qt.shape)

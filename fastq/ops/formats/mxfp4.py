@@ -57,7 +57,7 @@ def dequantize(qt, backend="auto"):
     select(backend, qt.data)
     e = device.to_host(qt.data).reshape(-1, BLOCK_BYTES)[:, 0].astype(np.int32) - 127
     values = cast(codes(qt), "float32", backend="cpu").reshape(-1, MX_BLOCK)
-    out = np.ldexp(values, e[:, None]).astype(np.float32)
+    out = values * np.ldexp(np.float32(1), e).astype(np.float32)[:, None]  # (exact product)
     out += np.float32(0)  # (-0 -> +0)
     return out.reshape(qt.shape)
 

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ...backend import select
+from ...backend import CPU, select
 from ...core import checks
 from ...core.granularity import PerGroup, as_granularity
 from ...runtime import device
@@ -53,17 +53,15 @@ def quantize(x, dtype="nf4", scheme=None, granularity="tensor", scale=None,
     select(backend, x)
     x = checks.as_float_array(device.to_host(x))
     flat = (x if x.dtype == np.float32 else to_float32(x)).reshape(-1)
-    if not np.isfinite(flat).all():
+    if not np.isfinite(flat).all():  # (before any kernel: the absmax kernel assumes it)
         raise ValueError("x contains NaN or inf, which nf4 cannot scale")
     n = flat.size
-    nblocks = -(-n // block_size)
-    padded = np.zeros(nblocks * block_size, np.float32)
-    padded[:n] = flat
-    rows = padded.reshape(nblocks, block_size)
-    absmax = np.max(np.abs(rows), axis=1) if n else np.zeros(0, np.float32)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        normed = rows / np.where(absmax == 0, np.float32(1), absmax)[:, None]
-    codes = np.searchsorted(MID, normed.reshape(-1)[:n], side="left").astype(np.uint8)
+    absmax = np.empty(-(-n // block_size), np.float32)
+    codes = np.empty(n, np.uint8)
+    if n:
+        kernels = CPU.kernels("blocks.nf4")
+        kernels.absmax(flat, int(block_size), absmax)
+        kernels.encode(flat, int(block_size), absmax, MID, codes)
     # (granularity: groups of block_size over the flattened tensor, which it records)
     return QTensor(packed_codes(codes, 4), dtype, absmax.astype(np.float32), None, x.shape,
                    PerGroup(int(block_size)))
