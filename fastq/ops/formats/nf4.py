@@ -30,6 +30,10 @@ TABLE = np.array([
 # Midpoints of neighbouring entries, exact in float64: x <= MID[i] goes to index i or
 # lower (the tie to the lower index).
 MID = (TABLE[:-1].astype(np.float64) + TABLE[1:].astype(np.float64)) / 2
+# For a float32 v, v > MID[i] exactly when v > MID32[i], the largest float32 <= MID[i]:
+# the kernel compares in float32 lanes.
+MID32 = np.array([m if m <= mid else np.nextafter(m, np.float32(-1))
+                  for m, mid in zip(MID.astype(np.float32), MID)], np.float32)
 
 
 def quantize(x, dtype="nf4", scheme=None, granularity="tensor", scale=None,
@@ -61,7 +65,7 @@ def quantize(x, dtype="nf4", scheme=None, granularity="tensor", scale=None,
     if n:
         kernels = CPU.kernels("blocks.nf4")
         kernels.absmax(flat, int(block_size), absmax)
-        kernels.encode(flat, int(block_size), absmax, MID, codes)
+        kernels.encode(flat, int(block_size), absmax, MID32, codes)
     # (granularity: groups of block_size over the flattened tensor, which it records)
     return QTensor(packed_codes(codes, 4), dtype, absmax.astype(np.float32), None, x.shape,
                    PerGroup(int(block_size)))

@@ -2,8 +2,9 @@
 blocks of ``block`` elements (the last one partial).
 
 ``encode``: ``v = x / absmax`` (float32 division; an all-zero block divides by 1), and
-the index is the number of table midpoints strictly below ``v`` (compared in float64,
-where the midpoints are exact): the nearest entry, a tie going to the lower index.
+the index is the number of table midpoints strictly below ``v``: the nearest entry, a
+tie going to the lower index (``mid``: each midpoint rounded down to float32, which a
+float32 ``v`` exceeds exactly when it exceeds the exact midpoint).
 """
 import numpy as np
 from numba import njit, prange
@@ -37,7 +38,7 @@ def _encode_slice(x, block, amax, mid, codes, stream):
     for b in range(amax.size):
         a = amax[b] if amax[b] > 0 else np.float32(1)
         for i in range(b * block, min((b + 1) * block, x.size)):
-            v = np.float64(x[i] / a)
+            v = x[i] / a
             k = 0
             for j in range(mid.size):
                 k += v > mid[j]
