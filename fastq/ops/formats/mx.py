@@ -5,8 +5,8 @@ and NVIDIA's "nvfp4".
 OCP MX (Microscaling Formats MX v1.0, section 6.3): blocks of 32 consecutive elements
 along the last axis share the scale ``2**e``, ``e = floor(log2(amax)) - emax_elem``
 (``emax_elem`` = 8 for E4M3, 15 for E5M2, 2 for E2M1, 0 for INT8), clamped to E8M0's
-[-127, 127]; ``floor(log2(amax))`` is read exactly from the float32 bits (``frexp``),
-never from a rounded float log2.  An all-zero block takes ``amax`` = the smallest
+[-127, 127]; ``floor(log2(amax))`` is read exactly from the float32 exponent bits (the
+bit length of a subnormal's), never from a rounded float log2.  An all-zero block takes ``amax`` = the smallest
 normal float32 (as the OCP reference library, microxcaling, does).  Elements are
 ``x / 2**e`` (exact) cast to the element format, round half to even, saturating
 (INT8: ``clip(rint(64 * x / 2**e), -127, 127)``, the 1.6 fixed point of MXINT8).
@@ -38,7 +38,6 @@ from ..qtensor import QTensor
 MX_BLOCK, NV_BLOCK = 32, 16
 ELEMENTS = {"mxfp8_e4m3": ("float8_e4m3fn", 8), "mxfp8_e5m2": ("float8_e5m2", 15),
             "mxfp4": ("float4_e2m1fn", 2), "mxint8": ("int8", 0)}
-TINY = np.float32(np.finfo(np.float32).tiny)
 E4M3_MAX, E2M1_MAX, E4M3_TINY = np.float32(448), np.float32(6), np.float32(2.0 ** -6)
 
 
@@ -64,19 +63,27 @@ def block_amax(rows, dtype):
     return bits.view(np.float32)
 
 
+def element_params(element):
+    """``(params, sub_scale, qmax)`` of the element codec: a saturating float cast, or
+    integer codes in [-127, 127]."""
+    if element == "int8":
+        return np.zeros(F.E_LEN, np.uint32), 1.0, 127
+    params, sub_scale = F.encode_params(F.FORMATS["float32"], F.FORMATS[element],
+                                        saturate=True)
+    return params, sub_scale, 0
+
+
+def code_view(codes, element):
+    return codes.view(np.int8 if element == "int8" else F.FORMATS[element].dtype)
+
+
 def encode_rows(rows, divisor, element):
     """uint8 codes of ``rows / divisor[:, None]`` in the element format (the kernel)."""
     codes = np.empty(rows.shape, np.uint8)
     if rows.size:
-        if element == "int8":
-            params, sub_scale, qmax = np.zeros(F.E_LEN, np.uint32), 1.0, 127
-        else:
-            params, sub_scale = F.encode_params(F.FORMATS["float32"], F.FORMATS[element],
-                                                saturate=True)
-            qmax = 0
         CPU.kernels("blocks.microscale").encode_rows(
-            rows, np.ascontiguousarray(divisor, np.float32), params, sub_scale, qmax, codes)
-    return codes.view(np.int8 if element == "int8" else F.FORMATS[element].dtype)
+            rows, np.ascontiguousarray(divisor, np.float32), *element_params(element), codes)
+    return code_view(codes, element)
 
 
 def check_options(dtype, options, scale, zero_point, granularity, block):
@@ -93,19 +100,17 @@ def check_options(dtype, options, scale, zero_point, granularity, block):
     return PerGroup(block)
 
 
-def shared_exponents(amax, emax):
-    """``clip(floor(log2(amax)) - emax, -127, 127)`` per row, exactly (int32)."""
-    _, e = np.frexp(np.where(amax == 0, TINY, amax))  # amax = m * 2**e, m in [0.5, 1): exact
-    return np.clip(e.astype(np.int32) - 1 - emax, -127, 127)
-
-
 def mx_elements(rows, dtype):
     """``(codes, e8m0 scale codes)`` of the MX format ``dtype`` for float32 ``rows``."""
     element, emax = ELEMENTS[dtype]
-    e = shared_exponents(block_amax(rows, dtype), emax)
-    # x / 2**e is exact (x / 2**(e - 6) for the 1.6 fixed point of int8): one rounding
-    divisor = np.ldexp(np.float32(1), e - (6 if element == "int8" else 0)).astype(np.float32)
-    return encode_rows(rows, divisor, element), (e + 127).astype(np.uint8)
+    codes = np.empty(rows.shape, np.uint8)
+    exps = np.empty(rows.shape[0], np.uint8)
+    if rows.size:
+        CPU.kernels("blocks.microscale").mx_rows(
+            rows, emax, 6 if element == "int8" else 0, *element_params(element), codes, exps)
+    if (exps == 0xFF).any():
+        raise ValueError(f"x contains NaN or inf, which {dtype} cannot scale")
+    return code_view(codes, element), exps
 
 
 def quantize(x, dtype, scheme=None, granularity="tensor", scale=None, zero_point=None,

@@ -15,7 +15,7 @@ from numba import njit, prange
 from ....core import formats as F
 from ..cast import _rounded
 from ..parallel import chunk_bounds, launch
-from ..word import FP_NEAREST_EVEN, as_bits, band, bor, shr, swap_fp_control
+from ..word import FP_NEAREST_EVEN, as_bits, as_float, band, bor, shr, swap_fp_control
 
 
 @njit(cache=True, nogil=True)
@@ -40,26 +40,78 @@ def block_amax_bits(x_u, out):
     launch(_amax_slice, _amax_parallel, x_u, out, (x_u, out))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _encode_row(row, d, p, sub_scale, qmax, out):
+    """``out[i]`` = the code of ``row[i] / d``: integer (``qmax`` > 0) or float (``p``)."""
+    if qmax > 0:
+        for i in range(row.size):
+            q = min(max(np.rint(row[i] / d), -qmax), qmax)
+            out[i] = np.uint8(np.int32(q) & 0xFF)
+    else:
+        s, half_m1, rebias = p[F.E_SHIFT], p[F.E_HALF_M1], p[F.E_REBIAS]
+        ovf_code, norm_min, abs_mask = p[F.E_OVF_CODE], p[F.E_NORM_MIN], p[F.E_ABS_MASK]
+        sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
+        for i in range(row.size):
+            b = as_bits(row[i] / d)
+            a = band(b, abs_mask)
+            code = _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, True, True)
+            out[i] = bor(code, band(shr(b, sign_shift), sign_bit))
+
+
 @njit(cache=True, nogil=True)
 def _encode_slice(x, divisor, p, sub_scale, qmax, codes, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (and no flush to zero)
-    s, half_m1, rebias = p[F.E_SHIFT], p[F.E_HALF_M1], p[F.E_REBIAS]
-    ovf_code, norm_min, abs_mask = p[F.E_OVF_CODE], p[F.E_NORM_MIN], p[F.E_ABS_MASK]
-    sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
     for r in range(x.shape[0]):
-        d = divisor[r]
-        if qmax > 0:  # integer elements
-            for i in range(x.shape[1]):
-                q = min(max(np.rint(x[r, i] / d), -qmax), qmax)
-                codes[r, i] = np.uint8(np.int32(q) & 0xFF)
-        else:
-            for i in range(x.shape[1]):
-                b = as_bits(x[r, i] / d)
-                a = band(b, abs_mask)
-                code = _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, True,
-                                True)
-                codes[r, i] = bor(code, band(shr(b, sign_shift), sign_bit))
+        _encode_row(x[r], divisor[r], p, sub_scale, qmax, codes[r])
     swap_fp_control(saved)
+
+
+@njit(cache=True, nogil=True)
+def _mx_slice(x, emax, shift, p, sub_scale, qmax, codes, exps, stream):
+    """Each row: its shared exponent ``e = clip(floor(log2(amax)) - emax, -127, 127)``
+    from the magnitude bits (exact; 0xFF marks a row holding inf or NaN), then the codes
+    of ``x / 2**(e - shift)`` (exact), while the row is in cache."""
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
+    mask, one = np.uint32(0x7FFFFFFF), np.uint32(1)
+    for r in range(x.shape[0]):
+        top = np.uint32(0)
+        for i in range(x.shape[1]):
+            top = max(top, band(as_bits(x[r, i]), mask))
+        if top >= np.uint32(0x7F800000):
+            exps[r] = 0xFF
+            continue
+        if top >= np.uint32(0x00800000):
+            flog = np.int32(top >> np.uint32(23)) - 127
+        elif top == 0:
+            flog = np.int32(-126)  # (an all-zero row: amax read as the smallest normal)
+        else:  # subnormal amax m * 2**-149: floor(log2) = -150 + bit length of m
+            flog, m = np.int32(-150), top
+            while m:
+                m >>= one
+                flog += 1
+        e = min(max(flog - emax, -127), 127)
+        exps[r] = e + 127
+        k = e - shift  # the divisor 2**k as float32 bits (k >= -133: subnormal below -126)
+        bits = np.uint32((k + 127) << 23 if k >= -126 else 1 << (k + 149))
+        _encode_row(x[r], as_float(bits), p, sub_scale, qmax, codes[r])
+    swap_fp_control(saved)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _mx_parallel(x, emax, shift, p, sub_scale, qmax, codes, exps, nchunks, stream):
+    for c in prange(nchunks):
+        start, stop = chunk_bounds(x.shape[0], c, nchunks)
+        _mx_slice(x[start:stop], emax, shift, p, sub_scale, qmax, codes[start:stop],
+                  exps[start:stop], stream)
+
+
+def mx_rows(x, emax, shift, params, sub_scale, qmax, codes, exps):
+    """OCP MX in one pass over the float32 rows ``x`` (one block each): E8M0 exponent
+    codes into ``exps`` (uint8; 0xFF: inf or NaN in the row), element codes into ``codes``
+    (``shift`` 6 and ``qmax`` 127 for MXINT8's 1.6 fixed point, else 0 and 0)."""
+    launch(_mx_slice, _mx_parallel, x, codes,
+           (x, np.int32(emax), np.int32(shift), params, np.float32(sub_scale),
+            np.float32(qmax), codes, exps))
 
 
 @njit(parallel=True, cache=True, nogil=True)
