@@ -18,7 +18,7 @@ that the data also holds; ``nbytes`` counts the data alone: 4.25 bits per elemen
 import ml_dtypes
 import numpy as np
 
-from ...backend import select
+from ...backend import CPU, select
 from ...runtime import device
 from ..casting import cast
 from ..qtensor import QTensor
@@ -36,10 +36,9 @@ def quantize(x, dtype="mxfp4", scheme=None, granularity="tensor", scale=None,
     select(backend, x)
     x, rows = blocks_of(x, dtype, MX_BLOCK, nan_policy)
     codes, e = mx_elements(rows, dtype)
-    nibbles = codes.view(np.uint8).reshape(-1, 2, MX_BLOCK // 2)
     data = np.empty((rows.shape[0], BLOCK_BYTES), np.uint8)
-    data[:, 0] = e
-    data[:, 1:] = nibbles[:, 0] | (nibbles[:, 1] << np.uint8(4))
+    if rows.size:
+        CPU.kernels("blocks.microscale").ggml_mxfp4(codes.view(np.uint8), e, data)
     scales = e.view(ml_dtypes.float8_e8m0fnu).reshape(x.shape[:-1] + (-1,))
     return QTensor(data.reshape(-1), dtype, scales, None, x.shape, g)
 

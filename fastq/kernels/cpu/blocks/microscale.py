@@ -41,18 +41,21 @@ def block_amax_bits(x_u, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _encode_row(row, d, p, sub_scale, qmax, out):
-    """``out[i]`` = the code of ``row[i] / d``: integer (``qmax`` > 0) or float (``p``)."""
+def _encode_row(row, d, mul, p, sub_scale, qmax, out):
+    """``out[i]`` = the code of ``row[i] / d`` (``mul``: of ``row[i] * d``, where ``d`` is
+    the exact reciprocal of a power of two: the same rounded quotient, without a divide):
+    integer (``qmax`` > 0) or float (``p``)."""
     if qmax > 0:
         for i in range(row.size):
-            q = min(max(np.rint(row[i] / d), -qmax), qmax)
+            v = row[i] * d if mul else row[i] / d
+            q = min(max(np.rint(v), -qmax), qmax)
             out[i] = np.uint8(np.int32(q) & 0xFF)
     else:
         s, half_m1, rebias = p[F.E_SHIFT], p[F.E_HALF_M1], p[F.E_REBIAS]
         ovf_code, norm_min, abs_mask = p[F.E_OVF_CODE], p[F.E_NORM_MIN], p[F.E_ABS_MASK]
         sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
         for i in range(row.size):
-            b = as_bits(row[i] / d)
+            b = as_bits(row[i] * d if mul else row[i] / d)
             a = band(b, abs_mask)
             code = _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, True, True)
             out[i] = bor(code, band(shr(b, sign_shift), sign_bit))
@@ -62,7 +65,7 @@ def _encode_row(row, d, p, sub_scale, qmax, out):
 def _encode_slice(x, divisor, p, sub_scale, qmax, codes, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (and no flush to zero)
     for r in range(x.shape[0]):
-        _encode_row(x[r], divisor[r], p, sub_scale, qmax, codes[r])
+        _encode_row(x[r], divisor[r], False, p, sub_scale, qmax, codes[r])
     swap_fp_control(saved)
 
 
@@ -91,9 +94,13 @@ def _mx_slice(x, emax, shift, p, sub_scale, qmax, codes, exps, stream):
                 flog += 1
         e = min(max(flog - emax, -127), 127)
         exps[r] = e + 127
-        k = e - shift  # the divisor 2**k as float32 bits (k >= -133: subnormal below -126)
-        bits = np.uint32((k + 127) << 23 if k >= -126 else 1 << (k + 149))
-        _encode_row(x[r], as_float(bits), p, sub_scale, qmax, codes[r])
+        k = e - shift  # divide by 2**k: multiply by 2**-k where float32 holds it (k >= -127)
+        if k >= -127:
+            bits = np.uint32((127 - k) << 23 if k <= 126 else 1 << (149 - k))
+            _encode_row(x[r], as_float(bits), True, p, sub_scale, qmax, codes[r])
+        else:  # (k down to -133: 2**k is a float32 subnormal, its reciprocal is not)
+            bits = np.uint32(1 << (k + 149))
+            _encode_row(x[r], as_float(bits), False, p, sub_scale, qmax, codes[r])
     swap_fp_control(saved)
 
 
@@ -128,3 +135,25 @@ def encode_rows(x, divisor, params, sub_scale, qmax, codes):
     ``[-qmax, qmax]`` (two's complement bytes)."""
     launch(_encode_slice, _encode_parallel, x, codes,
            (x, divisor, params, np.float32(sub_scale), np.float32(qmax), codes))
+
+
+@njit(cache=True, nogil=True)
+def _ggml_mxfp4_slice(codes, exps, out, stream):
+    half = codes.shape[1] // 2
+    for r in range(codes.shape[0]):
+        out[r, 0] = exps[r]
+        for j in range(half):
+            out[r, 1 + j] = codes[r, j] | (codes[r, j + half] << np.uint8(4))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _ggml_mxfp4_parallel(codes, exps, out, nchunks, stream):
+    for c in prange(nchunks):
+        start, stop = chunk_bounds(codes.shape[0], c, nchunks)
+        _ggml_mxfp4_slice(codes[start:stop], exps[start:stop], out[start:stop], stream)
+
+
+def ggml_mxfp4(codes, exps, out):
+    """GGML ``block_mxfp4`` rows: ``out[r] = [exps[r], codes[r, j] | codes[r, j + 16] << 4
+    for j < 16]`` (E2M1 codes in ``codes``, one block per row)."""
+    launch(_ggml_mxfp4_slice, _ggml_mxfp4_parallel, codes, out, (codes, exps, out))
