@@ -35,13 +35,17 @@ def absmax(x, block, out):
 
 @njit(cache=True, nogil=True)
 def _encode_slice(x, block, amax, mid, codes, stream):
+    m0, m1, m2, m3, m4, m5, m6, m7 = mid[0], mid[1], mid[2], mid[3], mid[4], mid[5], mid[6], mid[7]
+    m8, m9, m10, m11, m12, m13, m14 = mid[8], mid[9], mid[10], mid[11], mid[12], mid[13], mid[14]
     for b in range(amax.size):
         a = amax[b] if amax[b] > 0 else np.float32(1)
         for i in range(b * block, min((b + 1) * block, x.size)):
             v = x[i] / a
-            k = 0
-            for j in range(mid.size):
-                k += v > mid[j]
+            # how many of the 15 midpoints lie below v (compares against values held in
+            # registers: the loop vectorizes, where a search would branch on the data)
+            k = ((v > m0) + (v > m1) + (v > m2) + (v > m3) + (v > m4) + (v > m5)
+                 + (v > m6) + (v > m7) + (v > m8) + (v > m9) + (v > m10) + (v > m11)
+                 + (v > m12) + (v > m13) + (v > m14))
             codes[i] = k
 
 
