@@ -21,7 +21,9 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     x : array_like
         float16, bfloat16, float32 or float64 values, any shape, strides or byte order.
     to : str or dtype
-        ``"float16"``, ``"bfloat16"``, ``"float32"`` or ``"float64"`` (or the dtype).
+        ``"float16"``, ``"bfloat16"``, ``"float32"`` or ``"float64"`` (or the dtype), or
+        an extended format: ``"float8_e4m3fn"``, ``"float8_e5m2"``, ``"float4_e2m1fn"``,
+        ``"float8_e8m0fnu"`` (ml_dtypes arrays; ``x`` may be one of them to decode).
     rounding : {"nearest_even", "truncate", "stochastic"}
         How a value between two representable ones is rounded when narrowing:
         to nearest with ties to even (IEEE 754 default), toward zero, or up with
@@ -36,7 +38,11 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
         bits on any thread count or backend.  ``None`` draws a fresh seed.
     saturate : bool, optional
         Map values beyond the target's largest finite value (and ±inf) to ±max instead of
-        ±inf.  Default ``False`` for IEEE-like formats (NumPy/ml_dtypes behaviour).
+        ±inf.  Default ``False`` for IEEE-like formats (NumPy/ml_dtypes behaviour).  For
+        the extended formats ``False`` is ``astype`` of ml_dtypes bit for bit (e4m3fn:
+        overflow and inf -> NaN; e2m1fn always saturates) and ``True`` is ONNX's
+        ``Cast(saturate=1)`` (NaN stays NaN; E8M0: finite overflow -> 2**127, as
+        ``onnx.numpy_helper.to_float8e8m0(round_mode="nearest")``).
     out : ndarray, optional
         Preallocated result of ``x.shape`` and the target dtype; left untouched on error.
     backend : {"auto", "cpu", "cuda"}
