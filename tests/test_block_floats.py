@@ -188,3 +188,22 @@ def test_nf4_matches_bitsandbytes_when_installed():
     packed = q.numpy().reshape(-1)
     theirs = np.stack([packed >> 4, packed & 15], axis=1).reshape(-1)[:x.size]
     assert np.array_equal(qt.codes(), theirs)
+
+
+@pytest.mark.parametrize("dtype", ["mxfp8_e4m3", "mxfp8_e5m2", "mxint8", "mxfp4", "nvfp4", "nf4"])
+def test_layouts_dtypes_and_empty_inputs(dtype):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    want = fq.dequantize(fq.quantize(x, dtype))
+    # float64 / float16 inputs are rounded to float32 first; strided input as its copy
+    x64 = x.astype(np.float64)
+    assert np.array_equal(fq.dequantize(fq.quantize(x64.astype(np.float32), dtype)), want)
+    wide = np.zeros((3, 128), np.float32)
+    wide[:, ::2] = x
+    assert np.array_equal(fq.dequantize(fq.quantize(wide[:, ::2], dtype)), want)
+    assert fq.dequantize(fq.quantize(x[::-1], dtype)).shape == (3, 64)
+    empty = fq.quantize(np.zeros((0, 64), np.float32), dtype)
+    assert fq.dequantize(empty).shape == (0, 64) and empty.codes().shape == (0, 64)
+    zeros = fq.quantize(np.zeros((2, 32), np.float32), dtype)
+    assert not fq.dequantize(zeros).any()
+    assert repr(zeros).startswith("QTensor(dtype=")

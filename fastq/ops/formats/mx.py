@@ -6,8 +6,9 @@ OCP MX (Microscaling Formats MX v1.0, section 6.3): blocks of 32 consecutive ele
 along the last axis share the scale ``2**e``, ``e = floor(log2(amax)) - emax_elem``
 (``emax_elem`` = 8 for E4M3, 15 for E5M2, 2 for E2M1, 0 for INT8), clamped to E8M0's
 [-127, 127]; ``floor(log2(amax))`` is read exactly from the float32 exponent bits (the
-bit length of a subnormal's), never from a rounded float log2.  An all-zero block takes ``amax`` = the smallest
-normal float32 (as the OCP reference library, microxcaling, does).  Elements are
+bit length of a subnormal's), never from a rounded float log2.  An all-zero block takes
+``amax`` = the smallest normal float32 (as the OCP reference library, microxcaling,
+does).  Elements are
 ``x / 2**e`` (exact) cast to the element format, round half to even, saturating
 (INT8: ``clip(rint(64 * x / 2**e), -127, 127)``, the 1.6 fixed point of MXINT8).
 ``qt.scale`` is the ``ml_dtypes.float8_e8m0fnu`` array of shape ``x.shape[:-1] +
@@ -124,7 +125,8 @@ def quantize(x, dtype, scheme=None, granularity="tensor", scale=None, zero_point
     g = check_options(dtype, options, scale, zero_point, granularity, MX_BLOCK)
     x, rows = blocks_of(x, dtype, MX_BLOCK, nan_policy)
     codes, e = mx_elements(rows, dtype)
-    scales = e.view(ml_dtypes.float8_e8m0fnu).reshape(x.shape[:-1] + (-1,))
+    scale_shape = x.shape[:-1] + (x.shape[-1] // MX_BLOCK,)
+    scales = e.view(ml_dtypes.float8_e8m0fnu).reshape(scale_shape)
     return QTensor(codes.reshape(x.shape), dtype, scales, None, x.shape, g)
 
 
@@ -139,7 +141,8 @@ def quantize_nvfp4(x, nan_policy, granularity):
     total = tensor_scale * s8.astype(np.float32)
     codes = encode_rows(rows, total, "float4_e2m1fn")  # (saturating: the clip to +-6)
     data = packed_codes(codes.view(np.uint8).reshape(-1), 4)
-    return QTensor(data, "nvfp4", s8.reshape(x.shape[:-1] + (-1,)), None, x.shape, granularity,
+    scale_shape = x.shape[:-1] + (x.shape[-1] // NV_BLOCK,)
+    return QTensor(data, "nvfp4", s8.reshape(scale_shape), None, x.shape, granularity,
                    tensor_scale=np.array(tensor_scale, np.float32))
 
 

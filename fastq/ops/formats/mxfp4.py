@@ -39,7 +39,8 @@ def quantize(x, dtype="mxfp4", scheme=None, granularity="tensor", scale=None,
     data = np.empty((rows.shape[0], BLOCK_BYTES), np.uint8)
     if rows.size:
         CPU.kernels("blocks.microscale").ggml_mxfp4(codes.view(np.uint8), e, data)
-    scales = e.view(ml_dtypes.float8_e8m0fnu).reshape(x.shape[:-1] + (-1,))
+    scale_shape = x.shape[:-1] + (x.shape[-1] // MX_BLOCK,)
+    scales = e.view(ml_dtypes.float8_e8m0fnu).reshape(scale_shape)
     return QTensor(data.reshape(-1), dtype, scales, None, x.shape, g)
 
 
