@@ -101,7 +101,7 @@ def metrics(x, x_hat):
     da = require_dask()
     _check_dask(x, "x")
     for name, a in (("x", x), ("x_hat", x_hat)):
-        dtype = np.dtype(getattr(a, "dtype", np.asarray(a).dtype))
+        dtype = np.dtype(a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype)
         if dtype.kind not in "biuf" and formats.format_of_dtype(dtype) is None:
             raise TypeError(f"{name} must be a real numeric array, got dtype {dtype}")
     if tuple(np.shape(x_hat)) != x.shape:

@@ -21,7 +21,7 @@ import numpy as np
 from ..core import checks
 from ..core.codes import dtype_info
 from ..core.granularity import as_granularity
-from ..ops import QParams
+from ..ops import QParams, plans
 from ..ops import quantization as ops_quantization
 from ..ops.linear import qparams_from_range
 from .layout import ChunkLayout, packed_chunks
@@ -64,35 +64,37 @@ class DaskQuantizeCall:
                     nan_policy=self.nan_policy, layout=self.layout)
 
     def ranges(self):
-        """Lazy ``(..., 2)`` array of ``[rmin, rmax]`` on the full-rank grid, chunked as
-        ``x``'s chunks map onto it (one chunk along the whole axes)."""
+        """Lazy ``(..., 4)`` array of ``[rmin, rmax, has_nan, has_inf]`` on the full-rank
+        grid, chunked as ``x``'s chunks map onto it (one chunk along the whole axes);
+        the flags are each chunk's, reduced with its ranges (by max)."""
         da = require_dask()
         x, layout = self.x, self.layout
+        meta = np.empty((0,) * (x.ndim + 1), np.float32)
         per_chunk = da.map_blocks(
-            _chunk_ranges, x, layout=layout, nan_policy=self.nan_policy,
-            chunks=layout.grid_chunks(x.chunks) + ((2,),), new_axis=x.ndim,
-            dtype=np.float32, meta=np.empty((0,) * (x.ndim + 1), np.float32))
+            _chunk_ranges, x, layout=layout, chunks=layout.grid_chunks(x.chunks) + ((4,),),
+            new_axis=x.ndim, dtype=np.float32, meta=meta)
         if not layout.whole_axes:
             return per_chunk
         return da.reduction(per_chunk, _reduce_ranges, _reduce_ranges,
                             combine=_reduce_ranges, axis=layout.whole_axes, keepdims=True,
-                            dtype=np.float32, concatenate=True,
-                            meta=np.empty((0,) * (x.ndim + 1), np.float32))
+                            dtype=np.float32, concatenate=True, meta=meta)
 
     def qparams_grid(self):
         """Lazy scale (float32) and zero point (code dtype, or None for signed
-        symmetric) on the full-rank grid, chunked like ``ranges()``."""
+        symmetric) on the full-rank grid, chunked like ``ranges()``.  A NaN or inf
+        anywhere (the flags reduced over every chunk first) raises as in memory."""
         ranges = self.ranges()
+        ndim = ranges.ndim - 1
+        flags = ranges[..., 2:].max(axis=tuple(range(ndim)), keepdims=True)
         common = dict(scheme=self.scheme, qmin=self.qmin, qmax=self.qmax,
-                      code_dtype=self.code_dtype, drop_axis=ranges.ndim - 1)
-        scale = ranges.map_blocks(_params_of_ranges, which=0, dtype=np.float32,
-                                  meta=np.empty((0,) * (ranges.ndim - 1), np.float32),
-                                  **common)
+                      code_dtype=self.code_dtype, nan_policy=self.nan_policy,
+                      drop_axis=ndim)
+        scale = ranges.map_blocks(_params_of_ranges, flags, which=0, dtype=np.float32,
+                                  meta=np.empty((0,) * ndim, np.float32), **common)
         if self.scheme == "symmetric" and self.qmin < 0:
             return scale, None
-        zero = ranges.map_blocks(_params_of_ranges, which=1, dtype=self.code_dtype,
-                                 meta=np.empty((0,) * (ranges.ndim - 1), self.code_dtype),
-                                 **common)
+        zero = ranges.map_blocks(_params_of_ranges, flags, which=1, dtype=self.code_dtype,
+                                 meta=np.empty((0,) * ndim, self.code_dtype), **common)
         return scale, zero
 
     def per_chunk(self, function, scale, zero, chunks, dtype):
@@ -113,29 +115,36 @@ class DaskQuantizeCall:
 
 
 @in_task
-def _chunk_ranges(xb, layout, nan_policy):
-    """``[rmin, rmax]`` of each parameter cell of one chunk, on its grid, stacked last
-    (each range holds 0, as in memory: the asymmetric range's rule, and no change to
-    the symmetric absmax)."""
+def _chunk_ranges(xb, layout):
+    """``[rmin, rmax, has_nan, has_inf]`` of each parameter cell of one chunk, on its
+    grid, stacked last: fastq's own range pass (each range holds 0, as in memory: the
+    asymmetric range's rule, and no change to the symmetric absmax; NaN and inf are
+    left out of it and flagged, for ``_params_of_ranges`` to raise on as in memory)."""
     grid = layout.chunk_grid(xb.shape)
-    out = np.zeros(grid + (2,), np.float32)
+    out = np.zeros(grid + (4,), np.float32)
     if xb.size:
         job = ops_quantization.QuantizeCall(xb, "int8", "asymmetric",
                                             layout.chunk_granularity(xb.shape), False,
-                                            nan_policy, "cpu")
-        rmin, rmax = job.value_range()
+                                            "ignore", "cpu")
+        rmin, rmax, has_nan, has_inf = job.ranges_and_flags()
         out[..., 0], out[..., 1] = rmin.reshape(grid), rmax.reshape(grid)
+        out[..., 2], out[..., 3] = has_nan, has_inf
     return out
 
 
 def _reduce_ranges(a, axis, keepdims):
-    """min of the lower ends, max of the upper ends along ``axis`` (exact)."""
-    return np.stack([a[..., 0].min(axis=axis, keepdims=keepdims),
-                     a[..., 1].max(axis=axis, keepdims=keepdims)], axis=-1)
+    """min of the lower ends, max of the upper ends and of the flags along ``axis``
+    (exact in any order)."""
+    return np.concatenate([a[..., :1].min(axis=axis, keepdims=keepdims),
+                           a[..., 1:].max(axis=axis, keepdims=keepdims)], axis=-1)
 
 
 @in_task
-def _params_of_ranges(rb, which, scheme, qmin, qmax, code_dtype):
+def _params_of_ranges(rb, flags, which, scheme, qmin, qmax, code_dtype, nan_policy):
+    """Scale (``which`` 0) or zero point (1) of the ranges ``rb``; a NaN or inf flagged
+    anywhere in x raises first, with the in-memory call's error (NaN before inf)."""
+    has_nan, has_inf = (bool(f) for f in np.asarray(flags).reshape(-1))
+    plans.check_range(has_nan, has_inf, nan_policy)
     scale, zero = qparams_from_range(rb[..., 0], rb[..., 1], scheme, qmin, qmax, code_dtype)
     return scale if which == 0 else zero
 
