@@ -302,20 +302,38 @@ def _fastq_file():
 
 
 def test_distributed_local_cluster(x2):
+    """The fast one: 4 chunks, one dtype (the workers' first task loads the kernels
+    from the on-disk cache: most of this test's time)."""
     distributed, cluster, client = _local_cluster()
     try:
         assert set(client.run(_fastq_file).values()) == {fq.__file__}  # this fastq
-        dx = da.from_array(x2, chunks=(10, 14))
-        for dtype, g in (("int4", fq.PerGroup(8)), ("uint8", fq.PerChannel(1)),
-                         ("int2", "tensor"), ("int16", fq.PerBlock((6, 16)))):
-            qd = fqd.quantize(dx, dtype, granularity=g)
-            assert_same_qtensor(qd.compute(), fq.quantize(x2, dtype, granularity=g))
-            assert bits_equal(qd.dequantize().compute(),
-                              fq.quantize(x2, dtype, granularity=g).dequantize())
-        fake = fqd.fake_quantize(dx, "uint4", granularity=fq.PerChannel(0)).compute()
-        assert bits_equal(fake, fq.fake_quantize(x2, "uint4", granularity=fq.PerChannel(0)))
         # each worker runs one task at a time: its tasks may use every core
         assert set(client.run(tasks.scheduler_threads).values()) == {1}
+        qd = fqd.quantize(da.from_array(x2, chunks=(19, 26)), "int4",
+                          granularity=fq.PerGroup(8))
+        ref = fq.quantize(x2, "int4", granularity=fq.PerGroup(8))
+        assert_same_qtensor(qd.compute(), ref)
+        assert bits_equal(qd.dequantize().compute(), ref.dequantize())
+    finally:
+        client.close()
+        cluster.close()
+
+
+@pytest.mark.slow
+def test_distributed_every_dtype_and_granularity(x2):
+    distributed, cluster, client = _local_cluster()
+    try:
+        dx = da.from_array(x2, chunks=(10, 14))
+        for dtype in DTYPES:
+            for g in GRANULARITIES:
+                ref = fq.quantize(x2, dtype, granularity=g)
+                qd = fqd.quantize(dx, dtype, granularity=g)
+                data, scale, x_hat = dask.compute(qd.data, qd.scale, qd.dequantize())
+                assert np.array_equal(data.reshape(ref.data.shape), ref.data)
+                assert bits_equal(scale, np.asarray(ref.scale, np.float32))
+                assert bits_equal(x_hat, ref.dequantize())  # (zero points included)
+        fake = fqd.fake_quantize(dx, "uint4", granularity=fq.PerChannel(0)).compute()
+        assert bits_equal(fake, fq.fake_quantize(x2, "uint4", granularity=fq.PerChannel(0)))
     finally:
         client.close()
         cluster.close()
