@@ -240,10 +240,15 @@ def test_memmap_larger_than_chunks(tmp_path):
     np.save(tmp_path / "x.npy", x)
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
     dx = da.from_array(mm, chunks=(48, 384))  # 72 KB chunks of a 1 MB file
+    streamed = fqd.from_npy(tmp_path / "x.npy", chunks=(48, 384))  # (from_array copies)
+    assert streamed.chunks == dx.chunks
     for dtype, g in (("int8", fq.PerChannel(0)), ("uint4", fq.PerGroup(128)),
                      ("int2", "tensor"), ("int16", fq.PerBlock((64, 64)))):
+        ref = fq.quantize(x, dtype, granularity=g)
         got = fqd.quantize(dx, dtype, granularity=g).compute(scheduler="threads")
-        assert_same_qtensor(got, fq.quantize(x, dtype, granularity=g))
+        assert_same_qtensor(got, ref)
+        got = fqd.quantize(streamed, dtype, granularity=g).compute(scheduler="threads")
+        assert_same_qtensor(got, ref)
 
 
 def test_results_pickle(x2):
@@ -379,7 +384,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
                 if line.startswith("RssAnon:"):
                     return int(line.split()[1]) * 1024
 
-    mm = np.load(path, mmap_mode="r")
+    mm = np.load(path, mmap_mode="r")  # (its shape)
     warm = da.from_array(np.ones((8, mm.shape[1]), np.float32), chunks=(4, -1))
     fqd.quantize(warm, "int8", granularity=fq.PerChannel(0)).compute()
     base, peak = rss_anon(), [0]
@@ -393,7 +398,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
     sampler.start()
     tracemalloc.start()
     t0 = time.perf_counter()
-    dx = da.from_array(mm, chunks=(rows_per_chunk, -1))
+    dx = fqd.from_npy(path, chunks=(rows_per_chunk, -1))  # (from_array copies a memmap)
     qd = fqd.quantize(dx, "int8", granularity=fq.PerChannel(0))
     out = np.lib.format.open_memmap(out_path, "w+", np.int8, mm.shape)
     da.store(qd.data, out, lock=False, scheduler="threads", num_workers=2)

@@ -11,8 +11,9 @@ the scheduler's other threads (``fastq.dask.tasks``).
 a function is called.
 """
 from .elementwise import cast, metrics
+from .files import from_npy
 from .qtensor import DaskQTensor
 from .quantize import choose_qparams, dequantize, fake_quantize, quantize
 
 __all__ = ["quantize", "dequantize", "fake_quantize", "cast", "choose_qparams", "metrics",
-           "DaskQTensor"]
+           "DaskQTensor", "from_npy"]
