@@ -442,23 +442,26 @@ def test_memory_of_a_2gb_memmap(tmp_path):
 
 @pytest.mark.slow
 def test_two_threads_scale_four_chunks():
-    """A 4-chunk array at 1 and 2 threads of the threaded scheduler: printed, and
-    asserted faster with two (the 1.6x of the issue is measured on an idle machine:
-    see docs/design.md; a shared test machine only guarantees some speed-up)."""
+    """A 4-chunk array at 1 and 2 threads of the threaded scheduler, fastq's own threads
+    at one per task (so the cores are Dask's): the kernels release the GIL, so two
+    threads run two chunks at once.  Asserted where the machine has two idle cores (a
+    loaded shared machine measures its neighbours); printed always."""
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((4096, 4096)).astype(np.float32)
-    dx = da.from_array(x, chunks=(1024, 4096)).persist()
-    qd = fqd.quantize(dx, "int8", granularity=fq.PerChannel(0))
-    times = {}
-    fq.set_num_threads(1)  # each kernel on one core: the threads are Dask's
+    x = rng.standard_normal((4, 1 << 23), np.float32)  # 4 chunks of 32 MiB
+    dx = da.from_array(x, chunks=(1, -1))
+    qd = fqd.quantize(dx, "int8", scheme="symmetric", granularity=fq.PerChannel(0))
+    times = {1: np.inf, 2: np.inf}
+    fq.set_num_threads(1)
     try:
-        for workers in (1, 2, 1, 2):
-            t0 = time.perf_counter()
-            qd.data.compute(scheduler="threads", num_workers=workers)
-            times[workers] = min(times.get(workers, np.inf), time.perf_counter() - t0)
+        for _ in range(4):
+            for workers in (1, 2):
+                t0 = time.perf_counter()
+                qd.data.compute(scheduler="threads", num_workers=workers)
+                times[workers] = min(times[workers], time.perf_counter() - t0)
     finally:
         fq.set_num_threads(None)
-    print(f"4 chunks of 16 MiB, int8 per-channel: 1 thread {times[1]:.3f} s, "
-          f"2 threads {times[2]:.3f} s, speed-up {times[1] / times[2]:.2f}x")
-    if os.cpu_count() >= 2:
-        assert times[1] / times[2] > 1.1
+    load = os.getloadavg()[0]
+    print(f"4 chunks of 32 MiB, int8 per-channel: 1 thread {times[1]:.3f} s, "
+          f"2 threads {times[2]:.3f} s, speed-up {times[1] / times[2]:.2f}x (load {load:.1f})")
+    if (os.cpu_count() or 1) >= 2 and load < (os.cpu_count() or 1) - 1.5:
+        assert times[1] / times[2] > 1.4
