@@ -55,6 +55,9 @@ def parser():
     w.add_argument("--all", action="store_true",
                    help="every input dtype, code dtype, granularity and rounding")
     w.set_defaults(run=_warmup)
+    from . import inspect, quantize, sample_model
+    for command in (sample_model, quantize, inspect):
+        command.register(sub)
     return p
 
 
@@ -62,7 +65,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:
         print(f"fastq {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -100,8 +100,13 @@ def metrics(x, x_hat):
         raise ValueError("x must not be empty")
     xf, hf = xa.reshape(xa.size), ha.reshape(ha.size)
     sums = (CUDA if on_gpu else CPU).kernels("metrics").error_stats(xf, hf)
+    return metrics_from_sums(sums, xf.size)
+
+
+def metrics_from_sums(sums, n):
+    """:class:`Metrics` of the six statistics of ``n`` elements (``sum|e|, sum e^2,
+    sum x^2, sum x_hat^2, sum x*x_hat, max|e|``): the formulas of :func:`metrics`."""
     abs_sum, sq_sum, x_sq, h_sq, dot, max_abs = (float(v) for v in sums)
-    n = xf.size
     mse = sq_sum / n
     nan = math.isnan(sq_sum) or math.isnan(x_sq) or math.isnan(h_sq)
     if nan:
@@ -117,3 +122,11 @@ def metrics(x, x_hat):
             cosine = dot / (math.sqrt(x_sq) * math.sqrt(h_sq))
     return Metrics(mae=abs_sum / n, mse=mse, rmse=math.sqrt(mse), max_abs=max_abs,
                    sqnr_db=sqnr, cosine=cosine)
+
+
+def host_error_sums(x, x_hat):
+    """The six statistics of :func:`metrics` (float64 array: ``sum|e|, sum e^2, sum x^2,
+    sum x_hat^2, sum x*x_hat, max|e|``) of host arrays of one shape, on the CPU: the
+    part of a metrics pass that chunks of a larger array compute each."""
+    xa, ha = _as_real(x, "x"), _as_real(x_hat, "x_hat")
+    return CPU.kernels("metrics").error_stats(xa.reshape(xa.size), ha.reshape(ha.size))

@@ -78,6 +78,14 @@ def check_nan(has_nan, nan_policy):
                          "range and code it as the zero point)")
 
 
+def check_range(has_nan, has_inf, nan_policy):
+    """After a range pass: a NaN or inf in a range raises unless ignored."""
+    check_nan(has_nan, nan_policy)
+    if nan_policy == "raise" and has_inf:
+        raise ValueError("x contains inf: the range cannot be computed (give scale=, "
+                         "or use nan_policy='ignore')")
+
+
 def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
                       nan_policy, backend):
     """``quantize`` with one given scale and zero point, both scalars, of an input whose

@@ -345,14 +345,19 @@ class QuantizeCall:
 
     def check_range(self, has_nan, has_inf):
         """After a range pass: a NaN or inf in a range raises unless ignored."""
-        plans.check_nan(has_nan, self.plan.nan_policy)
-        if self.plan.nan_policy == "raise" and has_inf:
-            raise ValueError("x contains inf: the range cannot be computed (give scale=, "
-                             "or use nan_policy='ignore')")
+        plans.check_range(has_nan, has_inf, self.plan.nan_policy)
 
     def value_range(self):
+        rmin, rmax, has_nan, has_inf = self.ranges_and_flags()
+        self.check_range(has_nan, has_inf)
+        return rmin, rmax
+
+    def ranges_and_flags(self):
+        """``(rmin, rmax, has_nan, has_inf)``: the ranges of the parameter shape (each
+        holding 0; NaN and inf left out) and whether x holds a NaN or an inf, without
+        raising (``value_range`` raises as the NaN policy says)."""
         if not self.plan.size:
-            return (np.zeros(self.plan.param_shape, np.float32),) * 2
+            return (np.zeros(self.plan.param_shape, np.float32),) * 2 + (False, False)
         rmin = np.zeros(self.plan.grid, np.float32)
         rmax = np.zeros(self.plan.grid, np.float32)
         has_nan = has_inf = False
@@ -364,5 +369,5 @@ class QuantizeCall:
             part = rmin[rows].shape  # (each range already holds 0)
             rmin[rows] = np.minimum(rmin[rows], lo.reshape(part))
             rmax[rows] = np.maximum(rmax[rows], hi.reshape(part))
-        self.check_range(has_nan, has_inf)
-        return rmin.reshape(self.plan.param_shape), rmax.reshape(self.plan.param_shape)
+        return (rmin.reshape(self.plan.param_shape), rmax.reshape(self.plan.param_shape),
+                has_nan, has_inf)
