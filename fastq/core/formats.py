@@ -8,14 +8,12 @@ as globals), so one compiled kernel serves every format of the same word sizes.
 import math
 from dataclasses import dataclass
 
-import ml_dtypes
 import numpy as np
 
 
 @dataclass(frozen=True)
 class FloatFormat:
-    name: str
-    dtype: np.dtype
+    name: str  # NumPy's or ml_dtypes' name of its dtype
     exp_bits: int
     mant_bits: int
     word: np.dtype  # unsigned integer type holding one value's bits
@@ -36,6 +34,13 @@ class FloatFormat:
     finite_max: int = 0
     overflow_nan: bool = False
     exponent_only: bool = False
+
+    @property
+    def dtype(self):
+        """The NumPy dtype (ml_dtypes', imported on first use, for the formats NumPy
+        lacks: ``import fastq`` does not pay for ml_dtypes until bfloat16 or float8 is
+        needed)."""
+        return dtype_named(self.name)
 
     @property
     def bias(self):
@@ -63,43 +68,58 @@ class FloatFormat:
         return self.width <= 8
 
 
-BF16 = np.dtype(ml_dtypes.bfloat16)
-
 FORMATS = {
     # NumPy's npy_floatbits_to_halfbits: NaN keeps the top payload bits, never becomes inf.
-    "float16": FloatFormat("float16", np.dtype(np.float16), 5, 10, np.dtype(np.uint16),
+    "float16": FloatFormat("float16", 5, 10, np.dtype(np.uint16),
                            nan_base=0x7C00, nan_min=0x7C01, keep_payload=True),
     # ml_dtypes/Eigen float_to_bfloat16_rtne: every NaN becomes the quiet NaN, sign kept.
-    "bfloat16": FloatFormat("bfloat16", BF16, 8, 7, np.dtype(np.uint16),
+    "bfloat16": FloatFormat("bfloat16", 8, 7, np.dtype(np.uint16),
                             nan_base=0x7FC0, nan_min=0x7FC0, decode_via_float32=True),
     # float64 -> float32 as the FPU (and NumPy) does it: NaN is quieted, payload kept.
-    "float32": FloatFormat("float32", np.dtype(np.float32), 8, 23, np.dtype(np.uint32),
+    "float32": FloatFormat("float32", 8, 23, np.dtype(np.uint32),
                            nan_base=0x7FC00000, nan_min=0x7FC00000, keep_payload=True),
-    "float64": FloatFormat("float64", np.dtype(np.float64), 11, 52, np.dtype(np.uint64),
+    "float64": FloatFormat("float64", 11, 52, np.dtype(np.uint64),
                            nan_base=0x7FF0000000000000, nan_min=0x7FF0000000000001,
                            keep_payload=True),
     # OCP 8-bit floats and FP4 as ml_dtypes encodes them (see ``fq.cast``): a NaN is the
     # format's one quiet NaN with the sign kept; e2m1fn has none and ml_dtypes writes the
     # zero of the opposite sign (nan_base holds the sign bit: the kernels XOR the sign in).
-    "float8_e4m3fn": FloatFormat("float8_e4m3fn", np.dtype(ml_dtypes.float8_e4m3fn), 4, 3,
+    "float8_e4m3fn": FloatFormat("float8_e4m3fn", 4, 3,
                                  np.dtype(np.uint8), has_inf=False, nan_base=0x7F,
                                  nan_min=0x7F, finite_max=0x7E, overflow_nan=True),
-    "float8_e5m2": FloatFormat("float8_e5m2", np.dtype(ml_dtypes.float8_e5m2), 5, 2,
+    "float8_e5m2": FloatFormat("float8_e5m2", 5, 2,
                                np.dtype(np.uint8), nan_base=0x7E, nan_min=0x7E),
-    "float4_e2m1fn": FloatFormat("float4_e2m1fn", np.dtype(ml_dtypes.float4_e2m1fn), 2, 1,
+    "float4_e2m1fn": FloatFormat("float4_e2m1fn", 2, 1,
                                  np.dtype(np.uint8), has_inf=False, nan_base=0x8,
                                  nan_min=0x8, finite_max=0x7),
-    "float8_e8m0fnu": FloatFormat("float8_e8m0fnu", np.dtype(ml_dtypes.float8_e8m0fnu), 8,
+    "float8_e8m0fnu": FloatFormat("float8_e8m0fnu", 8,
                                   0, np.dtype(np.uint8), has_inf=False, nan_base=0xFF,
                                   nan_min=0xFF, finite_max=0xFE, exponent_only=True),
 }
 
-_BY_DTYPE = {f.dtype: f for f in FORMATS.values()}
+NUMPY_FLOATS = ("float16", "float32", "float64")
+_DTYPES = {name: np.dtype(name) for name in NUMPY_FLOATS}  # name -> dtype, ml_dtypes' added
+_BY_DTYPE = {_DTYPES[name]: FORMATS[name] for name in NUMPY_FLOATS}  # on first use
+
+
+def dtype_named(name):
+    """The dtype of the format ``name``: NumPy's, or ml_dtypes' (imported here)."""
+    dtype = _DTYPES.get(name)
+    if dtype is None:
+        import ml_dtypes
+        dtype = _DTYPES[name] = np.dtype(getattr(ml_dtypes, name))
+    return dtype
 
 
 def format_of_dtype(dtype):
     """The FloatFormat of a NumPy/ml_dtypes dtype, or None."""
-    return _BY_DTYPE.get(np.dtype(dtype).newbyteorder("="))
+    dtype = np.dtype(dtype).newbyteorder("=")
+    fmt = _BY_DTYPE.get(dtype)
+    if fmt is None and dtype.kind == "V" and len(_BY_DTYPE) < len(FORMATS):
+        # an ml_dtypes array (kind "V"): ml_dtypes is loaded already, since it exists
+        _BY_DTYPE.update({f.dtype: f for f in FORMATS.values()})
+        fmt = _BY_DTYPE.get(dtype)
+    return fmt
 
 
 def format_named(to):
