@@ -76,3 +76,25 @@ def test_repeated_cast_checks_what_the_plan_does_not_cover():
         fq.cast(x, "float16", seed=3)
     bf = fq.cast(x.astype(">f4"), "bfloat16")  # (another byte order: its own plan)
     assert np.array_equal(bf.view(np.uint16), fq.cast(x, "bfloat16").view(np.uint16))
+
+
+def test_busy_machine_runs_parallel_regions_on_the_calling_thread(monkeypatch):
+    """With every core taken by other work, a worker thread waits for the scheduler at
+    each region's barrier: fastq then runs its regions on one thread, unless the caller
+    chose a count with set_num_threads."""
+    import os
+    monkeypatch.setattr(threads, "_load", {"checked": -1.0, "busy": False})
+    monkeypatch.setattr(os, "getloadavg", lambda: ((os.cpu_count() or 1) + 3.0, 0.0, 0.0))
+    assert threads.region_threads() == 1
+    x = np.random.default_rng(2).standard_normal((64, 4096), dtype=np.float32)
+    busy = fq.quantize(x, "uint8")
+    try:
+        fq.set_num_threads(threads.get_num_threads())
+        assert threads.region_threads() == threads.get_num_threads()
+    finally:
+        fq.set_num_threads(None)
+    monkeypatch.setattr(threads, "_load", {"checked": -1.0, "busy": False})
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert threads.region_threads() == threads.get_num_threads()
+    quiet = fq.quantize(x, "uint8")
+    assert np.array_equal(busy.data, quiet.data) and busy.scale == quiet.scale

@@ -6,8 +6,17 @@ under a lock; if Numba then reports ``workqueue``, every later parallel call kee
 taking the lock (calls are serialized, results are unchanged).  ``numba.set_num_threads``
 is thread-local, so the count chosen with :func:`set_num_threads` is applied in the
 calling thread right before each parallel region.
+
+A parallel region ends when its slowest thread does.  On a machine whose cores are all
+taken by other work (a shared node, a busy CI machine), a worker thread waits for the
+scheduler for milliseconds, and a call that takes 50 us alone takes 20-50 ms.  So when
+the count is left to fastq (no :func:`set_num_threads`) and the system's 1-minute load
+average exceeds the cores by ``BUSY_MARGIN``, parallel regions run on the calling
+thread alone: a steady core rather than a share of two and a wait at the barrier.
 """
+import os
 import threading
+import time
 
 import numba
 import numpy as np
@@ -43,8 +52,35 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """The number of CPU threads fastq's parallel kernels use."""
+    """The number of CPU threads fastq's parallel kernels use (at most: see
+    :func:`region_threads`)."""
     return _num_threads or numba.config.NUMBA_NUM_THREADS
+
+
+BUSY_MARGIN = 0.5  # runnable tasks beyond the cores (1-minute load average) that mean busy
+LOAD_CHECK_S = 0.25  # how often the load average is read (a small file in /proc)
+_load = {"checked": -1.0, "busy": False}
+
+
+def machine_busy():
+    """Whether the system's 1-minute load average exceeds its cores by ``BUSY_MARGIN``
+    (read at most every ``LOAD_CHECK_S``; False where the OS does not say)."""
+    now = time.monotonic()
+    if now - _load["checked"] > LOAD_CHECK_S:
+        _load["checked"] = now
+        try:
+            _load["busy"] = os.getloadavg()[0] > (os.cpu_count() or 1) + BUSY_MARGIN
+        except OSError:
+            _load["busy"] = False
+    return _load["busy"]
+
+
+def region_threads():
+    """Threads for the next parallel region: the count set with :func:`set_num_threads`,
+    else all of them, or 1 while the machine is busy (see the module docstring)."""
+    if _num_threads is None and machine_busy():
+        return 1
+    return get_num_threads()
 
 
 class _ParallelRegion:
@@ -57,7 +93,7 @@ class _ParallelRegion:
         if self.locked:
             _lock.acquire()
         try:
-            numba.set_num_threads(get_num_threads())
+            numba.set_num_threads(region_threads())
         except BaseException as exc:
             self.__exit__(type(exc))
             raise

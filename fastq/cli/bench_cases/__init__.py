@@ -9,9 +9,19 @@ import importlib
 import pkgutil
 
 
-def family_cases(x, peers):
-    """The cases of every family module, in module-name order."""
+def family_cases(x, peers, names=None):
+    """The cases of the family modules ``names`` (None: all), linear quantization first,
+    then in module-name order."""
     out = []
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        out.extend(importlib.import_module(f"{__name__}.{info.name}").cases(x, peers))
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: (i.name != "linear", i.name)):
+        if names is None or info.name in names:
+            out.extend(importlib.import_module(f"{__name__}.{info.name}").cases(x, peers))
     return out
+
+
+def ort_session(peer, nodes, inputs, outputs):
+    ort, helper, _ = peer
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+

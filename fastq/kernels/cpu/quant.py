@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ...runtime.threads import get_num_threads, parallel_region
+from ...runtime.threads import parallel_region, region_threads
 from ...core.flags import INF, NAN
 from ...core.layout import MAX_CHUNKS, SERIAL_BELOW, chunk_count
 from .parallel import AHEAD, serial_twin, streams
@@ -224,7 +224,7 @@ def _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, igno
         return _quantize_channels_parallel(
             x3, scale3, zero3, np.float32(qmin), np.float32(qmax), out3, bits,
             _byte_align(x3.shape[2], bits), scratch, packed,
-            max(1, min(x3.shape[1] // 4, 4 * get_num_threads())), symmetric, ignore)
+            max(1, min(x3.shape[1] // 4, 4 * region_threads())), symmetric, ignore)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

@@ -22,7 +22,7 @@ that they too spread over the threads.
 import numpy as np
 from numba import njit, prange
 
-from ....runtime.threads import get_num_threads, parallel_region
+from ....runtime.threads import parallel_region, region_threads
 from ....core.flags import INF, NAN
 from ..parallel import AHEAD, BLOCK, SERIAL_BELOW
 from ..word import FP_NEAREST_EVEN, as_float, prefetch_span, swap_fp_control, unmanaged
@@ -219,7 +219,7 @@ def minmax(x3, blocks, out_min, out_max):
             # a few per thread: more only add partials to combine, and fresh pages of
             # partials to fault in (wide rows make those a large cost)
             nsplit = max(1, min(64 // items, bk, x3.size // (64 * out_min.size),
-                                4 * get_num_threads()))
+                                4 * region_threads()))
         umax = np.zeros((nsplit,) + out_min.shape, np.uint32)
         smax = np.full((nsplit,) + out_min.shape, NO_SIGNED, np.int32)
         if parallel:

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from ....runtime import pool
-from ....runtime.threads import get_num_threads
+from ....runtime.threads import region_threads
 from ....core.flags import BAD_SCALE
 from ..parallel import MAX_CHUNKS, SERIAL_BELOW, STREAM_ABOVE
 from ..word import FP_NEAREST_EVEN, address, set_thread_count, swap_fp_control
@@ -52,7 +52,7 @@ class TensorCall:
             code_scratch(self.nchunks, self.bits, self.qmin)
         flags, s, skip = quantize_tensor(x.reshape(x.size), float(scale), float(zero),
                                          self.qmin, self.qmax, raw, self.like, self.bits,
-                                         scratch, self.stream, get_num_threads())
+                                         scratch, self.stream, region_threads())
         scale = np.array(s, np.uint32).view(np.float32)  # (the bits: exact in any FP mode)
         return np.ndarray(*self.out, raw, skip), flags, scale
 
