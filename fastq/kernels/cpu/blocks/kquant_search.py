@@ -30,30 +30,30 @@ def nearest_int32(f):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def make_qkx2_x8(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk):
+def make_qkx2_lanes(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk):
     """``make_qkx2_quants(32, nmax, x_k, w_k, L_k, &mins[k], Laux, rmin, rdelta, nstep,
-    use_mad=false)`` for the 8 sub-blocks ``k`` of a super-block at once, lane ``k``
-    of each step: ``xt``, ``wt`` and ``L`` hold element ``i`` of sub-block ``k`` at
-    ``nk * i + k``.  Each lane runs C's algorithm on its own, step for step, in float32
-    and in C's order (its sums over the elements one after the other); C's branches
-    become per-lane selects, so the 8 lanes run as one vector and give C's bits.
-    ``nk`` (8) is an argument so that LLVM vectorizes the lane loops rather than unroll
-    them into scalar code."""
-    lo = local_block(xt, 8)
-    hi = local_block(xt, 8)
-    sum_w = local_block(xt, 8)
-    sum_x = local_block(xt, 8)
-    scale = local_block(xt, 8)
-    best = local_block(xt, 8)
-    iscale = local_block(xt, 8)
-    sum_l = local_block(xt, 8)
-    sum_l2 = local_block(xt, 8)
-    sum_xl = local_block(xt, 8)
-    t_scale = local_block(xt, 8)
-    t_min = local_block(xt, 8)
-    err = local_block(xt, 8)
-    took = local_block(xt, 8)
-    laux = local_block(L, 256)
+    use_mad=false)`` for ``nk`` sub-blocks ``k`` at once (64 at most: the 8 sub-blocks of
+    up to 8 super-blocks), lane ``k`` of each step: ``xt``, ``wt`` and ``L`` hold element
+    ``i`` of sub-block ``k`` at ``nk * i + k``.  Each lane runs C's algorithm on its own,
+    step for step, in float32 and in C's order (its sums over the elements one after the
+    other); C's branches become per-lane selects, so the lanes run as vectors and give
+    C's bits.  (A loop of 8 lanes is too short for LLVM's vectorized loop, which takes
+    32 floats a trip: hence lanes across super-blocks.)"""
+    lo = local_block(xt, 64)
+    hi = local_block(xt, 64)
+    sum_w = local_block(xt, 64)
+    sum_x = local_block(xt, 64)
+    scale = local_block(xt, 64)
+    best = local_block(xt, 64)
+    iscale = local_block(xt, 64)
+    sum_l = local_block(xt, 64)
+    sum_l2 = local_block(xt, 64)
+    sum_xl = local_block(xt, 64)
+    t_scale = local_block(xt, 64)
+    t_min = local_block(xt, 64)
+    err = local_block(xt, 64)
+    took = local_block(xt, 64)
+    laux = local_block(L, 2048)
     zero = np.float32(0.0)
     fnmax = np.float32(nmax)
     top = np.int32(nmax)
