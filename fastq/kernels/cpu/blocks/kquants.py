@@ -29,7 +29,7 @@ from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
 from ..word import local_block, unmanaged
 from .ggml import get_half, half_bits, put_half
-from .kquant_search import clamp, make_qkx2_lanes, make_qx, nearest_int
+from .kquant_search import clamp, make_qkx2_lanes, make_qx_lanes, nearest_int
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -114,13 +114,13 @@ def _q45_k(x, i0, kind, out, o, L, scales, mins):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _q6_k(x, i0, out, o, L, lanes, scales):
-    """One q6_K super-block; returns whether its d overflows float16."""
+def _q6_k(x, i0, out, o, L, scales):
+    """The rest of one q6_K super-block once its sub-blocks' ``make_qx_quants`` results
+    are in ``scales`` and ``L``; returns whether its d overflows float16."""
     max_scale = np.float32(0.0)
     max_abs_scale = np.float32(0.0)
     for ib in range(16):
-        s = make_qx(x, i0 + 16 * ib, 16, 32, L, 16 * ib, lanes)
-        scales[ib] = s
+        s = scales[ib]
         if abs(s) > max_abs_scale:
             max_abs_scale = abs(s)
             max_scale = s
@@ -158,23 +158,34 @@ def _q6_k(x, i0, out, o, L, lanes, scales):
 def _quantize_blocks(x, kind, b0, b1, out):
     x, out = unmanaged(x), unmanaged(out)  # (no reference counting per helper call)
     L = local_block(out, 256)
-    lanes = (local_block(x, 24), local_block(x, 24), local_block(x, 24))  # make_qx's
     scales = local_block(x, 16)
     mins = local_block(x, 8)
     nbytes = block_bytes(kind)
     nan = ovf = 0
-    if kind == 2:
-        for b in range(b0, b1):
-            bad = _has_nan(x, b * 256)
-            over = _q6_k(x, b * 256, out, b * nbytes, L, lanes, scales)
-            nan, ovf = nan + bad, ovf + (over and not bad)
+    xt, wt, lt = local_block(x, 2048), local_block(x, 2048), local_block(out, 2048)
+    g_scales, g_mins = local_block(x, 64), local_block(x, 64)
+    if kind == 2:  # q6_K: the sub-blocks of up to 4 super-blocks searched together
+        for g0 in range(b0, b1, 4):
+            ns = min(4, b1 - g0)
+            nk = 16 * ns
+            for k in range(nk):  # lane k: sub-block k % 16 of super-block g0 + k // 16
+                for i in range(16):
+                    xt[nk * i + k] = x[g0 * 256 + 16 * k + i]
+            make_qx_lanes(xt, lt, 32, nk, g_scales)
+            for s in range(ns):
+                b = g0 + s
+                for ib in range(16):
+                    scales[ib] = g_scales[16 * s + ib]
+                    for i in range(16):
+                        L[16 * ib + i] = lt[nk * i + 16 * s + ib]
+                bad = _has_nan(x, b * 256)
+                over = _q6_k(x, b * 256, out, b * nbytes, L, scales)
+                nan, ovf = nan + bad, ovf + (over and not bad)
         return nan, ovf
     # q4_K / q5_K: the sub-blocks of up to 8 super-blocks searched together as lanes
     nmax = 15 if kind == 0 else 31
     rmin = np.float32(-1.0) if kind == 0 else np.float32(-0.5)
     nstep = 20 if kind == 0 else 15
-    xt, wt, lt = local_block(x, 2048), local_block(x, 2048), local_block(out, 2048)
-    g_scales, g_mins = local_block(x, 64), local_block(x, 64)
     for g0 in range(b0, b1, 8):
         ns = min(8, b1 - g0)
         nk = 8 * ns
