@@ -328,7 +328,8 @@ def codes(data, kind, out):
 
 def quantize(x, kind, out):
     nb = x.size // 256
-    nchunks = min(nb, n_chunks(x.size)) if x.size >= 4096 else 1
+    # (a super-block's search costs tens of microseconds: threads pay off from a few dozen)
+    nchunks = min(nb // 8, n_chunks(x.size)) if x.size >= (1 << 14) else 1
     if nchunks == 1:
         return _quantize_blocks(x, kind, 0, nb, out)
     with parallel_region():
@@ -337,7 +338,7 @@ def quantize(x, kind, out):
 
 def dequantize(data, kind, out):
     nb = out.size // 256
-    nchunks = n_chunks(out.size) if out.size >= (1 << 16) else 1
+    nchunks = n_chunks(out.size) if out.size >= (1 << 20) else 1  # (as the legacy kernels)
     if nchunks == 1:
         _dequantize_blocks(data, kind, 0, nb, out)
         return
