@@ -205,6 +205,17 @@ def test_minmax_equals_choose_qparams():
             ref = fq.choose_qparams(x, "uint8", granularity=gran, scheme=scheme)
             assert np.array_equal(p.scale, ref.scale)
             assert np.array_equal(p.zero_point, ref.zero_point)
+    # blocks alternating over 4 dimensions (the leading axis taken an index at a time)
+    x4 = RNG.standard_normal((3, 4, 5, 6)).astype(np.float32)
+    gran = fq.PerBlock((2, 1, 2, 1))
+    for observer in ("minmax", "percentile"):
+        cal = fq.Calibrator("int8", granularity=gran, observer=observer).update(x4)
+        p, ref = cal.qparams(), fq.choose_qparams(x4, "int8", granularity=gran)
+        assert p.scale.shape == ref.scale.shape == (2, 4, 3, 6)
+        if observer == "minmax":
+            assert np.array_equal(p.scale, ref.scale)
+        else:
+            assert cal.histograms.counts.sum() == x4.size
 
 
 @pytest.mark.parametrize("per_channel", [False, True])

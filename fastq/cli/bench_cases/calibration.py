@@ -13,7 +13,8 @@ def cases(x, peers):
     row = {"fastq": lambda: cal.update(x), "numpy": lambda: np.histogram(x, 2048)}
     out.append(("histogram update 2048 bins (range + counts)", 4 * x.size, row))
 
-    tensors = x[:x.size // (ROWS * COLS) * ROWS * COLS].reshape(-1, ROWS, COLS)
+    rows = ROWS if x.size >= ROWS * COLS else max(1, x.size // COLS // 4)
+    tensors = x[:x.size // (rows * COLS) * rows * COLS].reshape(-1, rows, COLS)
     weights = {f"layer{i}.weight": t for i, t in enumerate(tensors)}
     kwargs = dict(scheme="symmetric", granularity=ops.PerChannel(0), narrow_range=True)
 
@@ -34,6 +35,6 @@ def cases(x, peers):
                 out[k] = torch.quantize_per_channel(w, scale, zero, 0, torch.qint8)
             return out
         row["torch"] = torch_loop
-    out.append((f"quantize_model {len(weights)}x({ROWS}x{COLS}) int8 per-channel",
+    out.append((f"quantize_model {len(weights)}x({rows}x{COLS}) int8 per-channel",
                 5 * x.size, row))
     return out
