@@ -76,7 +76,7 @@ def test_sqnr_by_slices_of_rows_equals_the_reports(monkeypatch, recipe):
 
 @pytest.mark.parametrize("granularity", [fq.PerTensor(), fq.PerChannel(0), fq.PerChannel(1),
                                          fq.PerGroup(32, axis=0), fq.PerBlock((3, 64))])
-@pytest.mark.parametrize("dtype", ["int4", "uint2", "int8"])
+@pytest.mark.parametrize("dtype", ["int4", "uint2"])  # packed: rows split at whole bytes
 def test_sqnr_by_slices_for_every_granularity(monkeypatch, granularity, dtype):
     import fastq.io.convert as convert
     monkeypatch.setattr(convert, "CHUNK_BYTES", 1 << 12)

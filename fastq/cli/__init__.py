@@ -15,6 +15,9 @@ def _bench(args):
         print(format_sweep(rows, markdown=args.markdown))
         return 0
     size = args.size or (1 << 20 if args.quick else 1 << 24)
+    if sys.stdout.isatty():  # the first run compiles the kernels: say why it waits
+        print("fastq bench: running (kernels compile on first use, then load from the "
+              "disk cache)...", file=sys.stderr, flush=True)
     rows = run(size=size, repeat=repeat, only=args.only)
     if not rows:
         raise ValueError(f"no benchmark matches --only {args.only!r}")

@@ -29,6 +29,10 @@ from ..parallel import n_chunks
 from ..word import as_bits, as_float, band, bor, local_block, shl, shr, sub, unmanaged
 
 BLOCK = 32  # elements of a block (GGML's QK4_0 etc.; the kernels spell it out)
+# Elements from which a pass runs on the thread pool: a legacy block costs a few ns per
+# element, so a parallel region pays off only on about 4 MB of float32 and more (on a
+# loaded 2-core VM, waking the pool took milliseconds).
+PARALLEL_FROM = 1 << 20
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -334,13 +338,17 @@ def codes(data, kind, out):
             out[i0 + 16 + j] = (byte >> 4) | (((qh >> (j + 16)) & 1) << 4)
 
 
-def _chunks(nblocks):
-    return n_chunks(nblocks * BLOCK) if nblocks * BLOCK >= (1 << 16) else 1
+def _chunks(nblocks, parallel_from):
+    """Chunks of a pass over ``nblocks`` blocks: 1 (serial) below ``parallel_from``
+    elements, whose work is shorter than waking the thread pool can take on a busy
+    machine; else ``n_chunks``."""
+    n = nblocks * BLOCK
+    return n_chunks(n) if n >= parallel_from else 1
 
 
 def quantize(x, kind, out):
     nb = x.size // BLOCK
-    nchunks = _chunks(nb)
+    nchunks = _chunks(nb, PARALLEL_FROM)
     if nchunks == 1:
         return _quantize_blocks(x, kind, 0, nb, out)
     with parallel_region():
@@ -349,7 +357,7 @@ def quantize(x, kind, out):
 
 def dequantize(data, kind, out):
     nb = out.size // BLOCK
-    nchunks = _chunks(nb)
+    nchunks = _chunks(nb, PARALLEL_FROM)
     if nchunks == 1:
         _dequantize_blocks(data, kind, 0, nb, out)
         return

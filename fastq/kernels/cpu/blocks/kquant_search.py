@@ -1,9 +1,9 @@
 """The scale searches of llama.cpp's K-quants (CPU): ``nearest_int``, ``make_qkx2_quants``
 and ``make_qx_quants`` of ``ggml/src/ggml-quants.c`` (ggml, MIT licence, Copyright (c)
 2023-2024 The ggml authors), ported to give C's bits (see
-``fastq.kernels.cpu.blocks.kquants``) with their independent work side by side in
-vector lanes: the 8 sub-blocks of a q4_K/q5_K super-block, the 18 candidate scales of
-``make_qx_quants``.
+``fastq.kernels.cpu.blocks.kquants``) with independent sub-blocks side by side in
+vector lanes (those of several super-blocks: a lane loop must be long enough for LLVM's
+vectorized loop).
 """
 import numpy as np
 from numba import njit
@@ -30,30 +30,30 @@ def nearest_int32(f):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def make_qkx2_x8(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk):
+def make_qkx2_lanes(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk):
     """``make_qkx2_quants(32, nmax, x_k, w_k, L_k, &mins[k], Laux, rmin, rdelta, nstep,
-    use_mad=false)`` for the 8 sub-blocks ``k`` of a super-block at once, lane ``k``
-    of each step: ``xt``, ``wt`` and ``L`` hold element ``i`` of sub-block ``k`` at
-    ``nk * i + k``.  Each lane runs C's algorithm on its own, step for step, in float32
-    and in C's order (its sums over the elements one after the other); C's branches
-    become per-lane selects, so the 8 lanes run as one vector and give C's bits.
-    ``nk`` (8) is an argument so that LLVM vectorizes the lane loops rather than unroll
-    them into scalar code."""
-    lo = local_block(xt, 8)
-    hi = local_block(xt, 8)
-    sum_w = local_block(xt, 8)
-    sum_x = local_block(xt, 8)
-    scale = local_block(xt, 8)
-    best = local_block(xt, 8)
-    iscale = local_block(xt, 8)
-    sum_l = local_block(xt, 8)
-    sum_l2 = local_block(xt, 8)
-    sum_xl = local_block(xt, 8)
-    t_scale = local_block(xt, 8)
-    t_min = local_block(xt, 8)
-    err = local_block(xt, 8)
-    took = local_block(xt, 8)
-    laux = local_block(L, 256)
+    use_mad=false)`` for ``nk`` sub-blocks ``k`` at once (64 at most: the 8 sub-blocks of
+    up to 8 super-blocks), lane ``k`` of each step: ``xt``, ``wt`` and ``L`` hold element
+    ``i`` of sub-block ``k`` at ``nk * i + k``.  Each lane runs C's algorithm on its own,
+    step for step, in float32 and in C's order (its sums over the elements one after the
+    other); C's branches become per-lane selects, so the lanes run as vectors and give
+    C's bits.  (A loop of 8 lanes is too short for LLVM's vectorized loop, which takes
+    32 floats a trip: hence lanes across super-blocks.)"""
+    lo = local_block(xt, 64)
+    hi = local_block(xt, 64)
+    sum_w = local_block(xt, 64)
+    sum_x = local_block(xt, 64)
+    scale = local_block(xt, 64)
+    best = local_block(xt, 64)
+    iscale = local_block(xt, 64)
+    sum_l = local_block(xt, 64)
+    sum_l2 = local_block(xt, 64)
+    sum_xl = local_block(xt, 64)
+    t_scale = local_block(xt, 64)
+    t_min = local_block(xt, 64)
+    err = local_block(xt, 64)
+    took = local_block(xt, 64)
+    laux = local_block(L, 2048)
     zero = np.float32(0.0)
     fnmax = np.float32(nmax)
     top = np.int32(nmax)
@@ -133,55 +133,76 @@ def make_qkx2_x8(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def make_qx(x, i0, n, nmax, L, l0, lanes):
-    """``make_qx_quants(n, nmax, x + i0, L + l0, rmse_type=1, qw=NULL)``; returns the
-    scale (``L`` holds ``l + nmax``).  The 18 candidate scales do not depend on each
-    other: their sums run side by side in lanes (each in C's order), then C's
-    sequential choice runs over them."""
-    big = np.float32(0.0)
-    amax = np.float32(0.0)
-    for i in range(n):
-        ax = abs(x[i0 + i])
-        if ax > amax:
-            amax = ax
-            big = x[i0 + i]
-    if amax < np.float32(1e-15):  # GROUP_MAX_EPS
-        for i in range(n):
-            L[l0 + i] = 0
-        return np.float32(0.0)
+def make_qx_lanes(xt, L, nmax, nk, scales):
+    """``make_qx_quants(16, nmax, x_k, L_k, rmse_type=1, qw=NULL)`` for ``nk`` sub-blocks
+    ``k`` at once (64 at most: the 16 sub-blocks of up to 4 q6_K super-blocks), as
+    ``make_qkx2_lanes``: element ``i`` of sub-block ``k`` at ``nk * i + k`` in ``xt`` and
+    ``L`` (``l + nmax``), the scales into ``scales``; each lane C's algorithm, its sums
+    in C's order, C's branches as per-lane selects."""
+    big = local_block(xt, 64)
+    amax = local_block(xt, 64)
+    iscale = local_block(xt, 64)
+    slx = local_block(xt, 64)
+    sl2 = local_block(xt, 64)
+    scale = local_block(xt, 64)
+    best = local_block(xt, 64)
+    took = local_block(xt, 64)
+    zero = np.float32(0.0)
     fnmax = np.float32(nmax)
-    iscale = -fnmax / big
-    sumlx = np.float32(0.0)
-    suml2 = np.float32(0.0)
-    for i in range(n):
-        v = x[i0 + i]
-        l = clamp(nearest_int(iscale * v), -nmax, nmax - 1)
-        L[l0 + i] = l + nmax
-        w = v * v
-        fl = np.float32(l)
-        sumlx += w * v * fl
-        suml2 += w * fl * fl
-    scale = sumlx / suml2 if suml2 != 0 else np.float32(0.0)
-    best = scale * sumlx
-    isc, slx, sl2 = lanes[0], lanes[1], lanes[2]
+    lo_l, hi_l = np.int32(-nmax), np.int32(nmax - 1)
+    for k in range(nk):
+        big[k] = zero
+        amax[k] = zero
+    for i in range(16):
+        for k in range(nk):
+            v = xt[nk * i + k]
+            ax = abs(v)
+            more = ax > amax[k]
+            amax[k] = ax if more else amax[k]
+            big[k] = v if more else big[k]
+    for k in range(nk):
+        iscale[k] = -fnmax / big[k]
+        slx[k] = zero
+        sl2[k] = zero
+    for i in range(16):
+        for k in range(nk):
+            v = xt[nk * i + k]
+            l = max(lo_l, min(hi_l, nearest_int32(iscale[k] * v)))
+            L[nk * i + k] = l + nmax
+            w = v * v
+            fl = np.float32(l)
+            slx[k] += w * v * fl
+            sl2[k] += w * fl * fl
+    for k in range(nk):
+        scale[k] = slx[k] / sl2[k] if sl2[k] != 0 else zero
+        best[k] = scale[k] * slx[k]
     for c in range(18):  # is = -9..-1, 1..9
         step = c - 9 if c < 9 else c - 8
-        isc[c] = -(fnmax + np.float32(0.1) * np.float32(step)) / big
-        slx[c] = np.float32(0.0)
-        sl2[c] = np.float32(0.0)
-    lo_l, hi_l = np.int32(-nmax), np.int32(nmax - 1)
-    for i in range(n):
-        v = x[i0 + i]
-        w = v * v
-        wv = w * v
-        for c in range(18):
-            fl = np.float32(max(lo_l, min(hi_l, nearest_int32(isc[c] * v))))
-            slx[c] += wv * fl
-            sl2[c] += w * fl * fl
-    for c in range(18):
-        if sl2[c] > 0 and slx[c] * slx[c] > best * sl2[c]:
-            for i in range(n):
-                L[l0 + i] = nmax + clamp(nearest_int(isc[c] * x[i0 + i]), -nmax, nmax - 1)
-            scale = slx[c] / sl2[c]
-            best = scale * slx[c]
-    return scale
+        for k in range(nk):
+            iscale[k] = -(fnmax + np.float32(0.1) * np.float32(step)) / big[k]
+            slx[k] = zero
+            sl2[k] = zero
+        for i in range(16):
+            for k in range(nk):
+                v = xt[nk * i + k]
+                fl = np.float32(max(lo_l, min(hi_l, nearest_int32(iscale[k] * v))))
+                w = v * v
+                slx[k] += w * v * fl
+                sl2[k] += w * fl * fl
+        for k in range(nk):  # C: if (suml2 > 0 && sumlx*sumlx > best*suml2) take it
+            take = (sl2[k] > 0) & (slx[k] * slx[k] > best[k] * sl2[k])
+            s = slx[k] / sl2[k]
+            scale[k] = s if take else scale[k]
+            best[k] = s * slx[k] if take else best[k]
+            took[k] = np.float32(1.0) if take else zero
+        for i in range(16):
+            for k in range(nk):
+                l = max(lo_l, min(hi_l, nearest_int32(iscale[k] * xt[nk * i + k])))
+                L[nk * i + k] = l + nmax if took[k] != 0 else L[nk * i + k]
+    for k in range(nk):  # GROUP_MAX_EPS: an all-zero sub-block
+        flat = amax[k] < np.float32(1e-15)
+        scales[k] = zero if flat else scale[k]
+        took[k] = np.float32(1.0) if flat else zero
+    for i in range(16):
+        for k in range(nk):
+            L[nk * i + k] = 0 if took[k] != 0 else L[nk * i + k]

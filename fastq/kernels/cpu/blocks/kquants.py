@@ -29,7 +29,7 @@ from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
 from ..word import local_block, unmanaged
 from .ggml import get_half, half_bits, put_half
-from .kquant_search import clamp, make_qkx2_x8, make_qx, nearest_int
+from .kquant_search import clamp, make_qkx2_lanes, make_qx_lanes, nearest_int
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -39,28 +39,14 @@ def block_bytes(kind):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _q45_k(x, i0, kind, out, o, L, lanes, scales, mins):
-    """One q4_K (kind 0) or q5_K (kind 1) super-block; returns whether its d or dmin
-    overflows float16."""
+def _q45_k(x, i0, kind, out, o, L, scales, mins):
+    """The rest of one q4_K (kind 0) or q5_K (kind 1) super-block once its sub-blocks'
+    ``make_qkx2_quants`` results are in ``scales``, ``mins`` and ``L``; returns whether
+    its d or dmin overflows float16."""
     nmax = 15 if kind == 0 else 31
-    rmin = np.float32(-1.0) if kind == 0 else np.float32(-0.5)
-    nstep = 20 if kind == 0 else 15
     max_scale = np.float32(0.0)
     max_min = np.float32(0.0)
-    xt, wt, lt = lanes  # element i of sub-block j at 8 * i + j
     for j in range(8):
-        s0 = i0 + 32 * j
-        sum_x2 = np.float32(0.0)
-        for l in range(32):
-            sum_x2 += x[s0 + l] * x[s0 + l]
-        av_x = np.sqrt(sum_x2 / np.float32(32.0))
-        for l in range(32):
-            xt[8 * l + j] = x[s0 + l]
-            wt[8 * l + j] = av_x + abs(x[s0 + l])
-    make_qkx2_x8(xt, wt, lt, nmax, rmin, np.float32(0.1), nstep, scales, mins, 8)
-    for j in range(8):
-        for l in range(32):
-            L[32 * j + l] = lt[8 * l + j]
         if scales[j] > max_scale:
             max_scale = scales[j]
         if mins[j] > max_min:
@@ -128,13 +114,13 @@ def _q45_k(x, i0, kind, out, o, L, lanes, scales, mins):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _q6_k(x, i0, out, o, L, lanes, scales):
-    """One q6_K super-block; returns whether its d overflows float16."""
+def _q6_k(x, i0, out, o, L, scales):
+    """The rest of one q6_K super-block once its sub-blocks' ``make_qx_quants`` results
+    are in ``scales`` and ``L``; returns whether its d overflows float16."""
     max_scale = np.float32(0.0)
     max_abs_scale = np.float32(0.0)
     for ib in range(16):
-        s = make_qx(x, i0 + 16 * ib, 16, 32, L, 16 * ib, lanes)
-        scales[ib] = s
+        s = scales[ib]
         if abs(s) > max_abs_scale:
             max_abs_scale = abs(s)
             max_scale = s
@@ -172,26 +158,67 @@ def _q6_k(x, i0, out, o, L, lanes, scales):
 def _quantize_blocks(x, kind, b0, b1, out):
     x, out = unmanaged(x), unmanaged(out)  # (no reference counting per helper call)
     L = local_block(out, 256)
-    lanes = (local_block(x, 24), local_block(x, 24), local_block(x, 24))  # make_qx's
-    xt, wt, lt = local_block(x, 256), local_block(x, 256), local_block(out, 256)
     scales = local_block(x, 16)
     mins = local_block(x, 8)
     nbytes = block_bytes(kind)
     nan = ovf = 0
-    for b in range(b0, b1):
-        i0 = b * 256
-        bad = False
-        for i in range(256):
-            bad |= x[i0 + i] != x[i0 + i]
-        if bad:
-            nan += 1
-        if kind == 2:
-            over = _q6_k(x, i0, out, b * nbytes, L, lanes, scales)
-        else:
-            over = _q45_k(x, i0, kind, out, b * nbytes, L, (xt, wt, lt), scales, mins)
-        if over and not bad:
-            ovf += 1
+    xt, wt, lt = local_block(x, 2048), local_block(x, 2048), local_block(out, 2048)
+    g_scales, g_mins = local_block(x, 64), local_block(x, 64)
+    if kind == 2:  # q6_K: the sub-blocks of up to 4 super-blocks searched together
+        for g0 in range(b0, b1, 4):
+            ns = min(4, b1 - g0)
+            nk = 16 * ns
+            for k in range(nk):  # lane k: sub-block k % 16 of super-block g0 + k // 16
+                for i in range(16):
+                    xt[nk * i + k] = x[g0 * 256 + 16 * k + i]
+            make_qx_lanes(xt, lt, 32, nk, g_scales)
+            for s in range(ns):
+                b = g0 + s
+                for ib in range(16):
+                    scales[ib] = g_scales[16 * s + ib]
+                    for i in range(16):
+                        L[16 * ib + i] = lt[nk * i + 16 * s + ib]
+                bad = _has_nan(x, b * 256)
+                over = _q6_k(x, b * 256, out, b * nbytes, L, scales)
+                nan, ovf = nan + bad, ovf + (over and not bad)
+        return nan, ovf
+    # q4_K / q5_K: the sub-blocks of up to 8 super-blocks searched together as lanes
+    nmax = 15 if kind == 0 else 31
+    rmin = np.float32(-1.0) if kind == 0 else np.float32(-0.5)
+    nstep = 20 if kind == 0 else 15
+    for g0 in range(b0, b1, 8):
+        ns = min(8, b1 - g0)
+        nk = 8 * ns
+        for k in range(nk):  # lane k: sub-block k % 8 of super-block g0 + k // 8
+            s0 = g0 * 256 + 32 * k
+            sum_x2 = np.float32(0.0)
+            for l in range(32):
+                sum_x2 += x[s0 + l] * x[s0 + l]
+            av_x = np.sqrt(sum_x2 / np.float32(32.0))
+            for l in range(32):
+                xt[nk * l + k] = x[s0 + l]
+                wt[nk * l + k] = av_x + abs(x[s0 + l])
+        make_qkx2_lanes(xt, wt, lt, nmax, rmin, np.float32(0.1), nstep, g_scales, g_mins,
+                        nk)
+        for s in range(ns):
+            b = g0 + s
+            for j in range(8):
+                scales[j] = g_scales[8 * s + j]
+                mins[j] = g_mins[8 * s + j]
+                for l in range(32):
+                    L[32 * j + l] = lt[nk * l + 8 * s + j]
+            bad = _has_nan(x, b * 256)
+            over = _q45_k(x, b * 256, kind, out, b * nbytes, L, scales, mins)
+            nan, ovf = nan + bad, ovf + (over and not bad)
     return nan, ovf
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _has_nan(x, i0):
+    bad = False
+    for i in range(256):
+        bad |= x[i0 + i] != x[i0 + i]
+    return bad
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -301,7 +328,8 @@ def codes(data, kind, out):
 
 def quantize(x, kind, out):
     nb = x.size // 256
-    nchunks = min(nb, n_chunks(x.size)) if x.size >= 4096 else 1
+    # (a super-block's search costs tens of microseconds: threads pay off from a few dozen)
+    nchunks = min(nb // 8, n_chunks(x.size)) if x.size >= (1 << 14) else 1
     if nchunks == 1:
         return _quantize_blocks(x, kind, 0, nb, out)
     with parallel_region():
@@ -310,7 +338,7 @@ def quantize(x, kind, out):
 
 def dequantize(data, kind, out):
     nb = out.size // 256
-    nchunks = n_chunks(out.size) if out.size >= (1 << 16) else 1
+    nchunks = n_chunks(out.size) if out.size >= (1 << 20) else 1  # (as the legacy kernels)
     if nchunks == 1:
         _dequantize_blocks(data, kind, 0, nb, out)
         return
