@@ -45,7 +45,8 @@ typedef uint16_t ggml_half;
 typedef struct { ggml_half d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K/2]; } block_q4_K;
 typedef struct { ggml_half d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K/8];
                  uint8_t qs[QK_K/2]; } block_q5_K;
-typedef struct { uint8_t ql[QK_K/2]; uint8_t qh[QK_K/4]; int8_t scales[QK_K/16]; ggml_half d; } block_q6_K;
+typedef struct { uint8_t ql[QK_K/2]; uint8_t qh[QK_K/4]; int8_t scales[QK_K/16];
+                 ggml_half d; } block_q6_K;
 """
 GLUE = r"""
 #define GGML_FP32_TO_FP16(x) ggml_compute_fp32_to_fp16(x)
@@ -80,7 +81,8 @@ def build(checkout, workdir):
     with open(c_path, "w") as f:
         f.write(code)
     subprocess.run(["gcc", "-O2", "-DNDEBUG", "-ffp-contract=off", "-fno-fast-math", "-std=gnu11",
-                    "-Werror=implicit-function-declaration", "-shared", "-fPIC", "-o", so_path, c_path, "-lm"], check=True)
+                    "-Werror=implicit-function-declaration", "-shared", "-fPIC", "-o", so_path,
+                    c_path, "-lm"], check=True)
     return ctypes.CDLL(so_path)
 
 
