@@ -8,10 +8,13 @@ definitions), ``runtime`` (process state), ``kernels`` (``cpu`` and ``cuda`` twi
 from .ops import (Metrics, PerBlock, PerChannel, PerGroup, PerTensor, QParams, QTensor, cast,
                   choose_qparams, dequantize, fake_quantize, metrics, pack, quantize, to_host,
                   unpack)
+from .calibration import Calibrator, Quantizer, quantize_model
 from .runtime.threads import get_num_threads, set_num_threads
+from .io import gguf, load, save
 
 __version__ = "0.1.0"
 
 __all__ = ["cast", "set_num_threads", "get_num_threads", "pack", "unpack", "metrics", "Metrics",
            "quantize", "dequantize", "fake_quantize", "choose_qparams", "QTensor", "QParams",
-           "PerTensor", "PerChannel", "PerGroup", "PerBlock", "to_host"]
+           "PerTensor", "PerChannel", "PerGroup", "PerBlock", "to_host",
+           "Calibrator", "Quantizer", "quantize_model", "save", "load", "gguf"]

@@ -28,3 +28,21 @@ def test_no_match_is_one_clear_line(capsys):
     assert main(["bench", "--size", "65536", "--repeat", "1", "--only", "nothing"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nothing" in err[0]
+
+
+def test_warmup_names_each_family(capsys):
+    assert main(["warmup", "pack"]) == 0
+    captured = capsys.readouterr()
+    assert "fastq warmup: pack" in captured.err and "kernels cached" in captured.out
+
+
+def test_warmup_unknown_family_is_one_line(capsys):
+    assert main(["warmup", "nothing"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing" in err[0]
+
+
+def test_bench_sizes_prints_a_ratio_per_size(capsys):
+    assert main(["bench", "--sizes", "--size", "4096", "--repeat", "3", "--only", "fp32->fp16"]) == 0
+    out = capsys.readouterr().out
+    assert "4096" in out and "fastq / peer" in out and "cast fp32->fp16" in out

@@ -15,19 +15,24 @@ BACKENDS = ("auto", "cpu", "cuda")
 
 class Backend:
     """Where a call runs: ``"cpu"`` (host memory) or ``"cuda"`` (device memory)."""
-    __slots__ = ("name", "on_gpu")
+    __slots__ = ("name", "on_gpu", "_modules")
 
     def __init__(self, name):
         self.name, self.on_gpu = name, name == "cuda"
+        self._modules = {}  # family -> kernel module, once imported
 
     def kernels(self, family):
         """The kernel module of ``family`` (``"cast"``, ``"quant"``, ``"pack"``,
         ``"metrics"``, ``"blocks.<format>"``) for this backend."""
-        if self.on_gpu:
-            from .cuda_support import require_cuda
-            require_cuda()
-        kernel_cache.drop_stale()  # (once per process: before a kernel module loads)
-        return importlib.import_module(f"fastq.kernels.{self.name}.{family}")
+        module = self._modules.get(family)  # (a dict lookup on every call after the first)
+        if module is None:
+            if self.on_gpu:
+                from .cuda_support import require_cuda
+                require_cuda()
+            kernel_cache.drop_stale()  # (once per process: before a kernel module loads)
+            module = importlib.import_module(f"fastq.kernels.{self.name}.{family}")
+            self._modules[family] = module
+        return module
 
     def empty(self, shape, dtype):
         """An uninitialized C-contiguous array of this backend's memory."""

@@ -3,13 +3,18 @@
 Each case moves ``nbytes`` (read + written).  The roof is a plain parallel copy of the
 same number of bytes (half read, half written) with as many threads as fastq uses; a
 row's ``of copy`` is its GB/s over the copy's.  Peers are imported lazily and skipped
-when missing.  Each implementation runs back to back after a warm-up and a pause (thread
-pools that busy-wait after a call, as ONNX Runtime's and OpenMP's do, would otherwise
-steal the cores from the next library timed), in ``ROUNDS`` rounds that each start with
-another library; the best of the ``repeat`` times counts.  Each library's first calls
-after the pause are slow on a shared virtual machine (its cores go idle during the
-pause and take a while to come back up), so ``WARM`` calls come before the timed ones.
+when missing.  ``run`` times each implementation back to back after a warm-up and a
+pause (thread pools that busy-wait after a call, as ONNX Runtime's and OpenMP's do,
+would otherwise steal the cores from the next library timed), in ``ROUNDS`` rounds that
+each start with another library; the median of the ``repeat`` times counts (machines
+are shared and noisy: the best time would flatter whoever got a quiet moment).  Each
+library's first calls after the pause are slow on a shared virtual machine (its cores
+go idle during the pause and take a while to come back up), so ``WARM`` calls come
+before the timed ones.  ``sweep`` times the main rows from 4K to 16M elements with the
+calls of all libraries interleaved one by one, as a process that uses them together
+runs them.  Both print a line while the kernels of a case compile on first use.
 """
+import sys
 import time
 import warnings
 
@@ -56,8 +61,9 @@ def _ort_cast(peer, src, dst):
     return lambda x: sess.run(None, {"x": x})
 
 
-def cases(n):
-    """``(operation, nbytes, {impl: callable})`` for ``n`` float32 elements."""
+def cases(n, families=True):
+    """``(operation, nbytes, {impl: callable})`` for ``n`` float32 elements (``families``:
+    with the cases of the format families, ``fastq.cli.bench_cases``)."""
     from .. import ops as fq
     peers = _peers()
     rng = np.random.default_rng(0)
@@ -107,8 +113,29 @@ def cases(n):
     out.append(("cast fp16->fp32", 6 * n, row))
     out.extend(_quant_cases(fq, x.reshape(-1, 4096) if n % 4096 == 0 else x.reshape(1, -1),
                             peers))
-    out.extend(family_cases(x, peers))
+    out.append(_many_tensors_case(fq, torch))
+    if families:
+        out.extend(family_cases(x, peers))
     return out
+
+
+def _many_tensors_case(fq, torch, count=100, shape=(384, 384)):
+    """A model's worth of small weights: ``count`` tensors quantized one call each
+    (symmetric int8 per output channel), where the Python around each call counts."""
+    rng = np.random.default_rng(1)
+    ws = [rng.standard_normal(shape, dtype=np.float32) for _ in range(count)]
+    g = fq.PerChannel(0)
+    row = {"fastq": lambda: [fq.quantize(w, "int8", scheme="symmetric", granularity=g)
+                             for w in ws],
+           "numpy": lambda: [np.clip(np.rint(w / (np.abs(w).max(axis=1, keepdims=True) / 127)),
+                                     -128, 127).astype(np.int8) for w in ws]}
+    if torch is not None:
+        wts = [torch.from_numpy(w) for w in ws]
+        zeros = torch.zeros(shape[0], dtype=torch.long)
+        row["torch"] = lambda: [torch.quantize_per_channel(w, w.abs().amax(dim=1) / 127, zeros,
+                                                           0, torch.qint8) for w in wts]
+    return (f"quantize {count} tensors {shape[0]}x{shape[1]} per-channel int8",
+            5 * count * shape[0] * shape[1], row)
 
 
 def _quant_cases(fq, m, peers):
@@ -314,37 +341,101 @@ def _copy_roof(nbytes):
 
 ROUNDS = 3
 WARM = 2
+# The sizes of the sweep, and its rows (the operations users call on tensors of every size)
+SWEEP = (1 << 12, 1 << 16, 1 << 18, 1 << 20, 1 << 24)
+SWEEP_ROWS = ("cast fp32->fp16", "cast fp32->bf16", "quantize per-tensor dynamic uint8",
+              "quantize per-tensor static int8", "quantize per-channel symmetric int8 axis 0",
+              "dequantize per-tensor int8", "quantize 100 tensors 384x384 per-channel int8")
 
 
-def run(size=1 << 24, repeat=15, only=None):
-    """Time every case; returns rows ``(operation, impl, seconds, nbytes, copy_seconds)``."""
+def _first_call(op, fn, stream):
+    """Run ``fn`` once, saying so on ``stream`` (default stderr) when it takes long
+    (kernels compiling)."""
+    stream = sys.stderr if stream is None else stream
+    t0 = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - t0
+    if elapsed > 0.5:
+        print(f"fastq bench: {op}: first call (compiling) {elapsed:.1f} s", file=stream,
+              flush=True)
+
+
+def run(size=1 << 24, repeat=15, only=None, stream=None):
+    """Time every case; returns rows ``(operation, impl, seconds, nbytes, copy_seconds)``
+    with the median time of ``repeat`` calls."""
     rows = []
     warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
     for op, nbytes, impls in cases(size):
         if only and only not in op:
             continue
+        _first_call(op, impls["fastq"], stream)
         roof = _copy_roof(nbytes)
         impls = dict(impls, copy=roof)
-        best = dict.fromkeys(impls, np.inf)
+        times = {name: [] for name in impls}
         names = list(impls)
         for rnd in range(ROUNDS):  # each round in another order: no library always first
             for name in names[rnd % len(names):] + names[:rnd % len(names)]:
                 time.sleep(0.05)  # let the previous library's thread pool stop spinning
                 for _ in range(WARM):
                     impls[name]()
-                for _ in range(max(1, repeat // ROUNDS)):
+                for _ in range(max(1, -(-repeat // ROUNDS))):
                     t0 = time.perf_counter()
                     impls[name]()
-                    best[name] = min(best[name], time.perf_counter() - t0)
+                    times[name].append(time.perf_counter() - t0)
+        median = {name: float(np.median(t)) for name, t in times.items()}
         for name in impls:
             if name != "copy":
-                rows.append((op, name, best[name], nbytes, best["copy"]))
+                rows.append((op, name, median[name], nbytes, median["copy"]))
     return rows
+
+
+def sweep(sizes=SWEEP, repeat=25, only=None, stream=None):
+    """The main rows at each size, the calls of all libraries interleaved one by one
+    (fastq, a peer, another peer, fastq again, ...): rows ``(operation, size, impl,
+    seconds)``, the median time per call."""
+    rows = []
+    warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+    for size in sizes:
+        for op, _, impls in cases(size, families=False):
+            if op not in SWEEP_ROWS or (only and only not in op):
+                continue
+            many = op.startswith("quantize 100 tensors")  # (its size is its own: once)
+            if many and size != sizes[0]:
+                continue
+            _first_call(op, impls["fastq"], stream)
+            for fn in impls.values():
+                for _ in range(WARM):
+                    fn()
+            times = {name: [] for name in impls}
+            calls = max(3, min(repeat * 20, int(repeat * (1 << 22) / size)))  # (small: more)
+            calls = repeat if many else calls
+            for _ in range(calls):
+                for name, fn in impls.items():
+                    t0 = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - t0)
+            rows += [(op, 100 * 384 * 384 if many else size, name, float(np.median(t)))
+                     for name, t in times.items()]
+    return rows
+
+
+def format_sweep(rows, markdown=False):
+    """Per operation and size: each library's median time, and fastq's over the fastest
+    peer's (below 1: fastq is faster)."""
+    head = ["operation", "elements", "fastq us", "fastest peer", "peer us", "fastq / peer"]
+    body = []
+    for op, size in dict.fromkeys((r[0], r[1]) for r in rows):
+        times = {name: t for o, s, name, t in rows if (o, s) == (op, size)}
+        peers = {name: t for name, t in times.items() if name != "fastq"}
+        peer = min(peers, key=peers.get) if peers else ""
+        body.append([op, str(size), f"{times['fastq'] * 1e6:.1f}", peer,
+                     f"{peers[peer] * 1e6:.1f}" if peer else "",
+                     f"{times['fastq'] / peers[peer]:.2f}" if peer else ""])
+    return _table(head, body, markdown)
 
 
 def format_table(rows, markdown=False):
     """ms, GB/s, speed-up over the fastest peer (fastq rows), fraction of copy."""
-    lines = []
     head = ["operation", "impl", "ms", "GB/s", "x fastest peer", "of copy"]
     fastest = {}
     for op, name, t, _, _ in rows:
@@ -355,6 +446,11 @@ def format_table(rows, markdown=False):
         ratio = f"{fastest[op] / t:.2f}x" if name == "fastq" and op in fastest else ""
         body.append([op, name, f"{t * 1e3:.2f}", f"{nbytes / t / 1e9:.1f}", ratio,
                      f"{tc / t:.2f}"])
+    return _table(head, body, markdown)
+
+
+def _table(head, body, markdown):
+    lines = []
     if markdown:
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))

@@ -28,6 +28,14 @@ class FloatFormat:
     # ml_dtypes decodes bfloat16 to float64 through float32, which quiets a NaN: fastq
     # does the same (exact decode to float32, then NumPy's widening).
     decode_via_float32: bool = False
+    # The extended formats (fastq.kernels.*.minifloat): 8 bits or fewer, decoded by a
+    # table of their codes.  finite_max: the largest finite code where the all-ones
+    # exponent holds finite values (e4m3fn, e2m1fn); overflow_nan: a finite overflow and
+    # +-inf give NaN, not +-max, without saturation (ml_dtypes' float8_e4m3fn);
+    # exponent_only: E8M0 (no sign, no zero, code c is 2**(c - 127), 0xFF NaN).
+    finite_max: int = 0
+    overflow_nan: bool = False
+    exponent_only: bool = False
 
     @property
     def bias(self):
@@ -35,7 +43,7 @@ class FloatFormat:
 
     @property
     def width(self):
-        return 1 + self.exp_bits + self.mant_bits
+        return (0 if self.exponent_only else 1) + self.exp_bits + self.mant_bits
 
     @property
     def emin(self):
@@ -47,7 +55,12 @@ class FloatFormat:
 
     @property
     def max_code(self):
-        return self.inf_code - 1
+        return self.finite_max or self.inf_code - 1
+
+    @property
+    def extended(self):
+        """Whether this is one of the 8-bit-or-narrower formats (table-decoded)."""
+        return self.width <= 8
 
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -65,6 +78,20 @@ FORMATS = {
     "float64": FloatFormat("float64", np.dtype(np.float64), 11, 52, np.dtype(np.uint64),
                            nan_base=0x7FF0000000000000, nan_min=0x7FF0000000000001,
                            keep_payload=True),
+    # OCP 8-bit floats and FP4 as ml_dtypes encodes them (see ``fq.cast``): a NaN is the
+    # format's one quiet NaN with the sign kept; e2m1fn has none and ml_dtypes writes the
+    # zero of the opposite sign (nan_base holds the sign bit: the kernels XOR the sign in).
+    "float8_e4m3fn": FloatFormat("float8_e4m3fn", np.dtype(ml_dtypes.float8_e4m3fn), 4, 3,
+                                 np.dtype(np.uint8), has_inf=False, nan_base=0x7F,
+                                 nan_min=0x7F, finite_max=0x7E, overflow_nan=True),
+    "float8_e5m2": FloatFormat("float8_e5m2", np.dtype(ml_dtypes.float8_e5m2), 5, 2,
+                               np.dtype(np.uint8), nan_base=0x7E, nan_min=0x7E),
+    "float4_e2m1fn": FloatFormat("float4_e2m1fn", np.dtype(ml_dtypes.float4_e2m1fn), 2, 1,
+                                 np.dtype(np.uint8), has_inf=False, nan_base=0x8,
+                                 nan_min=0x8, finite_max=0x7),
+    "float8_e8m0fnu": FloatFormat("float8_e8m0fnu", np.dtype(ml_dtypes.float8_e8m0fnu), 8,
+                                  0, np.dtype(np.uint8), has_inf=False, nan_base=0xFF,
+                                  nan_min=0xFF, finite_max=0xFE, exponent_only=True),
 }
 
 _BY_DTYPE = {f.dtype: f for f in FORMATS.values()}
@@ -111,7 +138,8 @@ def encode_params(src, dst, saturate, truncate=False):
     rebias = (src.bias - dst.bias) << dst.mant_bits
     # codes past the largest finite one become ovf_code = min(code, ovf_code), unsigned;
     # rounding toward zero never overflows a finite value, but ±inf stays ±inf (inf_out)
-    inf_out = dst.max_code if saturate or not dst.has_inf else dst.inf_code
+    inf_out = (dst.max_code if saturate or not (dst.has_inf or dst.overflow_nan)
+               else dst.nan_base if dst.overflow_nan else dst.inf_code)
     ovf_code = dst.max_code if truncate else inf_out
     params = np.zeros(E_LEN, src.word)
     params[E_SHIFT] = s
@@ -164,3 +192,60 @@ def decode_params(src, dst):
     params[D_SIGN_MASK] = 1 << (src.width - 1)
     params[D_SIGN_SHIFT] = dst.width - src.width
     return params, dst.dtype.type(math.ldexp(1.0, src.emin))  # (exact in any rounding mode)
+
+
+def code_values(fmt):
+    """The float64 value of every code 0..255 of an extended format (the byte's bits
+    above the format's width ignored), computed from the layout alone."""
+    codes = np.arange(256) & ((1 << fmt.width) - 1)
+    if fmt.exponent_only:
+        values = np.ldexp(1.0, codes - fmt.bias)
+        return np.where(codes == fmt.nan_base, np.nan, values)
+    sign = np.where(codes >> (fmt.width - 1) & 1, -1.0, 1.0)
+    e = codes >> fmt.mant_bits & ((1 << fmt.exp_bits) - 1)
+    m = codes & ((1 << fmt.mant_bits) - 1)
+    mag = np.where(e == 0, np.ldexp(m.astype(np.float64), fmt.emin - fmt.mant_bits),
+                   np.ldexp(1.0 + m / (1 << fmt.mant_bits), e - fmt.bias))
+    mag_code = codes & ((1 << (fmt.width - 1)) - 1)
+    if fmt.has_inf:
+        mag = np.where(mag_code == fmt.inf_code, np.inf, mag)
+        mag = np.where(mag_code > fmt.inf_code, np.nan, mag)
+    elif fmt.finite_max != (1 << (fmt.width - 1)) - 1:  # a NaN code above the largest
+        mag = np.where(mag_code > fmt.finite_max, np.nan, mag)
+    return np.copysign(mag, sign)  # (a NaN keeps the code's sign, as in ml_dtypes)
+
+
+def decode_table(src, dst):
+    """The ``dst.word`` bits of every byte of the extended format ``src`` (256 entries):
+    exact values, rounded to ``dst`` only where it cannot hold them (E8M0 in float16 or
+    bfloat16, as NumPy/ml_dtypes round float32).  A NaN decodes to ``dst``'s quiet NaN
+    with the code's sign, as ml_dtypes does."""
+    with np.errstate(over="ignore", invalid="ignore"):  # (E8M0 past float16: inf)
+        values = code_values(src).astype(np.float32)  # (exact: every code fits float32)
+        table = values.astype(dst.dtype) if dst.width < 32 else values
+    return np.ascontiguousarray(table).view(dst.word)
+
+
+# Layout of the E8M0 encode parameter array (the source word type).
+(X_MANT_BITS, X_REBIAS, X_HALF, X_ABS_MASK, X_INF_BITS, X_NORM_MIN, X_SUB_ONE, X_OVF_CODE,
+ X_INF_OUT, X_LEN) = range(10)
+
+
+def e8m0_params(src, saturate, truncate=False):
+    """Parameters rounding ``src`` bits (float32 or float64) to E8M0 codes, ml_dtypes'
+    rule: ``code = (|bits| + half) >> M - (B - 127)`` (ties away from zero, in the
+    exponent grid), clamped below at code 0; zero, negatives and NaN give NaN (0xFF).
+    A float32 subnormal reads code 1 from ``1.5 * 2**-127`` up (X_SUB_ONE), else 0.
+    ``saturate``: a finite overflow gives 2**127 (0xFE), as ONNX's ``to_float8e8m0``."""
+    params = np.zeros(X_LEN, src.word)
+    params[X_MANT_BITS] = src.mant_bits
+    params[X_REBIAS] = src.bias - 127
+    params[X_HALF] = 0 if truncate else 1 << (src.mant_bits - 1)
+    params[X_ABS_MASK] = (1 << (src.width - 1)) - 1
+    params[X_INF_BITS] = src.inf_code
+    params[X_NORM_MIN] = 1 << src.mant_bits
+    params[X_SUB_ONE] = (3 << (src.mant_bits - 2) if src.bias == 127 and not truncate
+                         else 1 << src.mant_bits)
+    params[X_INF_OUT] = 0xFF  # (+inf is NaN even saturated, as ONNX's to_float8e8m0)
+    params[X_OVF_CODE] = 0xFE if saturate or truncate else 0xFF
+    return params

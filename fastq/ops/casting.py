@@ -10,6 +10,10 @@ from ..runtime import device
 from ..runtime.fpenv import ieee_default
 
 ROUNDINGS = {"truncate": 0, "nearest_even": 1, "stochastic": 2}
+# Validated deterministic casts of native host arrays, by (source dtype, target name,
+# rounding, saturate): a repeated call skips the checks and the planning.
+MAX_PLANS = 256
+_plans = {}
 
 
 @ieee_default
@@ -21,7 +25,9 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     x : array_like
         float16, bfloat16, float32 or float64 values, any shape, strides or byte order.
     to : str or dtype
-        ``"float16"``, ``"bfloat16"``, ``"float32"`` or ``"float64"`` (or the dtype).
+        ``"float16"``, ``"bfloat16"``, ``"float32"`` or ``"float64"`` (or the dtype), or
+        an extended format: ``"float8_e4m3fn"``, ``"float8_e5m2"``, ``"float4_e2m1fn"``,
+        ``"float8_e8m0fnu"`` (ml_dtypes arrays; ``x`` may be one of them to decode).
     rounding : {"nearest_even", "truncate", "stochastic"}
         How a value between two representable ones is rounded when narrowing:
         to nearest with ties to even (IEEE 754 default), toward zero, or up with
@@ -36,7 +42,11 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
         bits on any thread count or backend.  ``None`` draws a fresh seed.
     saturate : bool, optional
         Map values beyond the target's largest finite value (and ±inf) to ±max instead of
-        ±inf.  Default ``False`` for IEEE-like formats (NumPy/ml_dtypes behaviour).
+        ±inf.  Default ``False`` for IEEE-like formats (NumPy/ml_dtypes behaviour).  For
+        the extended formats ``False`` is ``astype`` of ml_dtypes bit for bit (e4m3fn:
+        overflow and inf -> NaN; e2m1fn always saturates) and ``True`` is ONNX's
+        ``Cast(saturate=1)`` (NaN stays NaN; E8M0: finite overflow -> 2**127, as
+        ``onnx.numpy_helper.to_float8e8m0(round_mode="nearest")``).
     out : ndarray, optional
         Preallocated result of ``x.shape`` and the target dtype; left untouched on error.
     backend : {"auto", "cpu", "cuda"}
@@ -59,10 +69,20 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     as ml_dtypes 0.7 does (older ml_dtypes rounded twice, through float32).  Decoding is
     exact.
     """
+    if type(x) is np.ndarray and out is None and backend == "auto" and seed is None:
+        # a repeated cast of a host array: its plan is cached (the small-call path)
+        plan = _plans.get((x.dtype, to, rounding, saturate)) if type(to) is str else None
+        if plan is not None and x.flags.c_contiguous:
+            result = CPU.empty(x.shape, plan.dst.dtype)
+            run_cast(plan, x.reshape(-1), result.reshape(-1), CPU)
+            return result
     if select(backend, x, out).on_gpu:
         return _cast_cuda(x, to, rounding, seed, saturate, out)
     x = checks.as_float_array(x)
     plan = plan_cast(x.dtype, to, rounding, seed, saturate)
+    if seed is None and plan.rounding != ROUNDINGS["stochastic"] and x.dtype.isnative and \
+            type(to) is str and len(_plans) < MAX_PLANS:
+        _plans[(x.dtype, to, rounding, saturate)] = plan
     out = checks.check_out(out, x.shape, plan.dst.dtype)
     result = out if out is not None and checks.direct_target(out, x) else \
         CPU.empty(x.shape, plan.dst.dtype)
@@ -103,15 +123,28 @@ class CastPlan:
 
     def __init__(self, src, dst, rounding, key, saturate):
         self.src, self.dst, self.rounding, self.key = src, dst, rounding, key
+        f32 = formats.FORMATS["float32"]
+        # An extended source is decoded by its table: straight into a 16/32-bit target,
+        # else into float32, which ``then`` (a plan from float32) carries on from.
+        self.table, self.then = None, None
+        if src.extended and src is not dst:
+            via = dst if dst.width in (16, 32) else f32
+            self.table = formats.decode_table(src, via)
+            if via is not dst:
+                self.then = CastPlan(f32, dst, rounding, key, saturate)
+            return
         self.widen = dst.mant_bits >= src.mant_bits and dst.exp_bits >= src.exp_bits
-        if self.widen:
+        if dst.exponent_only:  # E8M0: its own codec, from float32 or float64 bits
+            self.widen = False
+            self.via = src if src.width >= 32 else f32
+            self.params = formats.e8m0_params(self.via, saturate, truncate=rounding == 0)
+        elif self.widen:
             # 16-bit -> float32 in a kernel; float64 via float32 where the reference does so
-            self.via = (formats.FORMATS["float32"]
-                        if src.decode_via_float32 and dst.width == 64 else dst)
+            self.via = (f32 if src.decode_via_float32 and dst.width == 64 else dst)
             self.params, self.sub_magic = (formats.decode_params(src, self.via)
                                            if src.width < 32 else (None, None))
         else:
-            via = src if src.width >= 32 else formats.FORMATS["float32"]
+            via = src if src.width >= 32 else f32
             self.via = via
             self.params, self.sub_scale = formats.encode_params(via, dst, saturate,
                                                                  truncate=rounding == 0)
@@ -151,6 +184,15 @@ def run_cast(plan, src, dst, backend):
     """
     kernels, empty = backend.kernels("cast"), backend.empty
     copyto = kernels.copyto
+    if plan.table is not None:  # an extended source: its table, then maybe a cast on
+        decode = backend.kernels("minifloat").decode
+        if plan.then is None:
+            decode(src.view(np.uint8), dst.view(plan.dst.word), backend.to_device(plan.table))
+            return
+        wide = empty(src.shape, np.float32)
+        decode(src.view(np.uint8), wide.view(np.uint32), backend.to_device(plan.table))
+        run_cast(plan.then, wide, dst, backend)
+        return
     if plan.src is plan.dst:
         copyto(dst, src)
     elif plan.widen and plan.params is None:
@@ -169,5 +211,9 @@ def run_cast(plan, src, dst, backend):
             kernels.decode(src.view(plan.src.word), wide.view(np.uint32),
                            *formats.decode_params(plan.src, plan.via))
             src = wide
+        if plan.dst.exponent_only:
+            backend.kernels("minifloat").encode_e8m0(src.view(plan.via.word), dst.view(
+                np.uint8), plan.params, plan.rounding, plan.key)
+            return
         kernels.encode(src, dst.view(plan.dst.word), plan.params, plan.sub_scale,
                        plan.rounding, plan.key)

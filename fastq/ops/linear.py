@@ -117,18 +117,19 @@ def dequantize_codes(codes, scale, zero_point, shape, granularity, backend, out)
     the parameter shape (``zero_point`` None: 0)."""
     if not out.size:
         return out
-    blocks = granularity.blocks(shape)
-    lead = lead_dims(shape, blocks)
-    shape3, blocks3 = view3(shape[lead:], blocks[lead:])
+    blocks, lead, shape3, blocks3, grid, g3 = dequantize_layout(shape, granularity)
     codes = codes if backend.on_gpu else np.require(codes, requirements="C")
-    grid = tuple(-(-d // b) for d, b in zip(shape, blocks))
-    zp = 0 if zero_point is None else zero_point
-    zero = np.broadcast_to(np.asarray(zp, np.float32), np.shape(scale)).reshape(grid)
-    scale = np.ascontiguousarray(scale, np.float32).reshape(grid)
-    kernels, g3 = backend.kernels("quant"), grid3(shape3, blocks3)
+    scale = np.ascontiguousarray(scale, np.float32)
+    if zero_point is None:
+        zero = np.zeros(grid, np.float32)
+    else:
+        zero = np.ascontiguousarray(np.broadcast_to(np.asarray(zero_point, np.float32),
+                                                    scale.shape)).reshape(grid)
+    scale = scale.reshape(grid)
+    kernels = backend.kernels("quant")
     if not lead:
         kernels.dequantize(codes.reshape(shape3), blocks3, scale.reshape(g3),
-                           np.ascontiguousarray(zero).reshape(g3), out.reshape(shape3))
+                           zero.reshape(g3), out.reshape(shape3))
         return out
     for index in np.ndindex(*shape[:lead]):  # (past 3 blocked dimensions: an index at a time)
         cell = tuple(i // b for i, b in zip(index, blocks))
@@ -137,6 +138,27 @@ def dequantize_codes(codes, scale, zero_point, shape, granularity, backend, out)
                            np.ascontiguousarray(zero[cell]).reshape(g3),
                            out[index].reshape(shape3))
     return out
+
+
+_layouts = {}  # (shape, granularity) -> dequantize_layout's answer, for repeated calls
+
+
+def dequantize_layout(shape, granularity):
+    """``(blocks, lead, shape3, blocks3, grid, grid3)`` of dequantizing ``shape`` by
+    ``granularity``: its blocks, ``lead_dims``, canonical view, full-rank parameter grid
+    and the view's grid; cached (256 layouts at most)."""
+    key = (tuple(shape), granularity)
+    layout = _layouts.get(key)
+    if layout is None:
+        blocks = granularity.blocks(shape)
+        lead = lead_dims(shape, blocks)
+        shape3, blocks3 = view3(shape[lead:], blocks[lead:])
+        layout = (blocks, lead, shape3, blocks3,
+                  tuple(-(-d // b) for d, b in zip(shape, blocks)), grid3(shape3, blocks3))
+        if len(_layouts) >= 256:
+            _layouts.clear()
+        _layouts[key] = layout
+    return layout
 
 
 def float32_input(x, name="x"):

@@ -97,7 +97,8 @@ def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_r
     key = plan_key(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
     plan = cached(key)
     call = plan.tensor_call if plan is not None else None
-    if call is None or type(scale) not in SCALAR_SCALES or not threads.regions_unlocked():
+    if call is None or type(scale) not in SCALAR_SCALES or not (
+            call.nchunks == 1 or threads.regions_unlocked()):  # (serial: no region to lock)
         return None
     qmin, qmax, code_dtype = plan.qmin, plan.qmax, plan.code_dtype
     if zero_point is None:

@@ -125,8 +125,7 @@ def choose_qparams(x, dtype, scheme="asymmetric", granularity="tensor", observer
     return job.result(QParams(*job.qparams(None, None)))
 
 
-@ieee_default
-def dequantize(qt, backend="auto"):
+def dequantize(qt, backend="auto"):  # (QTensor.dequantize sets the FP environment)
     """``(codes - zero_point) * scale`` in float32, in the original shape (a block
     format: its own decoding); the same as ``qt.dequantize()``."""
     if not isinstance(qt, QTensor):

@@ -185,7 +185,8 @@ def _encode_specials(src_b, dst_b, p):
         b = src_b[i]
         a = band(b, abs_mask)
         nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
-        code = bor(nan if a > inf_bits else inf_out, band(shr(b, sign_shift), sign_bit))
+        # (XOR: float4_e2m1fn's "NaN" is the zero of the opposite sign, as ml_dtypes)
+        code = bxor(nan if a > inf_bits else inf_out, band(shr(b, sign_shift), sign_bit))
         dst_b[i] = code if a >= inf_bits else dst_b[i]
 
 

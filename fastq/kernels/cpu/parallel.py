@@ -1,5 +1,7 @@
 """How the CPU backend splits 1-D work into chunks for ``prange``, and when its kernels
 stream their output past the caches (``word.stream_out``)."""
+import types
+
 from numba import njit
 
 from ...core.layout import ALIGN, BLOCK, MAX_CHUNKS, SERIAL_BELOW, n_chunks  # noqa: F401
@@ -52,3 +54,19 @@ def launch(serial, parallel, src, dst, args):
     else:
         with parallel_region():
             parallel(*args, n_chunks(n), streams(src, dst))
+
+
+def serial_twin(kernel):
+    """``kernel`` (a ``parallel=True`` dispatcher) compiled without ``parallel``: its
+    ``prange`` loops, inlined ones included, run as ``range`` in the calling thread, for
+    inputs too small to pay for waking the threads (on a busy machine a parallel region
+    can wait milliseconds for a thread to be scheduled).  One source, two compiled
+    versions: Numba names cache files after the function's qualified name, so the twin
+    is a copy of the function named ``<name>_serial``, with the same other options."""
+    f = kernel.py_func
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
+                              f.__defaults__, f.__closure__)
+    twin.__qualname__, twin.__module__ = f.__qualname__ + "_serial", f.__module__
+    twin.__doc__ = f.__doc__
+    options = {k: v for k, v in kernel.targetoptions.items() if k not in ("parallel", "nopython")}
+    return njit(cache=True, **options)(twin)

@@ -29,7 +29,7 @@ from numba import njit, prange
 from ...runtime.threads import get_num_threads, parallel_region
 from ...core.flags import INF, NAN
 from ...core.layout import MAX_CHUNKS, SERIAL_BELOW, chunk_count
-from .parallel import AHEAD, streams
+from .parallel import AHEAD, serial_twin, streams
 from .word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
                     swap_fp_control, unmanaged)
 from .linear.codes import PIECE
@@ -216,6 +216,10 @@ def _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, igno
     call: its column ranges in parts of its rows, parameters, then its codes."""
     nchunks = max(_split(x3)[1], 1)
     (out3, packed), scratch = _kernel_outputs(out, bits, qmin), code_scratch(nchunks, bits, qmin)
+    if x3.size < SERIAL_BELOW:
+        return _quantize_channels_serial(
+            x3, scale3, zero3, np.float32(qmin), np.float32(qmax), out3, bits,
+            _byte_align(x3.shape[2], bits), scratch, packed, 1, symmetric, ignore)
     with parallel_region():
         return _quantize_channels_parallel(
             x3, scale3, zero3, np.float32(qmin), np.float32(qmax), out3, bits,
@@ -256,6 +260,10 @@ def _quantize_tensor(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore
     x, nchunks = x3.reshape(x3.size), tensor_chunks(x3.size)
     (out3, packed), scratch = _kernel_outputs(out, bits, qmin), code_scratch(nchunks, bits, qmin)
     codes = out.reshape(out.size) if bits >= 8 else out3.reshape(0)
+    if nchunks == 1:
+        return _quantize_tensor_serial(
+            x, scale3, zero3, np.float32(qmin), np.float32(qmax), codes, packed, bits,
+            scratch, False, symmetric, ignore)
     with parallel_region():
         return _quantize_tensor_parallel(
             x, scale3, zero3, np.float32(qmin), np.float32(qmax), codes, packed, bits,
@@ -305,3 +313,7 @@ def dequantize(codes3, blocks, scale3, zero3, out3):
             _dequantize_parallel(codes3, bp, bk, bq, scale3, zero3, out3, nchunks, stream)
     else:
         _dequantize_rows(codes3, bp, bk, bq, scale3, zero3, 0, rows, out3, False)
+
+
+_quantize_channels_serial = serial_twin(_quantize_channels_parallel)
+_quantize_tensor_serial = serial_twin(_quantize_tensor_parallel)

@@ -58,7 +58,8 @@ def _finish(a, b, code, p):
     nan = max(U64(p[F.E_NAN_BASE]) | ((a >> U64(p[F.E_SHIFT])) & U64(p[F.E_NAN_MASK])),
               U64(p[F.E_NAN_MIN]))
     code = nan if a > U64(p[F.E_INF_BITS]) else code
-    return code | ((b >> U64(p[F.E_SIGN_SHIFT])) & U64(p[F.E_SIGN_BIT]))
+    # (XOR: float4_e2m1fn's "NaN" is the zero of the opposite sign, as ml_dtypes)
+    return code ^ ((b >> U64(p[F.E_SIGN_SHIFT])) & U64(p[F.E_SIGN_BIT]))
 
 
 @cuda.jit(cache=True)

@@ -1,0 +1,318 @@
+"""GGML K-quants (CPU): q4_K, q5_K, q6_K, super-blocks of 256 elements.
+
+Backend interface (as ``fastq.kernels.cpu.blocks.ggml``): ``quantize(x, kind, out) ->
+(nan_blocks, overflow_blocks)``, ``dequantize(data, kind, out)``, ``codes(data, kind,
+out)``; ``kind`` 0 q4_K, 1 q5_K, 2 q6_K.
+
+A port of llama.cpp's reference quantizer (``quantize_row_q4_K_ref``,
+``quantize_row_q5_K_ref``, ``quantize_row_q6_K_ref`` with ``make_qkx2_quants``,
+``make_qx_quants`` and ``nearest_int`` in ``ggml/src/ggml-quants.c``; ggml, MIT
+licence, Copyright (c) 2023-2024 The ggml authors), no importance matrix, written to
+give the same bytes: every operation in float32 in C's order (no contraction into FMA,
+no reassociation), ``nearest_int`` by its own magic-number trick (``f + 12582912``, the
+low 23 bits), C's conversions to ``uint8_t``/``int8_t`` (low byte).
+
+* q4_K / q5_K: per sub-block of 32, weights ``sqrt(sum(x^2)/32) + |x|``; scale and min
+  from ``make_qkx2_quants(32, nmax=15/31, rmin=-1/-0.5, rdelta=0.1, nstep=20/15)``: the
+  least-squares fit ``x ~ scale * l - min`` over the candidate inverse scales
+  ``(rmin + rdelta * is + nmax) / (max - min)``, keeping the smallest weighted squared
+  error; the 8 scales and mins as 6-bit multiples of ``d = max_scale / 63`` and
+  ``dmin = max_min / 63`` (float16); codes ``nearest_int((x + dmin * m) / (d * sc))``.
+* q6_K: per sub-block of 16, ``make_qx_quants(16, 32, rmse_type=1)`` (weights ``x^2``,
+  the 18 candidate scales ``-(32 + 0.1 * is) / max``), 8-bit scales of ``d = -max / 128``,
+  codes ``nearest_int(x / (d * sc))`` in -32..31.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ....runtime.threads import parallel_region
+from ..parallel import n_chunks
+from ..word import local_block, unmanaged
+from .ggml import get_half, half_bits, put_half
+from .kquant_search import clamp, make_qkx2_x8, make_qx, nearest_int
+
+
+@njit(cache=True, nogil=True, inline="always")
+def block_bytes(kind):
+    """Bytes of a super-block: q4_K 144, q5_K 176, q6_K 210."""
+    return 144 if kind == 0 else (176 if kind == 1 else 210)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _q45_k(x, i0, kind, out, o, L, lanes, scales, mins):
+    """One q4_K (kind 0) or q5_K (kind 1) super-block; returns whether its d or dmin
+    overflows float16."""
+    nmax = 15 if kind == 0 else 31
+    rmin = np.float32(-1.0) if kind == 0 else np.float32(-0.5)
+    nstep = 20 if kind == 0 else 15
+    max_scale = np.float32(0.0)
+    max_min = np.float32(0.0)
+    xt, wt, lt = lanes  # element i of sub-block j at 8 * i + j
+    for j in range(8):
+        s0 = i0 + 32 * j
+        sum_x2 = np.float32(0.0)
+        for l in range(32):
+            sum_x2 += x[s0 + l] * x[s0 + l]
+        av_x = np.sqrt(sum_x2 / np.float32(32.0))
+        for l in range(32):
+            xt[8 * l + j] = x[s0 + l]
+            wt[8 * l + j] = av_x + abs(x[s0 + l])
+    make_qkx2_x8(xt, wt, lt, nmax, rmin, np.float32(0.1), nstep, scales, mins, 8)
+    for j in range(8):
+        for l in range(32):
+            L[32 * j + l] = lt[8 * l + j]
+        if scales[j] > max_scale:
+            max_scale = scales[j]
+        if mins[j] > max_min:
+            max_min = mins[j]
+    inv_scale = np.float32(63.0) / max_scale if max_scale > 0 else np.float32(0.0)
+    inv_min = np.float32(63.0) / max_min if max_min > 0 else np.float32(0.0)
+    sb = o + 4
+    for j in range(8):
+        ls = min(63, nearest_int(inv_scale * scales[j]) & 0xFF)
+        lm = min(63, nearest_int(inv_min * mins[j]) & 0xFF)
+        if j < 4:
+            out[sb + j] = ls
+            out[sb + j + 4] = lm
+        else:
+            out[sb + j + 4] = (ls & 0xF) | ((lm & 0xF) << 4)
+            out[sb + j - 4] |= (ls >> 4) << 6
+            out[sb + j] |= (lm >> 4) << 6
+    dh = half_bits(max_scale / np.float32(63.0))
+    mh = half_bits(max_min / np.float32(63.0))
+    put_half(out, o, dh)
+    put_half(out, o + 2, mh)
+    d_all = get_half(out, o)
+    m_all = get_half(out, o + 2)
+    for j in range(8):
+        if j < 4:
+            sc = np.int64(out[sb + j]) & 63
+            m = np.int64(out[sb + j + 4]) & 63
+        else:
+            sc = (np.int64(out[sb + j + 4]) & 0xF) | ((np.int64(out[sb + j - 4]) >> 6) << 4)
+            m = (np.int64(out[sb + j + 4]) >> 4) | ((np.int64(out[sb + j]) >> 6) << 4)
+        d = d_all * np.float32(sc)
+        if d == 0:
+            continue
+        dm = m_all * np.float32(m)
+        for ii in range(32):
+            L[32 * j + ii] = clamp(nearest_int((x[i0 + 32 * j + ii] + dm) / d), 0, nmax)
+    if kind == 0:
+        q = o + 16
+        for j in range(0, 256, 64):
+            for l in range(32):
+                out[q + l] = L[j + l] | (L[j + l + 32] << 4)
+            q += 32
+    else:
+        qh = o + 16
+        ql = o + 48
+        for j in range(32):
+            out[qh + j] = 0
+        m1 = 1
+        m2 = 2
+        for n in range(0, 256, 64):
+            for j in range(32):
+                l1 = np.int64(L[n + j])
+                if l1 > 15:
+                    l1 -= 16
+                    out[qh + j] |= m1
+                l2 = np.int64(L[n + j + 32])
+                if l2 > 15:
+                    l2 -= 16
+                    out[qh + j] |= m2
+                out[ql + j] = l1 | (l2 << 4)
+            m1 <<= 2
+            m2 <<= 2
+            ql += 32
+    return (dh & 0x7FFF) == 0x7C00 or (mh & 0x7FFF) == 0x7C00
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _q6_k(x, i0, out, o, L, lanes, scales):
+    """One q6_K super-block; returns whether its d overflows float16."""
+    max_scale = np.float32(0.0)
+    max_abs_scale = np.float32(0.0)
+    for ib in range(16):
+        s = make_qx(x, i0 + 16 * ib, 16, 32, L, 16 * ib, lanes)
+        scales[ib] = s
+        if abs(s) > max_abs_scale:
+            max_abs_scale = abs(s)
+            max_scale = s
+    if max_abs_scale < np.float32(1e-15):
+        for k in range(210):
+            out[o + k] = 0
+        return False
+    iscale = np.float32(-128.0) / max_scale
+    dh = half_bits(np.float32(1.0) / iscale)
+    put_half(out, o + 208, dh)
+    for ib in range(16):
+        out[o + 192 + ib] = min(127, nearest_int(iscale * scales[ib])) & 0xFF
+    d_all = get_half(out, o + 208)
+    for j in range(16):
+        d = d_all * np.float32(np.int8(out[o + 192 + j]))
+        if d == 0:
+            continue
+        for ii in range(16):
+            L[16 * j + ii] = clamp(nearest_int(x[i0 + 16 * j + ii] / d), -32, 31) + 32
+    ql = o
+    qh = o + 128
+    for j in range(0, 256, 128):
+        for l in range(32):
+            a, b = np.int64(L[j + l]), np.int64(L[j + l + 32])
+            c, e = np.int64(L[j + l + 64]), np.int64(L[j + l + 96])
+            out[ql + l] = (a & 0xF) | ((c & 0xF) << 4)
+            out[ql + l + 32] = (b & 0xF) | ((e & 0xF) << 4)
+            out[qh + l] = (a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6)
+        ql += 64
+        qh += 32
+    return (dh & 0x7FFF) == 0x7C00
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _quantize_blocks(x, kind, b0, b1, out):
+    x, out = unmanaged(x), unmanaged(out)  # (no reference counting per helper call)
+    L = local_block(out, 256)
+    lanes = (local_block(x, 24), local_block(x, 24), local_block(x, 24))  # make_qx's
+    xt, wt, lt = local_block(x, 256), local_block(x, 256), local_block(out, 256)
+    scales = local_block(x, 16)
+    mins = local_block(x, 8)
+    nbytes = block_bytes(kind)
+    nan = ovf = 0
+    for b in range(b0, b1):
+        i0 = b * 256
+        bad = False
+        for i in range(256):
+            bad |= x[i0 + i] != x[i0 + i]
+        if bad:
+            nan += 1
+        if kind == 2:
+            over = _q6_k(x, i0, out, b * nbytes, L, lanes, scales)
+        else:
+            over = _q45_k(x, i0, kind, out, b * nbytes, L, (xt, wt, lt), scales, mins)
+        if over and not bad:
+            ovf += 1
+    return nan, ovf
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _quantize_parallel(x, kind, out, nchunks):
+    nb = x.size // 256
+    nan = ovf = 0
+    for c in prange(nchunks):
+        a, b = _quantize_blocks(x, kind, c * nb // nchunks, (c + 1) * nb // nchunks, out)
+        nan += a
+        ovf += b
+    return nan, ovf
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _scale_min(data, sb, j):
+    """``get_scale_min_k4(j, scales)``: the 6-bit scale and min of sub-block ``j``."""
+    if j < 4:
+        return np.int64(data[sb + j]) & 63, np.int64(data[sb + j + 4]) & 63
+    return ((np.int64(data[sb + j + 4]) & 0xF) | ((np.int64(data[sb + j - 4]) >> 6) << 4),
+            (np.int64(data[sb + j + 4]) >> 4) | ((np.int64(data[sb + j]) >> 6) << 4))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _code(data, o, kind, e):
+    """The stored code of element ``e`` of the super-block at byte ``o``."""
+    if kind == 2:
+        half, r = e // 128, e % 128
+        quarter, l = r // 32, r % 32
+        low = np.int64(data[o + 64 * half + l + 32 * (quarter & 1)])
+        low = (low >> 4) if quarter >= 2 else (low & 0xF)
+        high = (np.int64(data[o + 128 + 32 * half + l]) >> (2 * quarter)) & 3
+        return low | (high << 4)
+    pair, r = e // 64, e % 64
+    l = r % 32
+    byte = np.int64(data[o + 16 + 32 * (kind == 1) + 32 * pair + l])
+    code = (byte >> 4) if r >= 32 else (byte & 0xF)
+    if kind == 1:
+        code |= ((np.int64(data[o + 16 + l]) >> (2 * pair + (r >= 32))) & 1) << 4
+    return code
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dequantize_blocks(data, kind, b0, b1, out):
+    """``dequantize_row_q4_K`` etc.: q4_K/q5_K ``(d * sc) * q - dmin * m``, q6_K
+    ``(d * sc) * (q - 32)``, in float32 (``gguf.quants``' order)."""
+    data, out = unmanaged(data), unmanaged(out)
+    nbytes = block_bytes(kind)
+    for b in range(b0, b1):
+        o, y = b * nbytes, b * 256
+        if kind == 2:
+            d = get_half(data, o + 208)
+            for n in range(2):
+                ql, qh, sc = o + 64 * n, o + 128 + 32 * n, o + 192 + 8 * n
+                for l in range(32):
+                    is_ = l // 16
+                    a, c = np.int32(data[ql + l]), np.int32(data[ql + l + 32])
+                    h = np.int32(data[qh + l])
+                    q1 = (a & 0xF) | ((h & 3) << 4)
+                    q2 = (c & 0xF) | (((h >> 2) & 3) << 4)
+                    q3 = (a >> 4) | (((h >> 4) & 3) << 4)
+                    q4 = (c >> 4) | (((h >> 6) & 3) << 4)
+                    s1 = np.float32(np.int8(data[sc + is_]))
+                    s2 = np.float32(np.int8(data[sc + is_ + 2]))
+                    s3 = np.float32(np.int8(data[sc + is_ + 4]))
+                    s4 = np.float32(np.int8(data[sc + is_ + 6]))
+                    out[y + 128 * n + l] = (d * s1) * np.float32(q1 - 32)
+                    out[y + 128 * n + l + 32] = (d * s2) * np.float32(q2 - 32)
+                    out[y + 128 * n + l + 64] = (d * s3) * np.float32(q3 - 32)
+                    out[y + 128 * n + l + 96] = (d * s4) * np.float32(q4 - 32)
+            continue
+        d_all = get_half(data, o)
+        m_all = get_half(data, o + 2)
+        qs = o + (16 if kind == 0 else 48)
+        for pair in range(4):
+            sc1, m1 = _scale_min(data, o + 4, 2 * pair)
+            sc2, m2 = _scale_min(data, o + 4, 2 * pair + 1)
+            d1, dm1 = d_all * np.float32(sc1), m_all * np.float32(m1)
+            d2, dm2 = d_all * np.float32(sc2), m_all * np.float32(m2)
+            q = qs + 32 * pair
+            e = y + 64 * pair
+            for l in range(32):
+                byte = np.int32(data[q + l])
+                lo, hi = byte & 0xF, byte >> 4
+                if kind == 1:
+                    h = np.int32(data[o + 16 + l]) >> (2 * pair)
+                    lo |= (h & 1) << 4
+                    hi |= ((h >> 1) & 1) << 4
+                out[e + l] = d1 * np.float32(lo) - dm1
+                out[e + 32 + l] = d2 * np.float32(hi) - dm2
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _dequantize_parallel(data, kind, out, nchunks):
+    nb = out.size // 256
+    for c in prange(nchunks):
+        _dequantize_blocks(data, kind, c * nb // nchunks, (c + 1) * nb // nchunks, out)
+
+
+@njit(cache=True, nogil=True)
+def codes(data, kind, out):
+    """Each element's stored code (q4_K 0..15, q5_K 0..31, q6_K 0..63) into ``out``."""
+    nbytes = block_bytes(kind)
+    for b in range(out.size // 256):
+        for e in range(256):
+            out[b * 256 + e] = _code(data, b * nbytes, kind, e)
+
+
+def quantize(x, kind, out):
+    nb = x.size // 256
+    nchunks = min(nb, n_chunks(x.size)) if x.size >= 4096 else 1
+    if nchunks == 1:
+        return _quantize_blocks(x, kind, 0, nb, out)
+    with parallel_region():
+        return _quantize_parallel(x, kind, out, nchunks)
+
+
+def dequantize(data, kind, out):
+    nb = out.size // 256
+    nchunks = n_chunks(out.size) if out.size >= (1 << 16) else 1
+    if nchunks == 1:
+        _dequantize_blocks(data, kind, 0, nb, out)
+        return
+    with parallel_region():
+        _dequantize_parallel(data, kind, out, nchunks)

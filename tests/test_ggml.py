@@ -1,0 +1,181 @@
+"""GGML block formats: legacy formats byte for byte ``gguf.quants.quantize``, K-quants byte
+for byte llama.cpp's reference quantizer (vectors in tests/data, made by
+tests/data/gen_kquant_vectors.py), ``fq.dequantize`` bit for bit ``gguf.quants.dequantize``."""
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import fastq as fq
+
+gguf = pytest.importorskip("gguf")
+from gguf.quants import dequantize as gguf_dequantize  # noqa: E402
+from gguf.quants import quantize as gguf_quantize  # noqa: E402
+
+LEGACY = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
+KQUANTS = ("q4_K", "q5_K", "q6_K")
+BITS = {"q8_0": 8.5, "q4_0": 4.5, "q4_1": 5.0, "q5_0": 5.5, "q5_1": 6.0, "q4_K": 4.5,
+        "q5_K": 5.5, "q6_K": 6.5625}
+VECTORS = os.path.join(os.path.dirname(__file__), "data", "kquant_vectors.npz")
+
+
+def qtype(fmt):
+    return getattr(gguf.GGMLQuantizationType, fmt.upper())
+
+
+def reference(x, fmt):
+    with warnings.catch_warnings():  # (gguf's NumPy divides by zero on tiny blocks)
+        warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            return gguf_quantize(np.asarray(x, np.float32), qtype(fmt))
+
+
+def same_bits(a, b):
+    return a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def legacy_inputs():
+    rng = np.random.default_rng(7)
+    x = {
+        "gaussian": rng.standard_normal((6, 256)),
+        "heavy_tailed": np.clip(rng.standard_cauchy((4, 64)), -3e3, 3e3),
+        "zeros": np.zeros((2, 64)),
+        "signed_zeros": np.where(rng.random((4, 32)) < 0.5, -0.0, 0.0),
+        "constant": np.full((2, 32), -1.75),
+        "negative_only": -np.abs(rng.standard_normal((3, 32))),
+        "positive_only": np.abs(rng.standard_normal((3, 32))) + 2,
+        "tiny": rng.standard_normal((2, 32)) * 1e-36,
+        "subnormal": rng.standard_normal((2, 32)) * 1e-41,
+        "smallest": np.full((1, 32), 1e-45),
+        "grid_ties": rng.integers(-8, 9, (4, 32)) * 0.5,
+        "big": rng.standard_normal((2, 32)) * 1e4,
+        "3d": rng.standard_normal((2, 3, 64)),
+    }
+    x["grid_ties"][:, 0] = 4.0  # d = 0.5 exactly: x * id + 8.5 lands on .5 ties
+    x["signed_zeros"][:, 7] = 0.0
+    return {k: v.astype(np.float32) for k, v in x.items()}
+
+
+@pytest.mark.parametrize("fmt", LEGACY)
+def test_legacy_bytes_equal_gguf(fmt):
+    for name, x in legacy_inputs().items():
+        qt = fq.quantize(x, fmt)
+        ref = reference(x, fmt)
+        assert qt.data.dtype == np.uint8 and np.array_equal(qt.data, ref), name
+        assert same_bits(fq.dequantize(qt), gguf_dequantize(ref, qtype(fmt))), name
+        assert qt.shape == x.shape and qt.bits_per_element == BITS[fmt]
+
+
+@pytest.mark.parametrize("fmt", ("q4_0", "q5_1"))
+def test_legacy_parallel_and_layouts(fmt):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((130, 1024)).astype(np.float32)  # past the serial size
+    ref = reference(x, fmt)
+    assert np.array_equal(fq.quantize(x, fmt).data, ref)
+    assert np.array_equal(fq.quantize(np.asfortranarray(x), fmt).data, ref)
+    assert np.array_equal(fq.quantize(x.astype(np.float64), fmt).data,
+                          reference(x.astype(np.float64).astype(np.float32), fmt))
+    assert np.array_equal(fq.quantize(x[:, ::-1], fmt).data, reference(x[:, ::-1], fmt))
+    h = x[:7].astype(np.float16)
+    assert np.array_equal(fq.quantize(h, fmt).data, reference(h.astype(np.float32), fmt))
+    qt = fq.quantize(x, fmt)
+    assert same_bits(qt.dequantize(), gguf_dequantize(ref, qtype(fmt)))
+
+
+def test_codes():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    qt = fq.quantize(x, "q8_0")
+    codes = qt.codes()
+    assert codes.dtype == np.int8 and codes.shape == x.shape
+    d = qt.data.reshape(3, 2, 34)[..., :2].copy().view(np.float16).astype(np.float32)
+    assert np.array_equal(fq.dequantize(qt), (codes.reshape(3, 2, 32) * d).reshape(3, 64))
+    for fmt, offset in (("q4_0", 8), ("q5_0", 16)):
+        qt = fq.quantize(x, fmt)
+        c = qt.codes().astype(np.int32) - offset
+        assert c.min() >= -offset and c.max() < offset
+        nb = 18 if fmt == "q4_0" else 22
+        d = qt.data.reshape(3, 2, nb)[..., :2].copy().view(np.float16).astype(np.float32)
+        assert same_bits(fq.dequantize(qt), (d * c.reshape(3, 2, 32).astype(np.float32))
+                         .reshape(3, 64))
+    for fmt, top in (("q4_1", 15), ("q5_1", 31), ("q4_K", 15), ("q5_K", 31), ("q6_K", 63)):
+        xx = rng.standard_normal((2, 256)).astype(np.float32)
+        c = fq.quantize(xx, fmt).codes()
+        assert c.dtype == np.uint8 and c.shape == xx.shape and c.max() <= top
+
+
+def test_empty_inputs():
+    for fmt in ("q4_0", "q6_K"):
+        qt = fq.quantize(np.zeros((0, 256), np.float32), fmt)
+        assert qt.data.dtype == np.uint8 and qt.data.size == 0
+        assert fq.dequantize(qt).shape == (0, 256)
+        assert fq.quantize(np.zeros((3, 0), np.float32), fmt).dequantize().shape == (3, 0)
+
+
+@pytest.mark.parametrize("fmt", ("q8_0", "q4_K"))
+def test_bad_input(fmt):
+    block = 256 if fmt.endswith("K") else 32
+    with pytest.raises(ValueError, match=f"x.*multiple of the block size {block}"):
+        fq.quantize(np.zeros((2, block + 16), np.float32), fmt)
+    with pytest.raises(ValueError, match="block size"):
+        fq.quantize(np.float32(1.0), fmt)
+    with pytest.raises(ValueError, match="overflow"):
+        fq.quantize(np.full((1, block), 1e8, np.float32), fmt)
+    x = np.ones((1, block), np.float32)
+    x[0, 3] = np.inf
+    with pytest.raises(ValueError, match="overflow"):
+        fq.quantize(x, fmt)
+    x[0, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fq.quantize(x, fmt)
+    with pytest.raises(ValueError, match="scale"):
+        fq.quantize(np.ones((1, block), np.float32), fmt, scale=1.0)
+    with pytest.raises(TypeError):
+        fq.quantize(np.ones((1, block), np.float32), fmt, block_size=64)
+    with pytest.raises(TypeError):
+        fq.quantize(np.array(["a"] * block), fmt)
+
+
+def test_minimum_overflow_raises():
+    with pytest.raises(ValueError, match="overflow"):
+        fq.quantize(np.full((1, 32), -1e5, np.float32), "q4_1")
+
+
+def test_unknown_format():
+    with pytest.raises(ValueError):
+        fq.quantize(np.zeros((1, 32), np.float32), "q7_0")
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    return np.load(VECTORS)
+
+
+def vector_names(z):
+    return [k[2:] for k in z.files if k.startswith("x/")]
+
+
+@pytest.mark.parametrize("fmt", KQUANTS)
+def test_kquants_equal_llama_cpp_reference(fmt, vectors):
+    for name in vector_names(vectors):
+        x, ref = vectors["x/" + name], vectors[f"{fmt}/{name}"]
+        qt = fq.quantize(x, fmt)
+        assert np.array_equal(qt.data, ref), name
+        assert same_bits(fq.dequantize(qt), gguf_dequantize(ref, qtype(fmt))), name
+        assert qt.bits_per_element == BITS[fmt]
+
+
+@pytest.mark.parametrize("fmt", KQUANTS)
+def test_kquants_rows_and_parallel(fmt, vectors):
+    # super-blocks are independent: the inputs side by side, as rows and repeated past the
+    # serial size, give the reference bytes side by side
+    names = vector_names(vectors)
+    x = np.concatenate([vectors["x/" + n] for n in names])
+    ref = np.concatenate([vectors[f"{fmt}/{n}"] for n in names])
+    rows = fq.quantize(x.reshape(-1, 512), fmt)
+    assert np.array_equal(rows.data.reshape(-1), ref)
+    assert rows.data.shape == (x.size // 512, 2 * ref.size // (x.size // 256))
+    big = fq.quantize(np.tile(x, 4), fmt)
+    assert np.array_equal(big.data, np.tile(ref, 4))
+    assert same_bits(big.dequantize(), gguf_dequantize(big.data, qtype(fmt)))
