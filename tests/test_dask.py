@@ -485,3 +485,35 @@ def test_two_threads_scale_four_chunks():
           f"2 threads {times[2]:.3f} s, speed-up {times[1] / times[2]:.2f}x (load {load:.1f})")
     if (os.cpu_count() or 1) >= 2 and load < (os.cpu_count() or 1) - 1.5:
         assert times[1] / times[2] > 1.4
+
+
+@pytest.mark.parametrize("observer, granularity", [
+    ("minmax", "tensor"), ("minmax", fq.PerChannel(1)), ("moving_average", fq.PerGroup(4)),
+    ("percentile", "tensor"), ("entropy", fq.PerChannel(1))], ids=str)
+def test_calibrator_fits_chunk_by_chunk(x2, observer, granularity):
+    if not hasattr(fq, "Calibrator"):
+        pytest.skip("no fq.Calibrator")
+    dx = da.from_array(x2[:36], chunks=(9, 14))  # batches of 9 rows, all columns
+    cal = fqd.fit(fq.Calibrator("int8", granularity=granularity, observer=observer), dx,
+                  **SYNC)
+    ref = fq.Calibrator("int8", granularity=granularity, observer=observer)
+    for i in range(0, 36, 9):
+        ref.update(x2[i:i + 9])
+    got, want = cal.qparams(), ref.qparams()
+    assert bits_equal(got.scale, want.scale)
+    assert bits_equal(got.zero_point, want.zero_point)
+    if observer == "minmax" and granularity == "tensor":  # (one range: the whole one)
+        assert bits_equal(got.scale, fq.choose_qparams(x2[:36], "int8").scale)
+
+
+def test_calibrator_bad_input(x2):
+    if not hasattr(fq, "Calibrator"):
+        pytest.skip("no fq.Calibrator")
+    with pytest.raises(TypeError, match="calibrator must be"):
+        fqd.fit("minmax", da.from_array(x2))
+    with pytest.raises(TypeError, match="x must be a dask.array.Array"):
+        fqd.fit(fq.Calibrator("int8"), x2)
+    uneven = da.from_array(x2, chunks=(10, 14))  # 37 rows: 10, 10, 10, 7
+    with pytest.raises(ValueError, match="chunks along axis 0 must have one size"):
+        fqd.fit(fq.Calibrator("int8", granularity=fq.PerChannel(1)), uneven)
+    fqd.fit(fq.Calibrator("int8"), uneven, **SYNC)  # per tensor: any batch shapes
