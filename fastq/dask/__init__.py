@@ -10,10 +10,11 @@ the scheduler's other threads (``fastq.dask.tasks``).
 ``import fastq`` does not import this package, and this package imports Dask only when
 a function is called.
 """
+from .calibrate import fit
 from .elementwise import cast, metrics
 from .files import from_npy
 from .qtensor import DaskQTensor
 from .quantize import choose_qparams, dequantize, fake_quantize, quantize
 
 __all__ = ["quantize", "dequantize", "fake_quantize", "cast", "choose_qparams", "metrics",
-           "DaskQTensor", "from_npy"]
+           "DaskQTensor", "from_npy", "fit"]
