@@ -66,11 +66,12 @@ def _describe(plan):
 class QuantizedModel:
     """The result of :func:`quantize_model`: ``tensors`` (name -> QTensor or ndarray, in
     the input's order), ``recipe``, ``activations`` (name -> QParams, for
-    ``full_integer`` and ``int16x8``) and ``report()``."""
+    ``full_integer`` and ``int16x8``), ``schemes`` (name -> the scheme the report
+    names, e.g. ``"int8 per-channel(0) symmetric narrow"``) and ``report()``."""
 
     def __init__(self, tensors, recipe, activations, schemes, source):
         self.tensors, self.recipe, self.activations = tensors, recipe, activations
-        self._schemes, self._source = schemes, source
+        self.schemes, self._source = schemes, source
 
     def report(self):
         """The :class:`Report`: per tensor scheme, shape, bytes before and after, bits
@@ -86,7 +87,7 @@ class QuantizedModel:
                 same = t is original or t.dtype == original.dtype
                 sqnr = float("inf") if same or not size else \
                     metrics(original, t.astype(np.float32)).sqnr_db
-            rows.append({"name": name, "scheme": self._schemes[name],
+            rows.append({"name": name, "scheme": self.schemes[name],
                          "shape": tuple(original.shape), "bytes_before": int(original.nbytes),
                          "bytes_after": int(after),
                          "bits_per_element": 8 * after / size if size else 0.0,

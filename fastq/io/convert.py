@@ -126,7 +126,7 @@ def _quantize_one(name, x, recipe, quantize_model, include, exclude, min_element
     model = quantize_model({name: x}, recipe=recipe, include=include, exclude=exclude,
                            min_elements=min_elements)
     value = model.tensors[name]
-    scheme = getattr(model, "_schemes", {}).get(name)
+    scheme = model.schemes.get(name)
     sqnr = streamed_sqnr(x, value) if scheme is not None else None
     if sqnr is None:  # (a small tensor, or a layout not sliced by rows here)
         rows = model.report().rows
