@@ -325,10 +325,10 @@ def test_distributed_scheduler_in_process(x2):
         assert_same_qtensor(qd.compute(), fq.quantize(x2, "uint4", granularity=fq.PerGroup(8)))
 
 
-@pytest.mark.slow
 def test_distributed_local_cluster(x2):
-    """The short one: 4 chunks, one dtype (starting the workers and their first task,
-    which loads the kernels from the on-disk cache, take most of its 10-30 s)."""
+    """Worker processes, kept short: 4 chunks, one dtype (starting the workers and their
+    first task, which loads the kernels from the on-disk cache, take most of its 6 s on
+    an idle machine; up to 30 s on a loaded one)."""
     distributed, cluster, client = _local_cluster()
     try:
         assert set(client.run(_fastq_file).values()) == {fq.__file__}  # this fastq
