@@ -12,7 +12,8 @@ Dynamic quantization of a Dask array runs in three lazy steps, each a Dask graph
 3. **Codes**: each chunk quantized statically (``fq.quantize(chunk, dtype,
    scale=..., zero_point=...)``) with its slice of the parameters: the same formula,
    element by element, as the in-memory pass.  4/2-bit codes are packed per chunk along
-   the last axis.
+   the last axis.  The chunks are read again for this pass (a clone of ``x``'s graph,
+   bound to the parameters), so no chunk is held in memory between the passes.
 
 So the result equals ``fq.quantize`` of the whole array bit for bit.
 """
