@@ -61,7 +61,7 @@ def test_ggml_qtensors_round_trip_through_safetensors_too(tmp_path):
     fq.save(tmp_path / "q.safetensors", tensors)
     back = fq.load(tmp_path / "q.safetensors")
     for name, qt in tensors.items():
-        assert back[name].dtype == qt.dtype and back[name].granularity is qt.granularity
+        assert back[name].dtype == qt.dtype and back[name].granularity == qt.granularity
         assert np.array_equal(back[name].data, qt.data)
         assert np.array_equal(back[name].dequantize(), qt.dequantize())
 
