@@ -118,13 +118,16 @@ def dequantize_codes(codes, scale, zero_point, shape, granularity, backend, out)
     if not out.size:
         return out
     blocks, lead, shape3, blocks3, grid, g3 = dequantize_layout(shape, granularity)
-    codes = codes if backend.on_gpu else np.require(codes, requirements="C")
+    if not (backend.on_gpu or codes.flags.c_contiguous):
+        codes = np.ascontiguousarray(codes)
     scale = np.ascontiguousarray(scale, np.float32)
     if zero_point is None:
         zero = np.zeros(grid, np.float32)
     else:
-        zero = np.ascontiguousarray(np.broadcast_to(np.asarray(zero_point, np.float32),
-                                                    scale.shape)).reshape(grid)
+        zero = np.asarray(zero_point, np.float32)
+        if zero.shape != scale.shape:
+            zero = np.broadcast_to(zero, scale.shape)
+        zero = np.ascontiguousarray(zero).reshape(grid)
     scale = scale.reshape(grid)
     kernels = backend.kernels("quant")
     if not lead:
