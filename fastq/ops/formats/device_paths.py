@@ -116,6 +116,9 @@ def nf4_dequantize(qt, table):
 
 
 # --- OCP MX, GGML MXFP4 and NVFP4 ---------------------------------------------------
+# (the constants of fastq.ops.formats.mx, which imports this module)
+MX_BLOCK, NV_BLOCK = 32, 16
+E4M3_MAX, E2M1_MAX, E4M3_TINY = np.float32(448), np.float32(6), np.float32(2.0 ** -6)
 
 def _mx_rows(x, dtype, block, nan_policy):
     """``(device float32 rows of one block, shape, on_host)``, checked as
@@ -138,11 +141,12 @@ def _e8m0(exps, shape, block, on_host):
     return exps.view(ml_dtypes.float8_e8m0fnu).reshape(scale_shape)
 
 
-def mx_quantize(x, dtype, nan_policy, granularity):
-    """``fastq.ops.formats.mx.quantize`` (and ``mxfp4``'s, GGML bytes) on the GPU."""
-    from .mx import ELEMENTS, MX_BLOCK, code_view, element_params
+def mx_quantize(x, dtype, nan_policy, granularity, element, emax, element_params):
+    """``fastq.ops.formats.mx.quantize`` (and ``mxfp4``'s, GGML bytes) on the GPU; the
+    element format, its ``emax`` and codec parameters come from ``fastq.ops.formats.mx``
+    (``element_params(element)``)."""
+    from ...core import formats as F
     rows, shape, on_host = _mx_rows(x, dtype, MX_BLOCK, nan_policy)
-    element, emax = ELEMENTS[dtype]
     codes = CUDA.empty(rows.shape, np.uint8)
     exps = CUDA.empty(rows.shape[0], np.uint8)
     kernels = CUDA.kernels("blocks.microscale")
@@ -158,15 +162,15 @@ def mx_quantize(x, dtype, nan_policy, granularity):
             kernels.ggml_mxfp4(codes, exps, data)
         data = _host_or_device(data, on_host)
         return QTensor(data.reshape(data.size), dtype, scales, None, shape, granularity)
-    data = code_view(_host_or_device(codes, on_host), element).reshape(shape)
+    code_dtype = np.int8 if element == "int8" else F.FORMATS[element].dtype
+    data = _host_or_device(codes, on_host).view(code_dtype).reshape(shape)
     return QTensor(data, dtype, scales, None, shape, granularity)
 
 
-def nvfp4_quantize(x, nan_policy, granularity):
+def nvfp4_quantize(x, nan_policy, granularity, element_params):
     """``fastq.ops.formats.mx.quantize_nvfp4`` on the GPU: the block maxima come back to
     the host (one float a block), where the two-level scales are computed as on the CPU."""
     from ..casting import cast
-    from .mx import E2M1_MAX, E4M3_MAX, E4M3_TINY, NV_BLOCK, element_params
     rows, shape, on_host = _mx_rows(x, "nvfp4", NV_BLOCK, nan_policy)
     kernels = CUDA.kernels("blocks.microscale")
     bits = CUDA.empty(rows.shape[0], np.uint32)
@@ -206,9 +210,9 @@ def _exp2(e8m0_codes):
         return np.ldexp(np.float32(1), e).astype(np.float32)
 
 
-def mx_dequantize(qt):
-    """``fastq.ops.formats.mx.dequantize`` (and ``mxfp4``'s) on the GPU."""
-    from .mx import ELEMENTS, MX_BLOCK, NV_BLOCK
+def mx_dequantize(qt, element):
+    """``fastq.ops.formats.mx.dequantize`` (and ``mxfp4``'s) on the GPU (``element``:
+    the element format of ``qt.dtype``)."""
     n = math.prod(qt.shape)
     on_host = not device.is_device(qt.data)
     out = CUDA.empty(tuple(qt.shape), np.float32)
@@ -230,7 +234,7 @@ def mx_dequantize(qt):
         data = qt.data if on_host else device.wrap(qt.data, "qt.data")
         codes, _ = _device_bytes(data.view(np.uint8))
         row_scale = _exp2(scale)
-        table, block = _table(ELEMENTS[qt.dtype][0]), MX_BLOCK
+        table, block = _table(element), MX_BLOCK
     kernels.decode_rows(codes, table, np.ascontiguousarray(row_scale, np.float32), block,
                         out.reshape(n))
     return _host_or_device(out, on_host)

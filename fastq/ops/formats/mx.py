@@ -123,11 +123,12 @@ def quantize(x, dtype, scheme=None, granularity="tensor", scale=None, zero_point
     if dtype == "nvfp4":
         g = check_options(dtype, options, scale, zero_point, granularity, NV_BLOCK)
         if on_gpu:
-            return device_paths.nvfp4_quantize(x, nan_policy, g)
+            return device_paths.nvfp4_quantize(x, nan_policy, g, element_params)
         return quantize_nvfp4(x, nan_policy, g)
     g = check_options(dtype, options, scale, zero_point, granularity, MX_BLOCK)
     if on_gpu:
-        return device_paths.mx_quantize(x, dtype, nan_policy, g)
+        return device_paths.mx_quantize(x, dtype, nan_policy, g, *ELEMENTS[dtype],
+                                         element_params)
     x, rows = blocks_of(x, dtype, MX_BLOCK, nan_policy)
     codes, e = mx_elements(rows, dtype)
     scale_shape = x.shape[:-1] + (x.shape[-1] // MX_BLOCK,)
@@ -173,7 +174,7 @@ def dequantize(qt, backend="auto"):
     """float32 of ``qt.shape``: ``value * 2**e`` (MX; exact, or correctly rounded below
     float32's normals) or ``value * (tensor_scale * s)`` (NVFP4)."""
     if select(backend, qt.data).on_gpu:
-        return device_paths.mx_dequantize(qt)
+        return device_paths.mx_dequantize(qt, ELEMENTS.get(qt.dtype, ("float4_e2m1fn",))[0])
     values = block_values(qt)
     scale = device.to_host(qt.scale).reshape(-1)
     if qt.dtype == "nvfp4":

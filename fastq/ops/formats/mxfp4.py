@@ -23,7 +23,8 @@ from ...runtime import device
 from ..casting import cast
 from ..qtensor import QTensor
 from . import device_paths
-from .mx import MX_BLOCK, blocks_of, check_options, mx_elements
+from .mx import (ELEMENTS, MX_BLOCK, blocks_of, check_options, element_params,
+                 mx_elements)
 
 SCALES_IN_DATA = True
 BLOCK_BYTES = 1 + MX_BLOCK // 2
@@ -35,7 +36,8 @@ def quantize(x, dtype="mxfp4", scheme=None, granularity="tensor", scale=None,
     """``QTensor`` whose ``data`` is the GGML MXFP4 bytes of ``x`` (uint8, 17 per block)."""
     g = check_options(dtype, options, scale, zero_point, granularity, MX_BLOCK)
     if select(backend, x).on_gpu:
-        return device_paths.mx_quantize(x, dtype, nan_policy, g)
+        return device_paths.mx_quantize(x, dtype, nan_policy, g, *ELEMENTS[dtype],
+                                         element_params)
     x, rows = blocks_of(x, dtype, MX_BLOCK, nan_policy)
     codes, e = mx_elements(rows, dtype)
     data = np.empty((rows.shape[0], BLOCK_BYTES), np.uint8)
@@ -57,7 +59,7 @@ def dequantize(qt, backend="auto"):
     """float32 of ``qt.shape``: ``value(code) * 2**(e - 127)``, as GGML decodes it (the
     code -0 included: GGML's table holds a plain 0 there, which decodes to +0)."""
     if select(backend, qt.data).on_gpu:
-        return device_paths.mx_dequantize(qt)
+        return device_paths.mx_dequantize(qt, "float4_e2m1fn")
     e = device.to_host(qt.data).reshape(-1, BLOCK_BYTES)[:, 0].astype(np.int32) - 127
     values = cast(codes(qt), "float32", backend="cpu").reshape(-1, MX_BLOCK)
     out = values * np.ldexp(np.float32(1), e).astype(np.float32)[:, None]  # (exact product)
