@@ -145,16 +145,14 @@ BLOCK_BYTES = {"q8_0": 34 / 32, "q4_0": 18 / 32, "q4_K": 144 / 256, "q6_K": 210 
 
 def block_cases(x, m, quantize, dequantize):
     """The block formats' CUDA twins on the device rows ``x`` (256 wide): quantize
-    (reads float32, writes the format) and dequantize (the reverse).  The K-quants
-    quantize on the CPU, so only their dequantization is timed."""
+    (reads float32, writes the format) and dequantize (the reverse)."""
     out = []
     simulated = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
     for fmt, size in BLOCK_BYTES.items():
         if simulated and fmt not in ("q4_0", "mxfp4"):  # (a smoke run: two formats)
             continue
         qt = quantize(x, fmt)
-        if fmt not in ("q4_K", "q6_K"):
-            out.append((f"quantize {fmt}", (4 + size) * m, partial(quantize, x, fmt), None))
+        out.append((f"quantize {fmt}", (4 + size) * m, partial(quantize, x, fmt), None))
         out.append((f"dequantize {fmt}", (4 + size) * m, partial(dequantize, qt), None))
     return out
 

@@ -54,6 +54,8 @@ jobs = [
     (G._quantize_kernel, (A1(f32), i64, A1(u8), A1(i64))),
     (G._dequantize_kernel, (A1(u8), i64, A1(f32))),
     (G._codes_kernel, (A1(u8), i64, A1(u8))),
+    (K._search_kernel, (A1(f32), i64, A1(f32), A1(f32), A1(u8))),
+    (K._finish_kernel, (A1(f32), i64, A1(f32), A1(f32), A1(u8), A1(u8), A1(i64))),
     (K._dequantize_kernel, (A1(u8), i64, A1(f32))),
     (K._codes_kernel, (A1(u8), i64, A1(u8))),
     (N._absmax_kernel, (A1(f32), i64, A1(f32))),

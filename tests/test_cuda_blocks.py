@@ -208,3 +208,32 @@ def test_empty_and_zero_sized(cuda):
         want = fq.quantize(x, dtype, backend="cpu")
         assert_same_qtensor(got, want)
         assert fq.dequantize(got, backend="cuda").shape == (0, width)
+
+
+@pytest.mark.parametrize("dtype", KQUANTS)
+def test_kquants_search_matches_cpu(cuda, dtype, rng):
+    """llama.cpp's scale search on the GPU: heavy tails, constant and all-zero
+    sub-blocks, a sub-block of subnormals, a near-flat one; NaN raises, inf as on the
+    CPU."""
+    x = (rng.standard_normal((4, 256)) * 2).astype(np.float32)
+    x[0, :64] = 0.0
+    x[0, 64:96] = 5.0
+    x[1, :32] = np.float32(1e-40) * np.arange(32, dtype=np.float32)
+    x[2] = rng.standard_t(2, 256).astype(np.float32)
+    x[3, :16] = 0.0
+    x[3, 16:32] = -3.0
+    x[3, 32:48] = np.float32(1.0) + np.float32(2.0 ** -20) * np.arange(16, dtype=np.float32)
+    assert_same_qtensor(fq.quantize(x, dtype, backend="cuda"),
+                        fq.quantize(x, dtype, backend="cpu"))
+    y = x[:1].copy()
+    y[0, 7] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fq.quantize(y, dtype, backend="cuda")
+    y[0, 7] = np.inf  # (the CPU raises for q4_K/q5_K; q6_K writes the block)
+    try:
+        want = fq.quantize(y, dtype, backend="cpu")
+    except ValueError:
+        with pytest.raises(ValueError, match="overflow"):
+            fq.quantize(y, dtype, backend="cuda")
+    else:
+        assert np.array_equal(fq.quantize(y, dtype, backend="cuda").data, want.data)

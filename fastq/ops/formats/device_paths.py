@@ -7,16 +7,12 @@ results (a QTensor's data and scales, dequantized values); host input with
 ``backend="cuda"`` is copied in once and its results copied back, so it returns host
 arrays exactly as the CPU does, bit for bit.  Small per-block outputs that the checks
 read (NaN and overflow counts, E8M0 exponents) come back to the host.
-
-The K-quants' quantizer (llama.cpp's per-block scale search) has no GPU kernel: with
-``backend="cuda"`` it runs on the CPU and its bytes move to the device when ``x`` was
-there; their dequantization runs on the GPU.
 """
 import math
 
 import numpy as np
 
-from ...backend import CPU, CUDA
+from ...backend import CUDA
 from ...runtime import device
 from ..linear import float32_input, packed_codes, unpacked_codes
 from ..qtensor import QTensor
@@ -47,15 +43,8 @@ def ggml_quantize(x, dtype, layout, nan_policy, run):
     data = run.empty(shape[:-1] + (shape[-1] // layout.block * layout.block_bytes,),
                      np.uint8)
     if x32.size:
-        kernels = run.kernels(layout.family)
-        if hasattr(kernels, "quantize"):
-            nan, overflow = kernels.quantize(x32.reshape(x32.size), layout.kind,
-                                             data.reshape(data.size))
-        else:  # (the K-quants' search runs on the CPU; see the module docstring)
-            host = np.empty(data.shape, np.uint8)
-            nan, overflow = CPU.kernels(layout.family).quantize(
-                device.to_host(x32).reshape(-1), layout.kind, host.reshape(-1))
-            data = host if on_host else device.to_device(host)
+        nan, overflow = run.kernels(layout.family).quantize(x32.reshape(x32.size),
+                                                            layout.kind, data.reshape(data.size))
         if nan and nan_policy == "raise":
             raise ValueError(f"x contains NaN ({nan} block(s) of {dtype!r}): use "
                              "nan_policy='ignore' to write them anyway")
