@@ -20,7 +20,9 @@ import numpy as np
 
 from ...backend import select
 from ...core import checks
+from ...runtime import device
 from ..qtensor import QTensor
+from . import device_paths
 
 SCALES_IN_DATA = True
 
@@ -46,14 +48,6 @@ LAYOUTS = {
     "q6_K": Layout("blocks.kquants", 2, 256, 210),
 }
 NAN_POLICIES = ("raise", "ignore")
-
-
-def _cpu(backend, *arrays):
-    run = select(backend, *arrays)
-    if run.on_gpu:
-        raise ValueError("backend='cuda' does not run the GGML formats: use backend='cpu' "
-                         "(host arrays)")
-    return run
 
 
 def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
@@ -93,7 +87,9 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
             raise ValueError(f"{name} is fixed by the GGML format {dtype!r}: leave it at "
                              f"{default!r}, got {value!r}")
     nan_policy = checks.check_choice(nan_policy, "nan_policy", NAN_POLICIES)
-    run = _cpu(backend, x)
+    run = select(backend, x)
+    if run.on_gpu:
+        return device_paths.ggml_quantize(x, dtype, layout, nan_policy, run)
     x = checks.as_float_array(x)
     if x.ndim == 0 or x.shape[-1] % layout.block:
         raise ValueError(f"x's last axis must be a multiple of the block size "
@@ -116,7 +112,7 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
 
 def _check(qt):
     layout = LAYOUTS[qt.dtype]
-    data = np.asarray(qt.data)
+    data = np.asarray(device.to_host(qt.data))
     shape = tuple(qt.shape)
     expected = shape[:-1] + (shape[-1] // layout.block * layout.block_bytes,) if shape else None
     if data.dtype != np.uint8 or data.shape != expected:
@@ -128,8 +124,10 @@ def _check(qt):
 def dequantize(qt, backend="auto"):
     """float32 values of ``qt``, of ``qt.shape``: ``gguf.quants.dequantize`` bit for bit
     (``d * q`` / ``d * q + m`` per block in float32; K-quants ``(d * sc) * q - dmin * m``)."""
+    run = select(backend, qt.data)
+    if run.on_gpu:
+        return device_paths.ggml_dequantize(qt, LAYOUTS[qt.dtype], run)
     layout, data = _check(qt)
-    run = _cpu(backend, qt.data)
     out = np.empty(qt.shape, np.float32)
     if out.size:
         run.kernels(layout.family).dequantize(data, layout.kind, out.reshape(-1))
