@@ -1,8 +1,8 @@
 """The scale searches of llama.cpp's K-quants (CPU): ``nearest_int``, ``make_qkx2_quants``
 and ``make_qx_quants`` of ``ggml/src/ggml-quants.c`` (ggml, MIT licence, Copyright (c)
 2023-2024 The ggml authors), ported to give C's bits (see
-``fastq.kernels.cpu.blocks.kquants``) with independent sub-blocks side by side in the 8
-lanes of ``lanes.F8`` vectors: each lane runs C's algorithm on its own sub-block, step
+``fastq.kernels.cpu.blocks.kquants``) with independent sub-blocks side by side in the 16
+lanes of ``lanes.F16`` vectors: each lane runs C's algorithm on its own sub-block, step
 for step, in float32 and in C's order (its sums over the elements one after the other,
 kept in registers), and C's branches become per-lane selects.
 
@@ -65,12 +65,12 @@ def _in_range(f):
 @njit(cache=True, nogil=True, error_model="numpy")
 def make_qkx2_lanes(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk):
     """``make_qkx2_quants(32, nmax, x_k, w_k, L_k, &mins[k], Laux, rmin, rdelta, nstep,
-    use_mad=false)`` for ``nk`` sub-blocks ``k`` at once (a multiple of 8, 64 at most:
+    use_mad=false)`` for ``nk`` sub-blocks ``k`` at once (a multiple of 16, 64 at most:
     the 8 sub-blocks of up to 8 super-blocks): ``xt``, ``wt`` and ``L`` hold element
     ``i`` of sub-block ``k`` at ``nk * i + k``; the scales and mins into ``scales``,
-    ``mins``.  Lanes go 8 at a time (one vector)."""
-    for g in range(0, nk, 8):
-        _qkx2_vector(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk, g)
+    ``mins``.  Lanes go 16 at a time (one vector)."""
+    for g in range(0, nk, 16):
+        _qkx2_vectors(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk, g)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -82,7 +82,7 @@ def _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, exact):
         v = V.load(xt, nk * i + g)
         w = V.load(wt, nk * i + g)
         l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, exact)
-        V.store(fl, 8 * i, l)
+        V.store(fl, 16 * i, l)
         wl = V.mul(w, l)
         sum_l = V.add(sum_l, wl)
         sum_l2 = V.add(sum_l2, V.mul(wl, l))
@@ -100,8 +100,8 @@ def _needs_exact(iscale, lo, xmin, hi, flat):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _qkx2_vector(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk, g):
-    fl = local_block(xt, 256)  # a candidate's codes (float), element i at 8 * i + lane
+def _qkx2_vectors(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk, g):
+    fl = local_block(xt, 512)  # a candidate's codes (float), element i at 16 * i + lane
     zero = V.splat(np.float32(0.0))
     fnmax = np.float32(nmax)
     lo = hi = V.load(xt, g)
@@ -142,7 +142,7 @@ def _qkx2_vector(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk, g):
         err = zero
         for i in range(32):
             v = V.load(xt, nk * i + g)
-            diff = V.sub(V.add(V.mul(this_scale, V.load(fl, 8 * i)), this_min), v)
+            diff = V.sub(V.add(V.mul(this_scale, V.load(fl, 16 * i)), this_min), v)
             err = V.add(err, V.mul(V.load(wt, nk * i + g), V.mul(diff, diff)))
         take = V.both(V.gt(D, zero), V.lt(err, best))  # C: D > 0 && cur_error < best
         best = V.select(take, err, best)
@@ -153,28 +153,28 @@ def _qkx2_vector(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk, g):
     for i in range(32):  # the codes kept, rounded again from their scale and min
         l = V.nearest_int_clamped(V.mul(best_is, V.sub(V.load(xt, nk * i + g), best_lo)),
                                   0, nmax)
-        V.store(fl, 8 * i, l)
-    lane = local_block(xt, 24)
+        V.store(fl, 16 * i, l)
+    lane = local_block(xt, 48)
     V.store(lane, 0, V.select(flat, zero, scale))
-    V.store(lane, 8, V.sub(zero, V.select(flat, hi, lo)))
-    V.store(lane, 16, V.select(flat, V.splat(np.float32(1.0)), zero))
-    for k in range(8):
+    V.store(lane, 16, V.sub(zero, V.select(flat, hi, lo)))
+    V.store(lane, 32, V.select(flat, V.splat(np.float32(1.0)), zero))
+    for k in range(16):
         scales[g + k] = lane[k]
-        mins[g + k] = lane[8 + k]
+        mins[g + k] = lane[16 + k]
         for i in range(32):
-            L[nk * i + g + k] = 0 if lane[16 + k] != 0 else np.int32(fl[8 * i + k])
+            L[nk * i + g + k] = 0 if lane[32 + k] != 0 else np.int32(fl[16 * i + k])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def make_qx_lanes(xt, L, nmax, nk, scales):
     """``make_qx_quants(16, nmax, x_k, L_k, rmse_type=1, qw=NULL)`` for ``nk`` sub-blocks
-    ``k`` at once (a multiple of 8, 64 at most: the 16 sub-blocks of up to 4 q6_K
+    ``k`` at once (a multiple of 16, 64 at most: the 16 sub-blocks of up to 4 q6_K
     super-blocks), as ``make_qkx2_lanes``: element ``i`` of sub-block ``k`` at
     ``nk * i + k`` in ``xt`` and ``L`` (``l + nmax``), the scales into ``scales``.
     C's 19 candidate scales ``-(nmax + 0.1 * is) / max`` do not depend on each other's
     outcome; only the choice among them runs in C's order."""
-    for g in range(0, nk, 8):
-        _qx_vector(xt, L, nmax, nk, scales, g)
+    for g in range(0, nk, 16):
+        _qx_vectors(xt, L, nmax, nk, scales, g)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -184,15 +184,15 @@ def _qx_sums(xt, ww, wx, nk, g, iscale, nmax, exact):
     sum_lx, sum_l2 = zero, zero
     for i in range(16):
         l = _codes(V.mul(iscale, V.load(xt, nk * i + g)), -nmax, nmax - 1, exact)
-        sum_lx = V.add(sum_lx, V.mul(V.load(wx, 8 * i), l))
-        sum_l2 = V.add(sum_l2, V.mul(V.mul(V.load(ww, 8 * i), l), l))
+        sum_lx = V.add(sum_lx, V.mul(V.load(wx, 16 * i), l))
+        sum_l2 = V.add(sum_l2, V.mul(V.mul(V.load(ww, 16 * i), l), l))
     return sum_lx, sum_l2
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _qx_vector(xt, L, nmax, nk, scales, g):
-    ww = local_block(xt, 128)  # x * x, element i at 8 * i + lane
-    wx = local_block(xt, 128)  # (x * x) * x
+def _qx_vectors(xt, L, nmax, nk, scales, g):
+    ww = local_block(xt, 256)  # x * x, element i at 16 * i + lane
+    wx = local_block(xt, 256)  # (x * x) * x
     zero = V.splat(np.float32(0.0))
     fnmax = np.float32(nmax)
     big = amax = finite = zero
@@ -204,8 +204,8 @@ def _qx_vector(xt, L, nmax, nk, scales, g):
         big = V.select(more, v, big)
         finite = V.add(finite, V.mul(v, zero))  # (NaN once an element is inf or NaN)
         w = V.mul(v, v)
-        V.store(ww, 8 * i, w)
-        V.store(wx, 8 * i, V.mul(w, v))
+        V.store(ww, 16 * i, w)
+        V.store(wx, 16 * i, V.mul(w, v))
     flat = V.lt(amax, V.splat(np.float32(1e-15)))  # GROUP_MAX_EPS: all zero
     # (|iscale * x| <= ~33 for finite x: only an inf or NaN element needs C's trick)
     exact = not V.every(V.either(V.eq(finite, zero), flat))
@@ -232,11 +232,11 @@ def _qx_vector(xt, L, nmax, nk, scales, g):
     codes = ww  # (reused)
     for i in range(16):
         l = V.nearest_int_clamped(V.mul(best_is, V.load(xt, nk * i + g)), -nmax, nmax - 1)
-        V.store(codes, 8 * i, V.add(l, V.splat(fnmax)))
-    lane = local_block(xt, 16)
+        V.store(codes, 16 * i, V.add(l, V.splat(fnmax)))
+    lane = local_block(xt, 32)
     V.store(lane, 0, V.select(flat, zero, scale))
-    V.store(lane, 8, V.select(flat, V.splat(np.float32(1.0)), zero))
-    for k in range(8):
+    V.store(lane, 16, V.select(flat, V.splat(np.float32(1.0)), zero))
+    for k in range(16):
         scales[g + k] = lane[k]
         for i in range(16):
-            L[nk * i + g + k] = 0 if lane[8 + k] != 0 else np.int32(codes[8 * i + k])
+            L[nk * i + g + k] = 0 if lane[16 + k] != 0 else np.int32(codes[16 * i + k])

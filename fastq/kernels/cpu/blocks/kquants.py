@@ -188,8 +188,12 @@ def _quantize_blocks(x, kind, b0, b1, out):
     nstep = 20 if kind == 0 else 15
     for g0 in range(b0, b1, 8):
         ns = min(8, b1 - g0)
-        nk = 8 * ns
-        for k in range(nk):  # lane k: sub-block k % 8 of super-block g0 + k // 8
+        nk = (8 * ns + 15) // 16 * 16  # (lanes go 16 at a time: zeros pad an odd count)
+        for k in range(8 * ns, nk):
+            for l in range(32):
+                xt[nk * l + k] = np.float32(0.0)
+                wt[nk * l + k] = np.float32(0.0)
+        for k in range(8 * ns):  # lane k: sub-block k % 8 of super-block g0 + k // 8
             s0 = g0 * 256 + 32 * k
             sum_x2 = np.float32(0.0)
             for l in range(32):

@@ -1,16 +1,17 @@
-"""Eight float32 lanes as one value: explicit AVX-width vectors for loops that LLVM's
-vectorizers leave scalar.
+"""Sixteen float32 lanes as one value: explicit vectors for loops that LLVM's vectorizers
+leave scalar.
 
 A per-lane search whose state is a handful of running sums (K-quants' candidate scales:
 one sub-block a lane, each lane's sums added element after element) needs those sums in
 registers across the element loop.  Written as loops over lanes, LLVM either vectorizes
 the lane loop with the sums in memory (a store-to-load chain per element) or unrolls it
-into scalar code, depending on the loop's size.  ``F8`` is an LLVM ``<8 x float>``
-value held in a Numba variable: every operation below is one vector instruction on all
-lanes, with IEEE float32 semantics per lane (no reassociation, no contraction into FMA),
-so a lane computes exactly what the scalar code computes.  ``M8`` is a lane mask
-(``<8 x i1>``).  Loads and stores take 8 consecutive float32 at ``a[i]`` (1-D
-contiguous ``a``; ``i + 8 <= a.size`` is the caller's to ensure).
+into scalar code, depending on the loop's size.  ``F16`` is an LLVM ``<16 x float>``
+value held in a Numba variable: every operation below is one instruction on all lanes
+(two on AVX2, whose registers hold 8: two independent chains, which hides the latency
+of a running sum), with IEEE float32 semantics per lane (no reassociation, no
+contraction into FMA), so a lane computes exactly what the scalar code computes.
+``M16`` is a lane mask (``<16 x i1>``).  Loads and stores take 16 consecutive float32
+at ``a[i]`` (1-D contiguous ``a``; ``i + 16 <= a.size`` is the caller's to ensure).
 """
 from llvmlite import ir
 from numba import types
@@ -18,31 +19,34 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 
-class F8Type(types.Type):
+WIDTH = 16
+
+
+class F16Type(types.Type):
     def __init__(self):
-        super().__init__(name="float32x8")
+        super().__init__(name="float32x16")
 
 
-class M8Type(types.Type):
+class M16Type(types.Type):
     def __init__(self):
-        super().__init__(name="maskx8")
+        super().__init__(name="maskx16")
 
 
-f8 = F8Type()
-m8 = M8Type()
-_VF = ir.VectorType(ir.FloatType(), 8)
-_VI = ir.VectorType(ir.IntType(32), 8)
-_VM = ir.VectorType(ir.IntType(1), 8)
+vec = F16Type()
+mask = M16Type()
+_VF = ir.VectorType(ir.FloatType(), WIDTH)
+_VI = ir.VectorType(ir.IntType(32), WIDTH)
+_VM = ir.VectorType(ir.IntType(1), WIDTH)
 
 
-@register_model(F8Type)
-class _F8Model(models.PrimitiveModel):
+@register_model(F16Type)
+class _F16Model(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
         super().__init__(dmm, fe_type, _VF)
 
 
-@register_model(M8Type)
-class _M8Model(models.PrimitiveModel):
+@register_model(M16Type)
+class _M16Model(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
         super().__init__(dmm, fe_type, _VM)
 
@@ -58,18 +62,18 @@ def _is_f32_array(a):
 
 @intrinsic
 def load(typingctx, a, i):
-    """``a[i:i + 8]`` of a float32 array."""
+    """``a[i:i + 16]`` of a float32 array."""
     if _is_f32_array(a) and isinstance(i, types.Integer):
         def codegen(context, builder, sig, args):
             return builder.load(_pointer(context, builder, sig.args[0], *args), align=4)
-        return f8(a, i), codegen
+        return vec(a, i), codegen
     return None
 
 
 @intrinsic
 def store(typingctx, a, i, v):
-    """``a[i:i + 8] = v``."""
-    if _is_f32_array(a) and isinstance(i, types.Integer) and v == f8:
+    """``a[i:i + 16] = v``."""
+    if _is_f32_array(a) and isinstance(i, types.Integer) and v == vec:
         def codegen(context, builder, sig, args):
             builder.store(args[2], _pointer(context, builder, sig.args[0], args[0], args[1]),
                           align=4)
@@ -86,18 +90,18 @@ def splat(typingctx, f):
             v = context.cast(builder, args[0], sig.args[0], types.float32)
             one = builder.insert_element(ir.Constant(_VF, None), v, ir.IntType(32)(0))
             return builder.shuffle_vector(one, ir.Constant(_VF, None),
-                                          ir.Constant(_VI, [0] * 8))
-        return f8(f), codegen
+                                          ir.Constant(_VI, [0] * WIDTH))
+        return vec(f), codegen
     return None
 
 
 def _binary(method, doc):
     @intrinsic
     def op(typingctx, a, b):
-        if a == f8 and b == f8:
+        if a == vec and b == vec:
             def codegen(context, builder, sig, args):
                 return getattr(builder, method)(*args)
-            return f8(a, b), codegen
+            return vec(a, b), codegen
         return None
     op.__doc__ = doc
     return op
@@ -112,10 +116,10 @@ div = _binary("fdiv", "Lane by lane ``a / b``.")
 def _compare(op_text, doc):
     @intrinsic
     def op(typingctx, a, b):
-        if a == f8 and b == f8:
+        if a == vec and b == vec:
             def codegen(context, builder, sig, args):
                 return builder.fcmp_ordered(op_text, *args)  # (False where a lane is NaN)
-            return m8(a, b), codegen
+            return mask(a, b), codegen
         return None
     op.__doc__ = doc
     return op
@@ -129,40 +133,40 @@ eq = _compare("==", "Lane by lane ``a == b``.")
 @intrinsic
 def both(typingctx, a, b):
     """Lane by lane ``a and b`` of two masks."""
-    if a == m8 and b == m8:
+    if a == mask and b == mask:
         def codegen(context, builder, sig, args):
             return builder.and_(*args)
-        return m8(a, b), codegen
+        return mask(a, b), codegen
     return None
 
 
 @intrinsic
 def either(typingctx, a, b):
     """Lane by lane ``a or b`` of two masks."""
-    if a == m8 and b == m8:
+    if a == mask and b == mask:
         def codegen(context, builder, sig, args):
             return builder.or_(*args)
-        return m8(a, b), codegen
+        return mask(a, b), codegen
     return None
 
 
 @intrinsic
 def select(typingctx, m, a, b):
     """Lane by lane ``a if m else b``."""
-    if m == m8 and a == f8 and b == f8:
+    if m == mask and a == vec and b == vec:
         def codegen(context, builder, sig, args):
             return builder.select(*args)
-        return f8(m, a, b), codegen
+        return vec(m, a, b), codegen
     return None
 
 
 @intrinsic
 def every(typingctx, m):
     """Whether all lanes of the mask are set."""
-    if m == m8:
+    if m == mask:
         def codegen(context, builder, sig, args):
-            bits = builder.bitcast(args[0], ir.IntType(8))
-            return builder.icmp_unsigned("==", bits, ir.IntType(8)(0xFF))
+            bits = builder.bitcast(args[0], ir.IntType(WIDTH))
+            return builder.icmp_unsigned("==", bits, ir.IntType(WIDTH)(2 ** WIDTH - 1))
         return types.boolean(m), codegen
     return None
 
@@ -170,11 +174,11 @@ def every(typingctx, m):
 def _minmax(pred, doc):
     @intrinsic
     def op(typingctx, a, b):
-        if a == f8 and b == f8:
+        if a == vec and b == vec:
             def codegen(context, builder, sig, args):
                 # (x86's minps/maxps form: b where either lane is NaN)
                 return builder.select(builder.fcmp_ordered(pred, *args), args[0], args[1])
-            return f8(a, b), codegen
+            return vec(a, b), codegen
         return None
     op.__doc__ = doc
     return op
@@ -188,12 +192,12 @@ maximum = _minmax(">", "Lane by lane ``a if a > b else b``.")
 def rint(typingctx, a):
     """Lane by lane round to integer in the current rounding mode (``roundps``); the
     same value as ``(a + 1.5 * 2**23) - 1.5 * 2**23`` for ``|a| < 2**22``."""
-    if a == f8:
+    if a == vec:
         def codegen(context, builder, sig, args):
             fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VF, [_VF]),
-                                                "llvm.rint.v8f32")
+                                                f"llvm.rint.v{WIDTH}f32")
             return builder.call(fn, [args[0]])
-        return f8(a), codegen
+        return vec(a), codegen
     return None
 
 
@@ -202,20 +206,20 @@ def nearest_int_clamped(typingctx, a, lo, hi):
     """Lane by lane ``float(clamp(nearest_int(a), lo, hi))`` with llama.cpp's
     ``nearest_int`` bit for bit (``a + 12582912``'s low 23 bits minus ``0x400000``),
     whatever ``a`` is (inf, NaN, out of range); ``lo``, ``hi`` integers."""
-    if a == f8 and isinstance(lo, types.Integer) and isinstance(hi, types.Integer):
+    if a == vec and isinstance(lo, types.Integer) and isinstance(hi, types.Integer):
         def codegen(context, builder, sig, args):
-            magic = ir.Constant(_VF, [12582912.0] * 8)
+            magic = ir.Constant(_VF, [12582912.0] * WIDTH)
             bits = builder.bitcast(builder.fadd(args[0], magic), _VI)
-            n = builder.sub(builder.and_(bits, ir.Constant(_VI, [0x7FFFFF] * 8)),
-                            ir.Constant(_VI, [0x400000] * 8))
+            n = builder.sub(builder.and_(bits, ir.Constant(_VI, [0x7FFFFF] * WIDTH)),
+                            ir.Constant(_VI, [0x400000] * WIDTH))
             bounds = []
             for arg, ty in zip(args[1:], sig.args[1:]):
                 v = context.cast(builder, arg, ty, types.int32)
                 one = builder.insert_element(ir.Constant(_VI, None), v, ir.IntType(32)(0))
                 bounds.append(builder.shuffle_vector(one, ir.Constant(_VI, None),
-                                                     ir.Constant(_VI, [0] * 8)))
+                                                     ir.Constant(_VI, [0] * WIDTH)))
             n = builder.select(builder.icmp_signed(">", n, bounds[1]), bounds[1], n)
             n = builder.select(builder.icmp_signed("<", n, bounds[0]), bounds[0], n)
             return builder.sitofp(n, _VF)
-        return f8(a, lo, hi), codegen
+        return vec(a, lo, hi), codegen
     return None
