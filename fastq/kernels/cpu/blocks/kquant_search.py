@@ -53,7 +53,7 @@ def _codes(f, lo, hi, exact):
     ``exact``, else ``rint`` and a clamp in float."""
     if exact:
         return V.nearest_int_clamped(f, lo, hi)
-    return V.maximum(V.splat(np.float32(lo)), V.minimum(V.splat(np.float32(hi)), V.rint(f)))
+    return V.maximum(V.minimum(V.rint(f), V.splat(np.float32(hi))), V.splat(np.float32(lo)))
 
 
 @njit(cache=True, nogil=True, inline="always")

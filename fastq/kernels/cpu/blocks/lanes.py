@@ -189,19 +189,6 @@ maximum = _minmax(">", "Lane by lane ``a if a > b else b``.")
 
 
 @intrinsic
-def rint(typingctx, a):
-    """Lane by lane round to integer in the current rounding mode (``roundps``); the
-    same value as ``(a + 1.5 * 2**23) - 1.5 * 2**23`` for ``|a| < 2**22``."""
-    if a == vec:
-        def codegen(context, builder, sig, args):
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VF, [_VF]),
-                                                f"llvm.rint.v{WIDTH}f32")
-            return builder.call(fn, [args[0]])
-        return vec(a), codegen
-    return None
-
-
-@intrinsic
 def nearest_int_clamped(typingctx, a, lo, hi):
     """Lane by lane ``float(clamp(nearest_int(a), lo, hi))`` with llama.cpp's
     ``nearest_int`` bit for bit (``a + 12582912``'s low 23 bits minus ``0x400000``),
@@ -223,3 +210,23 @@ def nearest_int_clamped(typingctx, a, lo, hi):
             return builder.sitofp(n, _VF)
         return vec(a, lo, hi), codegen
     return None
+
+
+def _unary(name, doc):
+    @intrinsic
+    def op(typingctx, a):
+        if a == vec:
+            def codegen(context, builder, sig, args):
+                fn = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(_VF, [_VF]), f"llvm.{name}.v{WIDTH}f32")
+                return builder.call(fn, [args[0]])
+            return vec(a), codegen
+        return None
+    op.__doc__ = doc
+    return op
+
+
+sqrt = _unary("sqrt", "Lane by lane ``sqrtf(a)`` (correctly rounded, as C's).")
+fabs = _unary("fabs", "Lane by lane ``fabsf(a)`` (the sign bit cleared).")
+rint = _unary("rint", """Lane by lane round to integer in the current rounding mode
+(``roundps``); the same value as ``(a + 1.5 * 2**23) - 1.5 * 2**23`` for ``|a| < 2**22``.""")
