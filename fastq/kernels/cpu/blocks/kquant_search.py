@@ -68,9 +68,24 @@ def make_qkx2_lanes(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk):
     use_mad=false)`` for ``nk`` sub-blocks ``k`` at once (a multiple of 16, 64 at most:
     the 8 sub-blocks of up to 8 super-blocks): ``xt``, ``wt`` and ``L`` hold element
     ``i`` of sub-block ``k`` at ``nk * i + k``; the scales and mins into ``scales``,
-    ``mins``.  Lanes go 16 at a time (one vector)."""
+    ``mins``.  ``make_qkx2_scales`` and the codes from its inverse scales."""
+    iscales, offsets = local_block(xt, 64), local_block(xt, 64)
+    make_qkx2_scales(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk)
+    for k in range(nk):
+        for i in range(32):
+            f = iscales[k] * (xt[nk * i + k] - offsets[k])
+            L[nk * i + k] = max(np.int32(0), min(np.int32(nmax), nearest_int32(f)))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def make_qkx2_scales(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk):
+    """``make_qkx2_lanes`` without the codes: sub-block ``k``'s codes are
+    ``clamp(nearest_int(iscales[k] * (x - offsets[k])), 0, nmax)`` (C rounds them so for
+    the candidate it keeps; 0 and 0 for a flat sub-block, whose codes are all 0).  Lanes
+    go 16 at a time (one vector)."""
     for g in range(0, nk, 16):
-        _qkx2_vectors(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk, g)
+        _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets,
+                      nk, g)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -100,7 +115,8 @@ def _needs_exact(iscale, lo, xmin, hi, flat):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _qkx2_vectors(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk, g):
+def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk,
+                  g):
     fl = local_block(xt, 512)  # a candidate's codes (float), element i at 16 * i + lane
     zero = V.splat(np.float32(0.0))
     fnmax = np.float32(nmax)
@@ -150,19 +166,10 @@ def _qkx2_vectors(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk, g):
         best_is = V.select(take, iscale, best_is)
         best_lo = V.select(take, lo, best_lo)
         lo = V.select(take, this_min, lo)
-    for i in range(32):  # the codes kept, rounded again from their scale and min
-        l = V.nearest_int_clamped(V.mul(best_is, V.sub(V.load(xt, nk * i + g), best_lo)),
-                                  0, nmax)
-        V.store(fl, 16 * i, l)
-    lane = local_block(xt, 48)
-    V.store(lane, 0, V.select(flat, zero, scale))
-    V.store(lane, 16, V.sub(zero, V.select(flat, hi, lo)))
-    V.store(lane, 32, V.select(flat, V.splat(np.float32(1.0)), zero))
-    for k in range(16):
-        scales[g + k] = lane[k]
-        mins[g + k] = lane[16 + k]
-        for i in range(32):
-            L[nk * i + g + k] = 0 if lane[32 + k] != 0 else np.int32(fl[16 * i + k])
+    V.store(scales, g, V.select(flat, zero, scale))
+    V.store(mins, g, V.sub(zero, V.select(flat, hi, lo)))
+    V.store(iscales, g, V.select(flat, zero, best_is))
+    V.store(offsets, g, V.select(flat, zero, best_lo))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -171,10 +178,25 @@ def make_qx_lanes(xt, L, nmax, nk, scales):
     ``k`` at once (a multiple of 16, 64 at most: the 16 sub-blocks of up to 4 q6_K
     super-blocks), as ``make_qkx2_lanes``: element ``i`` of sub-block ``k`` at
     ``nk * i + k`` in ``xt`` and ``L`` (``l + nmax``), the scales into ``scales``.
-    C's 19 candidate scales ``-(nmax + 0.1 * is) / max`` do not depend on each other's
-    outcome; only the choice among them runs in C's order."""
+    ``make_qx_scales`` and the codes from its inverse scales."""
+    iscales = local_block(xt, 64)
+    make_qx_scales(xt, nmax, nk, scales, iscales)
+    for k in range(nk):
+        for i in range(16):
+            l = max(np.int32(-nmax), min(np.int32(nmax - 1),
+                                         nearest_int32(iscales[k] * xt[nk * i + k])))
+            L[nk * i + k] = 0 if iscales[k] != iscales[k] else l + nmax
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def make_qx_scales(xt, nmax, nk, scales, iscales):
+    """``make_qx_lanes`` without the codes: sub-block ``k``'s codes are
+    ``clamp(nearest_int(iscales[k] * x), -nmax, nmax - 1) + nmax``, or all 0 where
+    ``iscales[k]`` is NaN (an all-zero sub-block).  C's 19 candidate scales
+    ``-(nmax + 0.1 * is) / max`` do not depend on each other's outcome; only the choice
+    among them runs in C's order."""
     for g in range(0, nk, 16):
-        _qx_vectors(xt, L, nmax, nk, scales, g)
+        _qx_vectors(xt, nmax, nk, scales, iscales, g)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -190,7 +212,7 @@ def _qx_sums(xt, ww, wx, nk, g, iscale, nmax, exact):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _qx_vectors(xt, L, nmax, nk, scales, g):
+def _qx_vectors(xt, nmax, nk, scales, iscales, g):
     ww = local_block(xt, 256)  # x * x, element i at 16 * i + lane
     wx = local_block(xt, 256)  # (x * x) * x
     zero = V.splat(np.float32(0.0))
@@ -229,14 +251,5 @@ def _qx_vectors(xt, L, nmax, nk, scales, g):
         scale = V.select(take, s, scale)
         best = V.select(take, V.mul(s, sum_lx), best)
         best_is = V.select(take, iscale, best_is)
-    codes = ww  # (reused)
-    for i in range(16):
-        l = V.nearest_int_clamped(V.mul(best_is, V.load(xt, nk * i + g)), -nmax, nmax - 1)
-        V.store(codes, 16 * i, V.add(l, V.splat(fnmax)))
-    lane = local_block(xt, 32)
-    V.store(lane, 0, V.select(flat, zero, scale))
-    V.store(lane, 16, V.select(flat, V.splat(np.float32(1.0)), zero))
-    for k in range(16):
-        scales[g + k] = lane[k]
-        for i in range(16):
-            L[nk * i + g + k] = 0 if lane[16 + k] != 0 else np.int32(codes[16 * i + k])
+    V.store(scales, g, V.select(flat, zero, scale))
+    V.store(iscales, g, V.select(flat, V.splat(np.float32(np.nan)), best_is))

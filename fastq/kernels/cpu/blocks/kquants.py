@@ -30,7 +30,7 @@ from ..parallel import n_chunks
 from ..word import local_block, unmanaged
 from .ggml import get_half, half_bits, put_half
 from . import lanes as V
-from .kquant_search import make_qkx2_lanes, make_qx_lanes, nearest_int
+from .kquant_search import make_qkx2_scales, make_qx_scales, nearest_int
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -40,10 +40,10 @@ def block_bytes(kind):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _q45_k(x, i0, kind, out, o, lt, nk, s8, scales, mins, L):
+def _q45_k(x, i0, kind, out, o, s8, scales, mins, iscales, offsets, L):
     """The rest of one q4_K (kind 0) or q5_K (kind 1) super-block once its sub-blocks'
-    ``make_qkx2_quants`` results are in lanes ``s8 .. s8 + 7`` of ``scales``, ``mins``
-    and ``lt`` (the search's layout, ``nk`` lanes); ``L`` (float32, 256) is scratch.
+    ``make_qkx2_quants`` results are in lanes ``s8 .. s8 + 7`` of ``scales``, ``mins``,
+    ``iscales`` and ``offsets`` (``make_qkx2_scales``); ``L`` (float32, 256) is scratch.
     Returns whether its d or dmin overflows float16."""
     nmax = 15 if kind == 0 else 31
     max_scale = np.float32(0.0)
@@ -76,8 +76,10 @@ def _q45_k(x, i0, kind, out, o, lt, nk, s8, scales, mins, L):
         sc, m = _scale_min(out, sb, j)
         d = d_all * np.float32(sc)
         if d == 0:  # C keeps the search's codes
-            for ii in range(32):
-                L[32 * j + ii] = np.float32(lt[nk * ii + s8 + j])
+            isc, off = V.splat(iscales[s8 + j]), V.splat(offsets[s8 + j])
+            for h in range(0, 32, 16):
+                f = V.mul(isc, V.sub(V.load(x, i0 + 32 * j + h), off))
+                V.store(L, 32 * j + h, V.nearest_int_clamped(f, 0, nmax))
             continue
         dm, dv = V.splat(m_all * np.float32(m)), V.splat(d)
         for h in range(0, 32, 16):  # C: clamp(nearest_int((x + dm) / d), 0, nmax)
@@ -104,10 +106,10 @@ def _q45_k(x, i0, kind, out, o, lt, nk, s8, scales, mins, L):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _q6_k(x, i0, out, o, lt, nk, s16, scales, L):
+def _q6_k(x, i0, out, o, s16, scales, iscales, L):
     """The rest of one q6_K super-block once its sub-blocks' ``make_qx_quants`` results
-    are in lanes ``s16 .. s16 + 15`` of ``scales`` and ``lt`` (``nk`` lanes); ``L``
-    (float32, 256) is scratch.  Returns whether its d overflows float16."""
+    are in lanes ``s16 .. s16 + 15`` of ``scales`` and ``iscales`` (``make_qx_scales``);
+    ``L`` (float32, 256) is scratch.  Returns whether its d overflows float16."""
     max_scale = np.float32(0.0)
     max_abs_scale = np.float32(0.0)
     for ib in range(16):
@@ -127,9 +129,11 @@ def _q6_k(x, i0, out, o, lt, nk, s16, scales, L):
     d_all = get_half(out, o + 208)
     for j in range(16):
         d = d_all * np.float32(np.int8(out[o + 192 + j]))
-        if d == 0:  # C keeps the search's codes
-            for ii in range(16):
-                L[16 * j + ii] = np.float32(lt[nk * ii + s16 + j])
+        if d == 0:  # C keeps the search's codes (0 for an all-zero sub-block)
+            isc = iscales[s16 + j]
+            l = V.nearest_int_clamped(V.mul(V.splat(isc), V.load(x, i0 + 16 * j)), -32, 31)
+            l = V.add(l, V.splat(np.float32(32.0)))
+            V.store(L, 16 * j, V.splat(np.float32(0.0)) if isc != isc else l)
             continue
         l = V.nearest_int_clamped(V.div(V.load(x, i0 + 16 * j), V.splat(d)), -32, 31)
         V.store(L, 16 * j, V.add(l, V.splat(np.float32(32.0))))
@@ -153,8 +157,9 @@ def _quantize_blocks(x, kind, b0, b1, out):
     L = local_block(x, 256)
     nbytes = block_bytes(kind)
     nan = ovf = 0
-    xt, wt, lt = local_block(x, 2048), local_block(x, 2048), local_block(out, 2048)
+    xt, wt = local_block(x, 2048), local_block(x, 2048)
     g_scales, g_mins = local_block(x, 64), local_block(x, 64)
+    g_iscales, g_offsets = local_block(x, 64), local_block(x, 64)
     if kind == 2:  # q6_K: the sub-blocks of up to 4 super-blocks searched together
         for g0 in range(b0, b1, 4):
             ns = min(4, b1 - g0)
@@ -162,11 +167,11 @@ def _quantize_blocks(x, kind, b0, b1, out):
             for k in range(nk):  # lane k: sub-block k % 16 of super-block g0 + k // 16
                 for i in range(16):
                     xt[nk * i + k] = x[g0 * 256 + 16 * k + i]
-            make_qx_lanes(xt, lt, 32, nk, g_scales)
+            make_qx_scales(xt, 32, nk, g_scales, g_iscales)
             for s in range(ns):
                 b = g0 + s
                 bad = _has_nan(x, b * 256)
-                over = _q6_k(x, b * 256, out, b * nbytes, lt, nk, 16 * s, g_scales, L)
+                over = _q6_k(x, b * 256, out, b * nbytes, 16 * s, g_scales, g_iscales, L)
                 nan, ovf = nan + bad, ovf + (over and not bad)
         return nan, ovf
     # q4_K / q5_K: the sub-blocks of up to 8 super-blocks searched together as lanes
@@ -190,13 +195,13 @@ def _quantize_blocks(x, kind, b0, b1, out):
             av_x = V.sqrt(V.div(sum_x2, V.splat(np.float32(32.0))))
             for l in range(32):
                 V.store(wt, nk * l + g, V.add(av_x, V.fabs(V.load(xt, nk * l + g))))
-        make_qkx2_lanes(xt, wt, lt, nmax, rmin, np.float32(0.1), nstep, g_scales, g_mins,
-                        nk)
+        make_qkx2_scales(xt, wt, nmax, rmin, np.float32(0.1), nstep, g_scales, g_mins,
+                         g_iscales, g_offsets, nk)
         for s in range(ns):
             b = g0 + s
             bad = _has_nan(x, b * 256)
-            over = _q45_k(x, b * 256, kind, out, b * nbytes, lt, nk, 8 * s, g_scales, g_mins,
-                          L)
+            over = _q45_k(x, b * 256, kind, out, b * nbytes, 8 * s, g_scales, g_mins,
+                          g_iscales, g_offsets, L)
             nan, ovf = nan + bad, ovf + (over and not bad)
     return nan, ovf
 
