@@ -85,23 +85,27 @@ def _q45_k(x, i0, kind, out, o, s8, scales, mins, iscales, offsets, L):
         for h in range(0, 32, 16):  # C: clamp(nearest_int((x + dm) / d), 0, nmax)
             v = V.load(x, i0 + 32 * j + h)
             V.store(L, 32 * j + h, V.nearest_int_clamped(V.div(V.add(v, dm), dv), 0, nmax))
-    if kind == 0:
-        q = o + 16
-        for j in range(0, 256, 64):
-            for l in range(32):
-                out[q + l] = np.int32(L[j + l]) | (np.int32(L[j + l + 32]) << 4)
-            q += 32
-    else:
-        qh = o + 16
-        ql = o + 48
-        for j in range(32):
-            out[qh + j] = 0
+    # the codes packed in float (whole numbers: exact), stored as bytes
+    sixteen = V.splat(np.float32(16.0))
+    if kind == 0:  # q4_K: byte l of pair n: code 64n + l | code 64n + 32 + l << 4
         for n in range(4):
-            for j in range(32):
-                l1 = np.int32(L[64 * n + j])
-                l2 = np.int32(L[64 * n + j + 32])
-                out[qh + j] |= ((l1 >> 4) << (2 * n)) | ((l2 >> 4) << (2 * n + 1))
-                out[ql + 32 * n + j] = (l1 & 0xF) | ((l2 & 0xF) << 4)
+            for h in range(0, 32, 16):
+                lo, hi = V.load(L, 64 * n + h), V.load(L, 64 * n + 32 + h)
+                V.store_bytes(out, o + 16 + 32 * n + h, V.add(lo, V.mul(hi, sixteen)))
+    else:  # q5_K: low 4 bits as q4_K, bit 4 of codes 64n + l, 64n + 32 + l in qh[l]
+        inv16 = V.splat(np.float32(0.0625))
+        for h in range(0, 32, 16):
+            high = V.splat(np.float32(0.0))
+            weight = np.float32(1.0)
+            for n in range(4):
+                lo, hi = V.load(L, 64 * n + h), V.load(L, 64 * n + 32 + h)
+                lo_top, hi_top = V.floor(V.mul(lo, inv16)), V.floor(V.mul(hi, inv16))
+                lo, hi = V.sub(lo, V.mul(lo_top, sixteen)), V.sub(hi, V.mul(hi_top, sixteen))
+                V.store_bytes(out, o + 48 + 32 * n + h, V.add(lo, V.mul(hi, sixteen)))
+                high = V.add(high, V.mul(lo_top, V.splat(weight)))
+                high = V.add(high, V.mul(hi_top, V.splat(weight * np.float32(2.0))))
+                weight *= np.float32(4.0)
+            V.store_bytes(out, o + 16 + h, high)
     return (dh & 0x7FFF) == 0x7C00 or (mh & 0x7FFF) == 0x7C00
 
 
@@ -137,17 +141,22 @@ def _q6_k(x, i0, out, o, s16, scales, iscales, L):
             continue
         l = V.nearest_int_clamped(V.div(V.load(x, i0 + 16 * j), V.splat(d)), -32, 31)
         V.store(L, 16 * j, V.add(l, V.splat(np.float32(32.0))))
-    ql = o
-    qh = o + 128
-    for j in range(0, 256, 128):
-        for l in range(32):
-            a, b = np.int32(L[j + l]), np.int32(L[j + l + 32])
-            c, e = np.int32(L[j + l + 64]), np.int32(L[j + l + 96])
-            out[ql + l] = (a & 0xF) | ((c & 0xF) << 4)
-            out[ql + l + 32] = (b & 0xF) | ((e & 0xF) << 4)
-            out[qh + l] = (a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6)
-        ql += 64
-        qh += 32
+    # codes a, b, c, e at l, l + 32, l + 64, l + 96 of each half: low 4 bits of a | c << 4
+    # and of b | e << 4 in ql, the top 2 bits of each in qh; packed in float (exact)
+    sixteen, inv16 = V.splat(np.float32(16.0)), V.splat(np.float32(0.0625))
+    for n in range(2):
+        for h in range(0, 32, 16):
+            a, b = V.load(L, 128 * n + h), V.load(L, 128 * n + 32 + h)
+            c, e = V.load(L, 128 * n + 64 + h), V.load(L, 128 * n + 96 + h)
+            a_top, b_top = V.floor(V.mul(a, inv16)), V.floor(V.mul(b, inv16))
+            c_top, e_top = V.floor(V.mul(c, inv16)), V.floor(V.mul(e, inv16))
+            a, b = V.sub(a, V.mul(a_top, sixteen)), V.sub(b, V.mul(b_top, sixteen))
+            c, e = V.sub(c, V.mul(c_top, sixteen)), V.sub(e, V.mul(e_top, sixteen))
+            V.store_bytes(out, o + 64 * n + h, V.add(a, V.mul(c, sixteen)))
+            V.store_bytes(out, o + 64 * n + 32 + h, V.add(b, V.mul(e, sixteen)))
+            top = V.add(V.add(a_top, V.mul(b_top, V.splat(np.float32(4.0)))),
+                        V.add(V.mul(c_top, sixteen), V.mul(e_top, V.splat(np.float32(64.0)))))
+            V.store_bytes(out, o + 128 + 32 * n + h, top)
     return (dh & 0x7FFF) == 0x7C00
 
 

@@ -230,3 +230,21 @@ sqrt = _unary("sqrt", "Lane by lane ``sqrtf(a)`` (correctly rounded, as C's).")
 fabs = _unary("fabs", "Lane by lane ``fabsf(a)`` (the sign bit cleared).")
 rint = _unary("rint", """Lane by lane round to integer in the current rounding mode
 (``roundps``); the same value as ``(a + 1.5 * 2**23) - 1.5 * 2**23`` for ``|a| < 2**22``.""")
+floor = _unary("floor", "Lane by lane ``floorf(a)``.")
+
+
+@intrinsic
+def store_bytes(typingctx, a, i, v):
+    """``a[i:i + 16] = v`` into a uint8 array, each lane converted as C's
+    ``(uint8_t)(int)v`` (lanes that are whole numbers in 0..255)."""
+    if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8 \
+            and isinstance(i, types.Integer) and v == vec:
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            vb = ir.VectorType(ir.IntType(8), WIDTH)
+            b = builder.trunc(builder.fptosi(args[2], _VI), vb)
+            builder.store(b, builder.bitcast(builder.gep(data, [args[1]]), vb.as_pointer()),
+                          align=1)
+            return context.get_dummy_value()
+        return types.none(a, i, v), codegen
+    return None
