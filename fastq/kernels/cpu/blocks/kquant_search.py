@@ -47,13 +47,23 @@ def nearest_int32(f):
                np.int32(0x400000))
 
 
+# how a candidate's codes are rounded (``_codes``): C's integer trick, or rint and a clamp
+# in float to both bounds, to the upper or lower one only, or none (the extreme codes of
+# every lane already in range)
+EXACT, CLAMP, CLAMP_HIGH, CLAMP_LOW, NO_CLAMP = 0, 1, 2, 3, 4
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _codes(f, lo, hi, exact):
-    """``float(clamp(nearest_int(f), lo, hi))`` lane by lane: C's integer trick when
-    ``exact``, else ``rint`` and a clamp in float."""
-    if exact:
+def _codes(f, lo, hi, mode):
+    """``float(clamp(nearest_int(f), lo, hi))`` lane by lane, rounded as ``mode`` says."""
+    if mode == EXACT:
         return V.nearest_int_clamped(f, lo, hi)
-    return V.maximum(V.minimum(V.rint(f), V.splat(np.float32(hi))), V.splat(np.float32(lo)))
+    r = V.rint(f)
+    if mode == CLAMP or mode == CLAMP_HIGH:
+        r = V.minimum(r, V.splat(np.float32(hi)))
+    if mode == CLAMP or mode == CLAMP_LOW:
+        r = V.maximum(r, V.splat(np.float32(lo)))
+    return r
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -89,14 +99,14 @@ def make_qkx2_scales(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, o
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, exact):
+def _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, mode):
     """One candidate: its codes (into ``fl``) and C's ``sum_l``, ``sum_l2``, ``sum_xl``."""
     zero = V.splat(np.float32(0.0))
     sum_l, sum_l2, sum_xl = zero, zero, zero
     for i in range(32):
         v = V.load(xt, nk * i + g)
         w = V.load(wt, nk * i + g)
-        l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, exact)
+        l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, mode)
         V.store(fl, 16 * i, l)
         wl = V.mul(w, l)
         sum_l = V.add(sum_l, wl)
@@ -112,6 +122,23 @@ def _needs_exact(iscale, lo, xmin, hi, flat):
     ok = V.both(_in_range(V.mul(iscale, V.sub(xmin, lo))),
                 _in_range(V.mul(iscale, V.sub(hi, lo))))
     return not V.every(V.either(flat, ok))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rounding(iscale, lo, xmin, hi, flat, nmax):
+    """How this candidate's codes must be rounded: EXACT if ``_needs_exact``, else which
+    clamps can change a code (``rint`` is monotone: the codes of a lane's extreme
+    elements bound all of its codes)."""
+    if _needs_exact(iscale, lo, xmin, hi, flat):
+        return EXACT
+    a = V.rint(V.mul(iscale, V.sub(xmin, lo)))
+    b = V.rint(V.mul(iscale, V.sub(hi, lo)))
+    below, above = V.splat(np.float32(-1.0)), V.splat(np.float32(nmax + 1))
+    low_ok = V.every(V.either(flat, V.both(V.gt(a, below), V.gt(b, below))))
+    high_ok = V.every(V.either(flat, V.both(V.lt(a, above), V.lt(b, above))))
+    if low_ok:
+        return NO_CLAMP if high_ok else CLAMP_HIGH
+    return CLAMP_LOW if high_ok else CLAMP
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -140,15 +167,23 @@ def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offs
     exact = _needs_exact(iscale, lo, xmin, hi, flat)
     for i in range(32):
         v = V.load(xt, nk * i + g)
-        l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, exact)
+        l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, EXACT if exact else CLAMP)
         diff = V.sub(V.add(V.mul(scale, l), lo), v)
         best = V.add(best, V.mul(V.load(wt, nk * i + g), V.mul(diff, diff)))
     for step in range(nstep + 1):
         iscale = V.div(V.splat(rmin + rdelta * np.float32(step) + fnmax), V.sub(hi, lo))
-        if _needs_exact(iscale, lo, xmin, hi, flat):
-            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, True)
+        mode = _rounding(iscale, lo, xmin, hi, flat, nmax)
+        if mode == NO_CLAMP:  # (one loop per mode: the mode a compile-time constant)
+            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, NO_CLAMP)
+        elif mode == CLAMP_HIGH:
+            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax,
+                                               CLAMP_HIGH)
+        elif mode == CLAMP_LOW:
+            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP_LOW)
+        elif mode == CLAMP:
+            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP)
         else:
-            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, False)
+            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, EXACT)
         D = V.sub(V.mul(sum_w, sum_l2), V.mul(sum_l, sum_l))
         this_scale = V.div(V.sub(V.mul(sum_w, sum_xl), V.mul(sum_x, sum_l)), D)
         this_min = V.div(V.sub(V.mul(sum_l2, sum_x), V.mul(sum_l, sum_xl)), D)
@@ -200,12 +235,12 @@ def make_qx_scales(xt, nmax, nk, scales, iscales):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _qx_sums(xt, ww, wx, nk, g, iscale, nmax, exact):
+def _qx_sums(xt, ww, wx, nk, g, iscale, nmax, mode):
     """One candidate's ``sumlx``, ``suml2``."""
     zero = V.splat(np.float32(0.0))
     sum_lx, sum_l2 = zero, zero
     for i in range(16):
-        l = _codes(V.mul(iscale, V.load(xt, nk * i + g)), -nmax, nmax - 1, exact)
+        l = _codes(V.mul(iscale, V.load(xt, nk * i + g)), -nmax, nmax - 1, mode)
         sum_lx = V.add(sum_lx, V.mul(V.load(wx, 16 * i), l))
         sum_l2 = V.add(sum_l2, V.mul(V.mul(V.load(ww, 16 * i), l), l))
     return sum_lx, sum_l2
@@ -237,9 +272,9 @@ def _qx_vectors(xt, nmax, nk, scales, iscales, g):
         top = -fnmax if c == 0 else -(fnmax + np.float32(0.1) * np.float32(step))
         iscale = V.div(V.splat(top), big)
         if exact:
-            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, True)
+            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, EXACT)
         else:
-            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, False)
+            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP)
         if c == 0:  # C: scale = suml2 ? sumlx / suml2 : 0; best = scale * sumlx
             scale = V.select(V.eq(sum_l2, zero), zero, V.div(sum_lx, sum_l2))
             best = V.mul(scale, sum_lx)
