@@ -217,10 +217,11 @@ def _quantize_blocks(x, kind, b0, b1, out):
 
 @njit(cache=True, nogil=True, inline="always")
 def _has_nan(x, i0):
-    bad = False
-    for i in range(256):
-        bad |= x[i0 + i] != x[i0 + i]
-    return bad
+    ordered = V.eq(V.load(x, i0), V.load(x, i0))
+    for i in range(16, 256, 16):
+        v = V.load(x, i0 + i)
+        ordered = V.both(ordered, V.eq(v, v))  # (False in a NaN lane)
+    return not V.every(ordered)
 
 
 @njit(parallel=True, cache=True, nogil=True)
