@@ -58,11 +58,14 @@ def _codes(f, lo, hi, mode):
     """``float(clamp(nearest_int(f), lo, hi))`` lane by lane, rounded as ``mode`` says."""
     if mode == EXACT:
         return V.nearest_int_clamped(f, lo, hi)
+    if mode == CLAMP or mode == CLAMP_LOW:
+        # (before rint: rint(max(f, lo - 0.5)) is max(rint(f), lo) but for lo = 0 may be
+        # -0.0, which adds and multiplies into the sums as 0.0 does; a max with 0 after
+        # rint compiles to a compare and a mask, one instruction more)
+        f = V.maximum(f, V.splat(np.float32(lo) - np.float32(0.5)))
     r = V.rint(f)
     if mode == CLAMP or mode == CLAMP_HIGH:
         r = V.minimum(r, V.splat(np.float32(hi)))
-    if mode == CLAMP or mode == CLAMP_LOW:
-        r = V.maximum(r, V.splat(np.float32(lo)))
     return r
 
 
