@@ -173,8 +173,8 @@ def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offs
         l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, EXACT if exact else CLAMP)
         diff = V.sub(V.add(V.mul(scale, l), lo), v)
         best = V.add(best, V.mul(V.load(wt, nk * i + g), V.mul(diff, diff)))
+    iscale = V.div(V.splat(rmin + fnmax), V.sub(hi, lo))  # (rdelta * 0 is 0)
     for step in range(nstep + 1):
-        iscale = V.div(V.splat(rmin + rdelta * np.float32(step) + fnmax), V.sub(hi, lo))
         mode = _rounding(iscale, lo, xmin, hi, flat, nmax)
         if mode == NO_CLAMP:  # (one loop per mode: the mode a compile-time constant)
             sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, NO_CLAMP)
@@ -193,6 +193,10 @@ def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offs
         positive = V.gt(this_min, zero)
         this_scale = V.select(positive, V.div(sum_xl, sum_l2), this_scale)
         this_min = V.select(positive, zero, this_min)
+        # the next candidate's inverse scale for either outcome, divided while the error
+        # sums run (off the chain of dependent steps)
+        top = V.splat(rmin + rdelta * np.float32(step + 1) + fnmax)
+        next_kept, next_taken = V.div(top, V.sub(hi, lo)), V.div(top, V.sub(hi, this_min))
         err = zero
         for i in range(32):
             v = V.load(xt, nk * i + g)
@@ -204,6 +208,7 @@ def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offs
         best_is = V.select(take, iscale, best_is)
         best_lo = V.select(take, lo, best_lo)
         lo = V.select(take, this_min, lo)
+        iscale = V.select(take, next_taken, next_kept)
     V.store(scales, g, V.select(flat, zero, scale))
     V.store(mins, g, V.sub(zero, V.select(flat, hi, lo)))
     V.store(iscales, g, V.select(flat, zero, best_is))
