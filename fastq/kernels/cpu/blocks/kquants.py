@@ -10,7 +10,9 @@ A port of llama.cpp's reference quantizer (``quantize_row_q4_K_ref``,
 licence, Copyright (c) 2023-2024 The ggml authors), no importance matrix, written to
 give the same bytes: every operation in float32 in C's order (no contraction into FMA,
 no reassociation), ``nearest_int`` by its own magic-number trick (``f + 12582912``, the
-low 23 bits), C's conversions to ``uint8_t``/``int8_t`` (low byte).
+low 23 bits), C's conversions to ``uint8_t``/``int8_t`` (low byte).  The searches
+(``kquant_search``), weights, codes and byte packing run on 16-lane float32 vectors
+(``lanes``), one sub-block a lane, each lane in C's order.
 
 * q4_K / q5_K: per sub-block of 32, weights ``sqrt(sum(x^2)/32) + |x|``; scale and min
   from ``make_qkx2_quants(32, nmax=15/31, rmin=-1/-0.5, rdelta=0.1, nstep=20/15)``: the
@@ -331,7 +333,7 @@ def codes(data, kind, out):
 
 def quantize(x, kind, out):
     nb = x.size // 256
-    # (a super-block's search costs tens of microseconds: threads pay off from a few dozen)
+    # (a super-block costs a few microseconds: threads pay off from a few dozen)
     nchunks = min(nb // 8, n_chunks(x.size)) if x.size >= (1 << 14) else 1
     if nchunks == 1:
         return _quantize_blocks(x, kind, 0, nb, out)
