@@ -2,7 +2,7 @@
 and ``make_qx_quants`` of ``ggml/src/ggml-quants.c`` (ggml, MIT licence, Copyright (c)
 2023-2024 The ggml authors), ported to give C's bits (see
 ``fastq.kernels.cpu.blocks.kquants``) with independent sub-blocks side by side in the 16
-lanes of ``lanes.F16`` vectors: each lane runs C's algorithm on its own sub-block, step
+lanes of ``lanes.vec`` vectors: each lane runs C's algorithm on its own sub-block, step
 for step, in float32 and in C's order (its sums over the elements one after the other,
 kept in registers), and C's branches become per-lane selects.
 
@@ -14,8 +14,9 @@ Three changes to C's work keep its bits:
   (``iscale * (x - min)`` is monotone in ``x``); a group with any ``f`` out of range
   (inf, NaN, scales that overflow on subnormal blocks) takes C's integer trick instead.
 * No codes kept per candidate: C copies a candidate's codes when it takes it; a lane
-  here keeps the inverse scale and min it rounded with, and the codes are rounded once
-  at the end from those (the same operations on the same values).
+  here keeps the inverse scale and min it rounded with (``make_*_scales``), from which
+  the codes are rounded again (the same operations on the same values) only where they
+  are needed: ``make_*_lanes``, or where a super-block keeps the search's codes.
 * q6_K's ``w * x`` (``w = x * x``) once per element, not once per candidate (C's
   ``w * x[i] * l`` is ``(w * x[i]) * l``).
 """

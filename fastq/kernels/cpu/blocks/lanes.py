@@ -5,12 +5,12 @@ A per-lane search whose state is a handful of running sums (K-quants' candidate 
 one sub-block a lane, each lane's sums added element after element) needs those sums in
 registers across the element loop.  Written as loops over lanes, LLVM either vectorizes
 the lane loop with the sums in memory (a store-to-load chain per element) or unrolls it
-into scalar code, depending on the loop's size.  ``F16`` is an LLVM ``<16 x float>``
+into scalar code, depending on the loop's size.  A ``vec`` is an LLVM ``<16 x float>``
 value held in a Numba variable: every operation below is one instruction on all lanes
 (two on AVX2, whose registers hold 8: two independent chains, which hides the latency
 of a running sum), with IEEE float32 semantics per lane (no reassociation, no
 contraction into FMA), so a lane computes exactly what the scalar code computes.
-``M16`` is a lane mask (``<16 x i1>``).  Loads and stores take 16 consecutive float32
+A ``mask`` is a lane mask (``<16 x i1>``).  Loads and stores take 16 consecutive float32
 at ``a[i]`` (1-D contiguous ``a``; ``i + 16 <= a.size`` is the caller's to ensure).
 """
 from llvmlite import ir
@@ -22,31 +22,31 @@ from numba.extending import intrinsic, models, register_model
 WIDTH = 16
 
 
-class F16Type(types.Type):
+class Float32x16Type(types.Type):
     def __init__(self):
         super().__init__(name="float32x16")
 
 
-class M16Type(types.Type):
+class Mask16Type(types.Type):
     def __init__(self):
         super().__init__(name="maskx16")
 
 
-vec = F16Type()
-mask = M16Type()
+vec = Float32x16Type()
+mask = Mask16Type()
 _VF = ir.VectorType(ir.FloatType(), WIDTH)
 _VI = ir.VectorType(ir.IntType(32), WIDTH)
 _VM = ir.VectorType(ir.IntType(1), WIDTH)
 
 
-@register_model(F16Type)
-class _F16Model(models.PrimitiveModel):
+@register_model(Float32x16Type)
+class _Float32x16Model(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
         super().__init__(dmm, fe_type, _VF)
 
 
-@register_model(M16Type)
-class _M16Model(models.PrimitiveModel):
+@register_model(Mask16Type)
+class _Mask16Model(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
         super().__init__(dmm, fe_type, _VM)
 
