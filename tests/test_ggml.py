@@ -179,3 +179,52 @@ def test_kquants_rows_and_parallel(fmt, vectors):
     big = fq.quantize(np.tile(x, 16), fmt)  # (past the serial size)
     assert np.array_equal(big.data, np.tile(ref, 16))
     assert same_bits(big.dequantize(), gguf_dequantize(big.data, qtype(fmt)))
+
+
+def random_kquant_inputs(rng):
+    """Inputs that reach every path of the vectorized K-quant searches: odd super-block
+    counts (padding lanes), sub-block scales over 6 decades (scales that round to 0 keep
+    the search's codes), all-zero sub-blocks, grids (ties), inf/NaN and subnormal
+    elements (C's integer rounding), magnitudes from 1e-40 to 3e38."""
+    for nb in (1, 3, 9):
+        n = 256 * nb
+        yield "gauss", rng.standard_normal(n)
+        yield "t1", rng.standard_t(1, n)
+        yield "scaled", rng.standard_normal(n) * 10.0 ** rng.uniform(-40, 38, n // 32).repeat(32)
+        yield "sub_scales", rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3, n // 16).repeat(16)
+        yield "sparse", rng.standard_normal(n) * (rng.random(n) < 0.05)
+        yield "grid", rng.integers(-20, 21, n) * 0.125
+        yield "exp", rng.exponential(1, n)
+        yield "negative", -rng.exponential(1, n) - 3
+        yield "subnormal", rng.standard_normal(n) * 1e-42
+        for bad in (np.inf, -np.inf, np.nan):
+            x = rng.standard_normal(n)
+            x[rng.integers(0, n, 3)] = bad
+            yield f"with {bad}", x
+
+
+@pytest.mark.skipif(not os.environ.get("FASTQ_GGML_CHECKOUT"),
+                    reason="set FASTQ_GGML_CHECKOUT to a ggml or llama.cpp checkout (and have "
+                           "gcc) to test random inputs against the C reference")
+def test_kquants_random_equal_llama_cpp_reference(tmp_path):
+    import ctypes
+    import importlib.util
+
+    from fastq.kernels.cpu.blocks import kquants
+    spec = importlib.util.spec_from_file_location(
+        "gen_kquant_vectors", os.path.join(os.path.dirname(VECTORS), "gen_kquant_vectors.py"))
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    lib = gen.build(os.environ["FASTQ_GGML_CHECKOUT"], str(tmp_path))
+    for name, x in random_kquant_inputs(np.random.default_rng(2026)):
+        x = np.ascontiguousarray(x, np.float32)
+        for fmt in KQUANTS:
+            ref = np.zeros(x.size // 256 * gen.BLOCK_BYTES[fmt], np.uint8)
+            getattr(lib, f"quantize_row_{fmt}_ref")(
+                x.ctypes.data_as(ctypes.c_void_p), ref.ctypes.data_as(ctypes.c_void_p),
+                ctypes.c_int64(x.size))
+            # (the kernel itself: fq.quantize refuses NaN and float16 overflow, which C writes)
+            got = np.zeros_like(ref)
+            with np.errstate(all="ignore"):
+                kquants.quantize(x, KQUANTS.index(fmt), got)
+            assert np.array_equal(got, ref), (fmt, name, x.size)
