@@ -119,7 +119,9 @@ def inputs(seed=12345):
     named["offset"] = 5 + 0.01 * rng.standard_normal(n)  # a min far from 0 (q2_K's dmin)
     named["grid_q3"] = rng.integers(-4, 4, n) * 0.5  # q3_K's own grid: ties and exact fits
     # sub-blocks of 16 whose magnitudes span six decades (the 4/6-bit sub-block scales)
-    named["decades"] = rng.standard_normal(n) * np.repeat(10.0 ** rng.uniform(-3, 3, n // 16), 16)
+    # (two super-blocks: the inputs together stay an even number of them)
+    named["decades"] = (rng.standard_normal(2 * n)
+                        * np.repeat(10.0 ** rng.uniform(-3, 3, n // 8), 16))
     return named
 
 

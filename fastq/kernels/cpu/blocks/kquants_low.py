@@ -258,11 +258,15 @@ def _q2_k(x, i0, out, o, L, scales, mins):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _q3_k(x, i0, out, o, L, scales):
     """The rest of one q3_K super-block once its sub-blocks' ``make_q3_quants`` results
-    are in ``scales`` and ``L``; returns whether d is not a finite float16."""
+    are in ``scales`` and ``L``; returns whether d is not a finite float16, or a
+    sub-block's scale is not finite (C's sums of ``x^2 * x * l`` overflowed, from about
+    1e12 up: C then drops the sub-block and may write d = 0)."""
     max_scale = np.float32(0.0)
     amax = np.float32(0.0)
+    lost = False
     for j in range(16):
         s = abs(scales[j])
+        lost |= not s < np.inf
         if s > amax:
             amax = s
             max_scale = scales[j]
@@ -296,7 +300,7 @@ def _q3_k(x, i0, out, o, L, scales):
     for j in range(256):
         L[j] &= 3
     _pack_2bit(L, out, o + 32)
-    return (dh & 0x7C00) == 0x7C00
+    return (dh & 0x7C00) == 0x7C00 or lost
 
 
 @njit(cache=True, nogil=True, inline="always")
