@@ -33,7 +33,7 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import local_block, unmanaged
+from ..word import add, local_block, sub, unmanaged
 from .ggml import get_half, half_bits, put_half
 from .kquant_search import clamp, nearest_int, nearest_int32
 
@@ -158,7 +158,9 @@ def make_q3_lanes(xt, L, nmax, nk, scales):
     sl2 = local_block(xt, 64)
     took = local_block(xt, 64)
     zero = np.float32(0.0)
-    lo_l, hi_l = np.int32(-nmax), np.int32(nmax - 1)
+    # (int32 throughout, word.add/sub: an int64 converts to float32 a lane at a time)
+    lo_l, hi_l, off = np.int32(-nmax), np.int32(nmax - 1), np.int32(nmax)
+    one, none = np.int32(1), np.int32(0)
     for k in range(nk):
         big[k] = zero
         amax[k] = zero
@@ -177,18 +179,18 @@ def make_q3_lanes(xt, L, nmax, nk, scales):
         for k in range(nk):
             v = xt[nk * i + k]
             l = max(lo_l, min(hi_l, nearest_int32(iscale[k] * v)))
-            L[nk * i + k] = l + nmax
+            L[nk * i + k] = add(l, off)
             w = v * v
             fl = np.float32(l)
             slx[k] += w * v * fl
             sl2[k] += w * fl * fl
     for _ in range(5):
-        changed = 0
+        changed = np.int32(0)
         for i in range(16):
             for k in range(nk):
                 v = xt[nk * i + k]
                 w = v * v
-                li = np.int32(L[nk * i + k]) - nmax
+                li = sub(np.int32(L[nk * i + k]), off)
                 fli = np.float32(li)
                 s_lx = slx[k] - w * v * fli
                 s_l2 = sl2[k] - w * fli * fli
@@ -199,10 +201,10 @@ def make_q3_lanes(xt, L, nmax, nk, scales):
                 # C: if (slx > 0) ... if (new_l != L[i]) ... if (sl2 > 0 && better) take
                 take = ((s_lx > 0) & (new_l != li) & (n_l2 > 0)
                         & (n_lx * n_lx * sl2[k] > slx[k] * slx[k] * n_l2))
-                L[nk * i + k] = new_l + nmax if take else L[nk * i + k]
+                L[nk * i + k] = add(new_l, off) if take else L[nk * i + k]
                 slx[k] = n_lx if take else slx[k]
                 sl2[k] = n_l2 if take else sl2[k]
-                changed += np.int32(1) if take else np.int32(0)
+                changed = add(changed, one if take else none)
         if changed == 0:
             break
     for k in range(nk):  # GROUP_MAX_EPS: an all-zero sub-block (C returns before all this)
@@ -215,17 +217,18 @@ def make_q3_lanes(xt, L, nmax, nk, scales):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _q2_k(x, i0, out, o, L, scales, mins):
-    """The rest of one q2_K super-block once its sub-blocks' ``make_qkx2_quants``
-    results are in ``scales``, ``mins`` and ``L``; returns whether d or dmin is not a
-    finite float16."""
+def _q2_scales(scales, mins, s0, out, o, dl, ml):
+    """q2_K's scale bytes and float16 ``d``/``dmin`` of one super-block from its
+    sub-blocks' ``make_qkx2_quants`` results ``scales[s0:s0+16]``, ``mins[s0:s0+16]``;
+    each sub-block's ``d * sc`` and ``dmin * m`` into ``dl``, ``ml`` (same index).
+    Returns whether d or dmin is not a finite float16."""
     max_scale = np.float32(0.0)
     max_min = np.float32(0.0)
     for j in range(16):
-        if scales[j] > max_scale:
-            max_scale = scales[j]
-        if mins[j] > max_min:
-            max_min = mins[j]
+        if scales[s0 + j] > max_scale:
+            max_scale = scales[s0 + j]
+        if mins[s0 + j] > max_min:
+            max_min = mins[s0 + j]
     q4scale = np.float32(15.0)
     dh = mh = 0
     for j in range(16):
@@ -233,43 +236,39 @@ def _q2_k(x, i0, out, o, L, scales, mins):
     if max_scale > 0:
         iscale = q4scale / max_scale
         for j in range(16):
-            out[o + j] = nearest_int(iscale * scales[j]) & 0xFF
+            out[o + j] = nearest_int(iscale * scales[s0 + j]) & 0xFF
         dh = half_bits(max_scale / q4scale)
     if max_min > 0:
         iscale = q4scale / max_min
         for j in range(16):
-            out[o + j] |= (nearest_int(iscale * mins[j]) << 4) & 0xFF
+            out[o + j] |= (nearest_int(iscale * mins[s0 + j]) << 4) & 0xFF
         mh = half_bits(max_min / q4scale)
     put_half(out, o + 80, dh)
     put_half(out, o + 82, mh)
     d_all = get_half(out, o + 80)
     m_all = get_half(out, o + 82)
     for j in range(16):
-        d = d_all * np.float32(np.int64(out[o + j]) & 0xF)
-        if d == 0:
-            continue
-        dm = m_all * np.float32(np.int64(out[o + j]) >> 4)
-        for ii in range(16):
-            L[16 * j + ii] = clamp(nearest_int((x[i0 + 16 * j + ii] + dm) / d), 0, 3)
-    _pack_2bit(L, out, o + 16)
+        dl[s0 + j] = d_all * np.float32(np.int64(out[o + j]) & 0xF)
+        ml[s0 + j] = m_all * np.float32(np.int64(out[o + j]) >> 4)
     return (dh & 0x7C00) == 0x7C00 or (mh & 0x7C00) == 0x7C00
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _q3_k(x, i0, out, o, L, scales):
-    """The rest of one q3_K super-block once its sub-blocks' ``make_q3_quants`` results
-    are in ``scales`` and ``L``; returns whether d is not a finite float16, or a
+def _q3_scales(scales, s0, out, o, dl, ml):
+    """q3_K's 12 scale bytes and float16 ``d`` of one super-block from its sub-blocks'
+    ``make_q3_quants`` scales ``scales[s0:s0+16]``; each sub-block's ``d * sc`` into
+    ``dl`` and 0 into ``ml``.  Returns whether d is not a finite float16, or a
     sub-block's scale is not finite (C's sums of ``x^2 * x * l`` overflowed, from about
     1e12 up: C then drops the sub-block and may write d = 0)."""
     max_scale = np.float32(0.0)
     amax = np.float32(0.0)
     lost = False
     for j in range(16):
-        s = abs(scales[j])
-        lost |= not s < np.inf
-        if s > amax:
-            amax = s
-            max_scale = scales[j]
+        a = abs(scales[s0 + j])
+        lost |= not a < np.inf
+        if a > amax:
+            amax = a
+            max_scale = scales[s0 + j]
     sb = o + 96
     for j in range(12):
         out[sb + j] = 0
@@ -277,7 +276,8 @@ def _q3_k(x, i0, out, o, L, scales):
     if max_scale != 0:
         iscale = np.float32(-32.0) / max_scale
         for j in range(16):
-            l = clamp(np.int64(np.int8(nearest_int(iscale * scales[j]) & 0xFF)), -32, 31) + 32
+            l = nearest_int(iscale * scales[s0 + j])
+            l = clamp(np.int64(np.int8(l & 0xFF)), -32, 31) + 32  # (C's int -> int8_t)
             if j < 8:
                 out[sb + j] = l & 0xF
             else:
@@ -287,20 +287,37 @@ def _q3_k(x, i0, out, o, L, scales):
     put_half(out, o + 108, dh)
     d_all = get_half(out, o + 108)
     for j in range(16):
-        d = d_all * np.float32(_q3_scale(out, sb, j))
-        if d == 0:
-            continue
-        for ii in range(16):
-            L[16 * j + ii] = clamp(nearest_int(x[i0 + 16 * j + ii] / d), -4, 3) + 4
-    for m in range(32):  # the high bit of element j: bit j // 32 of hmask[j % 32]
+        dl[s0 + j] = d_all * np.float32(_q3_scale(out, sb, j))
+        ml[s0 + j] = np.float32(0.0)
+    return (dh & 0x7C00) == 0x7C00 or lost
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _requantize_lanes(xt, L, dl, ml, lo, hi, offset, nk):
+    """C's last code pass, lane ``k`` a sub-block: where ``dl[k] != 0``, ``L = clamp(
+    nearest_int((x + ml[k]) / dl[k]), lo, hi) + offset`` (q2_K ``(x + dm) / d`` in 0..3;
+    q3_K ``x / d`` in -4..3, plus 4, with ``ml = 0``: ``x + 0`` is ``x`` but for the sign
+    of a zero, which rounds to code 0 either way); elsewhere the search's codes stay.
+    As lanes, the divisions run as vectors."""
+    lo, hi, offset = np.int32(lo), np.int32(hi), np.int32(offset)
+    for i in range(16):
+        for k in range(nk):
+            d = dl[k]
+            l = max(lo, min(hi, nearest_int32((xt[nk * i + k] + ml[k]) / d)))
+            L[nk * i + k] = add(l, offset) if d != 0 else L[nk * i + k]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pack_q3_high(L, out, o):
+    """q3_K's hmask: bit ``j // 32`` of byte ``j % 32`` is the high bit of code ``j``
+    (C: ``if (L[j] > 3) { hmask[m] |= hm; L[j] -= 4; }``); ``L`` keeps the low 2 bits."""
+    for m in range(32):
         h = 0
         for bit in range(8):
             h |= (np.int64(L[32 * bit + m]) >> 2) << bit
         out[o + m] = h
     for j in range(256):
         L[j] &= 3
-    _pack_2bit(L, out, o + 32)
-    return (dh & 0x7C00) == 0x7C00 or lost
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -339,10 +356,9 @@ def _quantize_blocks(x, kind, b0, b1, out):
     weights ``x^2`` turn inf into NaN sums, which lose the sub-block)."""
     x, out = unmanaged(x), unmanaged(out)
     L = local_block(out, 256)
-    scales = local_block(x, 16)
-    mins = local_block(x, 16)
     xt, wt, lt = local_block(x, 1024), local_block(x, 1024), local_block(out, 1024)
     g_scales, g_mins = local_block(x, 64), local_block(x, 64)
+    dl, ml = local_block(x, 64), local_block(x, 64)
     nbytes = block_bytes(kind)
     nan = ovf = 0
     for g0 in range(b0, b1, 4):
@@ -360,17 +376,26 @@ def _quantize_blocks(x, kind, b0, b1, out):
             make_q3_lanes(xt, lt, 4, nk, g_scales)
         for s in range(ns):
             b = g0 + s
+            if kind == 0:
+                over = _q2_scales(g_scales, g_mins, 16 * s, out, b * nbytes, dl, ml)
+            else:
+                over = _q3_scales(g_scales, 16 * s, out, b * nbytes, dl, ml)
+            bad, inf = _block_flags(x, b * 256)
+            nan, ovf = nan + bad, ovf + ((over or inf) and not bad)
+        if kind == 0:
+            _requantize_lanes(xt, lt, dl, ml, 0, 3, 0, nk)
+        else:
+            _requantize_lanes(xt, lt, dl, ml, -4, 3, 4, nk)
+        for s in range(ns):
+            o = (g0 + s) * nbytes
             for j in range(16):
-                scales[j] = g_scales[16 * s + j]
-                mins[j] = g_mins[16 * s + j]
                 for i in range(16):
                     L[16 * j + i] = lt[nk * i + 16 * s + j]
-            bad, inf = _block_flags(x, b * 256)
             if kind == 0:
-                over = _q2_k(x, b * 256, out, b * nbytes, L, scales, mins)
+                _pack_2bit(L, out, o + 16)
             else:
-                over = _q3_k(x, b * 256, out, b * nbytes, L, scales)
-            nan, ovf = nan + bad, ovf + ((over or inf) and not bad)
+                _pack_q3_high(L, out, o)
+                _pack_2bit(L, out, o + 32)
     return nan, ovf
 
 
