@@ -33,7 +33,7 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import add, local_block, sub, unmanaged
+from ..word import add, band, local_block, shl, shr, sub, unmanaged
 from .ggml import get_half, half_bits, put_half
 from .kquant_search import clamp, nearest_int, nearest_int32
 
@@ -413,34 +413,53 @@ def _quantize_parallel(x, kind, out, nchunks):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _dequantize_blocks(data, kind, b0, b1, out):
     """``dequantize_row_q2_K`` / ``dequantize_row_q3_K``: q2_K ``(d * sc) * q - dmin *
-    m``, q3_K ``(d * sc) * (q - 4)``, in float32 (``gguf.quants``' order)."""
+    m``, q3_K ``(d * sc) * (q - 4)``, in float32 (``gguf.quants``' order).  Sub-block
+    ``j`` (elements ``16 j..``) has its 2-bit codes at bit ``2 * (j % 8 // 2)`` of the
+    code bytes ``32 * (j // 8) + 16 * (j % 2)..`` and q3_K's high bits at bit ``j // 2``
+    of hmask bytes ``16 * (j % 2)..``.  (int32 throughout, word.shr/band: the element
+    loops vectorize.)"""
     data, out = unmanaged(data), unmanaged(out)
-    nbytes = block_bytes(kind)
+    if kind == 0:
+        _dequantize_q2(data, b0, b1, out)
+    else:
+        _dequantize_q3(data, b0, b1, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _dequantize_q2(data, b0, b1, out):
+    three = np.int32(3)
     for b in range(b0, b1):
-        o, y = b * nbytes, b * 256
-        if kind == 0:
-            d_all = get_half(data, o + 80)
-            m_all = get_half(data, o + 82)
-        else:
-            d_all = get_half(data, o + 108)
-        for j in range(16):  # sub-block j: elements 16 j.. of the super-block
-            if kind == 0:
-                sc = np.int64(data[o + j])
-                dl = d_all * np.float32(sc & 0xF)
-                ml = m_all * np.float32(sc >> 4)
-            else:
-                dl = d_all * np.float32(_q3_scale(data, o + 96, j))
-                ml = np.float32(0.0)
-            half, quarter = j // 8, (j % 8) // 2
-            q = o + (16 if kind == 0 else 32) + 32 * half + 16 * (j % 2)
+        o, y = b * 84, b * 256
+        d_all = get_half(data, o + 80)
+        m_all = get_half(data, o + 82)
+        for j in range(16):
+            sc = np.int64(data[o + j])
+            dl = d_all * np.float32(sc & 0xF)
+            ml = m_all * np.float32(sc >> 4)
+            q = o + 16 + 32 * (j // 8) + 16 * (j % 2)
+            shift = np.int32(2 * ((j % 8) // 2))
             for l in range(16):
-                code = (np.int32(data[q + l]) >> (2 * quarter)) & 3
-                if kind == 0:
-                    out[y + 16 * j + l] = dl * np.float32(code) - ml
-                else:
-                    m = 16 * (j % 2) + l  # (element 16 j + l sits at hmask[m], bit j // 2)
-                    high = (np.int32(data[o + m]) >> (j // 2)) & 1
-                    out[y + 16 * j + l] = dl * np.float32(code - 4 * (1 - high))
+                code = band(shr(np.int32(data[q + l]), shift), three)
+                out[y + 16 * j + l] = dl * np.float32(code) - ml
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _dequantize_q3(data, b0, b1, out):
+    three, one, four = np.int32(3), np.int32(1), np.float32(4.0)
+    for b in range(b0, b1):
+        o, y = b * 110, b * 256
+        d_all = get_half(data, o + 108)
+        for j in range(16):
+            dl = d_all * np.float32(_q3_scale(data, o + 96, j))
+            q = o + 32 + 32 * (j // 8) + 16 * (j % 2)
+            h = o + 16 * (j % 2)
+            shift, bit = np.int32(2 * ((j % 8) // 2)), np.int32(j // 2)
+            for l in range(16):
+                low = band(shr(np.int32(data[q + l]), shift), three)
+                high = band(shr(np.int32(data[h + l]), bit), one)
+                # (C: q - (hmask bit ? 0 : 4); the float difference of small integers
+                # is exact)
+                out[y + 16 * j + l] = dl * (np.float32(low | shl(high, np.int32(2))) - four)
 
 
 @njit(parallel=True, cache=True, nogil=True)
