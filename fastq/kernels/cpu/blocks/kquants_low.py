@@ -145,12 +145,47 @@ def make_qkx2_mad_lanes(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _q3_pass(xt, L, slx, sl2, moved, nmax, nk):
+    """One pass of ``make_q3_quants``' code moves over ``nk`` lanes (element ``i`` of lane
+    ``k`` at ``nk * i + k``; ``L`` holds ``l + nmax``, ``slx``/``sl2`` each lane's
+    ``sum(w x l)``/``sum(w l^2)``, ``w = x^2``); ``moved[k]`` says whether lane ``k``
+    changed; returns how many moves were taken.  Each element in C's order and
+    arithmetic: ``slx - w x l`` (the others' sums), the new code ``nearest_int(x * sl2 /
+    slx)``, taken where ``slx > 0``, it differs, and ``sum^2 / sum_l2`` grows."""
+    lo_l, hi_l, off = np.int32(-nmax), np.int32(nmax - 1), np.int32(nmax)
+    one, none = np.int32(1), np.int32(0)
+    changed = np.int32(0)
+    for k in range(nk):
+        moved[k] = np.float32(0.0)
+    for i in range(16):
+        for k in range(nk):
+            v = xt[nk * i + k]
+            w = v * v
+            li = sub(np.int32(L[nk * i + k]), off)
+            fli = np.float32(li)
+            s_lx = slx[k] - w * v * fli
+            s_l2 = sl2[k] - w * fli * fli
+            new_l = max(lo_l, min(hi_l, nearest_int32(v * s_l2 / s_lx)))
+            fnew = np.float32(new_l)
+            n_lx = s_lx + w * v * fnew
+            n_l2 = s_l2 + w * fnew * fnew
+            # C: if (slx > 0) ... if (new_l != L[i]) ... if (sl2 > 0 && better) take
+            take = ((s_lx > 0) & (new_l != li) & (n_l2 > 0)
+                    & (n_lx * n_lx * sl2[k] > slx[k] * slx[k] * n_l2))
+            L[nk * i + k] = add(new_l, off) if take else L[nk * i + k]
+            slx[k] = n_lx if take else slx[k]
+            sl2[k] = n_l2 if take else sl2[k]
+            moved[k] = np.float32(1.0) if take else moved[k]
+            changed = add(changed, one if take else none)
+    return changed
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def make_q3_lanes(xt, L, nmax, nk, scales):
     """``make_q3_quants(16, nmax, x_k, L_k, do_rmse=true)`` for ``nk`` (at most 64)
     sub-blocks ``k`` at once, element ``i`` of sub-block ``k`` at ``nk * i + k`` in ``xt``
     and ``L`` (``l + nmax``; 0 for an all-zero sub-block), the scales into ``scales``.
-    C stops its passes at the first one that changes nothing; a pass after it would
-    change nothing either, so the lanes run until no lane changes (5 at most)."""
+    (C's passes: ``_q3_pass``.)"""
     big = local_block(xt, 64)
     amax = local_block(xt, 64)
     iscale = local_block(xt, 64)
@@ -160,7 +195,6 @@ def make_q3_lanes(xt, L, nmax, nk, scales):
     zero = np.float32(0.0)
     # (int32 throughout, word.add/sub: an int64 converts to float32 a lane at a time)
     lo_l, hi_l, off = np.int32(-nmax), np.int32(nmax - 1), np.int32(nmax)
-    one, none = np.int32(1), np.int32(0)
     for k in range(nk):
         big[k] = zero
         amax[k] = zero
@@ -184,29 +218,33 @@ def make_q3_lanes(xt, L, nmax, nk, scales):
             fl = np.float32(l)
             slx[k] += w * v * fl
             sl2[k] += w * fl * fl
-    for _ in range(5):
-        changed = np.int32(0)
-        for i in range(16):
-            for k in range(nk):
-                v = xt[nk * i + k]
-                w = v * v
-                li = sub(np.int32(L[nk * i + k]), off)
-                fli = np.float32(li)
-                s_lx = slx[k] - w * v * fli
-                s_l2 = sl2[k] - w * fli * fli
-                new_l = max(lo_l, min(hi_l, nearest_int32(v * s_l2 / s_lx)))
-                fnew = np.float32(new_l)
-                n_lx = s_lx + w * v * fnew
-                n_l2 = s_l2 + w * fnew * fnew
-                # C: if (slx > 0) ... if (new_l != L[i]) ... if (sl2 > 0 && better) take
-                take = ((s_lx > 0) & (new_l != li) & (n_l2 > 0)
-                        & (n_lx * n_lx * sl2[k] > slx[k] * slx[k] * n_l2))
-                L[nk * i + k] = add(new_l, off) if take else L[nk * i + k]
-                slx[k] = n_lx if take else slx[k]
-                sl2[k] = n_l2 if take else sl2[k]
-                changed = add(changed, one if take else none)
-        if changed == 0:
-            break
+    # C stops at a sub-block's first pass that changes nothing, and a pass after that
+    # would change nothing either: most sub-blocks settle in one pass, so the lanes that
+    # still moved are gathered and only they run the (up to 4) passes after it
+    moved = local_block(xt, 64)
+    if _q3_pass(xt, L, slx, sl2, moved, nmax, nk):
+        idx = local_block(L, 64)
+        na = 0
+        for k in range(nk):
+            if moved[k] != 0:
+                idx[na] = k
+                na += 1
+        cx, cl = local_block(xt, 1024), local_block(L, 1024)
+        cslx, csl2 = local_block(xt, 64), local_block(xt, 64)
+        for a in range(na):
+            k = np.int64(idx[a])
+            cslx[a], csl2[a] = slx[k], sl2[k]
+            for i in range(16):
+                cx[na * i + a] = xt[nk * i + k]
+                cl[na * i + a] = L[nk * i + k]
+        for _ in range(4):
+            if not _q3_pass(cx, cl, cslx, csl2, moved, nmax, na):
+                break
+        for a in range(na):
+            k = np.int64(idx[a])
+            slx[k], sl2[k] = cslx[a], csl2[a]
+            for i in range(16):
+                L[nk * i + k] = cl[na * i + a]
     for k in range(nk):  # GROUP_MAX_EPS: an all-zero sub-block (C returns before all this)
         flat = amax[k] < np.float32(1e-15)
         scales[k] = zero if flat or not sl2[k] > 0 else slx[k] / sl2[k]
@@ -300,11 +338,13 @@ def _requantize_lanes(xt, L, dl, ml, lo, hi, offset, nk):
     of a zero, which rounds to code 0 either way); elsewhere the search's codes stay.
     As lanes, the divisions run as vectors."""
     lo, hi, offset = np.int32(lo), np.int32(hi), np.int32(offset)
+    ratio = local_block(xt, 64)
     for i in range(16):
+        for k in range(nk):  # (the divisions alone in a loop: it vectorizes)
+            ratio[k] = (xt[nk * i + k] + ml[k]) / dl[k]
         for k in range(nk):
-            d = dl[k]
-            l = max(lo, min(hi, nearest_int32((xt[nk * i + k] + ml[k]) / d)))
-            L[nk * i + k] = add(l, offset) if d != 0 else L[nk * i + k]
+            l = max(lo, min(hi, nearest_int32(ratio[k])))
+            L[nk * i + k] = add(l, offset) if dl[k] != 0 else L[nk * i + k]
 
 
 @njit(cache=True, nogil=True, inline="always")
