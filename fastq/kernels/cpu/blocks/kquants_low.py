@@ -33,7 +33,7 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import add, band, local_block, shl, shr, sub, unmanaged
+from ..word import add, as_bits, band, local_block, shl, shr, sub, unmanaged
 from .ggml import get_half, half_bits, put_half
 from .kquant_search import clamp, nearest_int, nearest_int32
 
@@ -380,13 +380,12 @@ def _q3_scale(data, sb, j):
 
 @njit(cache=True, nogil=True, inline="always")
 def _block_flags(x, i0):
-    """Whether the super-block at ``i0`` holds a NaN, and whether it holds an inf."""
-    nan = inf = False
+    """Whether the super-block at ``i0`` holds a NaN, and (when it holds none) whether it
+    holds an inf: from the largest magnitude's bits, one max reduction that vectorizes."""
+    top = np.uint32(0)
     for i in range(256):
-        v = x[i0 + i]
-        nan |= v != v
-        inf |= abs(v) == np.inf
-    return nan, inf
+        top = max(top, band(as_bits(x[i0 + i]), np.uint32(0x7FFFFFFF)))
+    return top > np.uint32(0x7F800000), top == np.uint32(0x7F800000)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
