@@ -134,6 +134,17 @@ def test_ggml_nan_and_overflow_like_cpu(cuda, dtype, rng):
         fq.quantize(cuda.to_device(np.ones(48, np.float32)), dtype)
 
 
+@pytest.mark.parametrize("dtype", ["q2_K", "q3_K"])
+def test_cpu_only_ggml_formats_refuse_the_gpu(cuda, dtype):
+    x = np.ones((2, 256), np.float32)
+    with pytest.raises(ValueError, match="CPU only"):
+        fq.quantize(x, dtype, backend="cuda")
+    with pytest.raises(ValueError, match="CPU only"):
+        fq.quantize(cuda.to_device(x), dtype)
+    with pytest.raises(ValueError, match="CPU only"):
+        fq.dequantize(fq.quantize(x, dtype), backend="cuda")
+
+
 @pytest.mark.parametrize("dtype", MICRO)
 def test_microscale_matches_cpu(cuda, dtype, rng):
     x = block_input(rng, 64, rows=3)

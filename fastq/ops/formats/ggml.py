@@ -1,5 +1,5 @@
 """GGML block formats (llama.cpp's): legacy "q8_0", "q4_0", "q4_1", "q5_0", "q5_1" and
-K-quants "q4_K", "q5_K", "q6_K".
+K-quants "q2_K", "q3_K", "q4_K", "q5_K", "q6_K".
 
 ``qt.data`` is the GGML block bytes: uint8 of shape ``x.shape[:-1] + (nblocks *
 block_bytes,)``, the blocks of each row along the last axis, exactly the array that
@@ -8,13 +8,14 @@ file holds).  Blocks run along the last axis, which must be a multiple of the bl
 (32 elements; 256 for the K-quants).  The scales live inside the blocks
 (``SCALES_IN_DATA``): ``qt.scale`` and ``qt.zero_point`` are None and
 ``qt.bits_per_element`` counts them (q8_0 8.5, q4_0 4.5, q4_1 5, q5_0 5.5, q5_1 6,
-q4_K 4.5, q5_K 5.5, q6_K 6.5625).
+q2_K 2.625, q3_K 3.4375, q4_K 4.5, q5_K 5.5, q6_K 6.5625).
 
 Legacy formats are byte for byte ``gguf.quants.quantize`` (the NumPy port of llama.cpp's
 ``quantize_row_q4_0_ref`` etc.) of the float32 input; K-quants byte for byte llama.cpp's
 ``quantize_row_q4_K_ref`` etc. (no importance matrix).  ``fq.dequantize`` equals
 ``gguf.quants.dequantize`` bit for bit.  The formulas are stated in
-``fastq.kernels.cpu.blocks.ggml`` and ``fastq.kernels.cpu.blocks.kquants``.
+``fastq.kernels.cpu.blocks.ggml``, ``fastq.kernels.cpu.blocks.kquants`` and
+``fastq.kernels.cpu.blocks.kquants_low`` (q2_K, q3_K).
 """
 import numpy as np
 
@@ -46,8 +47,19 @@ LAYOUTS = {
     "q4_K": Layout("blocks.kquants", 0, 256, 144),
     "q5_K": Layout("blocks.kquants", 1, 256, 176),
     "q6_K": Layout("blocks.kquants", 2, 256, 210),
+    "q2_K": Layout("blocks.kquants_low", 0, 256, 84),
+    "q3_K": Layout("blocks.kquants_low", 1, 256, 110),
 }
 NAN_POLICIES = ("raise", "ignore")
+GPU_FAMILIES = ("blocks.ggml", "blocks.kquants")  # the kernel families with CUDA twins
+
+
+def _on_gpu(run, dtype):
+    """Whether ``run`` is the GPU, refusing the formats whose kernels are CPU-only."""
+    if run.on_gpu and LAYOUTS[dtype].family not in GPU_FAMILIES:
+        raise ValueError(f"{dtype!r} runs on the CPU only: pass a host array with "
+                         "backend='cpu' or 'auto'")
+    return run.on_gpu
 
 
 def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
@@ -88,7 +100,7 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
                              f"{default!r}, got {value!r}")
     nan_policy = checks.check_choice(nan_policy, "nan_policy", NAN_POLICIES)
     run = select(backend, x)
-    if run.on_gpu:
+    if _on_gpu(run, dtype):
         return device_paths.ggml_quantize(x, dtype, layout, nan_policy, run)
     x = checks.as_float_array(x)
     if x.ndim == 0 or x.shape[-1] % layout.block:
@@ -125,7 +137,7 @@ def dequantize(qt, backend="auto"):
     """float32 values of ``qt``, of ``qt.shape``: ``gguf.quants.dequantize`` bit for bit
     (``d * q`` / ``d * q + m`` per block in float32; K-quants ``(d * sc) * q - dmin * m``)."""
     run = select(backend, qt.data)
-    if run.on_gpu:
+    if _on_gpu(run, qt.dtype):
         return device_paths.ggml_dequantize(qt, LAYOUTS[qt.dtype], run)
     layout, data = _check(qt)
     out = np.empty(qt.shape, np.float32)
@@ -137,7 +149,8 @@ def dequantize(qt, backend="auto"):
 def codes(qt):
     """Each element's code as stored, in ``qt.shape``: q8_0 int8; the others uint8, the
     unsigned code (q4_0 0..15 meaning ``code - 8``, q5_0 0..31 meaning ``code - 16``,
-    q4_1/q5_1 and K-quants ``code * scale + min``, q6_K 0..63 meaning ``code - 32``)."""
+    q4_1/q5_1 and K-quants ``code * scale + min``, q6_K 0..63 meaning ``code - 32``,
+    q2_K 0..3, q3_K 0..7 meaning ``code - 4``)."""
     layout, data = _check(qt)
     out = np.empty(qt.shape, np.uint8)
     if out.size:
