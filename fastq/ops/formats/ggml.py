@@ -20,6 +20,7 @@ import numpy as np
 
 from ...backend import select
 from ...core import checks
+from ...runtime import pool
 from ..qtensor import QTensor
 
 SCALES_IN_DATA = True
@@ -99,8 +100,9 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
         raise ValueError(f"x's last axis must be a multiple of the block size "
                          f"{layout.block} for {dtype!r}, got shape {x.shape}")
     nblocks = x.size // layout.block
-    data = np.empty(x.shape[:-1] + (x.shape[-1] // layout.block * layout.block_bytes,),
-                    np.uint8)
+    # (large outputs from the pool: a fresh mapping's page faults cost more than the kernel)
+    data = pool.host_array(x.shape[:-1] + (x.shape[-1] // layout.block * layout.block_bytes,),
+                           np.uint8)
     if nblocks:
         flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
         nan, overflow = run.kernels(layout.family).quantize(flat, layout.kind,
@@ -130,7 +132,7 @@ def dequantize(qt, backend="auto"):
     (``d * q`` / ``d * q + m`` per block in float32; K-quants ``(d * sc) * q - dmin * m``)."""
     layout, data = _check(qt)
     run = _cpu(backend, qt.data)
-    out = np.empty(qt.shape, np.float32)
+    out = pool.host_array(qt.shape, np.float32)
     if out.size:
         run.kernels(layout.family).dequantize(data, layout.kind, out.reshape(-1))
     return out

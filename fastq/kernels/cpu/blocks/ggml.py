@@ -26,7 +26,8 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import as_bits, as_float, band, bor, bxor, shl, shr, sub, unmanaged
+from ..word import (add, as_bits, as_float, band, bor, bxor, local_block, shl, shr, sub,
+                    unmanaged)
 
 BLOCK = 32  # elements of a block (GGML's QK4_0 etc.; the kernels spell it out)
 # Elements from which a pass runs on the thread pool: a legacy block costs a few ns per
@@ -79,22 +80,24 @@ def half_value(h):
 @njit(cache=True, nogil=True, inline="always")
 def to_byte(v):
     """NumPy's (x86) float32 -> uint8 of ``trunc(v)``: the low byte of the int32
-    conversion (which truncates), 0 where that is undefined (NaN, inf, out of range)."""
-    if not (abs(v) < np.float32(2147483648.0)):
-        return np.uint8(0)
-    return np.uint8(np.int32(v) & np.int32(0xFF))
+    conversion (which truncates), 0 where that is undefined (NaN, inf, out of range).
+    (An undefined input is replaced by 0 before the conversion: selects, no branch, so
+    the loops around it vectorize.)"""
+    safe = v if abs(v) < np.float32(2147483648.0) else np.float32(0.0)
+    return np.uint8(band(np.int32(safe), np.int32(0xFF)))
 
 
 @njit(cache=True, nogil=True, inline="always")
 def round_away_byte(v):
     """The low byte of ``roundf(v)`` (half away from zero, exactly as
-    ``gguf.quants.np_roundf``), 0 where the conversion is undefined."""
+    ``gguf.quants.np_roundf``), 0 where the conversion is undefined (branch-free, as
+    ``to_byte``)."""
     a = abs(v)
-    if not (a < np.float32(2147483648.0)):
-        return np.uint8(0)
+    a = a if a < np.float32(2147483648.0) else np.float32(0.0)
     i = np.int32(a)  # trunc = floor for a >= 0; a - i is exact
-    i += np.int32(1) if a - np.float32(i) >= np.float32(0.5) else np.int32(0)
-    return np.uint8((-i if v < 0 else i) & np.int32(0xFF))
+    i = add(i, np.int32(1) if a - np.float32(i) >= np.float32(0.5) else np.int32(0))
+    i = sub(np.int32(0), i) if v < 0 else i
+    return np.uint8(band(i, np.int32(0xFF)))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -144,14 +147,14 @@ def _abs_max(xb, width):
         negative = u > mask
         pos = max(pos, np.uint32(0) if negative else a)
         neg = max(neg, a if negative else np.uint32(0))
-    if pos > neg:
-        return pos, as_float(pos)
-    if neg > pos:
-        return neg, as_float(bor(neg, np.uint32(0x80000000)))
-    for j in range(width):
-        if band(as_bits(xb[j]), mask) == pos:
-            return pos, xb[j]
-    return pos, xb[0]
+    top = max(pos, neg)
+    # (a select, not a branch: which sign wins is a coin flip on real data)
+    big = as_float(pos if pos > neg else bor(neg, np.uint32(0x80000000)))
+    if pos == neg:
+        for j in range(width):
+            if band(as_bits(xb[j]), mask) == top:
+                return top, xb[j]
+    return top, big
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -212,15 +215,28 @@ def _flags(top, dh, nan, ovf):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pack(ob, q0, j, lo, hi, qh, half, five):
+def _pack(ob, q0, j, lo, hi, qh, half, five, bit):
     """Byte ``j`` at ``q0``: the low nibbles of codes ``j`` (``lo``) and ``j + half``
-    (``hi``); for 5-bit codes their fifth bits go into ``qh`` at bits j and j + half.
-    (``band`` etc.: 8/32-bit lanes, where plain operators widen to 64.)"""
+    (``hi``); for 5-bit codes their fifth bits go into ``qh`` at bits j and j + half
+    (``bit[j]`` is ``1 << j``: a mask from a table, since shifts by the loop counter
+    vectorized into lane-by-lane inserts).  (``band`` etc.: 8/32-bit lanes, where plain
+    operators widen to 64.)"""
     ob[q0 + j] = bor(band(lo, np.uint8(0xF)), shl(hi, np.uint8(4)))
     if five:
-        qh = bor(qh, shl(np.uint32(shr(lo, np.uint8(4))), np.uint32(j)))
-        qh = bor(qh, shl(np.uint32(shr(hi, np.uint8(4))), np.uint32(j + half)))
+        zero = np.uint32(0)
+        qh = bor(qh, band(bit[j], sub(zero, np.uint32(shr(lo, np.uint8(4))))))
+        qh = bor(qh, band(bit[j + half], sub(zero, np.uint32(shr(hi, np.uint8(4))))))
     return qh
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bit_table(like, width):
+    """``[1 << j for j in range(width)]`` (uint32, ``width`` <= 32) on the stack;
+    ``like`` is any 4-byte array (its dtype types the stack slot)."""
+    bit = local_block(like, 32).view(np.uint32)
+    for j in range(width):
+        bit[j] = shl(np.uint32(1), np.uint32(j))
+    return bit
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -255,6 +271,7 @@ def _x_0_blocks(x, b0, b1, out, width, five):
     half = width // 2
     nbytes = half + (6 if five else 2)
     q0 = 6 if five else 2
+    bit = _bit_table(x, width)
     bias = nmax + np.float32(0.5)
     step = np.float32(-1.0) / nmax
     nan = ovf = 0
@@ -269,7 +286,7 @@ def _x_0_blocks(x, b0, b1, out, width, five):
         for j in range(half):
             lo = min(cap, to_byte(xb[j] * ident + bias))
             hi = min(cap, to_byte(xb[j + half] * ident + bias))
-            qh = _pack(ob, q0, j, lo, hi, qh, half, five)
+            qh = _pack(ob, q0, j, lo, hi, qh, half, five, bit)
         if five:
             _put_u32(ob, 2, qh)
         nan, ovf = _flags(top, dh, nan, ovf)
@@ -284,6 +301,7 @@ def _x_1_blocks(x, b0, b1, out, width, five):
     half = width // 2
     nbytes = half + (8 if five else 4)
     q0 = 8 if five else 4
+    bit = _bit_table(x, width)
     nan = ovf = 0
     for b in range(b0, b1):
         xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
@@ -298,7 +316,7 @@ def _x_1_blocks(x, b0, b1, out, width, five):
         for j in range(half):
             c0 = min(cap, to_byte((xb[j] - lo) * ident + np.float32(0.5)))
             c1 = min(cap, to_byte((xb[j + half] - lo) * ident + np.float32(0.5)))
-            qh = _pack(ob, q0, j, c0, c1, qh, half, five)
+            qh = _pack(ob, q0, j, c0, c1, qh, half, five, bit)
         if five:
             _put_u32(ob, 4, qh)
         nan, ovf = _flags(top, dh if (mh & 0x7FFF) != 0x7C00 else mh, nan, ovf)
@@ -340,6 +358,7 @@ def _x_dequantize_blocks(data, b0, b1, out, width, offset, with_min, five):
     nbytes = half + 2 + (2 if with_min else 0) + (4 if five else 0)
     off = np.int32(offset)
     low, four = np.int32(0xF), np.int32(4)
+    bit = _bit_table(out, width)
     for b in range(b0, b1):
         db, ob = data[b * nbytes:(b + 1) * nbytes], out[b * width:(b + 1) * width]
         d = get_half(db, 0)
@@ -354,10 +373,9 @@ def _x_dequantize_blocks(data, b0, b1, out, width, offset, with_min, five):
             byte = np.int32(db[q0 + j])
             lo = band(byte, low)
             hi = shr(byte, four)
-            if five:
-                lo = bor(lo, shl(np.int32(band(shr(qh, np.uint32(j)), np.uint32(1))), four))
-                hi = bor(hi, shl(np.int32(band(shr(qh, np.uint32(j + half)), np.uint32(1))),
-                                 four))
+            if five:  # (a mask from ``_bit_table``: see ``_pack``)
+                lo = bor(lo, np.int32(16) if band(qh, bit[j]) else np.int32(0))
+                hi = bor(hi, np.int32(16) if band(qh, bit[j + half]) else np.int32(0))
             if with_min:
                 ob[j] = d * np.float32(lo) + m
                 ob[j + half] = d * np.float32(hi) + m
