@@ -23,8 +23,8 @@ Each format is timed on the same float32 data (Gaussian, rows of 4096) by:
   ``fq.set_num_threads(1)`` and ``(2)``.
 
 The implementations run interleaved, ``--repeat`` rounds; each row reports the median
-of the process CPU time (``time.process_time``: what one core spent, the fair measure on a
-shared machine) and of the wall-clock time, Gelem/s of the CPU time, and fastq's speed
+of the CPU time (``time.thread_time``, the process's for "fastq 2T": what the cores
+spent, the fair measure on a shared machine) and of the wall-clock time, Gelem/s of the CPU time, and fastq's speed
 relative to the row (``ratio``: that row's CPU time over fastq 1T's; a format fastq
 lacks is timed against the C reference alone).  A ``copy`` row
 times ``np.copyto`` of half as many bytes as the float32 input and the block bytes
@@ -138,16 +138,20 @@ def c_call(fn, src, dst, n):
 
 
 def measure(impls, repeat):
-    """{name: (median CPU s, median wall s)}: each callable once per round, interleaved."""
+    """{name: (median CPU s, median wall s)}: each callable once per round, interleaved.
+    CPU time is the calling thread's (``time.thread_time``: idle worker threads of an
+    earlier parallel call cannot leak into it), the whole process's for the rows that
+    run on several threads (names ending in "2T")."""
     cpu = {k: [] for k in impls}
     wall = {k: [] for k in impls}
     for name, fn in impls.items():  # warm-up (compiles, first-touch of outputs)
         fn()
     for _ in range(repeat):
         for name, fn in impls.items():
-            c0, w0 = time.process_time(), time.perf_counter()
+            clock = time.process_time if name.endswith("2T") else time.thread_time
+            c0, w0 = clock(), time.perf_counter()
             fn()
-            cpu[name].append(time.process_time() - c0)
+            cpu[name].append(clock() - c0)
             wall[name].append(time.perf_counter() - w0)
     return {k: (statistics.median(cpu[k]), statistics.median(wall[k])) for k in impls}
 
