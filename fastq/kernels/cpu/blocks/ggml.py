@@ -26,7 +26,7 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import (add, as_bits, as_float, band, bor, bxor, local_block, shl, shr, sub,
+from ..word import (as_bits, as_float, band, bor, bxor, local_block, shl, shr, sub,
                     unmanaged)
 
 BLOCK = 32  # elements of a block (GGML's QK4_0 etc.; the kernels spell it out)
@@ -78,24 +78,28 @@ def half_value(h):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def to_byte(v):
-    """NumPy's (x86) float32 -> uint8 of ``trunc(v)``: the low byte of the int32
-    conversion (which truncates), 0 where that is undefined (NaN, inf, out of range).
-    (An undefined input is replaced by 0 before the conversion: selects, no branch, so
-    the loops around it vectorize.)"""
+def to_byte(v, cap):
+    """``min(cap, uint8(trunc(v)))`` as int32, with NumPy's (x86) float32 -> uint8: the
+    low byte of the int32 conversion (which truncates), 0 where that is undefined (NaN,
+    inf, out of range).  (An undefined input is replaced by 0 before the conversion:
+    selects, no branch, so the loops around it vectorize; int32 until the byte is
+    stored: narrowing lanes is the expensive step on AVX2, done once per packed byte.)"""
     safe = v if abs(v) < np.float32(2147483648.0) else np.float32(0.0)
-    return np.uint8(band(np.int32(safe), np.int32(0xFF)))
+    return min(cap, band(np.int32(safe), np.int32(0xFF)))
 
 
 @njit(cache=True, nogil=True, inline="always")
 def round_away_byte(v):
     """The low byte of ``roundf(v)`` (half away from zero, exactly as
     ``gguf.quants.np_roundf``), 0 where the conversion is undefined (branch-free, as
-    ``to_byte``)."""
+    ``to_byte``).  ``roundf(a) = trunc(a + 0.49999997)`` for ``a >= 0`` (the float32
+    just below 0.5: a fraction under 0.5 stays under 1 and one of 0.5 or more reaches
+    it, in round-to-nearest-even; above 2**23 the add rounds back to ``a``): checked
+    against the truncate-and-compare form on all 2**32 float32 values.  That form's
+    int-to-float round trip kept LLVM from vectorizing the loop."""
     a = abs(v)
     a = a if a < np.float32(2147483648.0) else np.float32(0.0)
-    i = np.int32(a)  # trunc = floor for a >= 0; a - i is exact
-    i = add(i, np.int32(1) if a - np.float32(i) >= np.float32(0.5) else np.int32(0))
+    i = np.int32(a + np.float32(0.49999997))
     i = sub(np.int32(0), i) if v < 0 else i
     return np.uint8(band(i, np.int32(0xFF)))
 
@@ -183,8 +187,9 @@ def _last_equal(xb, width, v):
 
 @njit(cache=True, nogil=True, inline="always")
 def _min_max(xb, width):
-    """``min`` and ``max`` of ``xb`` ignoring NaN, and of equal ones (+0 and -0) the last,
-    as NumPy's ``min``/``max`` reductions give them (C's ``v < min`` keeps the first).
+    """``min`` and ``max`` of ``xb`` ignoring NaN (and whether it holds one), and of
+    equal ones (+0 and -0) the last, as NumPy's ``min``/``max`` reductions give them
+    (C's ``v < min`` keeps the first).
     The search runs on order keys (``_order_key``: unsigned min/max, which vectorize;
     float min/max reductions do not without fast math); only a zero result needs the
     last-of-equal rule, by a scan."""
@@ -192,13 +197,15 @@ def _min_max(xb, width):
     hi_start = _order_key(np.float32(-3.4028234663852886e38))
     lo_key, hi_key = lo_start, hi_start
     mask, inf = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
+    nans = np.uint32(0)
     for j in range(width):  # (a NaN gives the start value: no change)
         nan = band(as_bits(xb[j]), mask) > inf
+        nans = bor(nans, np.uint32(1) if nan else np.uint32(0))
         k = _order_key(xb[j])
         lo_key = min(lo_key, lo_start if nan else k)
         hi_key = max(hi_key, hi_start if nan else k)
     return (_last_equal(xb, width, _from_key(lo_key)),
-            _last_equal(xb, width, _from_key(hi_key)))
+            _last_equal(xb, width, _from_key(hi_key)), nans != 0)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -221,11 +228,11 @@ def _pack(ob, q0, j, lo, hi, qh, half, five, bit):
     (``bit[j]`` is ``1 << j``: a mask from a table, since shifts by the loop counter
     vectorized into lane-by-lane inserts).  (``band`` etc.: 8/32-bit lanes, where plain
     operators widen to 64.)"""
-    ob[q0 + j] = bor(band(lo, np.uint8(0xF)), shl(hi, np.uint8(4)))
+    ob[q0 + j] = np.uint8(bor(band(lo, np.int32(0xF)), shl(hi, np.int32(4))))
     if five:
-        zero = np.uint32(0)
-        qh = bor(qh, band(bit[j], sub(zero, np.uint32(shr(lo, np.uint8(4))))))
-        qh = bor(qh, band(bit[j + half], sub(zero, np.uint32(shr(hi, np.uint8(4))))))
+        zero, four = np.uint32(0), np.int32(4)
+        qh = bor(qh, band(bit[j], sub(zero, np.uint32(shr(lo, four)))))
+        qh = bor(qh, band(bit[j + half], sub(zero, np.uint32(shr(hi, four)))))
     return qh
 
 
@@ -267,7 +274,7 @@ def _q8_0_blocks(x, b0, b1, out, width):
 def _x_0_blocks(x, b0, b1, out, width, five):
     """q4_0 (q5_0 when ``five``): ``trunc(x / d + 8.5)`` (16.5), ``d = max / -8`` (-16)."""
     nmax = np.float32(16.0) if five else np.float32(8.0)
-    cap = np.uint8(31) if five else np.uint8(15)
+    cap = np.int32(31) if five else np.int32(15)
     half = width // 2
     nbytes = half + (6 if five else 2)
     q0 = 6 if five else 2
@@ -284,8 +291,8 @@ def _x_0_blocks(x, b0, b1, out, width, five):
         ident = _inverse(d)
         qh = np.uint32(0)
         for j in range(half):
-            lo = min(cap, to_byte(xb[j] * ident + bias))
-            hi = min(cap, to_byte(xb[j + half] * ident + bias))
+            lo = to_byte(xb[j] * ident + bias, cap)
+            hi = to_byte(xb[j + half] * ident + bias, cap)
             qh = _pack(ob, q0, j, lo, hi, qh, half, five, bit)
         if five:
             _put_u32(ob, 2, qh)
@@ -297,7 +304,7 @@ def _x_0_blocks(x, b0, b1, out, width, five):
 def _x_1_blocks(x, b0, b1, out, width, five):
     """q4_1 (q5_1 when ``five``): ``trunc((x - min) / d + 0.5)``, ``d = (max - min) / 15``
     (31); a float16 minimum that overflows counts as an overflowing scale."""
-    cap = np.uint8(31) if five else np.uint8(15)
+    cap = np.int32(31) if five else np.int32(15)
     half = width // 2
     nbytes = half + (8 if five else 4)
     q0 = 8 if five else 4
@@ -305,8 +312,8 @@ def _x_1_blocks(x, b0, b1, out, width, five):
     nan = ovf = 0
     for b in range(b0, b1):
         xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
-        top = _abs_top(xb, width)
-        lo, hi = _min_max(xb, width)
+        lo, hi, has_nan = _min_max(xb, width)
+        top = np.uint32(0x7FC00000) if has_nan else np.uint32(0)  # (for ``_flags``)
         d = (hi - lo) / np.float32(cap)
         dh, mh = half_bits(d), half_bits(lo)
         put_half(ob, 0, dh)
@@ -314,8 +321,8 @@ def _x_1_blocks(x, b0, b1, out, width, five):
         ident = _inverse(d)
         qh = np.uint32(0)
         for j in range(half):
-            c0 = min(cap, to_byte((xb[j] - lo) * ident + np.float32(0.5)))
-            c1 = min(cap, to_byte((xb[j + half] - lo) * ident + np.float32(0.5)))
+            c0 = to_byte((xb[j] - lo) * ident + np.float32(0.5), cap)
+            c1 = to_byte((xb[j + half] - lo) * ident + np.float32(0.5), cap)
             qh = _pack(ob, q0, j, c0, c1, qh, half, five, bit)
         if five:
             _put_u32(ob, 4, qh)
