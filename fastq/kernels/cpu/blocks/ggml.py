@@ -80,23 +80,18 @@ def half_value(h):
 @njit(cache=True, nogil=True, inline="always")
 def to_byte(v, cap):
     """``min(cap, uint8(trunc(v)))`` as int32, with NumPy's (x86) float32 -> uint8: the
-    low byte of the int32 conversion (which truncates), 0 where that is undefined (NaN,
-    inf, out of range).  (An undefined input is replaced by 0 before the conversion:
-    selects, no branch, so the loops around it vectorize; int32 until the byte is
-    stored: narrowing lanes is the expensive step on AVX2, done once per packed byte.)"""
+    low byte of the int32 conversion, 0 where that is undefined (NaN, inf, out of
+    range; a select before the conversion, no branch, so the loops vectorize)."""
     safe = v if abs(v) < np.float32(2147483648.0) else np.float32(0.0)
     return min(cap, band(np.int32(safe), np.int32(0xFF)))
 
 
 @njit(cache=True, nogil=True, inline="always")
 def round_away_byte(v):
-    """The low byte of ``roundf(v)`` (half away from zero, exactly as
-    ``gguf.quants.np_roundf``), 0 where the conversion is undefined (branch-free, as
-    ``to_byte``).  ``roundf(a) = trunc(a + 0.49999997)`` for ``a >= 0`` (the float32
-    just below 0.5: a fraction under 0.5 stays under 1 and one of 0.5 or more reaches
-    it, in round-to-nearest-even; above 2**23 the add rounds back to ``a``): checked
-    against the truncate-and-compare form on all 2**32 float32 values.  That form's
-    int-to-float round trip kept LLVM from vectorizing the loop."""
+    """The low byte of ``roundf(v)`` (half away from zero, as ``gguf.quants.np_roundf``),
+    0 where the conversion is undefined.  ``roundf(a) = trunc(a + 0.49999997)`` for
+    ``a >= 0`` (the float32 below 0.5; equal to the truncate-and-compare form on all
+    2**32 float32 values, whose int-to-float round trip kept the loop scalar)."""
     a = abs(v)
     a = a if a < np.float32(2147483648.0) else np.float32(0.0)
     i = np.int32(a + np.float32(0.49999997))
@@ -115,16 +110,9 @@ def get_half(data, o):
     return half_value(np.int64(data[o]) | (np.int64(data[o + 1]) << 8))
 
 
-# Why the block loops below look as they do (each worth 2-5x; see docs/design.md):
-# * Numba does not run LLVM's SLP vectorizer, and LLVM fully unrolls a loop of a
-#   constant 32 trips before its loop vectorizer sees it, so such a loop ends up as 32
-#   scalar copies.  The block width therefore comes in as an argument (``width``, 32):
-#   the inner loops keep their runtime trip count and are vectorized.
-# * ``x[i0 + j]`` with a signed index carries Numba's negative-index wrap-around (a
-#   select per access), which hides that the accesses are consecutive; each block is
-#   sliced once (``xb = x[i0:i0 + width]``, on ``unmanaged`` arrays: no reference count)
-#   and indexed from 0 by the loop counter, which LLVM knows is not negative.
-# * Codes are computed and packed in one loop (element j and j + width/2 make byte j).
+# The block loops take the block width as an argument and slice each block once: see
+# docs/design.md ("Legacy formats") for why (loops of a constant 32 trips and indexing
+# with Numba's negative-index wrap-around both kept LLVM from vectorizing them).
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -139,10 +127,9 @@ def _abs_top(xb, width):
 @njit(cache=True, nogil=True, inline="always")
 def _abs_max(xb, width):
     """Bits of the largest magnitude of ``xb`` (above 0x7f800000: a NaN) and the first
-    element with it (NumPy's ``argmax`` of ``abs``).  One pass keeps the largest
-    magnitude of the positive and of the negative elements (two unsigned max
-    reductions, which vectorize); the larger one gives the element, and only a tie
-    (+v and -v both there, or an all-zero block) needs a scan for the first."""
+    element with it (NumPy's ``argmax`` of ``abs``): the larger of the largest positive
+    and negative magnitudes (two vectorized max reductions); a tie (+v and -v, or all
+    zeros) scans for the first."""
     mask = np.uint32(0x7FFFFFFF)
     pos = neg = np.uint32(0)
     for j in range(width):
@@ -187,12 +174,10 @@ def _last_equal(xb, width, v):
 
 @njit(cache=True, nogil=True, inline="always")
 def _min_max(xb, width):
-    """``min`` and ``max`` of ``xb`` ignoring NaN (and whether it holds one), and of
-    equal ones (+0 and -0) the last, as NumPy's ``min``/``max`` reductions give them
-    (C's ``v < min`` keeps the first).
-    The search runs on order keys (``_order_key``: unsigned min/max, which vectorize;
-    float min/max reductions do not without fast math); only a zero result needs the
-    last-of-equal rule, by a scan."""
+    """``min`` and ``max`` of ``xb`` ignoring NaN (and whether it holds one), of equal
+    ones (+0 and -0) the last, as NumPy's reductions give them (C keeps the first).
+    Unsigned min/max of order keys vectorize (float ones do not without fast math);
+    only a zero result needs the last-of-equal rule, by a scan."""
     lo_start = _order_key(np.float32(3.4028234663852886e38))
     hi_start = _order_key(np.float32(-3.4028234663852886e38))
     lo_key, hi_key = lo_start, hi_start
@@ -225,9 +210,7 @@ def _flags(top, dh, nan, ovf):
 def _pack(ob, q0, j, lo, hi, qh, half, five, bit):
     """Byte ``j`` at ``q0``: the low nibbles of codes ``j`` (``lo``) and ``j + half``
     (``hi``); for 5-bit codes their fifth bits go into ``qh`` at bits j and j + half
-    (``bit[j]`` is ``1 << j``: a mask from a table, since shifts by the loop counter
-    vectorized into lane-by-lane inserts).  (``band`` etc.: 8/32-bit lanes, where plain
-    operators widen to 64.)"""
+    (masks from the table ``bit``: shifts by the loop counter vectorized badly)."""
     ob[q0 + j] = np.uint8(bor(band(lo, np.int32(0xF)), shl(hi, np.int32(4))))
     if five:
         zero, four = np.uint32(0), np.int32(4)
