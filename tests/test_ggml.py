@@ -83,6 +83,28 @@ def test_legacy_parallel_and_layouts(fmt):
     assert same_bits(qt.dequantize(), gguf_dequantize(ref, qtype(fmt)))
 
 
+@pytest.mark.parametrize("fmt", LEGACY)
+def test_legacy_ties_and_signed_zeros(fmt):
+    # the kernels find the first element of largest magnitude from the largest positive
+    # and negative magnitudes (a tie is resolved by a scan), and min/max on order keys
+    # (a zero result by the last-of-equal rule): blocks built to hit each of those paths
+    rng = np.random.default_rng(11)
+    grid = rng.integers(-3, 4, (48, 32)).astype(np.float32) * 0.5
+    grid[0::4, 5], grid[0::4, 20] = 1.5, -1.5  # +max before -max
+    grid[1::4, 5], grid[1::4, 20] = -1.5, 1.5  # -max before +max
+    signed_zeros = np.where(rng.random((16, 32)) < 0.5, -0.0, 0.0).astype(np.float32)
+    zero_min = np.abs(rng.standard_normal((16, 32))).astype(np.float32)
+    zero_min[rng.random((16, 32)) < 0.3] = 0.0
+    zero_min[rng.random((16, 32)) < 0.2] = -0.0
+    zero_max = -zero_min
+    for name, x in {"grid": grid, "signed_zeros": signed_zeros, "zero_min": zero_min,
+                    "zero_max": zero_max, "tiny_ties": grid * np.float32(1e-40)}.items():
+        qt = fq.quantize(x, fmt)
+        ref = reference(x, fmt)
+        assert np.array_equal(qt.data, ref), name
+        assert same_bits(fq.dequantize(qt), gguf_dequantize(ref, qtype(fmt))), name
+
+
 def test_codes():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 64)).astype(np.float32)

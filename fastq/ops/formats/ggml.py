@@ -21,7 +21,7 @@ import numpy as np
 
 from ...backend import select
 from ...core import checks
-from ...runtime import device
+from ...runtime import device, pool
 from ..qtensor import QTensor
 from . import device_paths
 
@@ -107,8 +107,9 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
         raise ValueError(f"x's last axis must be a multiple of the block size "
                          f"{layout.block} for {dtype!r}, got shape {x.shape}")
     nblocks = x.size // layout.block
-    data = np.empty(x.shape[:-1] + (x.shape[-1] // layout.block * layout.block_bytes,),
-                    np.uint8)
+    # (large outputs from the pool: a fresh mapping's page faults cost more than the kernel)
+    data = pool.host_array(x.shape[:-1] + (x.shape[-1] // layout.block * layout.block_bytes,),
+                           np.uint8)
     if nblocks:
         flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
         nan, overflow = run.kernels(layout.family).quantize(flat, layout.kind,
@@ -140,7 +141,7 @@ def dequantize(qt, backend="auto"):
     if _on_gpu(run, qt.dtype):
         return device_paths.ggml_dequantize(qt, LAYOUTS[qt.dtype], run)
     layout, data = _check(qt)
-    out = np.empty(qt.shape, np.float32)
+    out = pool.host_array(qt.shape, np.float32)
     if out.size:
         run.kernels(layout.family).dequantize(data, layout.kind, out.reshape(-1))
     return out

@@ -30,7 +30,7 @@ from numba import njit, prange
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
 from ..word import local_block, unmanaged
-from .ggml import get_half, half_bits, put_half
+from ..word import get_half, half_bits, put_half
 from . import lanes as V
 from .kquant_search import make_qkx2_scales, make_qx_scales, nearest_int
 

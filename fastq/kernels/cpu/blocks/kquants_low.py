@@ -35,7 +35,7 @@ from numba import njit, prange
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
 from ..word import as_bits, band, local_block, shl, shr, unmanaged
-from .ggml import get_half, half_bits, put_half
+from ..word import get_half, half_bits, put_half
 from .kquant_search import clamp, nearest_int
 from .kquant_search_low import make_q3_lanes, make_qkx2_mad_lanes, requantize_lanes
 
