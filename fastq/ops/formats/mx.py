@@ -44,14 +44,13 @@ E4M3_MAX, E2M1_MAX, E4M3_TINY = np.float32(448), np.float32(6), np.float32(2.0 *
 def small_float_params(element):
     """``(fp, up)`` of the kernels' small-float rounding (``_small_float`` of
     ``fastq.kernels.cpu.blocks.microscale``) for ``element``: float32 ``[smallest normal,
-    2**(23 - m), largest finite, 2**(bias - 127)]`` and uint32 ``[23 - m, sign shift,
-    sign bit]``; zeros for int8 elements."""
+    2**(23 - m), largest finite]`` and uint32 ``[23 - m, sign shift, sign bit]``; zeros
+    for int8 elements."""
     if element == "int8":
-        return np.zeros(4, np.float32), np.zeros(3, np.uint32)
+        return np.zeros(3, np.float32), np.zeros(3, np.uint32)
     f = F.FORMATS[element]
     fmax = np.nanmax(np.abs(F.code_values(f)[np.isfinite(F.code_values(f))]))
-    fp = np.array([2.0 ** f.emin, 2.0 ** (23 - f.mant_bits), fmax, 2.0 ** (f.bias - 127)],
-                  np.float32)
+    fp = np.array([2.0 ** f.emin, 2.0 ** (23 - f.mant_bits), fmax], np.float32)
     return fp, np.array([23 - f.mant_bits, 32 - f.width, 1 << (f.width - 1)], np.uint32)
 
 

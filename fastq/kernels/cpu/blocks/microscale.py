@@ -27,7 +27,7 @@ from ....core import formats as F
 from ..cast import _rounded
 from ..parallel import BLOCK, chunk_bounds, launch
 from ..word import (FP_NEAREST_EVEN, add, as_bits, as_float, band, bor, finish_stream,
-                    local_block, shl, shr, stream_out, swap_fp_control)
+                    local_block, shl, shr, stream_out, sub, swap_fp_control)
 
 MASK, INF_BITS = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
 
@@ -64,20 +64,21 @@ def _power_bits(k):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _small_float(v, norm, magic, fmax, down, shift, sign_shift, sign_bit):
+def _small_float(v, norm, magic, fmax, low, shift, sign_shift, sign_bit):
     """The code of the finite float32 ``v`` in a small float format (round half to even,
-    saturating), in float arithmetic: with ``a = |v|`` and ``M = max(2**floor(log2 a),
+    saturating), in float arithmetic that vectorizes in full-width lanes: with ``a =
+    min(|v|, fmax)`` (``fmax`` the largest finite value) and ``M = max(2**floor(log2 a),
     norm) * magic`` (``norm`` the format's smallest normal, ``magic = 2**(23 - m)``),
-    ``(a + M) - M`` is ``a`` rounded to the format's spacing at ``a`` (the sum rounds
-    there, half to even; ``a`` first saturated at ``fmax``, the largest finite value);
-    times ``down = 2**(bias - 127)`` it
-    becomes the float32 whose bits shifted right by ``shift = 23 - m`` are the code
-    (format subnormals land exactly on float32 subnormals).  Sign: the bit of ``v``."""
+    the sum ``a + M`` rounds ``a`` to the format's spacing there, half to even, and its
+    bits less ``M``'s count the steps ``k``; the code is ``k`` plus the exponent steps of
+    ``M`` above ``low = bits(norm * magic)``, shifted into place (``shift = 23 - m``).
+    No float32 subnormal is made (they are slow on many CPUs).  Sign: the bit of ``v``."""
     b = as_bits(v)
-    a = min(as_float(band(b, MASK)), fmax)  # (rounding then stays at or below fmax)
+    a = min(as_float(band(b, MASK)), fmax)
     big = max(as_float(band(as_bits(a), INF_BITS)), norm) * magic
-    r = ((a + big) - big) * down
-    return bor(shr(as_bits(r), shift), band(shr(b, sign_shift), sign_bit))
+    big_bits = as_bits(big)
+    code = add(sub(as_bits(a + big), big_bits), shr(sub(big_bits, low), shift))
+    return bor(code, band(shr(b, sign_shift), sign_bit))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -93,7 +94,8 @@ def _mx_exponent(x, base, width, emax):
 @njit(cache=True, nogil=True)
 def _mx_slice(x, emax, shift, fp, up, codes, exps, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (rint, and no flush to zero)
-    norm, magic, fmax, down = fp[0], fp[1], fp[2], fp[3]
+    norm, magic, fmax = fp[0], fp[1], fp[2]
+    low = as_bits(norm * magic)
     s, sign_shift, sign_bit = up[0], up[1], up[2]
     qmax = np.float32(127)
     # (the block width read from the shapes, not the constant 32: LLVM unrolls a loop of
@@ -113,7 +115,7 @@ def _mx_slice(x, emax, shift, fp, up, codes, exps, stream):
                     codes[base + i] = np.uint8(np.int32(q) & 0xFF)
             else:
                 for i in range(w):
-                    codes[base + i] = _small_float(x[base + i] * d, norm, magic, fmax, down,
+                    codes[base + i] = _small_float(x[base + i] * d, norm, magic, fmax, low,
                                                    s, sign_shift, sign_bit)
         else:  # (k down to -133: 2**k is a float32 subnormal, its reciprocal is not)
             d = as_float(_power_bits(k))
@@ -122,7 +124,7 @@ def _mx_slice(x, emax, shift, fp, up, codes, exps, stream):
                     q = min(max(np.rint(x[base + i] / d), -qmax), qmax)
                     codes[base + i] = np.uint8(np.int32(q) & 0xFF)
                 else:
-                    codes[base + i] = _small_float(x[base + i] / d, norm, magic, fmax, down,
+                    codes[base + i] = _small_float(x[base + i] / d, norm, magic, fmax, low,
                                                    s, sign_shift, sign_bit)
     swap_fp_control(saved)
 
@@ -139,7 +141,7 @@ def mx_rows(x, emax, shift, fp, up, codes, exps):
     """OCP MX in one pass over the flat float32 ``x`` (blocks of 32): E8M0 exponent
     codes into ``exps`` (uint8; 0xFF: inf or NaN in the block, its codes unwritten),
     element codes into ``codes`` (uint8, ``x``'s size).  Float elements: ``fp = [norm,
-    magic, fmax, down]`` (float32) and ``up = [shift, sign_shift, sign_bit]`` (uint32) of
+    magic, fmax]`` (float32) and ``up = [shift, sign_shift, sign_bit]`` (uint32) of
     ``_small_float``; ``up[0]`` 0: MXINT8, ``clip(rint(x / 2**(e - 6)), -127, 127)``
     (``shift`` 6: the 1.6 fixed point; else 0)."""
     launch(_mx_slice, _mx_parallel, x, codes,
@@ -149,7 +151,8 @@ def mx_rows(x, emax, shift, fp, up, codes, exps):
 @njit(cache=True, nogil=True)
 def _mxfp4_slice(x, fp, up, out, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
-    norm, magic, fmax, down = fp[0], fp[1], fp[2], fp[3]
+    norm, magic, fmax = fp[0], fp[1], fp[2]
+    low = as_bits(norm * magic)
     s, sign_shift, sign_bit = up[0], up[1], up[2]
     codes = local_block(out, 64)
     rows = out.size // 17
@@ -163,7 +166,7 @@ def _mxfp4_slice(x, fp, up, out, stream):
         d = as_float(_power_bits(127 - code))  # 2**-e: e >= -127, so float32 holds it
         base, at = r * w, r * 17 + 1
         for i in range(w):  # (codes first, into a buffer: this loop vectorizes)
-            codes[i] = _small_float(x[base + i] * d, norm, magic, fmax, down, s, sign_shift,
+            codes[i] = _small_float(x[base + i] * d, norm, magic, fmax, low, s, sign_shift,
                                     sign_bit)
         for j in range(half):
             out[at + j] = bor(codes[j], shl(codes[half + j], np.uint8(4)))
@@ -212,7 +215,8 @@ def abs_max_bits(x, top):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _nvfp4_slice(x, tensor_scale, p8, scale_table, fp, up, scales, out, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
-    norm, magic, fmax, down = fp[0], fp[1], fp[2], fp[3]
+    norm, magic, fmax = fp[0], fp[1], fp[2]
+    low = as_bits(norm * magic)
     e2, sign_shift, sign_bit = up[0], up[1], up[2]
     s, half_m1, rebias = p8[F.E_SHIFT], p8[F.E_HALF_M1], p8[F.E_REBIAS]
     ovf_code, norm_min = p8[F.E_OVF_CODE], p8[F.E_NORM_MIN]
@@ -231,7 +235,7 @@ def _nvfp4_slice(x, tensor_scale, p8, scale_table, fp, up, scales, out, stream):
         scales[r] = s8
         total = tensor_scale * scale_table[s8]
         for i in range(w):
-            codes[i] = _small_float(x[base + i] / total, norm, magic, fmax, down, e2,
+            codes[i] = _small_float(x[base + i] / total, norm, magic, fmax, low, e2,
                                     sign_shift, sign_bit)
         for j in range(half):
             out[r * half + j] = bor(codes[2 * j], shl(codes[2 * j + 1], np.uint8(4)))
