@@ -57,18 +57,29 @@ def quantize(x, dtype="nf4", scheme=None, granularity="tensor", scale=None,
     select(backend, x)
     x = checks.as_float_array(device.to_host(x))
     flat = (x if x.dtype == np.float32 else to_float32(x)).reshape(-1)
-    if not np.isfinite(flat).all():  # (before any kernel: the absmax kernel assumes it)
-        raise ValueError("x contains NaN or inf, which nf4 cannot scale")
     n = flat.size
     absmax = np.empty(-(-n // block_size), np.float32)
-    codes = np.empty(n, np.uint8)
-    if n:
-        kernels = CPU.kernels("blocks.nf4")
-        kernels.absmax(flat, int(block_size), absmax)
-        kernels.encode(flat, int(block_size), absmax, MID32, codes)
+    kernels = CPU.kernels("blocks.nf4")
+    if block_size % 2 == 0:  # one pass: absmax, indices and packing per block
+        data = CPU.empty(-(-n // 2), np.uint8)
+        if n:
+            kernels.quantize_packed(flat, int(block_size), MID32, absmax, data)
+        if not np.isfinite(absmax).all():
+            raise nonfinite()
+    else:  # (odd blocks: pairs of codes straddle blocks; indices, then packing)
+        if not np.isfinite(flat).all():  # (before any kernel: the absmax kernel assumes it)
+            raise nonfinite()
+        codes = np.empty(n, np.uint8)
+        if n:
+            kernels.absmax(flat, int(block_size), absmax)
+            kernels.encode(flat, int(block_size), absmax, MID32, codes)
+        data = packed_codes(codes, 4)
     # (granularity: groups of block_size over the flattened tensor, which it records)
-    return QTensor(packed_codes(codes, 4), dtype, absmax.astype(np.float32), None, x.shape,
-                   PerGroup(int(block_size)))
+    return QTensor(data, dtype, absmax, None, x.shape, PerGroup(int(block_size)))
+
+
+def nonfinite():
+    return ValueError("x contains NaN or inf, which nf4 cannot scale")
 
 
 def codes(qt):
@@ -80,9 +91,15 @@ def codes(qt):
 def dequantize(qt, backend="auto"):
     """``TABLE[code] * absmax`` in float32, ``qt.shape``."""
     select(backend, qt.data)
-    c = codes(qt).reshape(-1)
-    n = c.size
-    absmax = np.asarray(device.to_host(qt.scale), np.float32).reshape(-1)
+    n = math.prod(qt.shape)
+    absmax = np.ascontiguousarray(device.to_host(qt.scale), np.float32).reshape(-1)
     block = as_granularity(qt.granularity).size
-    scale = np.repeat(absmax, block)[:n]
-    return (TABLE[c] * scale).astype(np.float32).reshape(qt.shape)
+    if block % 2:
+        c = codes(qt).reshape(-1)
+        scale = np.repeat(absmax, block)[:n]
+        return (TABLE[c] * scale).astype(np.float32).reshape(qt.shape)
+    out = CPU.empty(qt.shape, np.float32)
+    if n:
+        data = np.ascontiguousarray(device.to_host(qt.data)).reshape(-1)
+        CPU.kernels("blocks.nf4").decode(data, int(block), TABLE, absmax, out.reshape(-1))
+    return out
