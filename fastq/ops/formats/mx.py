@@ -183,8 +183,8 @@ def dequantize(qt, backend="auto"):
         return out
     kernels = CPU.kernels("blocks.microscale")
     if qt.dtype == "nvfp4":
-        total = np.float32(qt.tensor_scale) * e4m3_table()[scale.view(np.uint8)]
-        kernels.fp4_decode(data, total.astype(np.float32), False, out.reshape(-1))
+        kernels.fp4_decode(data, scale.view(np.uint8), e4m3_table(), qt.tensor_scale, False,
+                           out.reshape(-1))
         return out
     element, _ = ELEMENTS[qt.dtype]
     if element == "int8":

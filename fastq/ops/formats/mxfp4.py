@@ -62,6 +62,6 @@ def dequantize(qt, backend="auto"):
     data = np.ascontiguousarray(device.to_host(qt.data)).reshape(-1)
     out = CPU.empty(qt.shape, np.float32)
     if out.size:
-        CPU.kernels("blocks.microscale").fp4_decode(data, np.zeros(1, np.float32), True,
-                                                    out.reshape(-1))
+        CPU.kernels("blocks.microscale").fp4_decode(
+            data, np.zeros(1, np.uint8), np.zeros(1, np.float32), 1, True, out.reshape(-1))
     return out
