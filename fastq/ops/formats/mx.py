@@ -21,7 +21,12 @@ NVFP4 follows torchao's two-level recipe (``torchao.prototype.mx_formats.nvfp4_t
 ``e2m1(clip(x / (tensor_scale * s), -6, 6))`` rounded half to even.  ``qt.scale`` holds
 the float8_e4m3fn block scales, ``qt.tensor_scale`` the float32 scalar, ``qt.data`` the
 E2M1 codes packed two per byte, first element in the low nibble.  Dequantization:
-``value(code) * (tensor_scale * s)`` in float32.
+``value(code) * (tensor_scale * s)`` in float32.  (When ``amax / 2688`` underflows to
+0, torchao's steps give NaN block scales; that case follows them in NumPy, with the
+element cast of ``fq.cast(..., saturate=True)``.)
+
+Each format runs as one kernel pass per block (``fastq.kernels.cpu.blocks.microscale``;
+NVFP4 adds a read-only pass for the tensor amax it needs first).
 """
 import ml_dtypes
 import numpy as np

@@ -9,6 +9,14 @@ indices packed two per byte, the first element in the low nibble (bitsandbytes p
 first in the high nibble); ``qt.granularity`` is ``PerGroup(block_size)`` (of the
 flattened tensor); ``qt.scale`` the float32 absmax, shape ``(ceil(n / 64),)``:
 4.5 bits per element.  An all-zero block has absmax 0 and decodes to zeros.
+
+bitsandbytes (0.50, whose CPU ``quantize_4bit`` is its ``default`` PyTorch kernel)
+gives the same absmax; its codes are the table rule applied to ``x * (1 / absmax)``
+(the float32 reciprocal) against float32-rounded midpoints, so a few elements per
+million, where that product rounds across a midpoint the quotient does not, take the
+neighbouring index; and it stores 1e-38 as the absmax of an all-zero partial last
+block.  With an even ``block_size`` one kernel pass per block computes the absmax, the
+indices and the packed bytes.
 """
 import math
 
