@@ -28,6 +28,8 @@ element cast of ``fq.cast(..., saturate=True)``.)
 Each format runs as one kernel pass per block (``fastq.kernels.cpu.blocks.microscale``;
 NVFP4 adds a read-only pass for the tensor amax it needs first).
 """
+import functools
+
 import ml_dtypes
 import numpy as np
 
@@ -46,17 +48,22 @@ ELEMENTS = {"mxfp8_e4m3": ("float8_e4m3fn", 8), "mxfp8_e5m2": ("float8_e5m2", 15
 E4M3_MAX, E2M1_MAX, E4M3_TINY = np.float32(448), np.float32(6), np.float32(2.0 ** -6)
 
 
+@functools.lru_cache(maxsize=None)  # (read-only arrays, built once per element format)
 def small_float_params(element):
     """``(fp, up)`` of the kernels' small-float rounding (``_small_float`` of
     ``fastq.kernels.cpu.blocks.microscale``) for ``element``: float32 ``[smallest normal,
     2**(23 - m), largest finite]`` and uint32 ``[23 - m, sign shift, sign bit]``; zeros
     for int8 elements."""
     if element == "int8":
-        return np.zeros(3, np.float32), np.zeros(3, np.uint32)
+        fp, up = np.zeros(3, np.float32), np.zeros(3, np.uint32)
+        fp.flags.writeable = up.flags.writeable = False
+        return fp, up
     f = F.FORMATS[element]
     fmax = np.nanmax(np.abs(F.code_values(f)[np.isfinite(F.code_values(f))]))
     fp = np.array([2.0 ** f.emin, 2.0 ** (23 - f.mant_bits), fmax], np.float32)
-    return fp, np.array([23 - f.mant_bits, 32 - f.width, 1 << (f.width - 1)], np.uint32)
+    up = np.array([23 - f.mant_bits, 32 - f.width, 1 << (f.width - 1)], np.uint32)
+    fp.flags.writeable = up.flags.writeable = False
+    return fp, up
 
 
 def blocks_of(x, dtype, block, nan_policy):
@@ -164,9 +171,16 @@ def nvfp4_underflow(x, flat, tensor_scale, scale_shape, granularity):
                    None, x.shape, granularity, tensor_scale=np.array(tensor_scale, np.float32))
 
 
+@functools.lru_cache(maxsize=None)
+def decoded(element):
+    """float32 value of each code of the float format ``element`` (read-only)."""
+    table = F.decode_table(F.FORMATS[element], F.FORMATS["float32"]).view(np.float32)
+    table.flags.writeable = False
+    return table
+
+
 def e4m3_table():
-    """float32 value of each E4M3 code."""
-    return F.decode_table(F.FORMATS["float8_e4m3fn"], F.FORMATS["float32"]).view(np.float32)
+    return decoded("float8_e4m3fn")
 
 
 def codes(qt):
@@ -196,7 +210,7 @@ def dequantize(qt, backend="auto"):
         shift, up, special, table = 0, 2.0 ** -6, 256, np.zeros(256, np.float32)
     else:
         fmt = F.FORMATS[element]
-        table = F.decode_table(fmt, F.FORMATS["float32"]).view(np.float32)
+        table = decoded(element)
         special = int(np.argmax(~np.isfinite(table[:128]))) or 128  # (first inf/NaN code)
         shift, up = 23 - fmt.mant_bits, 2.0 ** (127 - fmt.bias)
     kernels.mx_decode(data, scale.view(np.uint8), shift, up, special, table, out.reshape(-1))
