@@ -35,6 +35,9 @@ def cases(x, peers):
         "fastq": lambda: fq.quantize(m, "float8_e4m3fn", granularity=fq.PerChannel(0))}))
     out.append(("quantize mxfp8_e4m3", 5 * n + n // 32, {
         "fastq": lambda: fq.quantize(m, "mxfp8_e4m3")}))
+    qt8 = fq.quantize(m, "mxfp8_e4m3")
+    out.append(("dequantize mxfp8_e4m3", 5 * n + n // 32, {
+        "fastq": lambda: fq.dequantize(qt8)}))
     try:
         import gguf
         from gguf import quants
@@ -52,13 +55,22 @@ def cases(x, peers):
     out.append(("dequantize mxfp4", 4 * n + 17 * n // 32, row))
     out.append(("quantize nvfp4", 4 * n + n // 2 + n // 16, {
         "fastq": lambda: fq.quantize(m, "nvfp4")}))
+    qtnv = fq.quantize(m, "nvfp4")
+    out.append(("dequantize nvfp4", 4 * n + n // 2 + n // 16, {
+        "fastq": lambda: fq.dequantize(qtnv)}))
     row = {"fastq": lambda: fq.quantize(x, "nf4")}
+    qtnf = fq.quantize(x, "nf4")
+    row_dq = {"fastq": lambda: fq.dequantize(qtnf)}
     try:
         import bitsandbytes as bnb
         if torch is not None:
             xt = torch.from_numpy(x)
-            row["bitsandbytes"] = lambda: bnb.functional.quantize_4bit(xt, quant_type="nf4")
+            row["bitsandbytes"] = lambda: bnb.functional.quantize_4bit(xt, quant_type="nf4",
+                                                                       blocksize=64)
+            q4, state = bnb.functional.quantize_4bit(xt, quant_type="nf4", blocksize=64)
+            row_dq["bitsandbytes"] = lambda: bnb.functional.dequantize_4bit(q4, state)
     except ImportError:
         pass
     out.append(("quantize nf4", 4 * n + n // 2 + n // 16, row))
+    out.append(("dequantize nf4", 4 * n + n // 2 + n // 16, row_dq))
     return out

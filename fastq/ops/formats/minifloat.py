@@ -90,14 +90,18 @@ def expand(scale, shape, blocks):
     return s
 
 
+def float4_codes(data, shape):
+    """The ``ml_dtypes.float4_e2m1fn`` array of ``shape`` whose codes ``data`` holds two
+    per byte, the first element in the low nibble (ONNX's and NVFP4's packing)."""
+    import ml_dtypes
+    nibbles = unpacked_codes(data, 4, False, math.prod(shape), np.uint8)
+    return nibbles.view(ml_dtypes.float4_e2m1fn).reshape(shape)
+
+
 def codes(qt):
     """The element codes: an ml_dtypes array of ``qt.shape``."""
-    import ml_dtypes
     data = device.to_host(qt.data)
-    if qt.dtype == "float4_e2m1fn":
-        nibbles = unpacked_codes(data, 4, False, math.prod(qt.shape), np.uint8)
-        return nibbles.view(ml_dtypes.float4_e2m1fn).reshape(qt.shape)
-    return data
+    return float4_codes(data, qt.shape) if qt.dtype == "float4_e2m1fn" else data
 
 
 def dequantize(qt, backend="auto"):

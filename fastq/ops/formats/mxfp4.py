@@ -20,11 +20,10 @@ import numpy as np
 
 from ...backend import CPU, select
 from ...runtime import device
-from ..casting import cast
 from ..qtensor import QTensor
 from . import device_paths
-from .mx import (ELEMENTS, MX_BLOCK, blocks_of, check_options, element_params,
-                 mx_elements)
+from .mx import (ELEMENTS, MX_BLOCK, blocks_of, check_options, element_params, nonfinite,
+                 small_float_params)
 
 SCALES_IN_DATA = True
 BLOCK_BYTES = 1 + MX_BLOCK // 2
@@ -33,18 +32,22 @@ BLOCK_BYTES = 1 + MX_BLOCK // 2
 def quantize(x, dtype="mxfp4", scheme=None, granularity="tensor", scale=None,
              zero_point=None, narrow_range=False, nan_policy="raise", backend="auto",
              **options):
-    """``QTensor`` whose ``data`` is the GGML MXFP4 bytes of ``x`` (uint8, 17 per block)."""
+    """``QTensor`` whose ``data`` is the GGML MXFP4 bytes of ``x`` (uint8, 17 per block),
+    written by one kernel pass (exponent, E2M1 codes and packing per block)."""
     g = check_options(dtype, options, scale, zero_point, granularity, MX_BLOCK)
     if select(backend, x).on_gpu:
         return device_paths.mx_quantize(x, dtype, nan_policy, g, *ELEMENTS[dtype],
                                          element_params)
-    x, rows = blocks_of(x, dtype, MX_BLOCK, nan_policy)
-    codes, e = mx_elements(rows, dtype)
-    data = np.empty((rows.shape[0], BLOCK_BYTES), np.uint8)
-    if rows.size:
-        CPU.kernels("blocks.microscale").ggml_mxfp4(codes.view(np.uint8), e, data)
+    x, flat = blocks_of(x, dtype, MX_BLOCK, nan_policy)
+    data = CPU.empty((flat.size // MX_BLOCK, BLOCK_BYTES), np.uint8)
+    if flat.size:
+        CPU.kernels("blocks.microscale").ggml_mxfp4(
+            flat, *small_float_params("float4_e2m1fn"), data.reshape(-1))
+    e = data[:, 0]
+    if (e == 0xFF).any():
+        raise nonfinite(dtype)
     scale_shape = x.shape[:-1] + (x.shape[-1] // MX_BLOCK,)
-    scales = e.view(ml_dtypes.float8_e8m0fnu).reshape(scale_shape)
+    scales = e.copy().view(ml_dtypes.float8_e8m0fnu).reshape(scale_shape)
     return QTensor(data.reshape(-1), dtype, scales, None, x.shape, g)
 
 
@@ -57,12 +60,13 @@ def codes(qt):
 
 def dequantize(qt, backend="auto"):
     """float32 of ``qt.shape``: ``value(code) * 2**(e - 127)``, as GGML decodes it (the
-    code -0 included: GGML's table holds a plain 0 there, which decodes to +0)."""
+    code -0 included: GGML's table holds a plain 0 there, which decodes to +0), in one
+    kernel pass over the blocks."""
     if select(backend, qt.data).on_gpu:
         return device_paths.mx_dequantize(qt, "float4_e2m1fn")
-    e = device.to_host(qt.data).reshape(-1, BLOCK_BYTES)[:, 0].astype(np.int32) - 127
-    values = cast(codes(qt), "float32", backend="cpu").reshape(-1, MX_BLOCK)
-    out = values * np.ldexp(np.float32(1), e).astype(np.float32)[:, None]  # (exact product)
-    out += np.float32(0)  # (-0 -> +0)
-    return out.reshape(qt.shape)
-
+    data = np.ascontiguousarray(device.to_host(qt.data)).reshape(-1)
+    out = CPU.empty(qt.shape, np.float32)
+    if out.size:
+        CPU.kernels("blocks.microscale").fp4_decode(
+            data, np.zeros(1, np.uint8), np.zeros(1, np.float32), 1, True, out.reshape(-1))
+    return out

@@ -9,6 +9,14 @@ indices packed two per byte, the first element in the low nibble (bitsandbytes p
 first in the high nibble); ``qt.granularity`` is ``PerGroup(block_size)`` (of the
 flattened tensor); ``qt.scale`` the float32 absmax, shape ``(ceil(n / 64),)``:
 4.5 bits per element.  An all-zero block has absmax 0 and decodes to zeros.
+
+bitsandbytes (0.50, whose CPU ``quantize_4bit`` is its ``default`` PyTorch kernel)
+gives the same absmax; its codes are the table rule applied to ``x * (1 / absmax)``
+(the float32 reciprocal) against float32-rounded midpoints, so a few elements per
+million, where that product rounds across a midpoint the quotient does not, take the
+neighbouring index; and it stores 1e-38 as the absmax of an all-zero partial last
+block.  With an even ``block_size`` one kernel pass per block computes the absmax, the
+indices and the packed bytes.
 """
 import math
 
@@ -59,18 +67,29 @@ def quantize(x, dtype="nf4", scheme=None, granularity="tensor", scale=None,
         return device_paths.nf4_quantize(x, dtype, int(block_size), MID32)
     x = checks.as_float_array(device.to_host(x))
     flat = (x if x.dtype == np.float32 else to_float32(x)).reshape(-1)
-    if not np.isfinite(flat).all():  # (before any kernel: the absmax kernel assumes it)
-        raise ValueError("x contains NaN or inf, which nf4 cannot scale")
     n = flat.size
     absmax = np.empty(-(-n // block_size), np.float32)
-    codes = np.empty(n, np.uint8)
-    if n:
-        kernels = CPU.kernels("blocks.nf4")
-        kernels.absmax(flat, int(block_size), absmax)
-        kernels.encode(flat, int(block_size), absmax, MID32, codes)
+    kernels = CPU.kernels("blocks.nf4")
+    if block_size % 2 == 0:  # one pass: absmax, indices and packing per block
+        data = CPU.empty(-(-n // 2), np.uint8)
+        if n:
+            kernels.quantize_packed(flat, int(block_size), MID32, absmax, data)
+        if not np.isfinite(absmax).all():
+            raise nonfinite()
+    else:  # (odd blocks: pairs of codes straddle blocks; indices, then packing)
+        if not np.isfinite(flat).all():  # (before any kernel: the absmax kernel assumes it)
+            raise nonfinite()
+        codes = np.empty(n, np.uint8)
+        if n:
+            kernels.absmax(flat, int(block_size), absmax)
+            kernels.encode(flat, int(block_size), absmax, MID32, codes)
+        data = packed_codes(codes, 4)
     # (granularity: groups of block_size over the flattened tensor, which it records)
-    return QTensor(packed_codes(codes, 4), dtype, absmax.astype(np.float32), None, x.shape,
-                   PerGroup(int(block_size)))
+    return QTensor(data, dtype, absmax, None, x.shape, PerGroup(int(block_size)))
+
+
+def nonfinite():
+    return ValueError("x contains NaN or inf, which nf4 cannot scale")
 
 
 def codes(qt):
@@ -83,9 +102,15 @@ def dequantize(qt, backend="auto"):
     """``TABLE[code] * absmax`` in float32, ``qt.shape``."""
     if select(backend, qt.data).on_gpu:
         return device_paths.nf4_dequantize(qt, TABLE)
-    c = codes(qt).reshape(-1)
-    n = c.size
-    absmax = np.asarray(device.to_host(qt.scale), np.float32).reshape(-1)
+    n = math.prod(qt.shape)
+    absmax = np.ascontiguousarray(device.to_host(qt.scale), np.float32).reshape(-1)
     block = as_granularity(qt.granularity).size
-    scale = np.repeat(absmax, block)[:n]
-    return (TABLE[c] * scale).astype(np.float32).reshape(qt.shape)
+    if block % 2:
+        c = codes(qt).reshape(-1)
+        scale = np.repeat(absmax, block)[:n]
+        return (TABLE[c] * scale).astype(np.float32).reshape(qt.shape)
+    out = CPU.empty(qt.shape, np.float32)
+    if n:
+        data = np.ascontiguousarray(device.to_host(qt.data)).reshape(-1)
+        CPU.kernels("blocks.nf4").decode(data, int(block), TABLE, absmax, out.reshape(-1))
+    return out

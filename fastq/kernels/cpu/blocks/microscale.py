@@ -1,159 +1,386 @@
-"""Kernels of the microscaling formats (OCP MX, NVFP4): per-block absolute maxima and
-block-scaled element codes, over a float32 array viewed as rows of one block (CPU).
+"""Kernels of the microscaling formats (OCP MX, NVFP4): one pass per block over a flat
+float32 array, blocks of 32 (MX) or 16 (NVFP4) consecutive elements (CPU).
 
-``block_amax_bits`` gives each row's largest ``|x|`` as float32 bits (an integer max of
-the magnitude bits: the float order for finite values; inf and NaN come out at or above
-``0x7F800000``).  ``encode_rows`` writes ``code(x / divisor[row])``: a true float32
-division (exact for the power-of-two MX scales), then the generic rounding of
-``fastq.kernels.cpu.cast`` with the element format's parameters (``fastq.core.formats
-.encode_params``, saturating), or for integer elements ``clip(rint(x / d), -qmax,
-qmax)``.  Inputs are finite (checked by the amax pass before).
+Quantization reads each block once: its largest magnitude (an integer max of the
+float32 magnitude bits: the float order for finite values, inf and NaN at or above
+``0x7F800000``), the block scale from it, then the element codes, written once in their
+final layout.  The element codecs:
+
+- float elements (float8, E2M1): the scaled value ``x * 2**-k`` (exact for a
+  power-of-two scale; a product below float32's normals is rounded once, as the
+  quotient would be) or ``x / total`` (NVFP4, a true division), rounded half to even
+  with saturation by ``_small_float``, in float arithmetic that vectorizes in full-width
+  lanes (the result equals the generic integer rounding of ``fastq.kernels.cpu.cast``);
+- integer elements (MXINT8): ``clip(rint(x * 2**-k), -127, 127)``.
+
+Dequantization rebuilds element values arithmetically, with no table lookup per element:
+a float code's magnitude bits shifted into a float32's exponent and mantissa fields read
+as that float32 times ``2**(127 - bias)`` (``up``), exactly (subnormal codes land on
+float32 subnormals, which the product scales exactly), then times the block scale.  A
+block holding a special code (inf, NaN) is redone from the decode ``table``.  Large
+outputs go out by non-temporal stores (``fastq.kernels.cpu.word.stream_out``).
 """
 import numpy as np
 from numba import njit, prange
 
 from ....core import formats as F
 from ..rounding import rounded
-from ..parallel import chunk_bounds, launch
-from ..word import FP_NEAREST_EVEN, as_bits, as_float, band, bor, shr, swap_fp_control
+from ..parallel import BLOCK, chunk_bounds, launch
+from ..word import (FP_NEAREST_EVEN, add, as_bits, as_float, band, bor, finish_stream,
+                    local_block, shl, shr, stream_out, sub, swap_fp_control)
 
-
-@njit(cache=True, nogil=True)
-def _amax_slice(x_u, out, stream):
-    mask = np.uint32(0x7FFFFFFF)
-    for r in range(x_u.shape[0]):
-        top = np.uint32(0)
-        for i in range(x_u.shape[1]):
-            top = max(top, band(x_u[r, i], mask))
-        out[r] = top
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def _amax_parallel(x_u, out, nchunks, stream):
-    for c in prange(nchunks):
-        start, stop = chunk_bounds(x_u.shape[0], c, nchunks)
-        _amax_slice(x_u[start:stop], out[start:stop], stream)
-
-
-def block_amax_bits(x_u, out):
-    """``out[r] = max_i (x_u[r, i] & 0x7FFFFFFF)`` for the uint32 rows ``x_u``."""
-    launch(_amax_slice, _amax_parallel, x_u, out, (x_u, out))
+MASK, INF_BITS = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _encode_row(row, d, mul, p, sub_scale, qmax, out):
-    """``out[i]`` = the code of ``row[i] / d`` (``mul``: of ``row[i] * d``, where ``d`` is
-    the exact reciprocal of a power of two: the same rounded quotient, without a divide):
-    integer (``qmax`` > 0) or float (``p``)."""
-    if qmax > 0:
-        for i in range(row.size):
-            v = row[i] * d if mul else row[i] / d
-            q = min(max(np.rint(v), -qmax), qmax)
-            out[i] = np.uint8(np.int32(q) & 0xFF)
-    else:
-        s, half_m1, rebias = p[F.E_SHIFT], p[F.E_HALF_M1], p[F.E_REBIAS]
-        ovf_code, norm_min, abs_mask = p[F.E_OVF_CODE], p[F.E_NORM_MIN], p[F.E_ABS_MASK]
-        sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
-        for i in range(row.size):
-            b = as_bits(row[i] * d if mul else row[i] / d)
-            a = band(b, abs_mask)
-            code = rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, True, True)
-            out[i] = bor(code, band(shr(b, sign_shift), sign_bit))
+def _block_top(x, base, size):
+    """The largest float32 magnitude bits of ``x[base:base + size]``."""
+    top = np.uint32(0)
+    for i in range(size):
+        top = max(top, band(as_bits(x[base + i]), MASK))
+    return top
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _floor_log2(top):
+    """``floor(log2(v))`` of the positive finite float32 bits ``top`` (exact; subnormal
+    ``m * 2**-149``: ``-150 +`` the bit length of ``m``); -126 for 0 (an all-zero block
+    reads as the smallest normal, as OCP's reference library does)."""
+    if top >= np.uint32(0x00800000):
+        return np.int32(top >> np.uint32(23)) - 127
+    if top == 0:
+        return np.int32(-126)
+    flog, m = np.int32(-150), top
+    while m:
+        m >>= np.uint32(1)
+        flog += 1
+    return flog
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _power_bits(k):
+    """float32 bits of ``2**k`` for ``-149 <= k <= 127``."""
+    return np.uint32((k + 127) << 23) if k >= -126 else np.uint32(1 << (k + 149))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _small_float(v, norm, magic, fmax, low, shift, sign_shift, sign_bit):
+    """The code of the finite float32 ``v`` in a small float format (round half to even,
+    saturating), in float arithmetic that vectorizes in full-width lanes: with ``a =
+    min(|v|, fmax)`` (``fmax`` the largest finite value) and ``M = max(2**floor(log2 a),
+    norm) * magic`` (``norm`` the format's smallest normal, ``magic = 2**(23 - m)``),
+    the sum ``a + M`` rounds ``a`` to the format's spacing there, half to even, and its
+    bits less ``M``'s count the steps ``k``; the code is ``k`` plus the exponent steps of
+    ``M`` above ``low = bits(norm * magic)``, shifted into place (``shift = 23 - m``).
+    No float32 subnormal is made (they are slow on many CPUs).  Sign: the bit of ``v``."""
+    b = as_bits(v)
+    a = min(as_float(band(b, MASK)), fmax)
+    big = max(as_float(band(as_bits(a), INF_BITS)), norm) * magic
+    big_bits = as_bits(big)
+    code = add(sub(as_bits(a + big), big_bits), shr(sub(big_bits, low), shift))
+    return bor(code, band(shr(b, sign_shift), sign_bit))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mx_exponent(x, base, width, emax):
+    """The E8M0 code of the block of ``width`` at ``base``: ``clip(floor(log2(amax)) -
+    emax, -127, 127) + 127``, or 0xFF for a block holding inf or NaN."""
+    top = _block_top(x, base, width)
+    if top >= INF_BITS:
+        return np.int32(255)
+    return min(max(_floor_log2(top) - emax, np.int32(-127)), np.int32(127)) + 127
 
 
 @njit(cache=True, nogil=True)
-def _encode_slice(x, divisor, p, sub_scale, qmax, codes, stream):
-    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (and no flush to zero)
-    for r in range(x.shape[0]):
-        _encode_row(x[r], divisor[r], False, p, sub_scale, qmax, codes[r])
-    swap_fp_control(saved)
-
-
-@njit(cache=True, nogil=True)
-def _mx_slice(x, emax, shift, p, sub_scale, qmax, codes, exps, stream):
-    """Each row: its shared exponent ``e = clip(floor(log2(amax)) - emax, -127, 127)``
-    from the magnitude bits (exact; 0xFF marks a row holding inf or NaN), then the codes
-    of ``x / 2**(e - shift)`` (exact), while the row is in cache."""
-    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
-    mask, one = np.uint32(0x7FFFFFFF), np.uint32(1)
-    for r in range(x.shape[0]):
-        top = np.uint32(0)
-        for i in range(x.shape[1]):
-            top = max(top, band(as_bits(x[r, i]), mask))
-        if top >= np.uint32(0x7F800000):
-            exps[r] = 0xFF
+def _mx_slice(x, emax, shift, fp, up, codes, exps, stream):
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (rint, and no flush to zero)
+    norm, magic, fmax = fp[0], fp[1], fp[2]
+    low = as_bits(norm * magic)
+    s, sign_shift, sign_bit = up[0], up[1], up[2]
+    qmax = np.float32(127)
+    # (the block width read from the shapes, not the constant 32: LLVM unrolls a loop of
+    # a constant 32 trips whole before its vectorizer runs, leaving scalar code)
+    w = x.size // max(exps.size, 1)
+    for r in range(exps.size):
+        code = _mx_exponent(x, r * w, w, emax)
+        exps[r] = code
+        if code == 255:
             continue
-        if top >= np.uint32(0x00800000):
-            flog = np.int32(top >> np.uint32(23)) - 127
-        elif top == 0:
-            flog = np.int32(-126)  # (an all-zero row: amax read as the smallest normal)
-        else:  # subnormal amax m * 2**-149: floor(log2) = -150 + bit length of m
-            flog, m = np.int32(-150), top
-            while m:
-                m >>= one
-                flog += 1
-        e = min(max(flog - emax, -127), 127)
-        exps[r] = e + 127
-        k = e - shift  # divide by 2**k: multiply by 2**-k where float32 holds it (k >= -127)
-        if k >= -127:
-            bits = np.uint32((127 - k) << 23 if k <= 126 else 1 << (149 - k))
-            _encode_row(x[r], as_float(bits), True, p, sub_scale, qmax, codes[r])
+        base, k = r * w, code - 127 - shift  # x / 2**k
+        if k >= -127:  # times 2**-k, which float32 holds: the same rounded quotient
+            d = as_float(_power_bits(-k))
+            if s == 0:  # integer elements
+                for i in range(w):
+                    q = min(max(np.rint(x[base + i] * d), -qmax), qmax)
+                    codes[base + i] = np.uint8(np.int32(q) & 0xFF)
+            else:
+                for i in range(w):
+                    codes[base + i] = _small_float(x[base + i] * d, norm, magic, fmax, low,
+                                                   s, sign_shift, sign_bit)
         else:  # (k down to -133: 2**k is a float32 subnormal, its reciprocal is not)
-            bits = np.uint32(1 << (k + 149))
-            _encode_row(x[r], as_float(bits), False, p, sub_scale, qmax, codes[r])
+            d = as_float(_power_bits(k))
+            for i in range(w):
+                if s == 0:
+                    q = min(max(np.rint(x[base + i] / d), -qmax), qmax)
+                    codes[base + i] = np.uint8(np.int32(q) & 0xFF)
+                else:
+                    codes[base + i] = _small_float(x[base + i] / d, norm, magic, fmax, low,
+                                                   s, sign_shift, sign_bit)
     swap_fp_control(saved)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _mx_parallel(x, emax, shift, p, sub_scale, qmax, codes, exps, nchunks, stream):
+def _mx_parallel(x, emax, shift, fp, up, codes, exps, nchunks, stream):
     for c in prange(nchunks):
-        start, stop = chunk_bounds(x.shape[0], c, nchunks)
-        _mx_slice(x[start:stop], emax, shift, p, sub_scale, qmax, codes[start:stop],
+        start, stop = chunk_bounds(exps.size, c, nchunks)
+        _mx_slice(x[start * 32:stop * 32], emax, shift, fp, up, codes[start * 32:stop * 32],
                   exps[start:stop], stream)
 
 
-def mx_rows(x, emax, shift, params, sub_scale, qmax, codes, exps):
-    """OCP MX in one pass over the float32 rows ``x`` (one block each): E8M0 exponent
-    codes into ``exps`` (uint8; 0xFF: inf or NaN in the row), element codes into ``codes``
-    (``shift`` 6 and ``qmax`` 127 for MXINT8's 1.6 fixed point, else 0 and 0)."""
+def mx_rows(x, emax, shift, fp, up, codes, exps):
+    """OCP MX in one pass over the flat float32 ``x`` (blocks of 32): E8M0 exponent
+    codes into ``exps`` (uint8; 0xFF: inf or NaN in the block, its codes unwritten),
+    element codes into ``codes`` (uint8, ``x``'s size).  Float elements: ``fp = [norm,
+    magic, fmax]`` (float32) and ``up = [shift, sign_shift, sign_bit]`` (uint32) of
+    ``_small_float``; ``up[0]`` 0: MXINT8, ``clip(rint(x / 2**(e - 6)), -127, 127)``
+    (``shift`` 6: the 1.6 fixed point; else 0)."""
     launch(_mx_slice, _mx_parallel, x, codes,
-           (x, np.int32(emax), np.int32(shift), params, np.float32(sub_scale),
-            np.float32(qmax), codes, exps))
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def _encode_parallel(x, divisor, p, sub_scale, qmax, codes, nchunks, stream):
-    for c in prange(nchunks):
-        start, stop = chunk_bounds(x.shape[0], c, nchunks)
-        _encode_slice(x[start:stop], divisor[start:stop], p, sub_scale, qmax,
-                      codes[start:stop], stream)
-
-
-def encode_rows(x, divisor, params, sub_scale, qmax, codes):
-    """``codes[r, i]`` (uint8) of ``x[r, i] / divisor[r]`` (float32 rows): the float
-    element format of the uint32 ``params`` (``qmax`` 0), or int8 codes in
-    ``[-qmax, qmax]`` (two's complement bytes)."""
-    launch(_encode_slice, _encode_parallel, x, codes,
-           (x, divisor, params, np.float32(sub_scale), np.float32(qmax), codes))
+           (x, np.int32(emax), np.int32(shift), fp, up, codes, exps))
 
 
 @njit(cache=True, nogil=True)
-def _ggml_mxfp4_slice(codes, exps, out, stream):
-    half = codes.shape[1] // 2
-    for r in range(codes.shape[0]):
-        out[r, 0] = exps[r]
+def _mxfp4_slice(x, fp, up, out, stream):
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
+    norm, magic, fmax = fp[0], fp[1], fp[2]
+    low = as_bits(norm * magic)
+    s, sign_shift, sign_bit = up[0], up[1], up[2]
+    codes = local_block(out, 64)
+    rows = out.size // 17
+    w = x.size // max(rows, 1)  # (32, read from the shapes: see _mx_slice)
+    half = w // 2
+    for r in range(rows):
+        code = _mx_exponent(x, r * w, w, np.int32(2))
+        out[r * 17] = code
+        if code == 255:
+            continue
+        d = as_float(_power_bits(127 - code))  # 2**-e: e >= -127, so float32 holds it
+        base, at = r * w, r * 17 + 1
+        for i in range(w):  # (codes first, into a buffer: this loop vectorizes)
+            codes[i] = _small_float(x[base + i] * d, norm, magic, fmax, low, s, sign_shift,
+                                    sign_bit)
         for j in range(half):
-            out[r, 1 + j] = codes[r, j] | (codes[r, j + half] << np.uint8(4))
+            out[at + j] = bor(codes[j], shl(codes[half + j], np.uint8(4)))
+    swap_fp_control(saved)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _ggml_mxfp4_parallel(codes, exps, out, nchunks, stream):
+def _mxfp4_parallel(x, fp, up, out, nchunks, stream):
     for c in prange(nchunks):
-        start, stop = chunk_bounds(codes.shape[0], c, nchunks)
-        _ggml_mxfp4_slice(codes[start:stop], exps[start:stop], out[start:stop], stream)
+        start, stop = chunk_bounds(out.size // 17, c, nchunks)
+        _mxfp4_slice(x[start * 32:stop * 32], fp, up, out[start * 17:stop * 17], stream)
 
 
-def ggml_mxfp4(codes, exps, out):
-    """GGML ``block_mxfp4`` rows: ``out[r] = [exps[r], codes[r, j] | codes[r, j + 16] << 4
-    for j < 16]`` (E2M1 codes in ``codes``, one block per row)."""
-    launch(_ggml_mxfp4_slice, _ggml_mxfp4_parallel, codes, out, (codes, exps, out))
+def ggml_mxfp4(x, fp, up, out):
+    """GGML ``block_mxfp4`` rows (17 bytes each, flat ``out``) of the flat float32 ``x``:
+    row ``r`` = ``[e, c[j] | c[j +
+    16] << 4 for j < 16]``, ``e`` the OCP E8M0 exponent (0xFF: inf or NaN in the block,
+    the rest of that row unwritten), ``c`` the E2M1 codes of ``x * 2**-(e - 127)``
+    (``fp``, ``up``: E2M1's parameters of ``_small_float``)."""
+    launch(_mxfp4_slice, _mxfp4_parallel, x, out, (x, fp, up, out))
+
+
+@njit(cache=True, nogil=True)
+def _abs_max_slice(x, top, stream):
+    best = np.uint32(0)
+    for start in range(0, x.size, BLOCK):
+        best = max(best, _block_top(x, start, min(BLOCK, x.size - start)))
+    top[0] = best
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _abs_max_parallel(x, top, nchunks, stream):
+    for c in prange(nchunks):
+        start, stop = chunk_bounds(x.size, c, nchunks)
+        _abs_max_slice(x[start:stop], top[c:c + 1], stream)
+
+
+def abs_max_bits(x, top):
+    """``top[c]``: the largest float32 magnitude bits of chunk ``c`` of the flat ``x``
+    (``top`` zeroed beforehand, one entry per chunk at most ``MAX_CHUNKS``)."""
+    launch(_abs_max_slice, _abs_max_parallel, x, top, (x, top))
+
+
+# (error_model "numpy": a float division without Numba's zero check, which would keep
+# the element loop from vectorizing; the divisor is positive)
+@njit(cache=True, nogil=True, error_model="numpy")
+def _nvfp4_slice(x, tensor_scale, p8, scale_table, fp, up, scales, out, stream):
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
+    norm, magic, fmax = fp[0], fp[1], fp[2]
+    low = as_bits(norm * magic)
+    e2, sign_shift, sign_bit = up[0], up[1], up[2]
+    s, half_m1, rebias = p8[F.E_SHIFT], p8[F.E_HALF_M1], p8[F.E_REBIAS]
+    ovf_code, norm_min = p8[F.E_OVF_CODE], p8[F.E_NORM_MIN]
+    codes = local_block(out, 64)
+    w = x.size // max(scales.size, 1)  # (16, read from the shapes: see _mx_slice)
+    half = w // 2
+    for r in range(scales.size):
+        base = r * w
+        block_max = as_float(_block_top(x, base, w))
+        # the float32 steps of torchao's recipe, in its order
+        v = min(max((block_max / np.float32(6)) / tensor_scale, np.float32(2.0 ** -6)),
+                np.float32(448))
+        # (v is a normal E4M3 magnitude: the integer rounding alone is exact)
+        s8 = rounded(as_bits(v), s, half_m1, rebias, ovf_code, norm_min, np.float32(1),
+                      True, False)
+        scales[r] = s8
+        total = tensor_scale * scale_table[s8]
+        for i in range(w):
+            codes[i] = _small_float(x[base + i] / total, norm, magic, fmax, low, e2,
+                                    sign_shift, sign_bit)
+        for j in range(half):
+            out[r * half + j] = bor(codes[2 * j], shl(codes[2 * j + 1], np.uint8(4)))
+    swap_fp_control(saved)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _nvfp4_parallel(x, tensor_scale, p8, scale_table, fp, up, scales, out, nchunks, stream):
+    for c in prange(nchunks):
+        start, stop = chunk_bounds(scales.size, c, nchunks)
+        _nvfp4_slice(x[start * 16:stop * 16], tensor_scale, p8, scale_table, fp, up,
+                     scales[start:stop], out[start * 8:stop * 8], stream)
+
+
+def nvfp4(x, tensor_scale, params8, scale_table, fp, up, scales, out):
+    """NVFP4 of the flat finite float32 ``x`` with the positive float32 ``tensor_scale``:
+    per block of 16, the E4M3 scale code (``params8``: float32 -> E4M3 encode
+    parameters; ``scale_table``: E4M3 code -> float32) into ``scales``, and the E2M1
+    codes of ``x / (tensor_scale * s)``, packed two per byte, the first element in the low
+    nibble, into ``out``."""
+    launch(_nvfp4_slice, _nvfp4_parallel, x, out,
+           (x, np.float32(tensor_scale), params8, scale_table, fp, up, scales, out))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _code_float(h, mag_mask, sign_bit, shift, sign_shift):
+    """The float32 whose exponent and mantissa fields hold the magnitude bits of the
+    float code ``h`` (``h & mag_mask``, shifted left by ``shift``), with its sign
+    (``h & sign_bit``, shifted by ``sign_shift``): the code's value divided by ``up``."""
+    return as_float(bor(shl(band(h, mag_mask), shift), shl(band(h, sign_bit), sign_shift)))
+
+
+@njit(cache=True, nogil=True)
+def _mx_decode_slice(codes, exps, shift, up, special_min, table, out, stream):
+    buf = local_block(out, BLOCK)
+    mag, sign = np.uint32(0x7F), np.uint32(0x80)
+    for start in range(0, out.size, BLOCK):
+        out_b = out[start:start + BLOCK]
+        dst = buf[:out_b.size] if stream else out_b
+        for r in range(out_b.size // 32):
+            scale = as_float(_power_bits(np.int32(exps[start // 32 + r]) - 127))  # (255: inf)
+            base, at = start + r * 32, r * 32
+            if shift == 0:  # int8 codes
+                for i in range(32):
+                    dst[at + i] = np.float32(np.int8(codes[base + i])) * up * scale
+            else:
+                top = np.uint32(0)
+                for i in range(32):
+                    h = np.uint32(codes[base + i])
+                    top = max(top, band(h, mag))
+                    dst[at + i] = _code_float(h, mag, sign, shift, np.uint32(24)) * up * scale
+                if top >= special_min:  # (rare: an inf or NaN code in the block)
+                    for i in range(32):
+                        dst[at + i] = table[codes[base + i]] * scale
+        if stream:
+            stream_out(out_b, dst)
+    finish_stream(stream)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _mx_decode_parallel(codes, exps, shift, up, special_min, table, out, nchunks, stream):
+    for c in prange(nchunks):
+        start, stop = chunk_bounds(exps.size, c, nchunks)
+        _mx_decode_slice(codes[start * 32:stop * 32], exps[start:stop], shift, up,
+                         special_min, table, out[start * 32:stop * 32], stream)
+
+
+def mx_decode(codes, exps, shift, up, special_min, table, out):
+    """float32 ``out`` of the flat MX element codes (uint8) and the E8M0 codes ``exps``:
+    ``value * 2**(e - 127)`` (the float32 ``2**128`` = inf for E8M0 0xFF).  The value is
+    rebuilt from the code (``shift``: 23 - mantissa bits, ``up``: ``2**(127 - bias)``;
+    ``shift`` 0: int8 codes times ``up`` = 1/64, MXINT8), or read from ``table`` (code ->
+    float32) in a block holding a code at or above ``special_min``."""
+    launch(_mx_decode_slice, _mx_decode_parallel, out, out,
+           (codes, exps, np.uint32(shift), np.float32(up), np.uint32(special_min), table,
+            out))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _e2m1_value(h):
+    """The float32 value of the E2M1 code in the low 4 bits of ``h``, without a float32
+    subnormal (slow on many CPUs): the magnitude bits under exponent 126 read ``y =
+    (1 + m / 2) * 2**(e - 1)``, the value itself for ``e >= 1``; ``e = 0`` (0 and 0.5)
+    is ``2 * y - 1``, exactly.  Sign: bit 3."""
+    mag = band(h, np.uint32(7))
+    y = as_float(add(shl(mag, np.uint32(22)), np.uint32(126 << 23)))
+    v = y if mag >= np.uint32(2) else np.float32(2) * y - np.float32(1)
+    return as_float(bor(as_bits(v), shl(band(h, np.uint32(8)), np.uint32(28))))
+
+
+@njit(cache=True, nogil=True)
+def _fp4_decode_slice(data, s8, table, tensor_scale, ggml, out, stream):
+    buf = local_block(out, BLOCK)
+    lo, hi, scale = local_block(out, 8), local_block(out, 8), local_block(out, 32)  # (BLOCK // 16)
+    four = np.uint32(4)
+    # GGML's table holds +0 for the code -0: adding +0 turns -0 into +0, changing nothing
+    # else; adding -0 changes nothing at all
+    zero = np.float32(0) if ggml else np.float32(-0.0)
+    for start in range(0, out.size, BLOCK):
+        out_b = out[start:start + BLOCK]
+        dst = buf[:out_b.size] if stream else out_b
+        if ggml:  # rows of 17 bytes: E8M0, then element j low and j + 16 high
+            for r in range(out_b.size // 32):
+                row, at = (start // 32 + r) * 17, r * 32
+                d = as_float(_power_bits(np.int32(data[row]) - 127))
+                for j in range(16):
+                    b = np.uint32(data[row + 1 + j])
+                    dst[at + j] = _e2m1_value(b) * d + zero
+                    dst[at + 16 + j] = _e2m1_value(shr(b, four)) * d + zero
+        else:  # NVFP4: byte j holds elements 2j (low) and 2j + 1, an E4M3 scale per 16
+            for r in range(out_b.size // 16):  # (the scales first: a table lookup
+                scale[r] = tensor_scale * table[s8[start // 16 + r]]  # in the loop is slow)
+            for r in range(out_b.size // 16):
+                blk, at, d = start // 16 + r, r * 16, scale[r]
+                src = np.uint64(blk * 8)  # (unsigned: consecutive loads)
+                for j in range(8):  # (each half apart, then interleaved: vectorizes)
+                    b = np.uint32(data[src + np.uint64(j)])
+                    lo[j] = _e2m1_value(b) * d
+                    hi[j] = _e2m1_value(shr(b, four)) * d
+                for j in range(8):
+                    dst[at + 2 * j] = lo[j]
+                    dst[at + 2 * j + 1] = hi[j]
+        if stream:
+            stream_out(out_b, dst)
+    finish_stream(stream)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _fp4_decode_parallel(data, s8, table, tensor_scale, ggml, out, nchunks, stream):
+    unit = 32 if ggml else 16  # (elements per block)
+    for c in prange(nchunks):
+        start, stop = chunk_bounds(out.size // unit, c, nchunks)
+        if ggml:
+            _fp4_decode_slice(data[start * 17:stop * 17], s8, table, tensor_scale, ggml,
+                              out[start * 32:stop * 32], stream)
+        else:
+            _fp4_decode_slice(data[start * 8:stop * 8], s8[start:stop], table, tensor_scale,
+                              ggml, out[start * 16:stop * 16], stream)
+
+
+def fp4_decode(data, s8, table, tensor_scale, ggml, out):
+    """float32 ``out`` (flat) of E2M1 codes times block scales: ``ggml`` True: GGML
+    MXFP4 rows ``data`` (``2**(e - 127)``, inf for E8M0 0xFF; the code -0 decodes to +0,
+    as GGML's table; ``s8``, ``table``, ``tensor_scale`` unused); False: NVFP4 nibbles,
+    first element low, times ``tensor_scale * table[s8]`` per 16 (the E4M3 scale codes
+    ``s8`` and their float32 values ``table``; -0 kept)."""
+    launch(_fp4_decode_slice, _fp4_decode_parallel, out, out,
+           (data, s8, table, np.float32(tensor_scale), bool(ggml), out))

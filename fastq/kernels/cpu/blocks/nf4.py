@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..parallel import chunk_bounds, launch
+from ..word import add, as_bits, as_float, band, bor, like, local_block, shl, shr
 
 
 @njit(cache=True, nogil=True)
@@ -60,3 +61,85 @@ def _encode_parallel(x, block, amax, mid, codes, nchunks, stream):
 def encode(x, block, amax, mid, codes):
     """uint8 ``codes`` of the flat float32 ``x`` with the per-block ``amax``."""
     launch(_encode_slice, _encode_parallel, x, codes, (x, block, amax, mid, codes))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _index(v, m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14):
+    """How many of the 15 midpoints lie below ``v`` (uint32 lanes: compares that
+    vectorize, where a search would branch on the data)."""
+    one = np.uint32(1)
+    k = add(add(add(like(one, v > m0), like(one, v > m1)), add(like(one, v > m2),
+                                                                like(one, v > m3))),
+            add(add(like(one, v > m4), like(one, v > m5)), add(like(one, v > m6),
+                                                               like(one, v > m7))))
+    return add(k, add(add(add(like(one, v > m8), like(one, v > m9)),
+                          add(like(one, v > m10), like(one, v > m11))),
+                      add(add(like(one, v > m12), like(one, v > m13)), like(one, v > m14))))
+
+
+# (error_model "numpy": the division without Numba's zero check, which would keep the
+# element loop from vectorizing; the divisor is positive)
+@njit(cache=True, nogil=True, error_model="numpy")
+def _packed_slice(x, block, mid, absmax, out, stream):
+    m0, m1, m2, m3, m4, m5, m6, m7 = mid[0], mid[1], mid[2], mid[3], mid[4], mid[5], mid[6], mid[7]
+    m8, m9, m10, m11, m12, m13, m14 = mid[8], mid[9], mid[10], mid[11], mid[12], mid[13], mid[14]
+    codes = local_block(out, 64)
+    mask = np.uint32(0x7FFFFFFF)
+    for b in range(absmax.size):
+        base = b * block
+        size = min(block, x.size - base)
+        top = np.uint32(0)
+        for i in range(size):
+            top = max(top, band(as_bits(x[base + i]), mask))
+        absmax[b] = as_float(top)
+        a = as_float(top) if top else np.float32(1)
+        for p in range(0, size, 64):  # (codes 64 at a time into a buffer, then packed)
+            m = min(64, size - p)
+            src = np.uint64(base + p)  # (an unsigned index: no negative-index check,
+            for i in range(m):        # which would turn the loads into one-by-one gathers)
+                codes[i] = _index(x[src + np.uint64(i)] / a, m0, m1, m2, m3, m4, m5, m6, m7,
+                                  m8, m9, m10, m11, m12, m13, m14)
+            at = np.uint64((base + p) // 2)
+            for j in range(m // 2):
+                out[at + np.uint64(j)] = bor(codes[2 * j], shl(codes[2 * j + 1], np.uint8(4)))
+            if m % 2:  # (the last element of an odd-sized tensor: a byte of its own)
+                out[at + m // 2] = codes[m - 1]
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _packed_parallel(x, block, mid, absmax, out, nchunks, stream):
+    for c in prange(nchunks):
+        start, stop = chunk_bounds(absmax.size, c, nchunks)
+        _packed_slice(x[start * block:stop * block], block, mid, absmax[start:stop],
+                      out[start * block // 2:(stop * block + 1) // 2], stream)
+
+
+def quantize_packed(x, block, mid, absmax, out):
+    """NF4 in one pass over the flat finite float32 ``x`` with an even ``block``: the
+    per-block absmax into ``absmax`` and the table indices (``encode``'s rule) packed two
+    per byte, the first element in the low nibble, into ``out`` (``ceil(n / 2)`` bytes)."""
+    launch(_packed_slice, _packed_parallel, x, out, (x, np.int64(block), mid, absmax, out))
+
+
+@njit(cache=True, nogil=True)
+def _decode_slice(data, block, table, absmax, out, stream):
+    for b in range(absmax.size):
+        a = absmax[b]
+        for i in range(b * block, min((b + 1) * block, out.size)):
+            code = shr(data[i >> 1], np.uint8((i & 1) * 4)) & np.uint8(15)
+            out[i] = table[code] * a
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _decode_parallel(data, block, table, absmax, out, nchunks, stream):
+    for c in prange(nchunks):
+        start, stop = chunk_bounds(absmax.size, c, nchunks)
+        _decode_slice(data[start * block // 2:(stop * block + 1) // 2], block, table,
+                      absmax[start:stop], out[start * block:stop * block], stream)
+
+
+def decode(data, block, table, absmax, out):
+    """``out[i] = table[code_i] * absmax[i // block]`` (float32), the 4-bit codes packed
+    in ``data`` first element low, for an even ``block``."""
+    launch(_decode_slice, _decode_parallel, out, out, (data, np.int64(block), table, absmax,
+                                                       out))

@@ -1,0 +1,141 @@
+"""The one-pass kernels of OCP MX, NVFP4 and NF4 against plain NumPy / ml_dtypes
+statements of their rules: every element code under every E8M0 scale for
+dequantization, inputs large enough for the parallel path, and NF4 against
+bitsandbytes (where installed)."""
+import math
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import fastq as fq
+from fastq.ops.formats.nf4 import MID32, TABLE
+
+from test_block_floats import ocp_reference, torchao_nvfp4
+
+ELEMENT = {"mxfp8_e4m3": ml_dtypes.float8_e4m3fn, "mxfp8_e5m2": ml_dtypes.float8_e5m2}
+
+
+def power(e):
+    """float32 ``2**(e - 127)`` of E8M0 codes (inf for 0xFF, as float32 2**128)."""
+    with np.errstate(over="ignore"):
+        return np.ldexp(np.float32(1), e.astype(np.int32) - 127).astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", ["mxfp8_e4m3", "mxfp8_e5m2", "mxint8"])
+def test_mx_dequantize_every_code_under_every_scale(dtype):
+    codes = (np.arange(2048 * 32) % 256).astype(np.uint8).reshape(-1, 32)
+    e = np.arange(2048) // 8  # (8 blocks of every E8M0 code hold every element code)
+    qt = fq.quantize(np.ones((codes.shape[0], 32), np.float32), dtype)
+    data = codes.view(np.int8) if dtype == "mxint8" else codes.view(ELEMENT[dtype])
+    qt.data, qt.scale = data, e.astype(np.uint8).view(ml_dtypes.float8_e8m0fnu).reshape(-1, 1)
+    values = (data.astype(np.float32) / 64 if dtype == "mxint8"
+              else data.astype(np.float32))
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = values * power(e)[:, None]
+    assert np.array_equal(fq.dequantize(qt).view(np.uint32), want.view(np.uint32))
+
+
+def test_mxfp4_and_nvfp4_dequantize_every_code():
+    rng = np.random.default_rng(1)
+    nibbles = rng.integers(0, 16, (4096, 32)).astype(np.uint8)
+    nibbles[:, :16] = np.arange(16)  # every code in every block
+    e = np.arange(4096) % 256
+    qt = fq.quantize(np.ones((4096, 32), np.float32), "mxfp4")
+    rows = np.concatenate([e.astype(np.uint8)[:, None],
+                           nibbles[:, :16] | (nibbles[:, 16:] << 4)], axis=1)
+    qt.data = rows.reshape(-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = nibbles.view(ml_dtypes.float4_e2m1fn).astype(np.float32) * power(e)[:, None]
+    want += np.float32(0)  # (GGML: the code -0 decodes to +0)
+    assert np.array_equal(fq.dequantize(qt).view(np.uint32), want.view(np.uint32))
+    x = rng.standard_normal((512, 256)).astype(np.float32)
+    x[0, :16] = -0.0
+    qt = fq.quantize(x, "nvfp4")
+    s = qt.scale.reshape(-1).astype(np.float32)
+    values = qt.codes().astype(np.float32).reshape(-1, 16)
+    want = values * (np.float32(qt.tensor_scale) * s)[:, None]
+    assert np.array_equal(fq.dequantize(qt).reshape(-1, 16).view(np.uint32),
+                          want.view(np.uint32))
+
+
+def wide_inputs(rows):
+    """Blocks over the whole float32 range, ties of every element format, zeros."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((rows, 64)).astype(np.float32) * np.exp2(
+        rng.integers(-140, 120, (rows, 1))).astype(np.float32)
+    ties = np.float32(2.0) ** rng.integers(-20, 20, (rows // 4, 1)).astype(np.float32)
+    x[::4] = ties * (rng.integers(-512, 513, (rows // 4, 64)) / np.float32(32))
+    x[1::9] = 0
+    return x
+
+
+@pytest.mark.parametrize("dtype", ["mxfp8_e4m3", "mxfp8_e5m2", "mxint8", "mxfp4"])
+def test_mx_parallel_path_follows_the_ocp_rule(dtype):
+    x = wide_inputs(2048)  # 131072 elements: threads
+    qt = fq.quantize(x, dtype)
+    e, codes = ocp_reference(x, dtype)
+    assert np.array_equal(qt.scale.view(np.uint8).reshape(-1), e)
+    got = qt.codes().reshape(-1, 32)
+    assert np.array_equal(got.view(np.uint8), codes.view(np.uint8))
+
+
+def test_nvfp4_parallel_path_and_underflowing_tensor_scale():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1024, 128)).astype(np.float32) * np.exp2(
+        rng.integers(-12, 12, (1024, 1))).astype(np.float32)
+    for y in (x, np.full((2, 16), 1.4e-45, np.float32)):  # (the second: scale 0 -> NaN)
+        qt = fq.quantize(y, "nvfp4")
+        with np.errstate(all="ignore"):
+            ts, s8, data = torchao_nvfp4(y)
+        assert np.float32(qt.tensor_scale) == ts or (ts == 0 and qt.tensor_scale == 0)
+        assert np.array_equal(qt.scale.view(np.uint8).reshape(-1), s8)
+        if ts:  # (torch and NumPy disagree on the sign of 0/0's NaN)
+            assert np.array_equal(qt.codes().view(np.uint8).reshape(-1, 16),
+                                  data.view(np.uint8))
+
+
+def nf4_rule(flat, block):
+    absmax = np.array([np.abs(flat[i:i + block]).max(initial=0)
+                       for i in range(0, flat.size, block)], np.float32)
+    a = np.repeat(np.where(absmax > 0, absmax, np.float32(1)), block)[:flat.size]
+    v = (flat / a).astype(np.float32)
+    return absmax, (v[:, None] > MID32[None]).sum(axis=1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("n,block", [(1, 64), (65, 64), (1001, 2), (200001, 64),
+                                     (131073, 7), (70000, 4096)])
+def test_nf4_sizes_and_block_sizes(n, block):
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    qt = fq.quantize(x, "nf4", block_size=block)
+    absmax, codes = nf4_rule(x, block)
+    assert np.array_equal(qt.scale, absmax)
+    assert np.array_equal(qt.codes().reshape(-1), codes)
+    want = TABLE[codes] * np.repeat(absmax, block)[:n]
+    assert np.array_equal(fq.dequantize(qt).reshape(-1), want)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fq.quantize(np.where(np.arange(n) == n // 2, np.inf, x), "nf4", block_size=block)
+
+
+def test_nf4_against_bitsandbytes_on_the_cpu():
+    """bitsandbytes' CPU ``quantize_4bit`` (its ``default`` kernel) scales by the float32
+    reciprocal ``x * (1 / absmax)`` and compares with float32-rounded midpoints; fastq
+    divides (``x / absmax``) and compares with the exact midpoints.  The absmax is the
+    same; the codes differ only where those two roundings part (a few per million)."""
+    bnb = pytest.importorskip("bitsandbytes")
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(11).standard_normal(1 << 18).astype(np.float32)
+    q, state = bnb.functional.quantize_4bit(torch.from_numpy(x), quant_type="nf4",
+                                            blocksize=64)
+    qt = fq.quantize(x, "nf4")
+    assert np.array_equal(qt.scale, state.absmax.numpy())
+    packed = q.numpy().reshape(-1)
+    theirs = np.stack([packed >> 4, packed & 15], axis=1).reshape(-1)  # (first: high)
+    a = np.repeat(qt.scale, 64)
+    scaled = np.clip(x * (np.float32(1) / a), -1, 1)  # bitsandbytes' steps
+    bounds = (TABLE[:-1] + TABLE[1:]) / np.float32(2)  # (float32 midpoints)
+    assert np.array_equal(theirs, np.searchsorted(bounds, scaled, side="left"))
+    mine = qt.codes().reshape(-1)
+    differ = mine != theirs
+    assert differ.sum() <= math.ceil(x.size * 1e-4)
+    assert np.array_equal(mine, nf4_rule(x, 64)[1])
