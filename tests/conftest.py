@@ -45,6 +45,15 @@ def backend(request):
     return request.param
 
 
+@pytest.fixture
+def cuda():
+    """numba.cuda (real or simulated); skips where the CUDA backend cannot run."""
+    if not _cuda_usable():
+        pytest.skip("no CUDA (numba-cuda missing and no simulator)")
+    from numba import cuda
+    return cuda
+
+
 @pytest.fixture(scope="session")
 def fq():
     """The package, for tests that take it as a fixture."""

@@ -20,19 +20,6 @@ FLOATS = [np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), BF16
 TARGETS = ["float16", "bfloat16", "float32", "float64"]
 
 
-@pytest.fixture
-def cuda():
-    """numba.cuda (real or simulated); skips where the CUDA backend cannot run."""
-    try:
-        from numba import cuda
-        usable = cuda.is_available()
-    except Exception:  # numba-cuda missing or broken
-        usable = False
-    if not usable:
-        pytest.skip("no CUDA (numba-cuda missing and no simulator)")
-    return cuda
-
-
 def bits(a):
     a = np.asarray(a)
     return a.view(f"u{a.dtype.itemsize}") if a.dtype.itemsize > 1 else a.view(np.uint8)

@@ -23,19 +23,6 @@ BLOCK_BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20, "q5_0": 22, "q5_1": 24, "q4_K
                "q5_K": 176, "q6_K": 210}
 
 
-@pytest.fixture
-def cuda():
-    """numba.cuda (real or simulated); skips where the CUDA backend cannot run."""
-    try:
-        from numba import cuda
-        usable = cuda.is_available()
-    except Exception:  # numba-cuda missing or broken
-        usable = False
-    if not usable:
-        pytest.skip("no CUDA (numba-cuda missing and no simulator)")
-    return cuda
-
-
 def bits(a):
     a = np.asarray(a)
     return a.view(f"u{a.dtype.itemsize}") if a.dtype.itemsize > 1 else a.view(np.uint8)

@@ -69,3 +69,14 @@ def check_choice(value, name, choices):
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+def check_block_counts(nan, overflow, dtype, nan_policy):
+    """Raise for what a block quantizer counted: ``nan`` blocks holding a NaN (unless
+    ``nan_policy`` is "ignore"), ``overflow`` blocks whose float16 scale would overflow."""
+    if nan and nan_policy == "raise":
+        raise ValueError(f"x contains NaN ({nan} block(s) of {dtype!r}): use "
+                         "nan_policy='ignore' to write them anyway")
+    if overflow:
+        raise ValueError(f"x holds {overflow} block(s) whose float16 scale would "
+                         f"overflow in {dtype!r} (magnitudes too large, or inf)")

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ...backend import CUDA
+from ...core import checks
 from ...runtime import device
 from ..linear import float32_input, packed_codes, unpacked_codes
 from ..qtensor import QTensor
@@ -45,12 +46,7 @@ def ggml_quantize(x, dtype, layout, nan_policy, run):
     if x32.size:
         nan, overflow = run.kernels(layout.family).quantize(x32.reshape(x32.size),
                                                             layout.kind, data.reshape(data.size))
-        if nan and nan_policy == "raise":
-            raise ValueError(f"x contains NaN ({nan} block(s) of {dtype!r}): use "
-                             "nan_policy='ignore' to write them anyway")
-        if overflow:
-            raise ValueError(f"x holds {overflow} block(s) whose float16 scale would "
-                             f"overflow in {dtype!r} (magnitudes too large, or inf)")
+        checks.check_block_counts(nan, overflow, dtype, nan_policy)
     return QTensor(_host_or_device(data, on_host), dtype, None, None, shape, None)
 
 

@@ -114,12 +114,7 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
         flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
         nan, overflow = run.kernels(layout.family).quantize(flat, layout.kind,
                                                             data.reshape(-1))
-        if nan and nan_policy == "raise":
-            raise ValueError(f"x contains NaN ({nan} block(s) of {dtype!r}): use "
-                             "nan_policy='ignore' to write them anyway")
-        if overflow:
-            raise ValueError(f"x holds {overflow} block(s) whose float16 scale would "
-                             f"overflow in {dtype!r} (magnitudes too large, or inf)")
+        checks.check_block_counts(nan, overflow, dtype, nan_policy)
     return QTensor(data, dtype, None, None, x.shape, None)
 
 
