@@ -112,6 +112,15 @@ class QTensor:
                 f"granularity={self.granularity!r}, nbytes={self.nbytes})")
 
 
+def checked_qtensor(data, dtype, scale, zero_point, shape, granularity):
+    """A :class:`QTensor` of parts already checked and converted (``shape`` a tuple):
+    the constructor's work without its conversions, for the repeated-call paths."""
+    qt = object.__new__(QTensor)
+    qt.data, qt.dtype, qt.scale, qt.zero_point = data, dtype, scale, zero_point
+    qt.shape, qt.granularity, qt.tensor_scale = shape, granularity, None
+    return qt
+
+
 def to_host(a):
     """Bring a result of GPU work to host memory.
 
