@@ -11,6 +11,7 @@ import numpy as np
 
 from ..core.flags import BAD_SCALE, NAN
 from ..runtime import threads
+from .linear import KEY_FLAGS
 from .qtensor import checked_qtensor
 
 MAX_PLANS = 256
@@ -48,12 +49,6 @@ def cache_size():
 SCALAR_SCALES = frozenset((float, np.float16, np.float32, np.float64))
 SCALAR_ZEROS = frozenset((int, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32,
                           np.int64, np.uint64))
-
-
-# ``ndarray.flags.num`` bits a plan depends on: C_CONTIGUOUS (the layout), ALIGNED and
-# WRITEABLE (the types Numba compiles a kernel for: the compiled code a plan calls
-# directly is the one of those types).  OWNDATA and the rest leave a plan unchanged.
-KEY_FLAGS = 0x1 | 0x100 | 0x400
 
 
 def plan_key(x, dtype, scheme, granularity, narrow_range, nan_policy, backend):
