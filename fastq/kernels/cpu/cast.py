@@ -27,7 +27,7 @@ import numpy as np
 from numba import config, njit, prange
 
 from ...core import formats as F
-from .parallel import BLOCK, chunk_bounds, launch
+from .parallel import BLOCK, SERIAL_BELOW, chunk_bounds, entry_point, launch
 from .word import (FP_NEAREST_EVEN, FP_TOWARD_ZERO, add, as_bits, as_float, band,
                     bit_width, bor, bxor, float16_bits, float16_value, like, mul,
                     finish_stream, local_block, prefetch_ahead, shl, shr, stream_out, sub,
@@ -470,3 +470,55 @@ def copyto(dst, src):
         np.copyto(dst, src)
     else:
         launch(_widen_slice, _widen_parallel, src, dst, (src, dst))
+
+
+class SerialCast:
+    """One planned ``encode`` or ``decode`` at serial sizes (below ``SERIAL_BELOW``),
+    by the compiled code of the slice kernel ``encode``/``decode`` would run, called
+    directly: ``call(src, dst, flags)`` with ``src`` the flat source values, ``dst`` the
+    flat new target array and ``flags`` ``src.flags.num``, whose aligned and writeable
+    bits fix the type the code is compiled for (found on the first call of each:
+    ``fastq.kernels.cpu.parallel.entry_point``).  The kernel takes the bits
+    ``src_word``/``dst_word`` of both (``with_floats``: the source floats too, first).
+    (CPU only.)"""
+    __slots__ = ("kernel", "src_word", "dst_word", "with_floats", "consts", "entries")
+
+    def __init__(self, kernel, src_word, dst_word, with_floats, consts):
+        self.kernel, self.src_word, self.dst_word = kernel, src_word, dst_word
+        self.with_floats, self.entries = with_floats, {}
+        self.consts = consts + (False,)  # (stream: never at this size)
+
+    def __call__(self, src, dst, flags):
+        bits, out = src.view(self.src_word), dst.view(self.dst_word)
+        args = ((src, bits, out) if self.with_floats else (bits, out)) + self.consts
+        entry = self.entries.get(flags & 0x500)
+        if entry is None:
+            entry = self.entries[flags & 0x500] = entry_point(self.kernel, *args)
+        entry(*args)
+
+
+def serial_encode(dst_word, params, sub_scale, rounding):
+    """The :class:`SerialCast` of ``encode`` from floats whose bits are ``params.dtype``
+    into bits of ``dst_word``, running the kernel ``encode`` chooses; None for
+    stochastic rounding."""
+    control = _native_control(params, np.empty(0, dst_word), rounding)
+    src_word = params.dtype
+    if control is not None:
+        return SerialCast(_encode_native16_slice, src_word, dst_word, True, (params, control))
+    if rounding != 2 and params.size == 2 * F.E_LEN:  # float64 -> bfloat16
+        return SerialCast(_encode_via32_slice, src_word, dst_word, True,
+                          (params, params[F.E_LEN:].astype(np.uint32), bool(rounding)))
+    if rounding == 2:
+        return None
+    return SerialCast(_encode_slice, src_word, dst_word, False,
+                      (params, sub_scale, bool(rounding)))
+
+
+def serial_decode(src_word, dst_word, params, sub_magic):
+    """The :class:`SerialCast` of ``decode`` of the bits ``src_word`` into bits of
+    ``dst_word``, running the kernel ``decode`` chooses."""
+    if (params.dtype == np.uint32 and _float16_pair(params, np.empty(0, src_word),
+                                                    params[F.D_SHIFT])
+            and native_float16()):
+        return SerialCast(_decode_native16_slice, src_word, dst_word, False, (params,))
+    return SerialCast(_decode_slice, src_word, dst_word, False, (params, sub_magic))
