@@ -134,7 +134,27 @@ def cases(n, torch):
         ("unpack int4", 1.5 * m, lambda: fq.unpack(packed, bits=4, count=m), None),
         ("metrics (exact CPU summation order)", 8 * m, lambda: fq.metrics(x, x_hat),
          (lambda: torch_metrics(tx, tx_hat)) if t else None),
-    ]
+    ] + block_cases(x.reshape(m // 256, 256), m, quantize, dequantize)
+
+
+# bytes per element of each block format's data and scales
+BLOCK_BYTES = {"q8_0": 34 / 32, "q4_0": 18 / 32, "q4_K": 144 / 256, "q6_K": 210 / 256,
+               "nf4": 0.5 + 4 / 64, "mxfp8_e4m3": 1 + 1 / 32, "mxfp4": 17 / 32,
+               "nvfp4": 0.5 + 1 / 16}
+
+
+def block_cases(x, m, quantize, dequantize):
+    """The block formats' CUDA twins on the device rows ``x`` (256 wide): quantize
+    (reads float32, writes the format) and dequantize (the reverse)."""
+    out = []
+    simulated = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+    for fmt, size in BLOCK_BYTES.items():
+        if simulated and fmt not in ("q4_0", "mxfp4"):  # (a smoke run: two formats)
+            continue
+        qt = quantize(x, fmt)
+        out.append((f"quantize {fmt}", (4 + size) * m, partial(quantize, x, fmt), None))
+        out.append((f"dequantize {fmt}", (4 + size) * m, partial(dequantize, qt), None))
+    return out
 
 
 def copy_seconds(nbytes, reps):

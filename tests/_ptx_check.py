@@ -21,6 +21,7 @@ class FakeDev:
 D.get_current_device = lambda: FakeDev()
 A.get_current_device = lambda: FakeDev()
 from fastq.kernels.cuda import cast as C, quant as Q, pack as PK, metrics as M
+from fastq.kernels.cuda.blocks import ggml as G, kquants as K, microscale as MS, nf4 as N
 u8, u16, u32, u64 = types.uint8, types.uint16, types.uint32, types.uint64
 i8, i16, i32, i64 = types.int8, types.int16, types.int32, types.int64
 f16, f32, f64, b1 = types.float16, types.float32, types.float64, types.boolean
@@ -50,6 +51,22 @@ jobs = [
     (M._lanes_kernel, (A1(f32), A1(f32), i64, A3(f64), A2(u64))),
     (M._lanes_kernel, (A1(f16), A1(f64), i64, A3(f64), A2(u64))),
     (M._lanes_kernel, (A1(i32), A1(f64), i64, A3(f64), A2(u64))),
+    (G._quantize_kernel, (A1(f32), i64, A1(u8), A1(i64))),
+    (G._dequantize_kernel, (A1(u8), i64, A1(f32))),
+    (G._codes_kernel, (A1(u8), i64, A1(u8))),
+    (K._search_kernel, (A1(f32), i64, A1(f32), A1(f32), A1(u8))),
+    (K._finish_kernel, (A1(f32), i64, A1(f32), A1(f32), A1(u8), A1(u8), A1(i64))),
+    (K._dequantize_kernel, (A1(u8), i64, A1(f32))),
+    (K._codes_kernel, (A1(u8), i64, A1(u8))),
+    (N._absmax_kernel, (A1(f32), i64, A1(f32))),
+    (N._encode_kernel, (A1(f32), i64, A1(f32), A1(f32), A1(u8))),
+    (N._decode_kernel, (A1(u8), i64, A1(f32), A1(f32), A1(f32))),
+    (MS._amax_kernel, (A2(u32), A1(u32))),
+    (MS._mx_kernel, (A2(f32), i64, i64, A1(u32), f32, f32, A2(u8), A1(u8))),
+    (MS._encode_kernel, (A2(f32), A1(f32), A1(u32), f32, f32, A2(u8))),
+    (MS._ggml_mxfp4_kernel, (A2(u8), A1(u8), A2(u8))),
+    (MS._decode_rows_kernel, (A1(u8), A1(f32), A1(f32), i64, A1(f32))),
+    (MS._decode_mxfp4_kernel, (A1(u8), A1(f32), A1(f32), A1(f32))),
 ]
 try:
     cuda.compile_ptx(C._copy_kernel.py_func, (A1(u16), A1(u16)), cc=(9, 0))

@@ -83,6 +83,28 @@ def test_legacy_parallel_and_layouts(fmt):
     assert same_bits(qt.dequantize(), gguf_dequantize(ref, qtype(fmt)))
 
 
+@pytest.mark.parametrize("fmt", LEGACY)
+def test_legacy_ties_and_signed_zeros(fmt):
+    # the kernels find the first element of largest magnitude from the largest positive
+    # and negative magnitudes (a tie is resolved by a scan), and min/max on order keys
+    # (a zero result by the last-of-equal rule): blocks built to hit each of those paths
+    rng = np.random.default_rng(11)
+    grid = rng.integers(-3, 4, (48, 32)).astype(np.float32) * 0.5
+    grid[0::4, 5], grid[0::4, 20] = 1.5, -1.5  # +max before -max
+    grid[1::4, 5], grid[1::4, 20] = -1.5, 1.5  # -max before +max
+    signed_zeros = np.where(rng.random((16, 32)) < 0.5, -0.0, 0.0).astype(np.float32)
+    zero_min = np.abs(rng.standard_normal((16, 32))).astype(np.float32)
+    zero_min[rng.random((16, 32)) < 0.3] = 0.0
+    zero_min[rng.random((16, 32)) < 0.2] = -0.0
+    zero_max = -zero_min
+    for name, x in {"grid": grid, "signed_zeros": signed_zeros, "zero_min": zero_min,
+                    "zero_max": zero_max, "tiny_ties": grid * np.float32(1e-40)}.items():
+        qt = fq.quantize(x, fmt)
+        ref = reference(x, fmt)
+        assert np.array_equal(qt.data, ref), name
+        assert same_bits(fq.dequantize(qt), gguf_dequantize(ref, qtype(fmt))), name
+
+
 def test_codes():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 64)).astype(np.float32)
@@ -179,3 +201,52 @@ def test_kquants_rows_and_parallel(fmt, vectors):
     big = fq.quantize(np.tile(x, 16), fmt)  # (past the serial size)
     assert np.array_equal(big.data, np.tile(ref, 16))
     assert same_bits(big.dequantize(), gguf_dequantize(big.data, qtype(fmt)))
+
+
+def random_kquant_inputs(rng):
+    """Inputs that reach every path of the vectorized K-quant searches: odd super-block
+    counts (padding lanes), sub-block scales over 6 decades (scales that round to 0 keep
+    the search's codes), all-zero sub-blocks, grids (ties), inf/NaN and subnormal
+    elements (C's integer rounding), magnitudes from 1e-40 to 3e38."""
+    for nb in (1, 3, 9):
+        n = 256 * nb
+        yield "gauss", rng.standard_normal(n)
+        yield "t1", rng.standard_t(1, n)
+        yield "scaled", rng.standard_normal(n) * 10.0 ** rng.uniform(-40, 38, n // 32).repeat(32)
+        yield "sub_scales", rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3, n // 16).repeat(16)
+        yield "sparse", rng.standard_normal(n) * (rng.random(n) < 0.05)
+        yield "grid", rng.integers(-20, 21, n) * 0.125
+        yield "exp", rng.exponential(1, n)
+        yield "negative", -rng.exponential(1, n) - 3
+        yield "subnormal", rng.standard_normal(n) * 1e-42
+        for bad in (np.inf, -np.inf, np.nan):
+            x = rng.standard_normal(n)
+            x[rng.integers(0, n, 3)] = bad
+            yield f"with {bad}", x
+
+
+@pytest.mark.skipif(not os.environ.get("FASTQ_GGML_CHECKOUT"),
+                    reason="set FASTQ_GGML_CHECKOUT to a ggml or llama.cpp checkout (and have "
+                           "gcc) to test random inputs against the C reference")
+def test_kquants_random_equal_llama_cpp_reference(tmp_path):
+    import ctypes
+    import importlib.util
+
+    from fastq.kernels.cpu.blocks import kquants
+    spec = importlib.util.spec_from_file_location(
+        "gen_kquant_vectors", os.path.join(os.path.dirname(VECTORS), "gen_kquant_vectors.py"))
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    lib = gen.build(os.environ["FASTQ_GGML_CHECKOUT"], str(tmp_path))
+    for name, x in random_kquant_inputs(np.random.default_rng(2026)):
+        x = np.ascontiguousarray(x, np.float32)
+        for fmt in KQUANTS:
+            ref = np.zeros(x.size // 256 * gen.BLOCK_BYTES[fmt], np.uint8)
+            getattr(lib, f"quantize_row_{fmt}_ref")(
+                x.ctypes.data_as(ctypes.c_void_p), ref.ctypes.data_as(ctypes.c_void_p),
+                ctypes.c_int64(x.size))
+            # (the kernel itself: fq.quantize refuses NaN and float16 overflow, which C writes)
+            got = np.zeros_like(ref)
+            with np.errstate(all="ignore"):
+                kquants.quantize(x, KQUANTS.index(fmt), got)
+            assert np.array_equal(got, ref), (fmt, name, x.size)

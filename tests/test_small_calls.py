@@ -87,8 +87,13 @@ def test_busy_machine_runs_parallel_regions_on_the_calling_thread(monkeypatch):
     each region's barrier: fastq then runs its regions on one thread, unless the caller
     chose a count with set_num_threads."""
     import os
-    monkeypatch.setattr(threads, "_load", {"checked": -1.0, "busy": False})
-    monkeypatch.setattr(os, "getloadavg", lambda: ((os.cpu_count() or 1) + 3.0, 0.0, 0.0))
+    cores = os.cpu_count() or 1
+
+    def machine(load, runnable):
+        monkeypatch.setattr(threads, "_load", dict(threads._load, checked=None))
+        monkeypatch.setattr(threads, "system_load", lambda: (load, runnable))
+
+    machine(cores + 3.0, cores + 3.0)
     assert threads.region_threads() == 1
     x = np.random.default_rng(2).standard_normal((64, 4096), dtype=np.float32)
     busy = fq.quantize(x, "uint8")
@@ -97,10 +102,18 @@ def test_busy_machine_runs_parallel_regions_on_the_calling_thread(monkeypatch):
         assert threads.region_threads() == threads.get_num_threads()
     finally:
         fq.set_num_threads(None)
-    monkeypatch.setattr(threads, "_load", {"checked": -1.0, "busy": False})
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    # a busy minute that has ended (nothing runnable now), or a load that is this
+    # process's own (its threads spinning): the cores are free
+    machine(cores + 3.0, 0.0)
+    assert threads.region_threads() == threads.get_num_threads()
+    machine(0.0, cores + 3.0)
+    assert threads.region_threads() == threads.get_num_threads()
+    machine(0.0, 0.0)
     assert threads.region_threads() == threads.get_num_threads()
     quiet = fq.quantize(x, "uint8")
+    if cores >= 2:  # one other busy thread leaves cores - 1
+        machine(1.0, 1.0)
+        assert threads.free_cores() == cores - 1
     assert np.array_equal(busy.data, quiet.data) and busy.scale == quiet.scale
 
 
@@ -126,6 +139,7 @@ def refuse_planning(monkeypatch):
     """Fail every validation and planning helper, and every way to a kernel but the
     compiled code a plan holds: a repeated small call must need none of them."""
     import fastq.kernels.cpu.cast as cast_kernels
+    import fastq.kernels.cpu.parallel as parallel
     import fastq.kernels.cpu.linear.tensor as tensor
     import fastq.kernels.cpu.quant as quant
     from fastq.core import checks
@@ -139,7 +153,7 @@ def refuse_planning(monkeypatch):
                          (linear, "dequantize_codes"), (linear, "check_static_params"),
                          (quantization, "QuantizeCall"), (plans, "remember"),
                          (tensor, "entry_point"), (quant, "entry_point"),
-                         (cast_kernels, "entry_point"), (cast_kernels, "launch")]:
+                         (parallel, "entry_point"), (cast_kernels, "launch")]:
         monkeypatch.setattr(module, name, refuse)
 
 

@@ -12,6 +12,7 @@ import importlib
 FORMATS = {}
 FORMATS.update(dict.fromkeys(("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K"),
                              "ggml"))  # GGML legacy formats and K-quants
+FORMATS.update(dict.fromkeys(("q2_K", "q3_K"), "ggml"))  # the 2- and 3-bit K-quants
 FORMATS.update(dict.fromkeys(("float8_e4m3fn", "float8_e5m2", "float4_e2m1fn"), "minifloat"))
 FORMATS.update(dict.fromkeys(("mxfp8_e4m3", "mxfp8_e5m2", "mxint8", "nvfp4"), "mx"),
                mxfp4="mxfp4", nf4="nf4")

@@ -162,7 +162,7 @@ class CastPlan:
 
 
 def serial_call(plan):
-    """The CPU kernels' prepared call (``SerialCast``) of a plan that runs one encode or
+    """The CPU kernels' prepared call (``SerialCall``) of a plan that runs one encode or
     decode kernel, for serial sizes: a repeated small cast then calls its compiled code
     directly; None for the others (an extended format, a copy, a cast in two steps)."""
     if plan.table is not None or plan.src is plan.dst:

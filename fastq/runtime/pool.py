@@ -1,24 +1,28 @@
 """Host output arrays: large ones come from a small pool of buffers already mapped in.
 
-NumPy takes an array of 32 MiB or more straight from the OS (glibc's allocator never
-keeps blocks that large in its heap), so the first write to each of its pages faults and
-the kernel zeroes the page: on a fresh large output those page faults would otherwise
-take longer than the kernel's own work.  ONNX Runtime's arena recycles its output
-buffers the same way this pool does.
+A fresh large array's pages are not mapped until its first write: each page then faults
+and the kernel zeroes it, and NumPy marks arrays of 4 MiB or more for transparent huge
+pages, whose faults may compact memory first.  glibc's allocator sometimes keeps a freed
+large block in its heap (no faults on reuse) and sometimes returns it to the OS,
+depending on what else the process allocated in between: in a process that also runs
+torch and ONNX Runtime a 16M-element static quantize (16 MB out) alternated between 3 ms
+and 25-60 ms, the slow calls being ~520 huge-page faults and 30-60 ms of system time.  So
+every output of ``POOLED_FROM`` bytes or more comes from this pool, as ONNX Runtime's
+arena recycles its outputs.
 
 An array from ``host_array`` is an ordinary C-contiguous ndarray whose ``base`` is a lease
 on a pooled buffer (it does not own its data, so ``ndarray.resize`` refuses it).  The
 buffer goes back to the pool when the last view of the array is gone; the pool keeps
 at most ``POOL_BUFFERS`` free buffers and ``POOL_BYTES`` bytes, dropping the oldest.
-``release()`` empties it.
+Buffer sizes are rounded up by at most 1/16 (``size_class``), so a held result wastes
+little.  ``release()`` empties it.
 """
 import math
 import threading
 
 import numpy as np
 
-POOLED_FROM = 32 << 20  # bytes: smaller arrays come from np.empty (the heap reuses them)
-SIZE_STEP = 2 << 20  # buffer sizes are multiples of a huge page
+POOLED_FROM = 1 << 20  # bytes: below it, page faults cost less than the pool's few us
 POOL_BUFFERS = 4
 POOL_BYTES = 1 << 30
 
@@ -54,7 +58,7 @@ def host_array(shape, dtype):
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < POOLED_FROM:
         return np.empty(shape, dtype)
-    size = -(-nbytes // SIZE_STEP) * SIZE_STEP
+    size = size_class(nbytes)
     with _lock:
         buffer = None
         for i, candidate in enumerate(_free):
@@ -65,6 +69,13 @@ def host_array(shape, dtype):
     if buffer is None:
         buffer = np.empty(size, np.uint8)
     return np.asarray(_Lease(buffer))[:nbytes].view(dtype).reshape(shape)
+
+
+def size_class(nbytes):
+    """The buffer size for ``nbytes``: rounded up to a sixteenth of its power of two (at
+    least a 4 KiB page), so requests of nearby sizes share buffers."""
+    step = max(4096, 1 << (int(nbytes).bit_length() - 5))
+    return -(-nbytes // step) * step
 
 
 def _trim():

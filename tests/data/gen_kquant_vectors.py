@@ -2,8 +2,9 @@
 
 Usage: python tests/data/gen_kquant_vectors.py LLAMA_CPP_OR_GGML_CHECKOUT
 
-Cuts ``quantize_row_q4_K_ref``, ``quantize_row_q5_K_ref``, ``quantize_row_q6_K_ref`` and
-the helpers they call (``nearest_int``, ``make_qx_quants``, ``make_qkx2_quants``,
+Cuts ``quantize_row_q2_K_ref``, ``quantize_row_q3_K_ref``, ``quantize_row_q4_K_ref``,
+``quantize_row_q5_K_ref``, ``quantize_row_q6_K_ref`` and the helpers they call
+(``nearest_int``, ``make_qx_quants``, ``make_q3_quants``, ``make_qkx2_quants``,
 ``get_scale_min_k4``) out of ``ggml-quants.c``, and the float16 conversion out of
 ``ggml-impl.h`` (ggml, MIT licence), of the checkout given; compiles them with gcc into a
 throwaway shared library in a temporary directory, as a release build does but with
@@ -21,12 +22,12 @@ import tempfile
 
 import numpy as np
 
-FUNCTIONS = ("nearest_int", "make_qx_quants", "make_qkx2_quants", "get_scale_min_k4",
-             "quantize_row_q4_K_ref",
-             "quantize_row_q5_K_ref", "quantize_row_q6_K_ref")
+FUNCTIONS = ("nearest_int", "make_qx_quants", "make_q3_quants", "make_qkx2_quants",
+             "get_scale_min_k4", "quantize_row_q2_K_ref", "quantize_row_q3_K_ref",
+             "quantize_row_q4_K_ref", "quantize_row_q5_K_ref", "quantize_row_q6_K_ref")
 HALF = ("fp32_from_bits", "fp32_to_bits", "ggml_compute_fp16_to_fp32",
         "ggml_compute_fp32_to_fp16")
-BLOCK_BYTES = {"q4_K": 144, "q5_K": 176, "q6_K": 210}
+BLOCK_BYTES = {"q2_K": 84, "q3_K": 110, "q4_K": 144, "q5_K": 176, "q6_K": 210}
 
 PRELUDE = r"""
 #include <assert.h>
@@ -42,6 +43,9 @@ PRELUDE = r"""
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 typedef uint16_t ggml_fp16_t;
 typedef uint16_t ggml_half;
+typedef struct { uint8_t scales[QK_K/16]; uint8_t qs[QK_K/4]; ggml_half d, dmin; } block_q2_K;
+typedef struct { uint8_t hmask[QK_K/8]; uint8_t qs[QK_K/4]; uint8_t scales[12];
+                 ggml_half d; } block_q3_K;
 typedef struct { ggml_half d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K/2]; } block_q4_K;
 typedef struct { ggml_half d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K/8];
                  uint8_t qs[QK_K/2]; } block_q5_K;
@@ -95,7 +99,7 @@ def inputs(seed=12345):
     mixed = rng.standard_normal(n)
     mixed[32:96] = 0  # whole sub-blocks of zeros inside a super-block
     mixed[160:192] = 0.75  # and a constant one
-    return {
+    named = {
         "gaussian": rng.standard_normal(4 * n),
         "heavy_tailed": t,
         "cauchy": np.clip(rng.standard_cauchy(n), -1e3, 1e3),
@@ -111,6 +115,14 @@ def inputs(seed=12345):
         "mixed_blocks": mixed,
         "grid_ties": rng.integers(-16, 17, n) * 0.25,
     }
+    # (drawn after the others, so that those stay the same inputs as before)
+    named["offset"] = 5 + 0.01 * rng.standard_normal(n)  # a min far from 0 (q2_K's dmin)
+    named["grid_q3"] = rng.integers(-4, 4, n) * 0.5  # q3_K's own grid: ties and exact fits
+    # sub-blocks of 16 whose magnitudes span six decades (the 4/6-bit sub-block scales)
+    # (two super-blocks: the inputs together stay an even number of them)
+    named["decades"] = (rng.standard_normal(2 * n)
+                        * np.repeat(10.0 ** rng.uniform(-3, 3, n // 8), 16))
+    return named
 
 
 def main(checkout, out_path):

@@ -1,14 +1,16 @@
 """GGML block formats: fastq beside ``gguf.quants`` (the gguf package's NumPy quantizer
 and dequantizer) where installed.  The K-quants' search for scales is about a thousand
-times the work of a legacy format per element, so they run on a 1/64 slice of ``x``."""
+times the work of a legacy format per element, so they run on a 1/64 slice of ``x``
+(``gguf.quants`` cannot quantize K-quants: their peer rows are dequantize only)."""
 import warnings
 
 import numpy as np
 
 LEGACY_ROWS = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
-KQUANT_ROWS = ("q4_K", "q6_K")
+KQUANT_ROWS = ("q4_K", "q6_K", "q2_K", "q3_K")
 BYTES = {"q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32, "q5_0": 22 / 32,
-         "q5_1": 24 / 32, "q4_K": 144 / 256, "q6_K": 210 / 256}
+         "q5_1": 24 / 32, "q4_K": 144 / 256, "q6_K": 210 / 256,
+         "q2_K": 84 / 256, "q3_K": 110 / 256}
 
 
 def _gguf():

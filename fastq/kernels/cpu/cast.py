@@ -27,43 +27,14 @@ import numpy as np
 from numba import config, njit, prange
 
 from ...core import formats as F
-from .parallel import BLOCK, SERIAL_BELOW, chunk_bounds, entry_point, launch
+from .parallel import BLOCK, SerialCall, chunk_bounds, launch
+from .rounding import decode_specials, encode_specials, random_word, rounded, stream_keys
 from .word import (FP_NEAREST_EVEN, FP_TOWARD_ZERO, add, as_bits, as_float, band,
-                    bit_width, bor, bxor, float16_bits, float16_value, like, mul,
+                    bit_width, bor, float16_bits, float16_value, like,
                     finish_stream, local_block, prefetch_ahead, shl, shr, stream_out, sub,
                     swap_fp_control, wide_vectors)
 
 U64 = np.uint64
-
-
-@njit(cache=True, nogil=True)
-def lowbias32(x):
-    """Chris Wellons' lowbias32 integer hash of a uint32 (a bijection, bias ~0.17)."""
-    x = bxor(x, shr(x, np.uint32(16)))
-    x = mul(x, np.uint32(0x7FEB352D))
-    x = bxor(x, shr(x, np.uint32(15)))
-    x = mul(x, np.uint32(0x846CA68B))
-    return bxor(x, shr(x, np.uint32(16)))
-
-
-@njit(cache=True, nogil=True)
-def stream_keys(key, hi):
-    """The two 32-bit keys of the random stream for indices whose top 32 bits are ``hi``."""
-    k1 = lowbias32(bxor(np.uint32(key & U64(0xFFFFFFFF)),
-                        lowbias32(bxor(np.uint32(hi), np.uint32(key >> U64(32))))))
-    return k1, lowbias32(add(k1, np.uint32(0x9E3779B9)))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, rne, with_sub):
-    """The code of the finite magnitude bits ``a`` (sign not included)."""
-    bias = add(half_m1, band(shr(a, s), like(s, 1))) if rne else like(s, 0)
-    code = min(sub(shr(add(a, bias), s), rebias), ovf_code)
-    if with_sub:  # |x| in units of the target's subnormal step: exact
-        v = as_float(a) * sub_scale
-        v = np.rint(v) if rne else v
-        code = like(a, np.int32(v)) if a < norm_min else code
-    return code
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -80,12 +51,12 @@ def _encode_blocks(src_u, dst, p, sub_scale, rne, with_sub, buf, stream):
         for i in range(src_b.size):
             b = src_b[i]
             a = band(b, abs_mask)
-            code = _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, rne,
+            code = rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, rne,
                             with_sub)
             dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
             top = max(top, a)
         if top >= inf_bits:  # an inf or NaN in the block (rare)
-            _encode_specials(src_b, dst_b, p)
+            encode_specials(src_b, dst_b, p)
         if stream:
             stream_out(out_b, dst_b)
 
@@ -144,7 +115,7 @@ def _encode_via32_slice(src_f, src_u, dst, p64, p32, rne, stream):
     """float64 -> a format no wider than float32 in range whose subnormals are float32's
     (bfloat16), by the conversion instruction toward zero with the inexact bit ORed in
     (round to odd: float32 keeps 16 more bits than the target everywhere, so the second
-    rounding, ``_rounded`` on float32 bits, is the correctly rounded one); ``p32`` rounds
+    rounding, ``rounded`` on float32 bits, is the correctly rounded one); ``p32`` rounds
     float32 bits to the target.  A finite overflow gives FLT_MAX, which rounds on as the
     target's overflow does.  Infs and NaNs take ``p64``'s codes, in blocks that hold one."""
     s, half_m1, rebias = p32[F.E_SHIFT], p32[F.E_HALF_M1], p32[F.E_REBIAS]
@@ -164,39 +135,15 @@ def _encode_via32_slice(src_f, src_u, dst, p64, p32, rne, stream):
             f = np.float32(d)  # toward zero
             w = bor(as_bits(f), np.uint32(np.float64(f) != d))
             a = band(w, abs_mask)
-            code = _rounded(a, s, half_m1, rebias, ovf_code, like(s, 0), np.float32(1), rne, False)
+            code = rounded(a, s, half_m1, rebias, ovf_code, like(s, 0), np.float32(1), rne, False)
             dst_b[i] = bor(code, band(shr(w, sign_shift), sign_bit))
             top = max(top, a)
         if top >= inf_bits:
-            _encode_specials(src_b, dst_b, p64)
+            encode_specials(src_b, dst_b, p64)
         if stream:
             stream_out(out_b, dst_b)
     finish_stream(stream)
     swap_fp_control(saved)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _encode_specials(src_b, dst_b, p):
-    """Rewrite the codes of the infs and NaNs of a block."""
-    inf_bits, nan_base, nan_mask = p[F.E_INF_BITS], p[F.E_NAN_BASE], p[F.E_NAN_MASK]
-    nan_min, abs_mask, s = p[F.E_NAN_MIN], p[F.E_ABS_MASK], p[F.E_SHIFT]
-    sign_shift, sign_bit, inf_out = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT], p[F.E_INF_OUT]
-    for i in range(src_b.size):
-        b = src_b[i]
-        a = band(b, abs_mask)
-        nan = max(bor(nan_base, band(shr(a, s), nan_mask)), nan_min)
-        # (XOR: float4_e2m1fn's "NaN" is the zero of the opposite sign, as ml_dtypes)
-        code = bxor(nan if a > inf_bits else inf_out, band(shr(b, sign_shift), sign_bit))
-        dst_b[i] = code if a >= inf_bits else dst_b[i]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _random_word(a, counter, k1, k2):
-    """The W-bit random word (W: ``a``'s width) of the element with this counter."""
-    r = like(a, lowbias32(bxor(counter, k1)))
-    if bit_width(a) == 64:
-        r = bor(shl(r, like(a, 32)), like(a, lowbias32(bxor(counter, k2))))
-    return r
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -220,7 +167,7 @@ def _stochastic_blocks(src_u, dst, p, key, offset, with_sub, buf, stream):
         for i in range(src_b.size):
             b = src_b[i]
             a = band(b, abs_mask)
-            r = _random_word(a, add(lo, np.uint32(i)), k1, k2)
+            r = random_word(a, add(lo, np.uint32(i)), k1, k2)
             code = min(sub(shr(add(a, shr(r, sub(width, s))), s), rebias), ovf_code)
             dst_b[i] = bor(code, band(shr(b, sign_shift), sign_bit))
             smallest, largest = min(smallest, a), max(largest, a)
@@ -228,7 +175,7 @@ def _stochastic_blocks(src_u, dst, p, key, offset, with_sub, buf, stream):
             for i in range(src_b.size):  # shift the significand by a per-element amount
                 b = src_b[i]
                 a = band(b, abs_mask)
-                r = _random_word(a, add(lo, np.uint32(i)), k1, k2)
+                r = random_word(a, add(lo, np.uint32(i)), k1, k2)
                 e = shr(a, mant_bits)
                 m = bor(band(a, mant_mask), shl(like(a, e != 0), mant_bits))
                 sh = sub(add(s, norm_exp), max(e, one))  # wraps around for normals (unused)
@@ -239,7 +186,7 @@ def _stochastic_blocks(src_u, dst, p, key, offset, with_sub, buf, stream):
                 code = bor(code, band(shr(b, sign_shift), sign_bit))
                 dst_b[i] = code if a < norm_min else dst_b[i]
         if largest >= inf_bits:  # an inf or NaN in the block (rare)
-            _encode_specials(src_b, dst_b, p)
+            encode_specials(src_b, dst_b, p)
         if stream:
             stream_out(out_b, dst_b)
 
@@ -276,7 +223,7 @@ def _decode_blocks(src, dst, p, sub_magic, with_sub, buf, stream):
             dst_b[i] = bor(bits, shl(band(h, sign_mask), sign_shift))
             top = max(top, a)
         if top >= special_min:  # an inf or NaN in the block (rare)
-            _decode_specials(src_b, dst_b, p)
+            decode_specials(src_b, dst_b, p)
         if stream:
             stream_out(out_b, dst_b)
 
@@ -309,23 +256,10 @@ def _decode_native16_slice(src, dst, p, stream):
             dst_b[i] = as_bits(float16_value(h))
             top = max(top, band(h, magnitude))
         if top >= special_min:  # an inf or NaN in the block (rare)
-            _decode_specials(src_b, dst_b, p)
+            decode_specials(src_b, dst_b, p)
         if stream:
             stream_out(out_b, dst_b)
     finish_stream(stream)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _decode_specials(src_b, dst_b, p):
-    """Rewrite the infs and NaNs of a block as NumPy widens them: the payload shifted up,
-    a signaling NaN kept signaling (the instruction would quiet it)."""
-    shift, special_min, exp_all = p[F.D_SHIFT], p[F.D_SPECIAL_MIN], p[F.D_EXP_ALL]
-    abs_mask, sign_mask, sign_shift = p[F.D_ABS_MASK], p[F.D_SIGN_MASK], p[F.D_SIGN_SHIFT]
-    for i in range(src_b.size):
-        h = like(shift, src_b[i])
-        a = band(h, abs_mask)
-        special = bor(bor(shl(a, shift), exp_all), shl(band(h, sign_mask), sign_shift))
-        dst_b[i] = special if a >= special_min else dst_b[i]
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -472,53 +406,28 @@ def copyto(dst, src):
         launch(_widen_slice, _widen_parallel, src, dst, (src, dst))
 
 
-class SerialCast:
-    """One planned ``encode`` or ``decode`` at serial sizes (below ``SERIAL_BELOW``),
-    by the compiled code of the slice kernel ``encode``/``decode`` would run, called
-    directly: ``call(src, dst, flags)`` with ``src`` the flat source values, ``dst`` the
-    flat new target array and ``flags`` ``src.flags.num``, whose aligned and writeable
-    bits fix the type the code is compiled for (found on the first call of each:
-    ``fastq.kernels.cpu.parallel.entry_point``).  The kernel takes the bits
-    ``src_word``/``dst_word`` of both (``with_floats``: the source floats too, first).
-    (CPU only.)"""
-    __slots__ = ("kernel", "src_word", "dst_word", "with_floats", "consts", "entries")
-
-    def __init__(self, kernel, src_word, dst_word, with_floats, consts):
-        self.kernel, self.src_word, self.dst_word = kernel, src_word, dst_word
-        self.with_floats, self.entries = with_floats, {}
-        self.consts = consts + (False,)  # (stream: never at this size)
-
-    def __call__(self, src, dst, flags):
-        bits, out = src.view(self.src_word), dst.view(self.dst_word)
-        args = ((src, bits, out) if self.with_floats else (bits, out)) + self.consts
-        entry = self.entries.get(flags & 0x500)
-        if entry is None:
-            entry = self.entries[flags & 0x500] = entry_point(self.kernel, *args)
-        entry(*args)
-
-
 def serial_encode(dst_word, params, sub_scale, rounding):
-    """The :class:`SerialCast` of ``encode`` from floats whose bits are ``params.dtype``
-    into bits of ``dst_word``, running the kernel ``encode`` chooses; None for
-    stochastic rounding."""
+    """The ``SerialCall`` (``fastq.kernels.cpu.parallel``) of ``encode`` from floats
+    whose bits are ``params.dtype`` into bits of ``dst_word``, running the kernel
+    ``encode`` chooses; None for stochastic rounding."""
     control = _native_control(params, np.empty(0, dst_word), rounding)
     src_word = params.dtype
     if control is not None:
-        return SerialCast(_encode_native16_slice, src_word, dst_word, True, (params, control))
+        return SerialCall(_encode_native16_slice, src_word, dst_word, True, (params, control))
     if rounding != 2 and params.size == 2 * F.E_LEN:  # float64 -> bfloat16
-        return SerialCast(_encode_via32_slice, src_word, dst_word, True,
+        return SerialCall(_encode_via32_slice, src_word, dst_word, True,
                           (params, params[F.E_LEN:].astype(np.uint32), bool(rounding)))
     if rounding == 2:
         return None
-    return SerialCast(_encode_slice, src_word, dst_word, False,
+    return SerialCall(_encode_slice, src_word, dst_word, False,
                       (params, sub_scale, bool(rounding)))
 
 
 def serial_decode(src_word, dst_word, params, sub_magic):
-    """The :class:`SerialCast` of ``decode`` of the bits ``src_word`` into bits of
-    ``dst_word``, running the kernel ``decode`` chooses."""
+    """The ``SerialCall`` (``fastq.kernels.cpu.parallel``) of ``decode`` of the bits
+    ``src_word`` into bits of ``dst_word``, running the kernel ``decode`` chooses."""
     if (params.dtype == np.uint32 and _float16_pair(params, np.empty(0, src_word),
                                                     params[F.D_SHIFT])
             and native_float16()):
-        return SerialCast(_decode_native16_slice, src_word, dst_word, False, (params,))
-    return SerialCast(_decode_slice, src_word, dst_word, False, (params, sub_magic))
+        return SerialCall(_decode_native16_slice, src_word, dst_word, False, (params,))
+    return SerialCall(_decode_slice, src_word, dst_word, False, (params, sub_magic))

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...core import formats as F
-from .cast import _random_word, stream_keys
+from .rounding import random_word, stream_keys
 from .parallel import BLOCK, chunk_bounds, launch
 from .word import add, band, bit_width, like, shl, shr, sub
 
@@ -83,7 +83,7 @@ def _stochastic_e8m0_slice(src, dst, p, key, offset, stream):
         stop = min(start + BLOCK, src.size)
         for i in range(start, stop):
             b = src[i]
-            up = shr(_random_word(b, add(lo, np.uint32(i - start)), k1, k2), drop)
+            up = shr(random_word(b, add(lo, np.uint32(i - start)), k1, k2), drop)
             dst[i] = _e8m0_code(b, up, p, up)
 
 

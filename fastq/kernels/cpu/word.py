@@ -12,9 +12,13 @@ Semantics are LLVM's: unsigned wrap-around; shift amounts must be below the widt
 ``prefetch(a, i)`` asks for the cache line of ``a[i]``.  Streaming kernels on data
 that sits in a large L3 can spend as long waiting for loads as they compute;
 prefetching the input a few KB ahead overlaps the two.
+
+``half_bits`` / ``half_value`` are float16 in plain integer arithmetic, for bits that must
+not depend on the CPU's conversion instruction (GGML block scales: NumPy's rounding).
 """
 import platform
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -314,3 +318,51 @@ def is_float(typingctx, a):
                                                                   types.Float))
         return types.boolean(a), codegen
     return None
+
+
+# float16 as plain integer arithmetic, where the bits must not depend on the CPU's
+# conversion instruction (GGML block scales: NumPy's rounding, NaN 0x7e00)
+@njit(cache=True, nogil=True, inline="always")
+def half_bits(f):
+    """IEEE binary16 bits of the float32 ``f``, rounded half to even (NumPy's
+    ``astype(np.float16)``); 0x7c00 (inf, with sign) from 65520 up; NaN 0x7e00."""
+    u = np.int64(as_bits(f))
+    sign = (u >> 16) & 0x8000
+    a = u & 0x7FFFFFFF
+    if a > 0x7F800000:
+        return sign | 0x7E00
+    if a >= 0x477FF000:  # 65520: rounds to inf
+        return sign | 0x7C00
+    if a < 0x38800000:  # below 2**-14: a subnormal half; the float add rounds it (RNE)
+        magic = as_float(np.uint32(0x3F000000))  # 0.5: aligns 2**-24 with the last bit
+        r = np.int64(as_bits(as_float(np.uint32(a)) + magic)) - 0x3F000000
+        return sign | r
+    mant_odd = (a >> 13) & 1
+    a = a + (((15 - 127) << 23) + 0xFFF) + mant_odd
+    return sign | (a >> 13)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def half_value(h):
+    """The float32 value of the binary16 bits ``h`` (exact)."""
+    h = np.int64(h)
+    sign = (h & 0x8000) << 16
+    e = (h >> 10) & 0x1F
+    m = h & 0x3FF
+    if e == 0:  # zero or subnormal: m * 2**-24, exact in float32
+        v = np.float32(m) * np.float32(5.9604644775390625e-08)
+        return -v if sign else v
+    if e == 31:
+        return as_float(np.uint32(sign | 0x7F800000 | (m << 13)))
+    return as_float(np.uint32(sign | ((e + 112) << 23) | (m << 13)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def put_half(out, o, bits):
+    out[o] = bits & 0xFF
+    out[o + 1] = (bits >> 8) & 0xFF
+
+
+@njit(cache=True, nogil=True, inline="always")
+def get_half(data, o):
+    return half_value(np.int64(data[o]) | (np.int64(data[o + 1]) << 8))

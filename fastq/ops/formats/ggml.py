@@ -1,5 +1,5 @@
 """GGML block formats (llama.cpp's): legacy "q8_0", "q4_0", "q4_1", "q5_0", "q5_1" and
-K-quants "q4_K", "q5_K", "q6_K".
+K-quants "q2_K", "q3_K", "q4_K", "q5_K", "q6_K".
 
 ``qt.data`` is the GGML block bytes: uint8 of shape ``x.shape[:-1] + (nblocks *
 block_bytes,)``, the blocks of each row along the last axis, exactly the array that
@@ -8,19 +8,22 @@ file holds).  Blocks run along the last axis, which must be a multiple of the bl
 (32 elements; 256 for the K-quants).  The scales live inside the blocks
 (``SCALES_IN_DATA``): ``qt.scale`` and ``qt.zero_point`` are None and
 ``qt.bits_per_element`` counts them (q8_0 8.5, q4_0 4.5, q4_1 5, q5_0 5.5, q5_1 6,
-q4_K 4.5, q5_K 5.5, q6_K 6.5625).
+q2_K 2.625, q3_K 3.4375, q4_K 4.5, q5_K 5.5, q6_K 6.5625).
 
 Legacy formats are byte for byte ``gguf.quants.quantize`` (the NumPy port of llama.cpp's
 ``quantize_row_q4_0_ref`` etc.) of the float32 input; K-quants byte for byte llama.cpp's
 ``quantize_row_q4_K_ref`` etc. (no importance matrix).  ``fq.dequantize`` equals
 ``gguf.quants.dequantize`` bit for bit.  The formulas are stated in
-``fastq.kernels.cpu.blocks.ggml`` and ``fastq.kernels.cpu.blocks.kquants``.
+``fastq.kernels.cpu.blocks.ggml``, ``fastq.kernels.cpu.blocks.kquants`` and
+``fastq.kernels.cpu.blocks.kquants_low`` (q2_K, q3_K).
 """
 import numpy as np
 
 from ...backend import select
 from ...core import checks
+from ...runtime import device, pool
 from ..qtensor import QTensor
+from . import device_paths
 
 SCALES_IN_DATA = True
 
@@ -44,16 +47,19 @@ LAYOUTS = {
     "q4_K": Layout("blocks.kquants", 0, 256, 144),
     "q5_K": Layout("blocks.kquants", 1, 256, 176),
     "q6_K": Layout("blocks.kquants", 2, 256, 210),
+    "q2_K": Layout("blocks.kquants_low", 0, 256, 84),
+    "q3_K": Layout("blocks.kquants_low", 1, 256, 110),
 }
 NAN_POLICIES = ("raise", "ignore")
+GPU_FAMILIES = ("blocks.ggml", "blocks.kquants")  # the kernel families with CUDA twins
 
 
-def _cpu(backend, *arrays):
-    run = select(backend, *arrays)
-    if run.on_gpu:
-        raise ValueError("backend='cuda' does not run the GGML formats: use backend='cpu' "
-                         "(host arrays)")
-    return run
+def _on_gpu(run, dtype):
+    """Whether ``run`` is the GPU, refusing the formats whose kernels are CPU-only."""
+    if run.on_gpu and LAYOUTS[dtype].family not in GPU_FAMILIES:
+        raise ValueError(f"{dtype!r} runs on the CPU only: pass a host array with "
+                         "backend='cpu' or 'auto'")
+    return run.on_gpu
 
 
 def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
@@ -93,14 +99,17 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
             raise ValueError(f"{name} is fixed by the GGML format {dtype!r}: leave it at "
                              f"{default!r}, got {value!r}")
     nan_policy = checks.check_choice(nan_policy, "nan_policy", NAN_POLICIES)
-    run = _cpu(backend, x)
+    run = select(backend, x)
+    if _on_gpu(run, dtype):
+        return device_paths.ggml_quantize(x, dtype, layout, nan_policy, run)
     x = checks.as_float_array(x)
     if x.ndim == 0 or x.shape[-1] % layout.block:
         raise ValueError(f"x's last axis must be a multiple of the block size "
                          f"{layout.block} for {dtype!r}, got shape {x.shape}")
     nblocks = x.size // layout.block
-    data = np.empty(x.shape[:-1] + (x.shape[-1] // layout.block * layout.block_bytes,),
-                    np.uint8)
+    # (large outputs from the pool: a fresh mapping's page faults cost more than the kernel)
+    data = pool.host_array(x.shape[:-1] + (x.shape[-1] // layout.block * layout.block_bytes,),
+                           np.uint8)
     if nblocks:
         flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
         nan, overflow = run.kernels(layout.family).quantize(flat, layout.kind,
@@ -116,7 +125,7 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
 
 def _check(qt):
     layout = LAYOUTS[qt.dtype]
-    data = np.asarray(qt.data)
+    data = np.asarray(device.to_host(qt.data))
     shape = tuple(qt.shape)
     expected = shape[:-1] + (shape[-1] // layout.block * layout.block_bytes,) if shape else None
     if data.dtype != np.uint8 or data.shape != expected:
@@ -128,9 +137,11 @@ def _check(qt):
 def dequantize(qt, backend="auto"):
     """float32 values of ``qt``, of ``qt.shape``: ``gguf.quants.dequantize`` bit for bit
     (``d * q`` / ``d * q + m`` per block in float32; K-quants ``(d * sc) * q - dmin * m``)."""
+    run = select(backend, qt.data)
+    if _on_gpu(run, qt.dtype):
+        return device_paths.ggml_dequantize(qt, LAYOUTS[qt.dtype], run)
     layout, data = _check(qt)
-    run = _cpu(backend, qt.data)
-    out = np.empty(qt.shape, np.float32)
+    out = pool.host_array(qt.shape, np.float32)
     if out.size:
         run.kernels(layout.family).dequantize(data, layout.kind, out.reshape(-1))
     return out
@@ -139,7 +150,8 @@ def dequantize(qt, backend="auto"):
 def codes(qt):
     """Each element's code as stored, in ``qt.shape``: q8_0 int8; the others uint8, the
     unsigned code (q4_0 0..15 meaning ``code - 8``, q5_0 0..31 meaning ``code - 16``,
-    q4_1/q5_1 and K-quants ``code * scale + min``, q6_K 0..63 meaning ``code - 32``)."""
+    q4_1/q5_1 and K-quants ``code * scale + min``, q6_K 0..63 meaning ``code - 32``,
+    q2_K 0..3, q3_K 0..7 meaning ``code - 4``)."""
     layout, data = _check(qt)
     out = np.empty(qt.shape, np.uint8)
     if out.size:

@@ -35,6 +35,7 @@ from ...runtime import device
 from ..casting import cast
 from ..linear import packed_codes, to_float32, unpacked_codes
 from ..qtensor import QTensor
+from . import device_paths
 
 MX_BLOCK, NV_BLOCK = 32, 16
 ELEMENTS = {"mxfp8_e4m3": ("float8_e4m3fn", 8), "mxfp8_e5m2": ("float8_e5m2", 15),
@@ -118,11 +119,16 @@ def quantize(x, dtype, scheme=None, granularity="tensor", scale=None, zero_point
              narrow_range=False, nan_policy="raise", backend="auto", **options):
     """``QTensor`` of an MX format (blocks of 32) or NVFP4 (blocks of 16): see the
     module docstring.  ``granularity``/``scheme`` are fixed by the format."""
-    select(backend, x)
+    on_gpu = select(backend, x).on_gpu
     if dtype == "nvfp4":
         g = check_options(dtype, options, scale, zero_point, granularity, NV_BLOCK)
+        if on_gpu:
+            return device_paths.nvfp4_quantize(x, nan_policy, g, element_params)
         return quantize_nvfp4(x, nan_policy, g)
     g = check_options(dtype, options, scale, zero_point, granularity, MX_BLOCK)
+    if on_gpu:
+        return device_paths.mx_quantize(x, dtype, nan_policy, g, *ELEMENTS[dtype],
+                                         element_params)
     x, rows = blocks_of(x, dtype, MX_BLOCK, nan_policy)
     codes, e = mx_elements(rows, dtype)
     scale_shape = x.shape[:-1] + (x.shape[-1] // MX_BLOCK,)
@@ -167,7 +173,8 @@ def block_values(qt):
 def dequantize(qt, backend="auto"):
     """float32 of ``qt.shape``: ``value * 2**e`` (MX; exact, or correctly rounded below
     float32's normals) or ``value * (tensor_scale * s)`` (NVFP4)."""
-    select(backend, qt.data)
+    if select(backend, qt.data).on_gpu:
+        return device_paths.mx_dequantize(qt, ELEMENTS.get(qt.dtype, ("float4_e2m1fn",))[0])
     values = block_values(qt)
     scale = device.to_host(qt.scale).reshape(-1)
     if qt.dtype == "nvfp4":

@@ -22,7 +22,9 @@ from ...backend import CPU, select
 from ...runtime import device
 from ..casting import cast
 from ..qtensor import QTensor
-from .mx import MX_BLOCK, blocks_of, check_options, mx_elements
+from . import device_paths
+from .mx import (ELEMENTS, MX_BLOCK, blocks_of, check_options, element_params,
+                 mx_elements)
 
 SCALES_IN_DATA = True
 BLOCK_BYTES = 1 + MX_BLOCK // 2
@@ -33,7 +35,9 @@ def quantize(x, dtype="mxfp4", scheme=None, granularity="tensor", scale=None,
              **options):
     """``QTensor`` whose ``data`` is the GGML MXFP4 bytes of ``x`` (uint8, 17 per block)."""
     g = check_options(dtype, options, scale, zero_point, granularity, MX_BLOCK)
-    select(backend, x)
+    if select(backend, x).on_gpu:
+        return device_paths.mx_quantize(x, dtype, nan_policy, g, *ELEMENTS[dtype],
+                                         element_params)
     x, rows = blocks_of(x, dtype, MX_BLOCK, nan_policy)
     codes, e = mx_elements(rows, dtype)
     data = np.empty((rows.shape[0], BLOCK_BYTES), np.uint8)
@@ -54,7 +58,8 @@ def codes(qt):
 def dequantize(qt, backend="auto"):
     """float32 of ``qt.shape``: ``value(code) * 2**(e - 127)``, as GGML decodes it (the
     code -0 included: GGML's table holds a plain 0 there, which decodes to +0)."""
-    select(backend, qt.data)
+    if select(backend, qt.data).on_gpu:
+        return device_paths.mx_dequantize(qt, "float4_e2m1fn")
     e = device.to_host(qt.data).reshape(-1, BLOCK_BYTES)[:, 0].astype(np.int32) - 127
     values = cast(codes(qt), "float32", backend="cpu").reshape(-1, MX_BLOCK)
     out = values * np.ldexp(np.float32(1), e).astype(np.float32)[:, None]  # (exact product)

@@ -20,6 +20,7 @@ from ...core.granularity import PerGroup, as_granularity
 from ...runtime import device
 from ..linear import packed_codes, to_float32, unpacked_codes
 from ..qtensor import QTensor
+from . import device_paths
 
 # The NF4 code book of bitsandbytes (functional.py, ``get_4bit_type("nf4")``) as float32.
 TABLE = np.array([
@@ -54,7 +55,8 @@ def quantize(x, dtype="nf4", scheme=None, granularity="tensor", scale=None,
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     if nan_policy != "raise":
         raise ValueError(f"nan_policy must be 'raise' for nf4, got {nan_policy!r}")
-    select(backend, x)
+    if select(backend, x).on_gpu:
+        return device_paths.nf4_quantize(x, dtype, int(block_size), MID32)
     x = checks.as_float_array(device.to_host(x))
     flat = (x if x.dtype == np.float32 else to_float32(x)).reshape(-1)
     if not np.isfinite(flat).all():  # (before any kernel: the absmax kernel assumes it)
@@ -79,7 +81,8 @@ def codes(qt):
 
 def dequantize(qt, backend="auto"):
     """``TABLE[code] * absmax`` in float32, ``qt.shape``."""
-    select(backend, qt.data)
+    if select(backend, qt.data).on_gpu:
+        return device_paths.nf4_dequantize(qt, TABLE)
     c = codes(qt).reshape(-1)
     n = c.size
     absmax = np.asarray(device.to_host(qt.scale), np.float32).reshape(-1)

@@ -26,7 +26,8 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import as_bits, as_float, band, bor, local_block, shl, shr, sub, unmanaged
+from ..word import (as_bits, as_float, band, bor, bxor, get_half, half_bits, local_block,
+                    put_half, shl, shr, sub, unmanaged)
 
 BLOCK = 32  # elements of a block (GGML's QK4_0 etc.; the kernels spell it out)
 # Elements from which a pass runs on the thread pool: a legacy block costs a few ns per
@@ -42,119 +43,113 @@ def block_bytes(kind):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def half_bits(f):
-    """IEEE binary16 bits of the float32 ``f``, rounded half to even (NumPy's
-    ``astype(np.float16)``); 0x7c00 (inf, with sign) from 65520 up; NaN 0x7e00."""
-    u = np.int64(as_bits(f))
-    sign = (u >> 16) & 0x8000
-    a = u & 0x7FFFFFFF
-    if a > 0x7F800000:
-        return sign | 0x7E00
-    if a >= 0x477FF000:  # 65520: rounds to inf
-        return sign | 0x7C00
-    if a < 0x38800000:  # below 2**-14: a subnormal half; the float add rounds it (RNE)
-        magic = as_float(np.uint32(0x3F000000))  # 0.5: aligns 2**-24 with the last bit
-        r = np.int64(as_bits(as_float(np.uint32(a)) + magic)) - 0x3F000000
-        return sign | r
-    mant_odd = (a >> 13) & 1
-    a = a + (((15 - 127) << 23) + 0xFFF) + mant_odd
-    return sign | (a >> 13)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def half_value(h):
-    """The float32 value of the binary16 bits ``h`` (exact)."""
-    h = np.int64(h)
-    sign = (h & 0x8000) << 16
-    e = (h >> 10) & 0x1F
-    m = h & 0x3FF
-    if e == 0:  # zero or subnormal: m * 2**-24, exact in float32
-        v = np.float32(m) * np.float32(5.9604644775390625e-08)
-        return -v if sign else v
-    if e == 31:
-        return as_float(np.uint32(sign | 0x7F800000 | (m << 13)))
-    return as_float(np.uint32(sign | ((e + 112) << 23) | (m << 13)))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def to_byte(v):
-    """NumPy's (x86) float32 -> uint8 of ``trunc(v)``: the low byte of the int32
-    conversion (which truncates), 0 where that is undefined (NaN, inf, out of range)."""
-    if not (abs(v) < np.float32(2147483648.0)):
-        return np.uint8(0)
-    return np.uint8(np.int32(v) & np.int32(0xFF))
+def to_byte(v, cap):
+    """``min(cap, uint8(trunc(v)))`` as int32, with NumPy's (x86) float32 -> uint8: the
+    low byte of the int32 conversion, 0 where that is undefined (NaN, inf, out of
+    range; a select before the conversion, no branch, so the loops vectorize)."""
+    safe = v if abs(v) < np.float32(2147483648.0) else np.float32(0.0)
+    return min(cap, band(np.int32(safe), np.int32(0xFF)))
 
 
 @njit(cache=True, nogil=True, inline="always")
 def round_away_byte(v):
-    """The low byte of ``roundf(v)`` (half away from zero, exactly as
-    ``gguf.quants.np_roundf``), 0 where the conversion is undefined."""
+    """The low byte of ``roundf(v)`` (half away from zero, as ``gguf.quants.np_roundf``),
+    0 where the conversion is undefined.  ``roundf(a) = trunc(a + 0.49999997)`` for
+    ``a >= 0`` (the float32 below 0.5; equal to the truncate-and-compare form on all
+    2**32 float32 values, whose int-to-float round trip kept the loop scalar)."""
     a = abs(v)
-    if not (a < np.float32(2147483648.0)):
-        return np.uint8(0)
-    i = np.int32(a)  # trunc = floor for a >= 0; a - i is exact
-    i += np.int32(1) if a - np.float32(i) >= np.float32(0.5) else np.int32(0)
-    return np.uint8((-i if v < 0 else i) & np.int32(0xFF))
+    a = a if a < np.float32(2147483648.0) else np.float32(0.0)
+    i = np.int32(a + np.float32(0.49999997))
+    i = sub(np.int32(0), i) if v < 0 else i
+    return np.uint8(band(i, np.int32(0xFF)))
+
+
+# The block loops take the block width as an argument and slice each block once: see
+# docs/design.md ("Legacy formats") for why (loops of a constant 32 trips and indexing
+# with Numba's negative-index wrap-around both kept LLVM from vectorizing them).
 
 
 @njit(cache=True, nogil=True, inline="always")
-def put_half(out, o, bits):
-    out[o] = bits & 0xFF
-    out[o + 1] = (bits >> 8) & 0xFF
-
-
-@njit(cache=True, nogil=True, inline="always")
-def get_half(data, o):
-    return half_value(np.int64(data[o]) | (np.int64(data[o + 1]) << 8))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _abs_max(x, i0):
-    """Bits of the largest magnitude of ``x[i0:i0+32]`` (above 0x7f800000: a NaN) and
-    the first element with it (NumPy's ``argmax``; both loops vectorize)."""
+def _abs_top(xb, width):
+    """Bits of the largest magnitude of ``xb`` (above 0x7f800000: a NaN)."""
     top = np.uint32(0)
-    mask = np.uint32(0x7FFFFFFF)
-    for j in range(32):  # (band: 32-bit lanes; a plain & widens to 64)
-        top = max(top, band(as_bits(x[i0 + j]), mask))
-    hits = np.uint32(0)  # bit j: element j has that magnitude
-    for j in range(32):
-        hit = band(as_bits(x[i0 + j]), mask) == top
-        hits = bor(hits, shl(np.uint32(1) if hit else np.uint32(0), np.uint32(j)))
-    lowest = hits & (~hits + np.uint32(1))  # its lowest set bit, an exact power of 2
-    first = (as_bits(np.float32(lowest)) >> np.uint32(23)) - np.uint32(127)
-    return top, x[i0 + (first & np.uint32(31))]
+    for j in range(width):  # (band: 32-bit lanes; a plain & widens to 64)
+        top = max(top, band(as_bits(xb[j]), np.uint32(0x7FFFFFFF)))
+    return top
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _min_max(x, i0):
-    """``min`` and ``max`` of ``x[i0:i0+32]``; of equal ones (+0 and -0) the last, as
-    NumPy's ``min``/``max`` reductions give them (C's ``v < min`` keeps the first)."""
-    lo, hi = np.float32(3.4028234663852886e38), np.float32(-3.4028234663852886e38)
-    for j in range(32):
-        v = x[i0 + j]
-        lo = v if v <= lo else lo
-        hi = v if v >= hi else hi
-    return lo, hi
+def _abs_max(xb, width):
+    """Bits of the largest magnitude of ``xb`` (above 0x7f800000: a NaN) and the first
+    element with it (NumPy's ``argmax`` of ``abs``): the larger of the largest positive
+    and negative magnitudes (two vectorized max reductions); a tie (+v and -v, or all
+    zeros) scans for the first."""
+    mask = np.uint32(0x7FFFFFFF)
+    pos = neg = np.uint32(0)
+    for j in range(width):
+        u = as_bits(xb[j])
+        a = band(u, mask)
+        negative = u > mask
+        pos = max(pos, np.uint32(0) if negative else a)
+        neg = max(neg, a if negative else np.uint32(0))
+    top = max(pos, neg)
+    # (a select, not a branch: which sign wins is a coin flip on real data)
+    big = as_float(pos if pos > neg else bor(neg, np.uint32(0x80000000)))
+    if pos == neg:
+        for j in range(width):
+            if band(as_bits(xb[j]), mask) == top:
+                return top, xb[j]
+    return top, big
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _order_key(f):
+    """float32 bits mapped so that unsigned order is the float order (-0 below +0)."""
+    u = as_bits(f)
+    return bxor(u, bor(sub(np.uint32(0), shr(u, np.uint32(31))), np.uint32(0x80000000)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _from_key(k):
+    flip = np.uint32(0x80000000) if k >= np.uint32(0x80000000) else np.uint32(0xFFFFFFFF)
+    return as_float(bxor(k, flip))  # (bxor: a plain ^ widens to 64 bits, a float64)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _last_equal(xb, width, v):
+    """``v``, or when it is a zero, the last element of ``xb`` equal to it (+0 or -0)."""
+    if v != 0:
+        return v
+    for j in range(width - 1, -1, -1):
+        if xb[j] == 0:
+            return xb[j]
+    return v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _min_max(xb, width):
+    """``min`` and ``max`` of ``xb`` ignoring NaN (and whether it holds one), of equal
+    ones (+0 and -0) the last, as NumPy's reductions give them (C keeps the first).
+    Unsigned min/max of order keys vectorize (float ones do not without fast math);
+    only a zero result needs the last-of-equal rule, by a scan."""
+    lo_start = _order_key(np.float32(3.4028234663852886e38))
+    hi_start = _order_key(np.float32(-3.4028234663852886e38))
+    lo_key, hi_key = lo_start, hi_start
+    mask, inf = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
+    nans = np.uint32(0)
+    for j in range(width):  # (a NaN gives the start value: no change)
+        nan = band(as_bits(xb[j]), mask) > inf
+        nans = bor(nans, np.uint32(1) if nan else np.uint32(0))
+        k = _order_key(xb[j])
+        lo_key = min(lo_key, lo_start if nan else k)
+        hi_key = max(hi_key, hi_start if nan else k)
+    return (_last_equal(xb, width, _from_key(lo_key)),
+            _last_equal(xb, width, _from_key(hi_key)), nans != 0)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _inverse(d):
     return np.float32(1.0) / d if d != 0 else np.float32(0.0)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _pack_nibbles(codes, out, q0, qh0, five):
-    """Low nibbles of ``codes[j]`` and ``codes[j + 16]`` into byte ``j`` at ``q0``; for
-    5-bit codes their fifth bits into the little-endian uint32 at ``qh0``.  (``band``
-    etc.: 8/32-bit lanes, where plain operators widen to 64.)"""
-    for j in range(16):
-        out[q0 + j] = bor(band(codes[j], np.uint8(0xF)), shl(codes[j + 16], np.uint8(4)))
-    if five:
-        qh = np.uint32(0)
-        for j in range(32):
-            qh = bor(qh, shl(np.uint32(shr(codes[j], np.uint8(4))), np.uint32(j)))
-        for k in range(4):
-            out[qh0 + k] = np.uint8(band(shr(qh, np.uint32(8 * k)), np.uint32(0xFF)))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -165,155 +160,201 @@ def _flags(top, dh, nan, ovf):
     return nan, ovf + ((dh & 0x7FFF) == 0x7C00)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _pack(ob, q0, j, lo, hi, qh, half, five, bit):
+    """Byte ``j`` at ``q0``: the low nibbles of codes ``j`` (``lo``) and ``j + half``
+    (``hi``); for 5-bit codes their fifth bits go into ``qh`` at bits j and j + half
+    (masks from the table ``bit``: shifts by the loop counter vectorized badly)."""
+    ob[q0 + j] = np.uint8(bor(band(lo, np.int32(0xF)), shl(hi, np.int32(4))))
+    if five:
+        zero, four = np.uint32(0), np.int32(4)
+        qh = bor(qh, band(bit[j], sub(zero, np.uint32(shr(lo, four)))))
+        qh = bor(qh, band(bit[j + half], sub(zero, np.uint32(shr(hi, four)))))
+    return qh
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bit_table(like, width):
+    """``[1 << j for j in range(width)]`` (uint32, ``width`` <= 32) on the stack;
+    ``like`` is any 4-byte array (its dtype types the stack slot)."""
+    bit = local_block(like, 32).view(np.uint32)
+    for j in range(width):
+        bit[j] = shl(np.uint32(1), np.uint32(j))
+    return bit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _put_u32(ob, o, v):
+    for k in range(4):
+        ob[o + k] = np.uint8(band(shr(v, np.uint32(8 * k)), np.uint32(0xFF)))
+
+
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _q8_0_blocks(x, b0, b1, out):
+def _q8_0_blocks(x, b0, b1, out, width):
     """q8_0: ``roundf(x / d)``, ``d = amax / 127``."""
     nan = ovf = 0
+    nbytes = width + 2
     for b in range(b0, b1):
-        i0, o = b * 32, b * 34
-        top, big = _abs_max(x, i0)
+        xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
+        top = _abs_top(xb, width)
         d = as_float(top) / np.float32(127.0)
         dh = half_bits(d)
-        put_half(out, o, dh)
+        put_half(ob, 0, dh)
         ident = _inverse(d)
-        for j in range(32):
-            out[o + 2 + j] = round_away_byte(x[i0 + j] * ident)
+        for j in range(width):
+            ob[2 + j] = round_away_byte(xb[j] * ident)
         nan, ovf = _flags(top, dh, nan, ovf)
     return nan, ovf
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _x_0_blocks(x, b0, b1, out, codes, five):
+def _x_0_blocks(x, b0, b1, out, width, five):
     """q4_0 (q5_0 when ``five``): ``trunc(x / d + 8.5)`` (16.5), ``d = max / -8`` (-16)."""
     nmax = np.float32(16.0) if five else np.float32(8.0)
-    cap = np.uint8(31) if five else np.uint8(15)
-    nbytes = 22 if five else 18
-    half = nmax + np.float32(0.5)
+    cap = np.int32(31) if five else np.int32(15)
+    half = width // 2
+    nbytes = half + (6 if five else 2)
+    q0 = 6 if five else 2
+    bit = _bit_table(x, width)
+    bias = nmax + np.float32(0.5)
+    step = np.float32(-1.0) / nmax
     nan = ovf = 0
     for b in range(b0, b1):
-        i0, o = b * 32, b * nbytes
-        top, big = _abs_max(x, i0)
-        d = big / -nmax
+        xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
+        top, big = _abs_max(xb, width)
+        d = big * step  # (= big / -nmax exactly: a power of two)
         dh = half_bits(d)
-        put_half(out, o, dh)
+        put_half(ob, 0, dh)
         ident = _inverse(d)
-        for j in range(32):
-            codes[j] = min(cap, to_byte(x[i0 + j] * ident + half))
-        _pack_nibbles(codes, out, o + (6 if five else 2), o + 2, five)
+        qh = np.uint32(0)
+        for j in range(half):
+            lo = to_byte(xb[j] * ident + bias, cap)
+            hi = to_byte(xb[j + half] * ident + bias, cap)
+            qh = _pack(ob, q0, j, lo, hi, qh, half, five, bit)
+        if five:
+            _put_u32(ob, 2, qh)
         nan, ovf = _flags(top, dh, nan, ovf)
     return nan, ovf
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _x_1_blocks(x, b0, b1, out, codes, five):
+def _x_1_blocks(x, b0, b1, out, width, five):
     """q4_1 (q5_1 when ``five``): ``trunc((x - min) / d + 0.5)``, ``d = (max - min) / 15``
     (31); a float16 minimum that overflows counts as an overflowing scale."""
-    cap = np.uint8(31) if five else np.uint8(15)
-    nbytes = 24 if five else 20
+    cap = np.int32(31) if five else np.int32(15)
+    half = width // 2
+    nbytes = half + (8 if five else 4)
+    q0 = 8 if five else 4
+    bit = _bit_table(x, width)
     nan = ovf = 0
     for b in range(b0, b1):
-        i0, o = b * 32, b * nbytes
-        top = np.uint32(0)
-        for j in range(32):
-            top = max(top, band(as_bits(x[i0 + j]), np.uint32(0x7FFFFFFF)))
-        lo, hi = _min_max(x, i0)
+        xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
+        lo, hi, has_nan = _min_max(xb, width)
+        top = np.uint32(0x7FC00000) if has_nan else np.uint32(0)  # (for ``_flags``)
         d = (hi - lo) / np.float32(cap)
         dh, mh = half_bits(d), half_bits(lo)
-        put_half(out, o, dh)
-        put_half(out, o + 2, mh)
+        put_half(ob, 0, dh)
+        put_half(ob, 2, mh)
         ident = _inverse(d)
-        for j in range(32):
-            codes[j] = min(cap, to_byte((x[i0 + j] - lo) * ident + np.float32(0.5)))
-        _pack_nibbles(codes, out, o + (8 if five else 4), o + 4, five)
+        qh = np.uint32(0)
+        for j in range(half):
+            c0 = to_byte((xb[j] - lo) * ident + np.float32(0.5), cap)
+            c1 = to_byte((xb[j + half] - lo) * ident + np.float32(0.5), cap)
+            qh = _pack(ob, q0, j, c0, c1, qh, half, five, bit)
+        if five:
+            _put_u32(ob, 4, qh)
         nan, ovf = _flags(top, dh if (mh & 0x7FFF) != 0x7C00 else mh, nan, ovf)
     return nan, ovf
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _quantize_blocks(x, kind, b0, b1, out):
-    """Blocks ``b0..b1``; returns (blocks with a NaN, blocks whose scale overflows).
-    Each format has its own block loop, its constants inlined."""
-    x, out = unmanaged(x), unmanaged(out)  # (no reference counting per helper call)
-    codes = local_block(out, 32)
+def _quantize_blocks(x, kind, b0, b1, out, width):
+    """Blocks ``b0..b1`` of ``width`` (32) elements; returns (blocks with a NaN, blocks
+    whose scale overflows).  Each format has its own block loop, its constants inlined."""
+    x, out = unmanaged(x), unmanaged(out)  # (no reference counting per block slice)
     if kind == 0:
-        return _q8_0_blocks(x, b0, b1, out)
+        return _q8_0_blocks(x, b0, b1, out, width)
     if kind == 1:
-        return _x_0_blocks(x, b0, b1, out, codes, False)
+        return _x_0_blocks(x, b0, b1, out, width, False)
     if kind == 3:
-        return _x_0_blocks(x, b0, b1, out, codes, True)
+        return _x_0_blocks(x, b0, b1, out, width, True)
     if kind == 2:
-        return _x_1_blocks(x, b0, b1, out, codes, False)
-    return _x_1_blocks(x, b0, b1, out, codes, True)
+        return _x_1_blocks(x, b0, b1, out, width, False)
+    return _x_1_blocks(x, b0, b1, out, width, True)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _quantize_parallel(x, kind, out, nchunks):
-    nb = x.size // 32
+def _quantize_parallel(x, kind, out, nchunks, width):
+    nb = x.size // width
     nan = ovf = 0
     for c in prange(nchunks):
-        a, b = _quantize_blocks(x, kind, c * nb // nchunks, (c + 1) * nb // nchunks, out)
+        a, b = _quantize_blocks(x, kind, c * nb // nchunks, (c + 1) * nb // nchunks, out,
+                                width)
         nan += a
         ovf += b
     return nan, ovf
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _x_dequantize_blocks(data, b0, b1, out, nbytes, offset, with_min, five):
+def _x_dequantize_blocks(data, b0, b1, out, width, offset, with_min, five):
     """q4_0/q5_0 ``d * (q - offset)``; q4_1/q5_1 ``d * q + m`` (``with_min``)."""
+    half = width // 2
+    nbytes = half + 2 + (2 if with_min else 0) + (4 if five else 0)
+    off = np.int32(offset)
+    low, four = np.int32(0xF), np.int32(4)
+    bit = _bit_table(out, width)
     for b in range(b0, b1):
-        i0, o = b * 32, b * nbytes
-        d = get_half(data, o)
-        m = get_half(data, o + 2) if with_min else np.float32(0.0)
+        db, ob = data[b * nbytes:(b + 1) * nbytes], out[b * width:(b + 1) * width]
+        d = get_half(db, 0)
+        m = get_half(db, 2) if with_min else np.float32(0.0)
         qh = np.uint32(0)
         if five:
-            h0 = o + (4 if with_min else 2)
+            h0 = 4 if with_min else 2
             for k in range(4):
-                qh = bor(qh, shl(np.uint32(data[h0 + k]), np.uint32(8 * k)))
-        q0 = o + nbytes - 16
-        off = np.int32(offset)
-        low, four = np.int32(0xF), np.int32(4)
-        for j in range(16):  # (int32 throughout: AVX2 converts int32 lanes, not int64)
-            byte = np.int32(data[q0 + j])
+                qh = bor(qh, shl(np.uint32(db[h0 + k]), np.uint32(8 * k)))
+        q0 = nbytes - half
+        for j in range(half):  # (int32 throughout: AVX2 converts int32 lanes, not int64)
+            byte = np.int32(db[q0 + j])
             lo = band(byte, low)
             hi = shr(byte, four)
-            if five:
-                lo = bor(lo, shl(np.int32(band(shr(qh, np.uint32(j)), np.uint32(1))), four))
-                hi = bor(hi, shl(np.int32(band(shr(qh, np.uint32(j + 16)), np.uint32(1))),
-                                 four))
+            if five:  # (a mask from ``_bit_table``: see ``_pack``)
+                lo = bor(lo, np.int32(16) if band(qh, bit[j]) else np.int32(0))
+                hi = bor(hi, np.int32(16) if band(qh, bit[j + half]) else np.int32(0))
             if with_min:
-                out[i0 + j] = d * np.float32(lo) + m
-                out[i0 + 16 + j] = d * np.float32(hi) + m
+                ob[j] = d * np.float32(lo) + m
+                ob[j + half] = d * np.float32(hi) + m
             else:
-                out[i0 + j] = d * np.float32(sub(lo, off))
-                out[i0 + 16 + j] = d * np.float32(sub(hi, off))
+                ob[j] = d * np.float32(sub(lo, off))
+                ob[j + half] = d * np.float32(sub(hi, off))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _dequantize_blocks(data, kind, b0, b1, out):
+def _dequantize_blocks(data, kind, b0, b1, out, width):
     """Blocks ``b0..b1`` to float32 (``gguf.quants``' formulas and order); one block
     loop per format, its constants inlined."""
     data, out = unmanaged(data), unmanaged(out)
     if kind == 0:
+        nbytes = width + 2
         for b in range(b0, b1):
-            i0, o = b * 32, b * 34
-            d = get_half(data, o)
-            for j in range(32):
-                out[i0 + j] = np.float32(np.int8(data[o + 2 + j])) * d
+            db, ob = data[b * nbytes:(b + 1) * nbytes], out[b * width:(b + 1) * width]
+            d = get_half(db, 0)
+            for j in range(width):
+                ob[j] = np.float32(np.int8(db[2 + j])) * d
     elif kind == 1:
-        _x_dequantize_blocks(data, b0, b1, out, 18, 8, False, False)
+        _x_dequantize_blocks(data, b0, b1, out, width, 8, False, False)
     elif kind == 2:
-        _x_dequantize_blocks(data, b0, b1, out, 20, 0, True, False)
+        _x_dequantize_blocks(data, b0, b1, out, width, 0, True, False)
     elif kind == 3:
-        _x_dequantize_blocks(data, b0, b1, out, 22, 16, False, True)
+        _x_dequantize_blocks(data, b0, b1, out, width, 16, False, True)
     else:
-        _x_dequantize_blocks(data, b0, b1, out, 24, 0, True, True)
+        _x_dequantize_blocks(data, b0, b1, out, width, 0, True, True)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _dequantize_parallel(data, kind, out, nchunks):
-    nb = out.size // 32
+def _dequantize_parallel(data, kind, out, nchunks, width):
+    nb = out.size // width
     for c in prange(nchunks):
-        _dequantize_blocks(data, kind, c * nb // nchunks, (c + 1) * nb // nchunks, out)
+        _dequantize_blocks(data, kind, c * nb // nchunks, (c + 1) * nb // nchunks, out, width)
 
 
 @njit(cache=True, nogil=True)
@@ -350,16 +391,16 @@ def quantize(x, kind, out):
     nb = x.size // BLOCK
     nchunks = _chunks(nb, PARALLEL_FROM)
     if nchunks == 1:
-        return _quantize_blocks(x, kind, 0, nb, out)
+        return _quantize_blocks(x, kind, 0, nb, out, BLOCK)
     with parallel_region():
-        return _quantize_parallel(x, kind, out, nchunks)
+        return _quantize_parallel(x, kind, out, nchunks, BLOCK)
 
 
 def dequantize(data, kind, out):
     nb = out.size // BLOCK
     nchunks = _chunks(nb, PARALLEL_FROM)
     if nchunks == 1:
-        _dequantize_blocks(data, kind, 0, nb, out)
+        _dequantize_blocks(data, kind, 0, nb, out, BLOCK)
         return
     with parallel_region():
-        _dequantize_parallel(data, kind, out, nchunks)
+        _dequantize_parallel(data, kind, out, nchunks, BLOCK)

@@ -1,20 +1,39 @@
 """The scale searches of llama.cpp's K-quants (CPU): ``nearest_int``, ``make_qkx2_quants``
 and ``make_qx_quants`` of ``ggml/src/ggml-quants.c`` (ggml, MIT licence, Copyright (c)
 2023-2024 The ggml authors), ported to give C's bits (see
-``fastq.kernels.cpu.blocks.kquants``) with independent sub-blocks side by side in
-vector lanes (those of several super-blocks: a lane loop must be long enough for LLVM's
-vectorized loop).
+``fastq.kernels.cpu.blocks.kquants``) with independent sub-blocks side by side in the 16
+lanes of ``lanes.vec`` vectors: each lane runs C's algorithm on its own sub-block, step
+for step, in float32 and in C's order (its sums over the elements one after the other,
+kept in registers), and C's branches become per-lane selects.
+
+Three changes to C's work keep its bits:
+
+* A candidate's codes are rounded in float, ``rint(f)`` clamped in float: equal to C's
+  ``(float)clamp(nearest_int(f))`` whenever ``|f| < 2**21``, with no trip through int32
+  and back.  Whether that holds is checked per candidate on each lane's extreme elements
+  (``iscale * (x - min)`` is monotone in ``x``); a group with any ``f`` out of range
+  (inf, NaN, scales that overflow on subnormal blocks) takes C's integer trick instead.
+* No codes kept per candidate: C copies a candidate's codes when it takes it; a lane
+  here keeps the inverse scale and min it rounded with (``make_*_scales``), from which
+  the codes are rounded again (the same operations on the same values) only where they
+  are needed: ``make_*_lanes``, or where a super-block keeps the search's codes.
+* q6_K's ``w * x`` (``w = x * x``) once per element, not once per candidate (C's
+  ``w * x[i] * l`` is ``(w * x[i]) * l``).
 """
 import numpy as np
 from numba import njit
 
 from ..word import as_bits, band, local_block, sub
+from . import lanes as V
+
+MAGIC = 12582912.0  # 1.5 * 2**23: float32 addition rounds to an integer (half to even)
+FLOAT_PATH_LIMIT = 2097152.0  # 2**21: |f| below it, rint(f) is nearest_int(f)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def nearest_int(f):
     """llama.cpp's ``nearest_int``: round half to even through ``f + 1.5 * 2**23``."""
-    return np.int64(as_bits(f + np.float32(12582912.0)) & np.uint32(0x7FFFFF)) - 0x400000
+    return np.int64(as_bits(f + np.float32(MAGIC)) & np.uint32(0x7FFFFF)) - 0x400000
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -25,184 +44,256 @@ def clamp(v, lo, hi):
 @njit(cache=True, nogil=True, inline="always")
 def nearest_int32(f):
     """``nearest_int`` in 32-bit lanes (``band``: a plain ``&`` widens to 64)."""
-    return sub(np.int32(band(as_bits(f + np.float32(12582912.0)), np.uint32(0x7FFFFF))),
+    return sub(np.int32(band(as_bits(f + np.float32(MAGIC)), np.uint32(0x7FFFFF))),
                np.int32(0x400000))
+
+
+# how a candidate's codes are rounded (``_codes``): C's integer trick, or rint and a clamp
+# in float to both bounds, to the upper or lower one only, or none (the extreme codes of
+# every lane already in range)
+EXACT, CLAMP, CLAMP_HIGH, CLAMP_LOW, NO_CLAMP = 0, 1, 2, 3, 4
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _codes(f, lo, hi, mode):
+    """``float(clamp(nearest_int(f), lo, hi))`` lane by lane, rounded as ``mode`` says."""
+    if mode == EXACT:
+        return V.nearest_int_clamped(f, lo, hi)
+    if mode == CLAMP or mode == CLAMP_LOW:
+        # (before rint: rint(max(f, lo - 0.5)) is max(rint(f), lo) but for lo = 0 may be
+        # -0.0, which adds and multiplies into the sums as 0.0 does; a max with 0 after
+        # rint compiles to a compare and a mask, one instruction more)
+        f = V.maximum(f, V.splat(np.float32(lo) - np.float32(0.5)))
+    r = V.rint(f)
+    if mode == CLAMP or mode == CLAMP_HIGH:
+        r = V.minimum(r, V.splat(np.float32(hi)))
+    return r
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _in_range(f):
+    limit = np.float32(FLOAT_PATH_LIMIT)
+    return V.both(V.lt(f, V.splat(limit)), V.gt(f, V.splat(-limit)))  # (False for NaN)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def make_qkx2_lanes(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk):
     """``make_qkx2_quants(32, nmax, x_k, w_k, L_k, &mins[k], Laux, rmin, rdelta, nstep,
-    use_mad=false)`` for ``nk`` sub-blocks ``k`` at once (64 at most: the 8 sub-blocks of
-    up to 8 super-blocks), lane ``k`` of each step: ``xt``, ``wt`` and ``L`` hold element
-    ``i`` of sub-block ``k`` at ``nk * i + k``.  Each lane runs C's algorithm on its own,
-    step for step, in float32 and in C's order (its sums over the elements one after the
-    other); C's branches become per-lane selects, so the lanes run as vectors and give
-    C's bits.  (A loop of 8 lanes is too short for LLVM's vectorized loop, which takes
-    32 floats a trip: hence lanes across super-blocks.)"""
-    lo = local_block(xt, 64)
-    hi = local_block(xt, 64)
-    sum_w = local_block(xt, 64)
-    sum_x = local_block(xt, 64)
-    scale = local_block(xt, 64)
-    best = local_block(xt, 64)
-    iscale = local_block(xt, 64)
-    sum_l = local_block(xt, 64)
-    sum_l2 = local_block(xt, 64)
-    sum_xl = local_block(xt, 64)
-    t_scale = local_block(xt, 64)
-    t_min = local_block(xt, 64)
-    err = local_block(xt, 64)
-    took = local_block(xt, 64)
-    laux = local_block(L, 2048)
-    zero = np.float32(0.0)
+    use_mad=false)`` for ``nk`` sub-blocks ``k`` at once (a multiple of 16, 64 at most:
+    the 8 sub-blocks of up to 8 super-blocks): ``xt``, ``wt`` and ``L`` hold element
+    ``i`` of sub-block ``k`` at ``nk * i + k``; the scales and mins into ``scales``,
+    ``mins``.  ``make_qkx2_scales`` and the codes from its inverse scales."""
+    iscales, offsets = local_block(xt, 64), local_block(xt, 64)
+    make_qkx2_scales(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk)
+    for k in range(nk):
+        for i in range(32):
+            f = iscales[k] * (xt[nk * i + k] - offsets[k])
+            L[nk * i + k] = max(np.int32(0), min(np.int32(nmax), nearest_int32(f)))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def make_qkx2_scales(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk):
+    """``make_qkx2_lanes`` without the codes: sub-block ``k``'s codes are
+    ``clamp(nearest_int(iscales[k] * (x - offsets[k])), 0, nmax)`` (C rounds them so for
+    the candidate it keeps; 0 and 0 for a flat sub-block, whose codes are all 0).  Lanes
+    go 16 at a time (one vector)."""
+    for g in range(0, nk, 16):
+        _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets,
+                      nk, g)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, mode):
+    """One candidate: its codes (into ``fl``) and C's ``sum_l``, ``sum_l2``, ``sum_xl``."""
+    zero = V.splat(np.float32(0.0))
+    sum_l, sum_l2, sum_xl = zero, zero, zero
+    for i in range(32):
+        v = V.load(xt, nk * i + g)
+        w = V.load(wt, nk * i + g)
+        l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, mode)
+        V.store(fl, 16 * i, l)
+        wl = V.mul(w, l)
+        sum_l = V.add(sum_l, wl)
+        sum_l2 = V.add(sum_l2, V.mul(wl, l))
+        sum_xl = V.add(sum_xl, V.mul(wl, v))
+    return sum_l, sum_l2, sum_xl
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _needs_exact(iscale, lo, xmin, hi, flat):
+    """Whether a (not flat) lane rounds an ``f`` out of the float path's range: the
+    extremes of ``iscale * (x - lo)`` are at the lane's smallest and largest element."""
+    ok = V.both(_in_range(V.mul(iscale, V.sub(xmin, lo))),
+                _in_range(V.mul(iscale, V.sub(hi, lo))))
+    return not V.every(V.either(flat, ok))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rounding(iscale, lo, xmin, hi, flat, nmax):
+    """How this candidate's codes must be rounded: EXACT if ``_needs_exact``, else which
+    clamps can change a code (``rint`` is monotone: the codes of a lane's extreme
+    elements bound all of its codes)."""
+    if _needs_exact(iscale, lo, xmin, hi, flat):
+        return EXACT
+    a = V.rint(V.mul(iscale, V.sub(xmin, lo)))
+    b = V.rint(V.mul(iscale, V.sub(hi, lo)))
+    below, above = V.splat(np.float32(-1.0)), V.splat(np.float32(nmax + 1))
+    low_ok = V.every(V.either(flat, V.both(V.gt(a, below), V.gt(b, below))))
+    high_ok = V.every(V.either(flat, V.both(V.lt(a, above), V.lt(b, above))))
+    if low_ok:
+        return NO_CLAMP if high_ok else CLAMP_HIGH
+    return CLAMP_LOW if high_ok else CLAMP
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk,
+                  g):
+    fl = local_block(xt, 512)  # a candidate's codes (float), element i at 16 * i + lane
+    zero = V.splat(np.float32(0.0))
     fnmax = np.float32(nmax)
-    top = np.int32(nmax)
-    for k in range(nk):
-        lo[k] = xt[k]
-        hi[k] = xt[k]
-        sum_w[k] = wt[k]
-        sum_x[k] = wt[k] * xt[k]
+    lo = hi = V.load(xt, g)
+    sum_w = V.load(wt, g)
+    sum_x = V.mul(sum_w, lo)
     for i in range(1, 32):
-        for k in range(nk):
-            v = xt[nk * i + k]
-            w = wt[nk * i + k]
-            lo[k] = v if v < lo[k] else lo[k]
-            hi[k] = v if v > hi[k] else hi[k]
-            sum_w[k] += w
-            sum_x[k] += w * v
-    for k in range(nk):
-        lo[k] = zero if lo[k] > 0 else lo[k]
-        mins[k] = -lo[k]  # (a flat lane's result: C returns early when max == min)
-        scales[k] = zero if hi[k] == lo[k] else np.float32(1.0)  # 0: a flat lane
-        iscale[k] = fnmax / (hi[k] - lo[k])
-        scale[k] = np.float32(1.0) / iscale[k]
-        best[k] = zero
+        v = V.load(xt, nk * i + g)
+        w = V.load(wt, nk * i + g)
+        lo = V.select(V.lt(v, lo), v, lo)
+        hi = V.select(V.gt(v, hi), v, hi)
+        sum_w = V.add(sum_w, w)
+        sum_x = V.add(sum_x, V.mul(w, v))
+    xmin = lo
+    lo = V.select(V.gt(lo, zero), zero, lo)
+    flat = V.eq(hi, lo)  # C returns early: all codes 0, min -lo
+    iscale = V.div(V.splat(fnmax), V.sub(hi, lo))
+    scale = V.div(V.splat(np.float32(1.0)), iscale)
+    best_is, best_lo = iscale, lo  # the inverse scale and min of the codes kept
+    best = zero
+    exact = _needs_exact(iscale, lo, xmin, hi, flat)
     for i in range(32):
-        for k in range(nk):
-            v = xt[nk * i + k]
-            l = max(np.int32(0), min(top, nearest_int32(iscale[k] * (v - lo[k]))))
-            L[nk * i + k] = l
-            diff = scale[k] * np.float32(l) + lo[k] - v
-            best[k] += wt[nk * i + k] * (diff * diff)
+        v = V.load(xt, nk * i + g)
+        l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, EXACT if exact else CLAMP)
+        diff = V.sub(V.add(V.mul(scale, l), lo), v)
+        best = V.add(best, V.mul(V.load(wt, nk * i + g), V.mul(diff, diff)))
+    iscale = V.div(V.splat(rmin + fnmax), V.sub(hi, lo))  # (rdelta * 0 is 0)
     for step in range(nstep + 1):
-        for k in range(nk):
-            iscale[k] = (rmin + rdelta * np.float32(step) + fnmax) / (hi[k] - lo[k])
-            sum_l[k] = zero
-            sum_l2[k] = zero
-            sum_xl[k] = zero
-            err[k] = zero
+        mode = _rounding(iscale, lo, xmin, hi, flat, nmax)
+        if mode == NO_CLAMP:  # (one loop per mode: the mode a compile-time constant)
+            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, NO_CLAMP)
+        elif mode == CLAMP_HIGH:
+            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax,
+                                               CLAMP_HIGH)
+        elif mode == CLAMP_LOW:
+            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP_LOW)
+        elif mode == CLAMP:
+            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP)
+        else:
+            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, EXACT)
+        D = V.sub(V.mul(sum_w, sum_l2), V.mul(sum_l, sum_l))
+        this_scale = V.div(V.sub(V.mul(sum_w, sum_xl), V.mul(sum_x, sum_l)), D)
+        this_min = V.div(V.sub(V.mul(sum_l2, sum_x), V.mul(sum_l, sum_xl)), D)
+        positive = V.gt(this_min, zero)
+        this_scale = V.select(positive, V.div(sum_xl, sum_l2), this_scale)
+        this_min = V.select(positive, zero, this_min)
+        # the next candidate's inverse scale for either outcome, divided while the error
+        # sums run (off the chain of dependent steps)
+        top = V.splat(rmin + rdelta * np.float32(step + 1) + fnmax)
+        next_kept, next_taken = V.div(top, V.sub(hi, lo)), V.div(top, V.sub(hi, this_min))
+        err = zero
         for i in range(32):
-            for k in range(nk):
-                v = xt[nk * i + k]
-                w = wt[nk * i + k]
-                l = max(np.int32(0), min(top, nearest_int32(iscale[k] * (v - lo[k]))))
-                laux[nk * i + k] = l
-                fl = np.float32(l)
-                sum_l[k] += w * fl
-                sum_l2[k] += w * fl * fl
-                sum_xl[k] += w * fl * v
-        for k in range(nk):
-            D = sum_w[k] * sum_l2[k] - sum_l[k] * sum_l[k]
-            ts = (sum_w[k] * sum_xl[k] - sum_x[k] * sum_l[k]) / D
-            tm = (sum_l2[k] * sum_x[k] - sum_l[k] * sum_xl[k]) / D
-            positive = tm > 0
-            t_min[k] = zero if positive else tm
-            t_scale[k] = sum_xl[k] / sum_l2[k] if positive else ts
-            sum_l[k] = D  # (kept for the choice below)
-        for i in range(32):
-            for k in range(nk):
-                diff = t_scale[k] * np.float32(laux[nk * i + k]) + t_min[k] - xt[nk * i + k]
-                err[k] += wt[nk * i + k] * (diff * diff)
-        for k in range(nk):  # C: if (D > 0 && cur_error < best_error) take this step
-            take = (sum_l[k] > 0) & (err[k] < best[k])
-            best[k] = err[k] if take else best[k]
-            scale[k] = t_scale[k] if take else scale[k]
-            lo[k] = t_min[k] if take else lo[k]
-            took[k] = np.float32(1.0) if take else zero
-        for i in range(32):
-            for k in range(nk):
-                L[nk * i + k] = laux[nk * i + k] if took[k] != 0 else L[nk * i + k]
-    for k in range(nk):
-        flat = scales[k] == 0
-        mins[k] = mins[k] if flat else -lo[k]
-        scales[k] = zero if flat else scale[k]
-        took[k] = np.float32(1.0) if flat else zero
-    for i in range(32):
-        for k in range(nk):
-            L[nk * i + k] = 0 if took[k] != 0 else L[nk * i + k]
+            v = V.load(xt, nk * i + g)
+            diff = V.sub(V.add(V.mul(this_scale, V.load(fl, 16 * i)), this_min), v)
+            err = V.add(err, V.mul(V.load(wt, nk * i + g), V.mul(diff, diff)))
+        take = V.both(V.gt(D, zero), V.lt(err, best))  # C: D > 0 && cur_error < best
+        best = V.select(take, err, best)
+        scale = V.select(take, this_scale, scale)
+        best_is = V.select(take, iscale, best_is)
+        best_lo = V.select(take, lo, best_lo)
+        lo = V.select(take, this_min, lo)
+        iscale = V.select(take, next_taken, next_kept)
+    V.store(scales, g, V.select(flat, zero, scale))
+    V.store(mins, g, V.sub(zero, V.select(flat, hi, lo)))
+    V.store(iscales, g, V.select(flat, zero, best_is))
+    V.store(offsets, g, V.select(flat, zero, best_lo))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def make_qx_lanes(xt, L, nmax, nk, scales):
     """``make_qx_quants(16, nmax, x_k, L_k, rmse_type=1, qw=NULL)`` for ``nk`` sub-blocks
-    ``k`` at once (64 at most: the 16 sub-blocks of up to 4 q6_K super-blocks), as
-    ``make_qkx2_lanes``: element ``i`` of sub-block ``k`` at ``nk * i + k`` in ``xt`` and
-    ``L`` (``l + nmax``), the scales into ``scales``; each lane C's algorithm, its sums
-    in C's order, C's branches as per-lane selects."""
-    big = local_block(xt, 64)
-    amax = local_block(xt, 64)
-    iscale = local_block(xt, 64)
-    slx = local_block(xt, 64)
-    sl2 = local_block(xt, 64)
-    scale = local_block(xt, 64)
-    best = local_block(xt, 64)
-    took = local_block(xt, 64)
-    zero = np.float32(0.0)
+    ``k`` at once (a multiple of 16, 64 at most: the 16 sub-blocks of up to 4 q6_K
+    super-blocks), as ``make_qkx2_lanes``: element ``i`` of sub-block ``k`` at
+    ``nk * i + k`` in ``xt`` and ``L`` (``l + nmax``), the scales into ``scales``.
+    ``make_qx_scales`` and the codes from its inverse scales."""
+    iscales = local_block(xt, 64)
+    make_qx_scales(xt, nmax, nk, scales, iscales)
+    for k in range(nk):
+        for i in range(16):
+            l = max(np.int32(-nmax), min(np.int32(nmax - 1),
+                                         nearest_int32(iscales[k] * xt[nk * i + k])))
+            L[nk * i + k] = 0 if iscales[k] != iscales[k] else l + nmax
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def make_qx_scales(xt, nmax, nk, scales, iscales):
+    """``make_qx_lanes`` without the codes: sub-block ``k``'s codes are
+    ``clamp(nearest_int(iscales[k] * x), -nmax, nmax - 1) + nmax``, or all 0 where
+    ``iscales[k]`` is NaN (an all-zero sub-block).  C's 19 candidate scales
+    ``-(nmax + 0.1 * is) / max`` do not depend on each other's outcome; only the choice
+    among them runs in C's order."""
+    for g in range(0, nk, 16):
+        _qx_vectors(xt, nmax, nk, scales, iscales, g)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _qx_sums(xt, ww, wx, nk, g, iscale, nmax, mode):
+    """One candidate's ``sumlx``, ``suml2``."""
+    zero = V.splat(np.float32(0.0))
+    sum_lx, sum_l2 = zero, zero
+    for i in range(16):
+        l = _codes(V.mul(iscale, V.load(xt, nk * i + g)), -nmax, nmax - 1, mode)
+        sum_lx = V.add(sum_lx, V.mul(V.load(wx, 16 * i), l))
+        sum_l2 = V.add(sum_l2, V.mul(V.mul(V.load(ww, 16 * i), l), l))
+    return sum_lx, sum_l2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _qx_vectors(xt, nmax, nk, scales, iscales, g):
+    ww = local_block(xt, 256)  # x * x, element i at 16 * i + lane
+    wx = local_block(xt, 256)  # (x * x) * x
+    zero = V.splat(np.float32(0.0))
     fnmax = np.float32(nmax)
-    lo_l, hi_l = np.int32(-nmax), np.int32(nmax - 1)
-    for k in range(nk):
-        big[k] = zero
-        amax[k] = zero
+    big = amax = finite = zero
     for i in range(16):
-        for k in range(nk):
-            v = xt[nk * i + k]
-            ax = abs(v)
-            more = ax > amax[k]
-            amax[k] = ax if more else amax[k]
-            big[k] = v if more else big[k]
-    for k in range(nk):
-        iscale[k] = -fnmax / big[k]
-        slx[k] = zero
-        sl2[k] = zero
-    for i in range(16):
-        for k in range(nk):
-            v = xt[nk * i + k]
-            l = max(lo_l, min(hi_l, nearest_int32(iscale[k] * v)))
-            L[nk * i + k] = l + nmax
-            w = v * v
-            fl = np.float32(l)
-            slx[k] += w * v * fl
-            sl2[k] += w * fl * fl
-    for k in range(nk):
-        scale[k] = slx[k] / sl2[k] if sl2[k] != 0 else zero
-        best[k] = scale[k] * slx[k]
-    for c in range(18):  # is = -9..-1, 1..9
-        step = c - 9 if c < 9 else c - 8
-        for k in range(nk):
-            iscale[k] = -(fnmax + np.float32(0.1) * np.float32(step)) / big[k]
-            slx[k] = zero
-            sl2[k] = zero
-        for i in range(16):
-            for k in range(nk):
-                v = xt[nk * i + k]
-                fl = np.float32(max(lo_l, min(hi_l, nearest_int32(iscale[k] * v))))
-                w = v * v
-                slx[k] += w * v * fl
-                sl2[k] += w * fl * fl
-        for k in range(nk):  # C: if (suml2 > 0 && sumlx*sumlx > best*suml2) take it
-            take = (sl2[k] > 0) & (slx[k] * slx[k] > best[k] * sl2[k])
-            s = slx[k] / sl2[k]
-            scale[k] = s if take else scale[k]
-            best[k] = s * slx[k] if take else best[k]
-            took[k] = np.float32(1.0) if take else zero
-        for i in range(16):
-            for k in range(nk):
-                l = max(lo_l, min(hi_l, nearest_int32(iscale[k] * xt[nk * i + k])))
-                L[nk * i + k] = l + nmax if took[k] != 0 else L[nk * i + k]
-    for k in range(nk):  # GROUP_MAX_EPS: an all-zero sub-block
-        flat = amax[k] < np.float32(1e-15)
-        scales[k] = zero if flat else scale[k]
-        took[k] = np.float32(1.0) if flat else zero
-    for i in range(16):
-        for k in range(nk):
-            L[nk * i + k] = 0 if took[k] != 0 else L[nk * i + k]
+        v = V.load(xt, nk * i + g)
+        ax = V.maximum(v, V.sub(zero, v))  # (|v|; a NaN lane stays NaN and never wins)
+        more = V.gt(ax, amax)
+        amax = V.select(more, ax, amax)
+        big = V.select(more, v, big)
+        finite = V.add(finite, V.mul(v, zero))  # (NaN once an element is inf or NaN)
+        w = V.mul(v, v)
+        V.store(ww, 16 * i, w)
+        V.store(wx, 16 * i, V.mul(w, v))
+    flat = V.lt(amax, V.splat(np.float32(1e-15)))  # GROUP_MAX_EPS: all zero
+    # (|iscale * x| <= ~33 for finite x: only an inf or NaN element needs C's trick)
+    exact = not V.every(V.either(V.eq(finite, zero), flat))
+    scale = best = best_is = zero
+    for c in range(19):  # is = 0 (C's first pass), then -9..-1, 1..9
+        step = 0 if c == 0 else (c - 10 if c < 10 else c - 9)
+        top = -fnmax if c == 0 else -(fnmax + np.float32(0.1) * np.float32(step))
+        iscale = V.div(V.splat(top), big)
+        if exact:
+            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, EXACT)
+        else:
+            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP)
+        if c == 0:  # C: scale = suml2 ? sumlx / suml2 : 0; best = scale * sumlx
+            scale = V.select(V.eq(sum_l2, zero), zero, V.div(sum_lx, sum_l2))
+            best = V.mul(scale, sum_lx)
+            best_is = iscale
+            continue
+        # C: if (suml2 > 0 && sumlx * sumlx > best * suml2) take this candidate
+        take = V.both(V.gt(sum_l2, zero), V.gt(V.mul(sum_lx, sum_lx), V.mul(best, sum_l2)))
+        s = V.div(sum_lx, sum_l2)
+        scale = V.select(take, s, scale)
+        best = V.select(take, V.mul(s, sum_lx), best)
+        best_is = V.select(take, iscale, best_is)
+    V.store(scales, g, V.select(flat, zero, scale))
+    V.store(iscales, g, V.select(flat, V.splat(np.float32(np.nan)), best_is))

@@ -10,7 +10,9 @@ A port of llama.cpp's reference quantizer (``quantize_row_q4_K_ref``,
 licence, Copyright (c) 2023-2024 The ggml authors), no importance matrix, written to
 give the same bytes: every operation in float32 in C's order (no contraction into FMA,
 no reassociation), ``nearest_int`` by its own magic-number trick (``f + 12582912``, the
-low 23 bits), C's conversions to ``uint8_t``/``int8_t`` (low byte).
+low 23 bits), C's conversions to ``uint8_t``/``int8_t`` (low byte).  The searches
+(``kquant_search``), weights, codes and byte packing run on 16-lane float32 vectors
+(``lanes``), one sub-block a lane, each lane in C's order.
 
 * q4_K / q5_K: per sub-block of 32, weights ``sqrt(sum(x^2)/32) + |x|``; scale and min
   from ``make_qkx2_quants(32, nmax=15/31, rmin=-1/-0.5, rdelta=0.1, nstep=20/15)``: the
@@ -28,8 +30,9 @@ from numba import njit, prange
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
 from ..word import local_block, unmanaged
-from .ggml import get_half, half_bits, put_half
-from .kquant_search import clamp, make_qkx2_lanes, make_qx_lanes, nearest_int
+from ..word import get_half, half_bits, put_half
+from . import lanes as V
+from .kquant_search import make_qkx2_scales, make_qx_scales, nearest_int
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -39,24 +42,25 @@ def block_bytes(kind):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _q45_k(x, i0, kind, out, o, L, scales, mins):
+def _q45_k(x, i0, kind, out, o, s8, scales, mins, iscales, offsets, L):
     """The rest of one q4_K (kind 0) or q5_K (kind 1) super-block once its sub-blocks'
-    ``make_qkx2_quants`` results are in ``scales``, ``mins`` and ``L``; returns whether
-    its d or dmin overflows float16."""
+    ``make_qkx2_quants`` results are in lanes ``s8 .. s8 + 7`` of ``scales``, ``mins``,
+    ``iscales`` and ``offsets`` (``make_qkx2_scales``); ``L`` (float32, 256) is scratch.
+    Returns whether its d or dmin overflows float16."""
     nmax = 15 if kind == 0 else 31
     max_scale = np.float32(0.0)
     max_min = np.float32(0.0)
     for j in range(8):
-        if scales[j] > max_scale:
-            max_scale = scales[j]
-        if mins[j] > max_min:
-            max_min = mins[j]
+        if scales[s8 + j] > max_scale:
+            max_scale = scales[s8 + j]
+        if mins[s8 + j] > max_min:
+            max_min = mins[s8 + j]
     inv_scale = np.float32(63.0) / max_scale if max_scale > 0 else np.float32(0.0)
     inv_min = np.float32(63.0) / max_min if max_min > 0 else np.float32(0.0)
     sb = o + 4
     for j in range(8):
-        ls = min(63, nearest_int(inv_scale * scales[j]) & 0xFF)
-        lm = min(63, nearest_int(inv_min * mins[j]) & 0xFF)
+        ls = min(63, nearest_int(inv_scale * scales[s8 + j]) & 0xFF)
+        lm = min(63, nearest_int(inv_min * mins[s8 + j]) & 0xFF)
         if j < 4:
             out[sb + j] = ls
             out[sb + j + 4] = lm
@@ -71,56 +75,51 @@ def _q45_k(x, i0, kind, out, o, L, scales, mins):
     d_all = get_half(out, o)
     m_all = get_half(out, o + 2)
     for j in range(8):
-        if j < 4:
-            sc = np.int64(out[sb + j]) & 63
-            m = np.int64(out[sb + j + 4]) & 63
-        else:
-            sc = (np.int64(out[sb + j + 4]) & 0xF) | ((np.int64(out[sb + j - 4]) >> 6) << 4)
-            m = (np.int64(out[sb + j + 4]) >> 4) | ((np.int64(out[sb + j]) >> 6) << 4)
+        sc, m = _scale_min(out, sb, j)
         d = d_all * np.float32(sc)
-        if d == 0:
+        if d == 0:  # C keeps the search's codes
+            isc, off = V.splat(iscales[s8 + j]), V.splat(offsets[s8 + j])
+            for h in range(0, 32, 16):
+                f = V.mul(isc, V.sub(V.load(x, i0 + 32 * j + h), off))
+                V.store(L, 32 * j + h, V.nearest_int_clamped(f, 0, nmax))
             continue
-        dm = m_all * np.float32(m)
-        for ii in range(32):
-            L[32 * j + ii] = clamp(nearest_int((x[i0 + 32 * j + ii] + dm) / d), 0, nmax)
-    if kind == 0:
-        q = o + 16
-        for j in range(0, 256, 64):
-            for l in range(32):
-                out[q + l] = L[j + l] | (L[j + l + 32] << 4)
-            q += 32
-    else:
-        qh = o + 16
-        ql = o + 48
-        for j in range(32):
-            out[qh + j] = 0
-        m1 = 1
-        m2 = 2
-        for n in range(0, 256, 64):
-            for j in range(32):
-                l1 = np.int64(L[n + j])
-                if l1 > 15:
-                    l1 -= 16
-                    out[qh + j] |= m1
-                l2 = np.int64(L[n + j + 32])
-                if l2 > 15:
-                    l2 -= 16
-                    out[qh + j] |= m2
-                out[ql + j] = l1 | (l2 << 4)
-            m1 <<= 2
-            m2 <<= 2
-            ql += 32
+        dm, dv = V.splat(m_all * np.float32(m)), V.splat(d)
+        for h in range(0, 32, 16):  # C: clamp(nearest_int((x + dm) / d), 0, nmax)
+            v = V.load(x, i0 + 32 * j + h)
+            V.store(L, 32 * j + h, V.nearest_int_clamped(V.div(V.add(v, dm), dv), 0, nmax))
+    # the codes packed in float (whole numbers: exact), stored as bytes
+    sixteen = V.splat(np.float32(16.0))
+    if kind == 0:  # q4_K: byte l of pair n: code 64n + l | code 64n + 32 + l << 4
+        for n in range(4):
+            for h in range(0, 32, 16):
+                lo, hi = V.load(L, 64 * n + h), V.load(L, 64 * n + 32 + h)
+                V.store_bytes(out, o + 16 + 32 * n + h, V.add(lo, V.mul(hi, sixteen)))
+    else:  # q5_K: low 4 bits as q4_K, bit 4 of codes 64n + l, 64n + 32 + l in qh[l]
+        inv16 = V.splat(np.float32(0.0625))
+        for h in range(0, 32, 16):
+            high = V.splat(np.float32(0.0))
+            weight = np.float32(1.0)
+            for n in range(4):
+                lo, hi = V.load(L, 64 * n + h), V.load(L, 64 * n + 32 + h)
+                lo_top, hi_top = V.floor(V.mul(lo, inv16)), V.floor(V.mul(hi, inv16))
+                lo, hi = V.sub(lo, V.mul(lo_top, sixteen)), V.sub(hi, V.mul(hi_top, sixteen))
+                V.store_bytes(out, o + 48 + 32 * n + h, V.add(lo, V.mul(hi, sixteen)))
+                high = V.add(high, V.mul(lo_top, V.splat(weight)))
+                high = V.add(high, V.mul(hi_top, V.splat(weight * np.float32(2.0))))
+                weight *= np.float32(4.0)
+            V.store_bytes(out, o + 16 + h, high)
     return (dh & 0x7FFF) == 0x7C00 or (mh & 0x7FFF) == 0x7C00
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _q6_k(x, i0, out, o, L, scales):
+def _q6_k(x, i0, out, o, s16, scales, iscales, L):
     """The rest of one q6_K super-block once its sub-blocks' ``make_qx_quants`` results
-    are in ``scales`` and ``L``; returns whether its d overflows float16."""
+    are in lanes ``s16 .. s16 + 15`` of ``scales`` and ``iscales`` (``make_qx_scales``);
+    ``L`` (float32, 256) is scratch.  Returns whether its d overflows float16."""
     max_scale = np.float32(0.0)
     max_abs_scale = np.float32(0.0)
     for ib in range(16):
-        s = scales[ib]
+        s = scales[s16 + ib]
         if abs(s) > max_abs_scale:
             max_abs_scale = abs(s)
             max_scale = s
@@ -132,38 +131,46 @@ def _q6_k(x, i0, out, o, L, scales):
     dh = half_bits(np.float32(1.0) / iscale)
     put_half(out, o + 208, dh)
     for ib in range(16):
-        out[o + 192 + ib] = min(127, nearest_int(iscale * scales[ib])) & 0xFF
+        out[o + 192 + ib] = min(127, nearest_int(iscale * scales[s16 + ib])) & 0xFF
     d_all = get_half(out, o + 208)
     for j in range(16):
         d = d_all * np.float32(np.int8(out[o + 192 + j]))
-        if d == 0:
+        if d == 0:  # C keeps the search's codes (0 for an all-zero sub-block)
+            isc = iscales[s16 + j]
+            l = V.nearest_int_clamped(V.mul(V.splat(isc), V.load(x, i0 + 16 * j)), -32, 31)
+            l = V.add(l, V.splat(np.float32(32.0)))
+            V.store(L, 16 * j, V.splat(np.float32(0.0)) if isc != isc else l)
             continue
-        for ii in range(16):
-            L[16 * j + ii] = clamp(nearest_int(x[i0 + 16 * j + ii] / d), -32, 31) + 32
-    ql = o
-    qh = o + 128
-    for j in range(0, 256, 128):
-        for l in range(32):
-            a, b = np.int64(L[j + l]), np.int64(L[j + l + 32])
-            c, e = np.int64(L[j + l + 64]), np.int64(L[j + l + 96])
-            out[ql + l] = (a & 0xF) | ((c & 0xF) << 4)
-            out[ql + l + 32] = (b & 0xF) | ((e & 0xF) << 4)
-            out[qh + l] = (a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6)
-        ql += 64
-        qh += 32
+        l = V.nearest_int_clamped(V.div(V.load(x, i0 + 16 * j), V.splat(d)), -32, 31)
+        V.store(L, 16 * j, V.add(l, V.splat(np.float32(32.0))))
+    # codes a, b, c, e at l, l + 32, l + 64, l + 96 of each half: low 4 bits of a | c << 4
+    # and of b | e << 4 in ql, the top 2 bits of each in qh; packed in float (exact)
+    sixteen, inv16 = V.splat(np.float32(16.0)), V.splat(np.float32(0.0625))
+    for n in range(2):
+        for h in range(0, 32, 16):
+            a, b = V.load(L, 128 * n + h), V.load(L, 128 * n + 32 + h)
+            c, e = V.load(L, 128 * n + 64 + h), V.load(L, 128 * n + 96 + h)
+            a_top, b_top = V.floor(V.mul(a, inv16)), V.floor(V.mul(b, inv16))
+            c_top, e_top = V.floor(V.mul(c, inv16)), V.floor(V.mul(e, inv16))
+            a, b = V.sub(a, V.mul(a_top, sixteen)), V.sub(b, V.mul(b_top, sixteen))
+            c, e = V.sub(c, V.mul(c_top, sixteen)), V.sub(e, V.mul(e_top, sixteen))
+            V.store_bytes(out, o + 64 * n + h, V.add(a, V.mul(c, sixteen)))
+            V.store_bytes(out, o + 64 * n + 32 + h, V.add(b, V.mul(e, sixteen)))
+            top = V.add(V.add(a_top, V.mul(b_top, V.splat(np.float32(4.0)))),
+                        V.add(V.mul(c_top, sixteen), V.mul(e_top, V.splat(np.float32(64.0)))))
+            V.store_bytes(out, o + 128 + 32 * n + h, top)
     return (dh & 0x7FFF) == 0x7C00
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _quantize_blocks(x, kind, b0, b1, out):
     x, out = unmanaged(x), unmanaged(out)  # (no reference counting per helper call)
-    L = local_block(out, 256)
-    scales = local_block(x, 16)
-    mins = local_block(x, 8)
+    L = local_block(x, 256)
     nbytes = block_bytes(kind)
     nan = ovf = 0
-    xt, wt, lt = local_block(x, 2048), local_block(x, 2048), local_block(out, 2048)
+    xt, wt = local_block(x, 2048), local_block(x, 2048)
     g_scales, g_mins = local_block(x, 64), local_block(x, 64)
+    g_iscales, g_offsets = local_block(x, 64), local_block(x, 64)
     if kind == 2:  # q6_K: the sub-blocks of up to 4 super-blocks searched together
         for g0 in range(b0, b1, 4):
             ns = min(4, b1 - g0)
@@ -171,15 +178,11 @@ def _quantize_blocks(x, kind, b0, b1, out):
             for k in range(nk):  # lane k: sub-block k % 16 of super-block g0 + k // 16
                 for i in range(16):
                     xt[nk * i + k] = x[g0 * 256 + 16 * k + i]
-            make_qx_lanes(xt, lt, 32, nk, g_scales)
+            make_qx_scales(xt, 32, nk, g_scales, g_iscales)
             for s in range(ns):
                 b = g0 + s
-                for ib in range(16):
-                    scales[ib] = g_scales[16 * s + ib]
-                    for i in range(16):
-                        L[16 * ib + i] = lt[nk * i + 16 * s + ib]
                 bad = _has_nan(x, b * 256)
-                over = _q6_k(x, b * 256, out, b * nbytes, L, scales)
+                over = _q6_k(x, b * 256, out, b * nbytes, 16 * s, g_scales, g_iscales, L)
                 nan, ovf = nan + bad, ovf + (over and not bad)
         return nan, ovf
     # q4_K / q5_K: the sub-blocks of up to 8 super-blocks searched together as lanes
@@ -188,37 +191,39 @@ def _quantize_blocks(x, kind, b0, b1, out):
     nstep = 20 if kind == 0 else 15
     for g0 in range(b0, b1, 8):
         ns = min(8, b1 - g0)
-        nk = 8 * ns
-        for k in range(nk):  # lane k: sub-block k % 8 of super-block g0 + k // 8
-            s0 = g0 * 256 + 32 * k
-            sum_x2 = np.float32(0.0)
+        nk = (8 * ns + 15) // 16 * 16  # (lanes go 16 at a time: zeros pad an odd count)
+        for k in range(8 * ns, nk):
             for l in range(32):
-                sum_x2 += x[s0 + l] * x[s0 + l]
-            av_x = np.sqrt(sum_x2 / np.float32(32.0))
+                xt[nk * l + k] = np.float32(0.0)
+        for k in range(8 * ns):  # lane k: sub-block k % 8 of super-block g0 + k // 8
             for l in range(32):
-                xt[nk * l + k] = x[s0 + l]
-                wt[nk * l + k] = av_x + abs(x[s0 + l])
-        make_qkx2_lanes(xt, wt, lt, nmax, rmin, np.float32(0.1), nstep, g_scales, g_mins,
-                        nk)
+                xt[nk * l + k] = x[g0 * 256 + 32 * k + l]
+        for g in range(0, nk, 16):  # C's weights sqrt(sum(x^2) / 32) + |x|, 16 lanes a pass
+            sum_x2 = V.splat(np.float32(0.0))
+            for l in range(32):
+                v = V.load(xt, nk * l + g)
+                sum_x2 = V.add(sum_x2, V.mul(v, v))
+            av_x = V.sqrt(V.div(sum_x2, V.splat(np.float32(32.0))))
+            for l in range(32):
+                V.store(wt, nk * l + g, V.add(av_x, V.fabs(V.load(xt, nk * l + g))))
+        make_qkx2_scales(xt, wt, nmax, rmin, np.float32(0.1), nstep, g_scales, g_mins,
+                         g_iscales, g_offsets, nk)
         for s in range(ns):
             b = g0 + s
-            for j in range(8):
-                scales[j] = g_scales[8 * s + j]
-                mins[j] = g_mins[8 * s + j]
-                for l in range(32):
-                    L[32 * j + l] = lt[nk * l + 8 * s + j]
             bad = _has_nan(x, b * 256)
-            over = _q45_k(x, b * 256, kind, out, b * nbytes, L, scales, mins)
+            over = _q45_k(x, b * 256, kind, out, b * nbytes, 8 * s, g_scales, g_mins,
+                          g_iscales, g_offsets, L)
             nan, ovf = nan + bad, ovf + (over and not bad)
     return nan, ovf
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _has_nan(x, i0):
-    bad = False
-    for i in range(256):
-        bad |= x[i0 + i] != x[i0 + i]
-    return bad
+    ordered = V.eq(V.load(x, i0), V.load(x, i0))
+    for i in range(16, 256, 16):
+        v = V.load(x, i0 + i)
+        ordered = V.both(ordered, V.eq(v, v))  # (False in a NaN lane)
+    return not V.every(ordered)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -328,7 +333,7 @@ def codes(data, kind, out):
 
 def quantize(x, kind, out):
     nb = x.size // 256
-    # (a super-block's search costs tens of microseconds: threads pay off from a few dozen)
+    # (a super-block costs a few microseconds: threads pay off from a few dozen)
     nchunks = min(nb // 8, n_chunks(x.size)) if x.size >= (1 << 14) else 1
     if nchunks == 1:
         return _quantize_blocks(x, kind, 0, nb, out)

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ....core import formats as F
-from ..cast import _rounded
+from ..rounding import rounded
 from ..parallel import chunk_bounds, launch
 from ..word import FP_NEAREST_EVEN, as_bits, as_float, band, bor, shr, swap_fp_control
 
@@ -57,7 +57,7 @@ def _encode_row(row, d, mul, p, sub_scale, qmax, out):
         for i in range(row.size):
             b = as_bits(row[i] * d if mul else row[i] / d)
             a = band(b, abs_mask)
-            code = _rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, True, True)
+            code = rounded(a, s, half_m1, rebias, ovf_code, norm_min, sub_scale, True, True)
             out[i] = bor(code, band(shr(b, sign_shift), sign_bit))
 
 
