@@ -1,6 +1,10 @@
 """The small-call path: below the serial threshold every operation runs in the calling
 thread (no parallel region: on a busy machine waking the threads costs milliseconds),
 and a repeated call reuses its plan; results are those of the general path."""
+import sys
+import types
+
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -111,3 +115,149 @@ def test_busy_machine_runs_parallel_regions_on_the_calling_thread(monkeypatch):
         machine(1.0, 1.0)
         assert threads.free_cores() == cores - 1
     assert np.array_equal(busy.data, quiet.data) and busy.scale == quiet.scale
+
+
+def calls_made(f):
+    """What ``f()`` runs, as ``sys.setprofile`` sees it: the code of each Python function
+    and each C function (a kernel's compiled code is one) called."""
+    seen = []
+
+    def profile(frame, event, arg):
+        if event == "call":
+            seen.append(frame.f_code)
+        elif event == "c_call":
+            seen.append(arg)
+    sys.setprofile(profile)
+    try:
+        f()
+    finally:
+        sys.setprofile(None)
+    return seen
+
+
+def refuse_planning(monkeypatch):
+    """Fail every validation and planning helper, and every way to a kernel but the
+    compiled code a plan holds: a repeated small call must need none of them."""
+    import fastq.kernels.cpu.cast as cast_kernels
+    import fastq.kernels.cpu.parallel as parallel
+    import fastq.kernels.cpu.linear.tensor as tensor
+    import fastq.kernels.cpu.quant as quant
+    from fastq.core import checks
+    from fastq.ops import casting, linear, quantization
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a repeated small call planned or validated again")
+    for module, name in [(checks, "as_array"), (checks, "as_float_array"),
+                         (checks, "check_choice"), (checks, "check_bool"),
+                         (casting, "plan_cast"), (casting, "run_cast"), (linear, "_small_plan"),
+                         (linear, "dequantize_codes"), (linear, "check_static_params"),
+                         (quantization, "QuantizeCall"), (plans, "remember"),
+                         (tensor, "entry_point"), (quant, "entry_point"),
+                         (parallel, "entry_point"), (cast_kernels, "launch")]:
+        monkeypatch.setattr(module, name, refuse)
+
+
+REPEATED = {  # a repeated call -> the Python functions it may run (no others)
+    "static per tensor": (
+        lambda x, qt: fq.quantize(x, "int8", scale=0.02, zero_point=3),
+        {"quantize", "is_block_format", "static_per_tensor", "__call__", "scale_array",
+         "zero_array", "checked_qtensor"}),
+    "dequantize": (lambda x, qt: fq.dequantize(qt),
+                   {"dequantize", "call", "dequantize_small", "__call__", "__hash__"}),
+    "cast bfloat16": (lambda x, qt: fq.cast(x, "bfloat16"), {"cast", "call", "__call__"}),
+    "cast float16": (lambda x, qt: fq.cast(x, "float16"), {"cast", "call", "__call__"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPEATED))
+def test_repeated_small_call_takes_the_planned_path(name, monkeypatch):
+    """Structure, not time: after a first call, the same call (same shapes, dtypes,
+    flags) builds no plan, validates nothing again, runs only the Python functions of
+    its short path and calls the kernel's compiled code directly (no Numba dispatch)."""
+    from fastq.ops import casting, linear
+    call, allowed = REPEATED[name]
+    x = np.random.default_rng(3).standard_normal(SHAPE, dtype=np.float32)
+    qt = fq.quantize(x, "int8", scale=0.02, zero_point=3, granularity=fq.PerTensor())
+    first = call(x, qt)
+    call(x, qt)
+    sizes = plans.cache_size(), len(casting._plans), len(linear._small_plans)
+    with monkeypatch.context() as patch:
+        refuse_planning(patch)
+        seen = calls_made(lambda: call(x, qt))
+        again = call(x, qt)
+    assert (plans.cache_size(), len(casting._plans), len(linear._small_plans)) == sizes
+    python = {c.co_name for c in seen if isinstance(c, types.CodeType)}
+    assert python <= allowed | {"<lambda>"}, python - allowed
+    compiled = [c for c in seen if type(c).__name__ == "builtin_function_or_method"
+                and "Dispatcher" not in repr(type(getattr(c, "__self__", None)))]
+    assert compiled, "no kernel's compiled code was called"
+    first, again = (np.asarray(r.data if isinstance(r, fq.QTensor) else r)
+                    for r in (first, again))
+    assert np.array_equal(first.view(np.uint8), again.view(np.uint8))
+
+
+def test_planned_paths_equal_the_general_ones_and_check_new_input():
+    """The short paths give the general path's bits, and an input whose facts differ
+    (another dtype, layout, read-only, a bad scale) is checked in full again."""
+    from fastq.ops import linear
+    x = np.random.default_rng(4).standard_normal(SHAPE, dtype=np.float32)
+    x[0, :4] = [np.nan, np.inf, -0.0, 1e-40]
+    qt = fq.quantize(x, "int8", scale=0.02, zero_point=3, nan_policy="ignore")
+    for _ in range(2):
+        fast = [fq.dequantize(qt), fq.cast(x, "bfloat16"), fq.cast(x, "float16")]
+    slow = [linear.dequantize_codes(qt.data, qt.scale, qt.zero_point, qt.shape,
+                                    qt.granularity, linear.CPU,
+                                    np.empty(SHAPE, np.float32)),
+            x.astype(ml_dtypes.bfloat16), x.astype(np.float16)]
+    for a, b in zip(fast, slow):
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    read_only = x.copy()
+    read_only.flags.writeable = False  # (another kernel type: its own compiled code)
+    for _ in range(2):
+        assert np.array_equal(fq.cast(read_only, "float16").view(np.uint16),
+                              fast[2].view(np.uint16))
+        assert np.array_equal(fq.quantize(read_only, "int8", scale=0.02, zero_point=3,
+                                          nan_policy="ignore").data, qt.data)
+    with pytest.raises(ValueError, match="zero_point"):
+        fq.quantize(x, "int8", scale=0.02, zero_point=300)
+    with pytest.raises(ValueError, match="NaN"):
+        fq.quantize(x, "int8", scale=0.02, zero_point=3)
+    with pytest.raises(TypeError, match="x must be"):
+        fq.quantize(np.ones(SHAPE, np.int32), "int8", scale=0.02)
+    with pytest.raises(ValueError, match="granularity"):
+        fq.quantize(x, "int8", scale=0.02, granularity="rows")
+    bad = fq.QTensor(qt.data, "int8", np.ones(3, np.float32), None, qt.shape, qt.granularity)
+    with pytest.raises(ValueError):
+        bad.dequantize()
+
+
+def test_planned_paths_load_their_kernels_from_the_disk_cache(tmp_path):
+    """A fresh process takes the compiled code it calls directly from Numba's on-disk
+    cache (no compile), and gets the same bits."""
+    x = np.random.default_rng(5).standard_normal(SHAPE, dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    want = [fq.quantize(x, "int8", scale=0.02, zero_point=3).data, fq.cast(x, "bfloat16"),
+            fq.dequantize(fq.quantize(x, "int8", scale=0.02, zero_point=3))]
+    script = f"""
+import numpy as np, fastq as fq
+from fastq.kernels.cpu.linear import tensor
+from fastq.kernels.cpu import cast, quant
+x = np.load({str(tmp_path / "x.npy")!r})
+for _ in range(2):
+    got = [fq.quantize(x, "int8", scale=0.02, zero_point=3).data, fq.cast(x, "bfloat16"),
+           fq.dequantize(fq.quantize(x, "int8", scale=0.02, zero_point=3))]
+np.savez({str(tmp_path / "got.npz")!r}, *[g.view(np.uint8) for g in got])
+misses = sum(sum(k.stats.cache_misses.values()) for k in (
+    tensor.quantize_tensor, quant._dequantize_rows, cast._encode_slice))
+print("misses", misses)
+"""
+    import os
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "misses 0" in done.stdout
+    got = np.load(tmp_path / "got.npz")
+    for i, w in enumerate(want):
+        assert np.array_equal(got[f"arr_{i}"], np.asarray(w).view(np.uint8))

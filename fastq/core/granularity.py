@@ -14,11 +14,34 @@ import operator
 
 
 class Granularity:
+    # A granularity is part of the key of every cached plan, hashed on each call: its
+    # hash is kept (in a slot, outside ``vars``) and dropped when an attribute changes.
+    __slots__ = ("_hash",)
+
     def __eq__(self, other):
         return type(self) is type(other) and vars(self) == vars(other)
 
     def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(vars(self).items()))))
+        try:
+            return self._hash
+        except AttributeError:
+            value = hash((type(self).__name__, tuple(sorted(vars(self).items()))))
+            object.__setattr__(self, "_hash", value)
+            return value
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        try:
+            object.__delattr__(self, "_hash")
+        except AttributeError:
+            pass
+
+    def __getstate__(self):
+        # (string hashes differ between processes: the kept hash is never pickled)
+        return dict(vars(self))
+
+    def __setstate__(self, state):
+        vars(self).update(state)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

@@ -6,6 +6,7 @@ import numpy as np
 from ..core import checks
 from ..backend import CPU, CUDA, select
 from ..core import formats
+from ..core.layout import SERIAL_BELOW
 from ..runtime import device
 from ..runtime.fpenv import ieee_default
 
@@ -72,8 +73,15 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     if type(x) is np.ndarray and out is None and backend == "auto" and seed is None:
         # a repeated cast of a host array: its plan is cached (the small-call path)
         plan = _plans.get((x.dtype, to, rounding, saturate)) if type(to) is str else None
-        if plan is not None and x.flags.c_contiguous:
-            result = CPU.empty(x.shape, plan.dst.dtype)
+        flags = x.flags.num if plan is not None else 0
+        if flags & 1:  # (C-contiguous)
+            if plan.serial is not None and x.size < SERIAL_BELOW:
+                # (a serial size: its output is below the pool's sizes, and the plan
+                # calls the kernel's compiled code)
+                result = np.empty(x.shape, plan.dst_dtype)
+                plan.serial(x.ravel(), result.ravel(), flags)
+                return result
+            result = CPU.empty(x.shape, plan.dst_dtype)
             run_cast(plan, x.reshape(-1), result.reshape(-1), CPU)
             return result
     if select(backend, x, out).on_gpu:
@@ -82,6 +90,7 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     plan = plan_cast(x.dtype, to, rounding, seed, saturate)
     if seed is None and plan.rounding != ROUNDINGS["stochastic"] and x.dtype.isnative and \
             type(to) is str and len(_plans) < MAX_PLANS:
+        plan.serial = serial_call(plan)
         _plans[(x.dtype, to, rounding, saturate)] = plan
     out = checks.check_out(out, x.shape, plan.dst.dtype)
     result = out if out is not None and checks.direct_target(out, x) else \
@@ -123,6 +132,8 @@ class CastPlan:
 
     def __init__(self, src, dst, rounding, key, saturate):
         self.src, self.dst, self.rounding, self.key = src, dst, rounding, key
+        self.dst_dtype = dst.dtype
+        self.serial = None  # (a cached plan's ``serial_call``)
         f32 = formats.FORMATS["float32"]
         # An extended source is decoded by its table: straight into a 16/32-bit target,
         # else into float32, which ``then`` (a plan from float32) carries on from.
@@ -148,6 +159,22 @@ class CastPlan:
             self.via = via
             self.params, self.sub_scale = formats.encode_params(via, dst, saturate,
                                                                  truncate=rounding == 0)
+
+
+def serial_call(plan):
+    """The CPU kernels' prepared call (``SerialCall``) of a plan that runs one encode or
+    decode kernel, for serial sizes: a repeated small cast then calls its compiled code
+    directly; None for the others (an extended format, a copy, a cast in two steps)."""
+    if plan.table is not None or plan.src is plan.dst:
+        return None
+    kernels = CPU.kernels("cast")
+    if not plan.widen and plan.via is plan.src and not plan.dst.exponent_only:
+        return kernels.serial_encode(plan.dst.word, plan.params, plan.sub_scale,
+                                     plan.rounding)
+    if plan.widen and plan.params is not None and plan.via is plan.dst:
+        return kernels.serial_decode(plan.src.word, plan.dst.word, plan.params,
+                                     plan.sub_magic)
+    return None
 
 
 def plan_cast(src_dtype, to, rounding, seed, saturate):

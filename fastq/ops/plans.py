@@ -11,7 +11,8 @@ import numpy as np
 
 from ..core.flags import BAD_SCALE, NAN
 from ..runtime import threads
-from .qtensor import QTensor
+from .linear import KEY_FLAGS
+from .qtensor import checked_qtensor
 
 MAX_PLANS = 256
 _plans = {}  # plan key -> QuantizePlan
@@ -54,7 +55,7 @@ def plan_key(x, dtype, scheme, granularity, narrow_range, nan_policy, backend):
     """A hashable key for a host ndarray call, or None (no plan cached)."""
     if type(x) is not np.ndarray or backend not in ("auto", "cpu"):
         return None
-    key = (x.shape, x.dtype, x.flags.c_contiguous, dtype, scheme, granularity,
+    key = (x.shape, x.dtype, x.flags.num & KEY_FLAGS, dtype, scheme, granularity,
            type(narrow_range), narrow_range, nan_policy)  # (type: 1 is not a bool)
     try:
         hash(key)
@@ -93,23 +94,67 @@ def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_r
     the CPU), once parallel regions need no lock: Python checks only the plan and the
     zero point (integers); the kernel rounds and checks the scale in the default
     floating-point environment, and runs the codes.  None where this does not apply or
-    an argument is bad: the general path then runs (and raises, or caches the plan)."""
-    key = plan_key(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
-    plan = cached(key)
-    call = plan.tensor_call if plan is not None else None
-    if call is None or type(scale) not in SCALAR_SCALES or not (
-            call.nchunks == 1 or threads.regions_unlocked()):  # (serial: no region to lock)
+    an argument is bad: the general path then runs (and raises, or caches the plan).
+
+    The plan's key is built here as ``plan_key`` builds it (a tuple and one dict lookup:
+    this is the path of a repeated small call, where each step is a visible share)."""
+    if type(x) is not np.ndarray or type(scale) not in SCALAR_SCALES or \
+            (backend != "auto" and backend != "cpu"):
         return None
-    qmin, qmax, code_dtype = plan.qmin, plan.qmax, plan.code_dtype
+    try:
+        plan = _plans.get((x.shape, x.dtype, x.flags.num & KEY_FLAGS, dtype, scheme,
+                           granularity, type(narrow_range), narrow_range, nan_policy))
+    except TypeError:  # (an unhashable argument: the general path says which)
+        return None
+    call = plan.tensor_call if plan is not None else None
+    if call is None or not (call.nchunks == 1 or threads.regions_unlocked()):
+        return None  # (serial: no region to lock)
+    qmin = plan.qmin
     if zero_point is None:
-        zero = None if qmin < 0 else code_dtype(0)
-    elif type(zero_point) in SCALAR_ZEROS and qmin <= zero_point <= qmax:
-        zero = code_dtype(zero_point)
+        zero = None if qmin < 0 else 0
+    elif type(zero_point) in SCALAR_ZEROS and qmin <= zero_point <= plan.qmax:
+        zero = int(zero_point)
     else:
         return None
-    data, flags, scale32 = call(x, scale, 0 if zero is None else int(zero))
-    if flags & BAD_SCALE:  # (the general path raises)
-        return None
-    check_nan(flags & NAN, nan_policy)
-    return QTensor(data, dtype, scale32, None if zero is None else np.array(zero),
-                   plan.shape, plan.granularity)
+    data, flags, bits = call(x, scale, 0 if zero is None else zero)
+    if flags:
+        if flags & BAD_SCALE:  # (the general path raises)
+            return None
+        check_nan(flags & NAN, nan_policy)
+    return checked_qtensor(data, dtype, scale_array(bits),
+                           None if zero is None else zero_array(plan.code_dtype, zero),
+                           plan.shape, plan.granularity)
+
+
+# Read-only 0-d arrays of recent scales (by the bits of the float32) and zero points (by
+# code dtype and value), copied for each QTensor: a copy takes a third of the time of
+# making the array from an int (``np.array(bits, np.uint32).view(np.float32)``).
+MAX_PARAMS = 4096
+_scales, _zeros = {}, {}
+
+
+def scale_array(bits):
+    """A new 0-d float32 array holding the float32 whose bits are ``bits`` (exact in any
+    floating-point environment)."""
+    template = _scales.get(bits)
+    if template is None:
+        template = np.array(bits, np.uint32).view(np.float32)
+        template.flags.writeable = False
+        _remember(_scales, bits, template)
+    return template.copy()
+
+
+def zero_array(code_dtype, zero):
+    """A new 0-d array of ``code_dtype`` holding the integer ``zero`` (in its range)."""
+    template = _zeros.get((code_dtype, zero))
+    if template is None:
+        template = np.array(zero, code_dtype)
+        template.flags.writeable = False
+        _remember(_zeros, (code_dtype, zero), template)
+    return template.copy()
+
+
+def _remember(cache, key, value):
+    if len(cache) >= MAX_PARAMS:  # (another thread may clear it meanwhile: a later miss)
+        cache.clear()
+    cache[key] = value

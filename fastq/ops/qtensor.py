@@ -10,7 +10,8 @@ from ..core.granularity import as_granularity
 from ..runtime import device
 from ..runtime.fpenv import ieee_default
 from . import blocks
-from .linear import check_static_params, dequantize_codes, packed_codes, unpacked_codes
+from .linear import (check_static_params, dequantize_codes, dequantize_small, packed_codes,
+                     unpacked_codes)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ class QTensor:
     @ieee_default
     def dequantize(self, backend="auto"):
         """``(codes - zero_point) * scale`` in float32, in the original shape."""
+        if type(self.data) is np.ndarray and (backend == "auto" or backend == "cpu"):
+            out = dequantize_small(self.data, self.dtype, self.scale, self.zero_point,
+                                   self.shape, self.granularity)
+            if out is not None:  # (a repeated small call: its plan was cached)
+                return out
         if blocks.is_block_format(self.dtype):
             return blocks.codec(self.dtype).dequantize(self, backend)
         if type(self.data) is np.ndarray and (backend == "auto" or backend == "cpu"):
@@ -110,6 +116,15 @@ class QTensor:
     def __repr__(self):
         return (f"QTensor(dtype={self.dtype!r}, shape={self.shape}, "
                 f"granularity={self.granularity!r}, nbytes={self.nbytes})")
+
+
+def checked_qtensor(data, dtype, scale, zero_point, shape, granularity):
+    """A :class:`QTensor` of parts already checked and converted (``shape`` a tuple):
+    the constructor's work without its conversions, for the repeated-call paths."""
+    qt = object.__new__(QTensor)
+    qt.data, qt.dtype, qt.scale, qt.zero_point = data, dtype, scale, zero_point
+    qt.shape, qt.granularity, qt.tensor_scale = shape, granularity, None
+    return qt
 
 
 def to_host(a):

@@ -70,3 +70,37 @@ def serial_twin(kernel):
     twin.__doc__ = f.__doc__
     options = {k: v for k, v in kernel.targetoptions.items() if k not in ("parallel", "nopython")}
     return njit(cache=True, **options)(twin)
+
+
+def entry_point(kernel, *args):
+    """The compiled code of the dispatcher ``kernel`` for the types of ``args``, as a
+    callable that takes the same arguments: loaded from the on-disk cache, or compiled,
+    as a call through the dispatcher would (``Dispatcher.compile``).  A plan keeps it to
+    skip the dispatcher's type resolution on each later call (~40 ns an argument); the
+    caller must then pass arguments of those same types (the plan's key fixes them)."""
+    return kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
+
+
+class SerialCall:
+    """One planned 1-D kernel call at serial sizes (below ``SERIAL_BELOW``): the slice
+    kernel ``launch`` would run as ``serial`` (as ``cast.encode``/``decode`` choose
+    it), its compiled code called directly: ``call(src, dst, flags)`` with ``src`` the
+    flat source values, ``dst`` the flat new target array and ``flags``
+    ``src.flags.num``, whose aligned and writeable bits fix the type the code is
+    compiled for (found on the first call of each: ``entry_point``).  The kernel takes the bits
+    ``src_word``/``dst_word`` of both (``with_floats``: the source floats too, first).
+    (CPU only.)"""
+    __slots__ = ("kernel", "src_word", "dst_word", "with_floats", "consts", "entries")
+
+    def __init__(self, kernel, src_word, dst_word, with_floats, consts):
+        self.kernel, self.src_word, self.dst_word = kernel, src_word, dst_word
+        self.with_floats, self.entries = with_floats, {}
+        self.consts = consts + (False,)  # (stream: never at this size)
+
+    def __call__(self, src, dst, flags):
+        bits, out = src.view(self.src_word), dst.view(self.dst_word)
+        args = ((src, bits, out) if self.with_floats else (bits, out)) + self.consts
+        entry = self.entries.get(flags & 0x500)
+        if entry is None:
+            entry = self.entries[flags & 0x500] = entry_point(self.kernel, *args)
+        entry(*args)

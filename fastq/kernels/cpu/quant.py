@@ -29,7 +29,7 @@ from numba import njit, prange
 from ...runtime.threads import parallel_region, region_threads
 from ...core.flags import INF, NAN
 from ...core.layout import MAX_CHUNKS, SERIAL_BELOW, chunk_count
-from .parallel import AHEAD, serial_twin, streams
+from .parallel import AHEAD, entry_point, serial_twin, streams
 from .word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
                     swap_fp_control, unmanaged)
 from .linear.codes import PIECE
@@ -313,6 +313,26 @@ def dequantize(codes3, blocks, scale3, zero3, out3):
             _dequantize_parallel(codes3, bp, bk, bq, scale3, zero3, out3, nchunks, stream)
     else:
         _dequantize_rows(codes3, bp, bk, bq, scale3, zero3, 0, rows, out3, False)
+
+
+class SerialDequantize:
+    """``dequantize`` at a serial size (below ``SERIAL_BELOW``: all rows in this
+    thread, as ``dequantize`` runs them) of one view ``shape3`` with ``blocks3``, by the
+    compiled code of ``_dequantize_rows`` called directly (found on the first call:
+    ``fastq.kernels.cpu.parallel.entry_point``): later calls must pass arrays of the
+    first call's types, which the caller's plan key fixes.  (CPU only.)"""
+    __slots__ = ("blocks3", "rows", "entry")
+
+    def __init__(self, shape3, blocks3):
+        self.blocks3, self.rows, self.entry = tuple(blocks3), shape3[0] * shape3[1], None
+
+    def __call__(self, codes3, scale3, zero3, out3):
+        bp, bk, bq = self.blocks3
+        args = (codes3, bp, bk, bq, scale3, zero3, 0, self.rows, out3, False)
+        entry = self.entry
+        if entry is None:
+            entry = self.entry = entry_point(_dequantize_rows, *args)
+        entry(*args)
 
 
 _quantize_channels_serial = serial_twin(_quantize_channels_parallel)

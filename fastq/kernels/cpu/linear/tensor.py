@@ -15,7 +15,7 @@ from numba import njit
 from ....runtime import pool
 from ....runtime.threads import region_threads
 from ....core.flags import BAD_SCALE
-from ..parallel import MAX_CHUNKS, SERIAL_BELOW, STREAM_ABOVE
+from ..parallel import MAX_CHUNKS, SERIAL_BELOW, STREAM_ABOVE, entry_point
 from ..word import FP_NEAREST_EVEN, address, set_thread_count, swap_fp_control
 from .rows import ROW, code_scratch, quantize_rows, quantize_rows_parallel
 
@@ -29,11 +29,17 @@ ONE, ZERO, YES, NO = np.int64(1), np.int64(0), np.bool_(True), np.bool_(False)
 
 class TensorCall:
     """Static per-tensor quantization of native float32 C-contiguous inputs of one
-    ``shape`` into codes of ``code_dtype`` (``bits`` 4 or 2: packed bytes):
-    ``call(x, scale, zero) -> (out, flags, scale)`` as ``quantize_tensor``: the new codes
-    (or packed bytes), the flags and the float32 scale (0-d)."""
+    ``shape`` (and one set of flags: aligned, writeable) into codes of ``code_dtype``
+    (``bits`` 4 or 2: packed bytes): ``call(x, scale, zero) -> (out, flags, s)`` as
+    ``quantize_tensor``: the new codes (or packed bytes), the flags and the bits of the
+    float32 scale (an int).
+
+    Serial sizes (one chunk) take the least Python: the output straight from
+    ``np.empty`` (no placement on a line: the rows of a small input are in cache
+    anyway), and the kernel's compiled code called directly (``entry``, found on the
+    first call: ``fastq.kernels.cpu.parallel.entry_point``), with no thread count."""
     __slots__ = ("out", "like", "qmin", "qmax", "bits", "nchunks", "stream", "nbytes",
-                 "no_scratch")
+                 "no_scratch", "entry")
 
     def __init__(self, shape, code_dtype, qmin, qmax, bits):
         size = int(np.prod(shape))
@@ -44,17 +50,27 @@ class TensorCall:
         self.out = (shape, np.dtype(code_dtype)) if bits >= 8 else (self.nbytes, np.uint8)
         self.like = np.empty(0, code_dtype if bits >= 8 else np.int8 if qmin < 0 else np.uint8)
         self.no_scratch = code_scratch(self.nchunks, 8, qmin)
+        self.entry = None  # the serial call's compiled code, once known
 
     def __call__(self, x, scale, zero):
         """``scale`` a float (rounded to float32 by the kernel), ``zero`` an int."""
-        raw = pool.host_array(self.nbytes + LINE, np.uint8)  # (the output, placed by the kernel)
         scratch = self.no_scratch if self.bits >= 8 else \
             code_scratch(self.nchunks, self.bits, self.qmin)
+        if self.nchunks == 1:  # (serial: in this thread, codes from the first byte)
+            raw = np.empty(self.nbytes, np.uint8)
+            args = (x.ravel(), float(scale), float(zero), self.qmin, self.qmax, raw,
+                    self.like, self.bits, scratch, False, 1)
+            entry = self.entry
+            if entry is None:
+                entry = self.entry = entry_point(quantize_tensor, *args)
+            flags, s, _ = entry(*args)
+            shape, dtype = self.out
+            return (raw.view(dtype).reshape(shape) if self.bits >= 8 else raw), flags, s
+        raw = pool.host_array(self.nbytes + LINE, np.uint8)  # (the output, placed by the kernel)
         flags, s, skip = quantize_tensor(x.reshape(x.size), float(scale), float(zero),
                                          self.qmin, self.qmax, raw, self.like, self.bits,
                                          scratch, self.stream, region_threads())
-        scale = np.array(s, np.uint32).view(np.float32)  # (the bits: exact in any FP mode)
-        return np.ndarray(*self.out, raw, skip), flags, scale
+        return np.ndarray(*self.out, raw, skip), flags, s
 
 
 def tensor_chunks(size):
@@ -91,7 +107,7 @@ def quantize_tensor(x, scale, zero, qmin, qmax, raw, like, bits, scratch, stream
     ``nthreads`` threads; one chunk: this thread), and the elements before and after
     them.  The codes (``like``'s dtype; ``bits`` 4 or 2: packed bytes) go to ``raw``
     from byte ``skip`` on, chosen in its first line so that the rows' codes start on
-    lines too.  Returns ``(flags, s, skip)``: ``s`` the bits of the float32 scale
+    lines too (``raw`` of just the codes' bytes, no line to spare: ``skip`` 0).  Returns ``(flags, s, skip)``: ``s`` the bits of the float32 scale
     (uint32: a float32 would reach Python as a float), flags ``NAN`` a NaN met,
     ``BAD_SCALE`` ``s`` not finite and > 0 (nothing written)."""
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
@@ -100,8 +116,10 @@ def quantize_tensor(x, scale, zero, qmin, qmax, raw, like, bits, scratch, stream
         swap_fp_control(saved)
         return BAD_SCALE, s.view(np.uint32), 0
     lead = line_lead(x, bits)
-    nbytes = raw.size - LINE
-    skip = -(np.int64(address(raw, 0) % np.uintp(LINE)) + lead * bits // 8) % LINE
+    nbytes = (x.size * bits + 7) // 8
+    skip = 0  # (``raw`` without a line to spare: the codes from its first byte)
+    if raw.size >= nbytes + LINE:
+        skip = -(np.int64(address(raw, 0) % np.uintp(LINE)) + lead * bits // 8) % LINE
     packed = raw[skip:skip + nbytes] if bits < 8 else raw[:0]
     codes = raw[skip:skip + nbytes].view(like.dtype) if bits >= 8 else like
     scale3, zero3 = np.full((1, 1, 1), s), np.full((1, 1, 1), np.float32(zero))
