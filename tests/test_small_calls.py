@@ -166,7 +166,10 @@ REPEATED = {  # a repeated call -> the Python functions it may run (no others)
                    {"dequantize", "call", "dequantize_small", "__call__", "__hash__"}),
     "cast bfloat16": (lambda x, qt: fq.cast(x, "bfloat16"), {"cast", "call", "__call__"}),
     "cast float16": (lambda x, qt: fq.cast(x, "float16"), {"cast", "call", "__call__"}),
+    "cast float16 out=": (lambda x, qt: fq.cast(x, "float16", out=OUT16),
+                          {"cast", "call", "__call__", "_direct_out", "may_share_memory"}),
 }
+OUT16 = np.empty(SHAPE, np.float16)
 
 
 @pytest.mark.parametrize("name", sorted(REPEATED))
@@ -261,3 +264,27 @@ print("misses", misses)
     got = np.load(tmp_path / "got.npz")
     for i, w in enumerate(want):
         assert np.array_equal(got[f"arr_{i}"], np.asarray(w).view(np.uint8))
+
+
+def test_cast_into_out_checks_what_the_plan_does_not_cover():
+    """A repeated cast into ``out=`` writes straight into it only when it is an aligned,
+    writeable C-contiguous array of the right dtype and shape apart from ``x``; any
+    other ``out`` takes the full path (its checks and errors)."""
+    x = np.random.default_rng(4).standard_normal(SHAPE, dtype=np.float32)
+    want = x.astype(np.float16).view(np.uint16)
+    out = np.empty(SHAPE, np.float16)
+    for _ in range(2):
+        assert fq.cast(x, "float16", out=out) is out
+        assert np.array_equal(out.view(np.uint16), want)
+    strided = np.empty((SHAPE[0], SHAPE[1] * 2), np.float16)[:, ::2]
+    assert np.array_equal(fq.cast(x, "float16", out=strided).view(np.uint16), want)
+    readonly = np.empty(SHAPE, np.float16)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        fq.cast(x, "float16", out=readonly)
+    with pytest.raises(ValueError, match="dtype"):
+        fq.cast(x, "float16", out=np.empty(SHAPE, np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        fq.cast(x, "float16", out=np.empty(SHAPE[::-1], np.float16))
+    same = x.copy()  # out over x's own memory: the general path copies first
+    assert np.array_equal(fq.cast(same, "float32", out=same), x)

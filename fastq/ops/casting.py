@@ -70,18 +70,21 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     as ml_dtypes 0.7 does (older ml_dtypes rounded twice, through float32).  Decoding is
     exact.
     """
-    if type(x) is np.ndarray and out is None and backend == "auto" and seed is None:
+    if type(x) is np.ndarray and backend == "auto" and seed is None:
         # a repeated cast of a host array: its plan is cached (the small-call path)
         plan = _plans.get((x.dtype, to, rounding, saturate)) if type(to) is str else None
         flags = x.flags.num if plan is not None else 0
-        if flags & 1:  # (C-contiguous)
+        if flags & 1 and (out is None or _direct_out(out, x, plan.dst_dtype)):  # (C order)
+            result = out
             if plan.serial is not None and x.size < SERIAL_BELOW:
                 # (a serial size: its output is below the pool's sizes, and the plan
                 # calls the kernel's compiled code)
-                result = np.empty(x.shape, plan.dst_dtype)
+                if result is None:
+                    result = np.empty(x.shape, plan.dst_dtype)
                 plan.serial(x.ravel(), result.ravel(), flags)
                 return result
-            result = CPU.empty(x.shape, plan.dst_dtype)
+            if result is None:
+                result = CPU.empty(x.shape, plan.dst_dtype)
             run_cast(plan, x.reshape(-1), result.reshape(-1), CPU)
             return result
     if select(backend, x, out).on_gpu:
@@ -100,6 +103,17 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
         np.copyto(out, result)
         return out
     return result
+
+
+OUT_FLAGS = 0x501  # C-contiguous, aligned and writeable: what np.empty gives
+
+
+def _direct_out(out, x, dtype):
+    """Whether ``out`` can take the small-call path's result directly: an aligned,
+    writeable C-contiguous ndarray of ``x``'s shape and the target ``dtype``, apart from
+    ``x`` in memory (anything else goes through the full checks)."""
+    return (type(out) is np.ndarray and out.dtype == dtype and out.shape == x.shape
+            and out.flags.num & OUT_FLAGS == OUT_FLAGS and not np.may_share_memory(out, x))
 
 
 def _cast_cuda(x, to, rounding, seed, saturate, out):
