@@ -4,9 +4,24 @@ Without a real GPU, Numba's CUDA simulator runs the "cuda" backend tests; it mus
 switched on before numba is imported, hence here, at the top of the first conftest.
 """
 import os
+import shutil
+import tempfile
 
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not os.path.exists("/dev/nvidia0"):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+# Numba's on-disk cache is not safe for processes that compile into it at once: two
+# writers can each number a new overload the same, and the index of one then names the
+# other's machine code (a crash or wrong results in a later process).  Under
+# pytest-xdist (-n) each worker therefore compiles into a cache of its own, in a
+# directory the controlling process makes for this run and removes at its end.
+_OWN_CACHES = False
+if "PYTEST_XDIST_WORKER" not in os.environ and "FASTQ_TEST_CACHES" not in os.environ:
+    os.environ["FASTQ_TEST_CACHES"] = tempfile.mkdtemp(prefix="fastq-test-caches-")
+    _OWN_CACHES = True
+if "PYTEST_XDIST_WORKER" in os.environ and "NUMBA_CACHE_DIR" not in os.environ:
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(os.environ["FASTQ_TEST_CACHES"],
+                                                 os.environ["PYTEST_XDIST_WORKER"])
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -64,3 +79,8 @@ def fq():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHES:  # (the controlling process, once its workers are done)
+        shutil.rmtree(os.environ.pop("FASTQ_TEST_CACHES"), ignore_errors=True)

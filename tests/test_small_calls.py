@@ -90,7 +90,7 @@ def test_busy_machine_runs_parallel_regions_on_the_calling_thread(monkeypatch):
     cores = os.cpu_count() or 1
 
     def machine(load, runnable):
-        monkeypatch.setattr(threads, "_load", dict(threads._load, checked=None))
+        monkeypatch.setattr(threads, "_load", dict(threads._load, checked=None, own=0.0))
         monkeypatch.setattr(threads, "system_load", lambda: (load, runnable))
 
     machine(cores + 3.0, cores + 3.0)
