@@ -149,7 +149,7 @@ def refuse_planning(monkeypatch):
         raise AssertionError("a repeated small call planned or validated again")
     for module, name in [(checks, "as_array"), (checks, "as_float_array"),
                          (checks, "check_choice"), (checks, "check_bool"),
-                         (casting, "plan_cast"), (casting, "run_cast"), (linear, "_small_plan"),
+                         (casting, "plan_cast"), (casting, "run_cast"), (linear, "_dequantize_plan"),
                          (linear, "dequantize_codes"), (linear, "check_static_params"),
                          (quantization, "QuantizeCall"), (plans, "remember"),
                          (tensor, "entry_point"), (quant, "entry_point"),
@@ -158,12 +158,16 @@ def refuse_planning(monkeypatch):
 
 
 REPEATED = {  # a repeated call -> the Python functions it may run (no others)
+    "dynamic per tensor": (lambda x, qt: fq.quantize(x, "uint8"),
+                           {"quantize", "is_block_format", "dynamic_per_tensor", "__call__",
+                            "checked_qtensor"}),
     "static per tensor": (
         lambda x, qt: fq.quantize(x, "int8", scale=0.02, zero_point=3),
         {"quantize", "is_block_format", "static_per_tensor", "__call__", "scale_array",
          "zero_array", "checked_qtensor"}),
     "dequantize": (lambda x, qt: fq.dequantize(qt),
-                   {"dequantize", "call", "dequantize_small", "__call__", "__hash__"}),
+                   {"dequantize", "call", "dequantize_planned", "__call__", "_rows",
+                    "__hash__"}),
     "cast bfloat16": (lambda x, qt: fq.cast(x, "bfloat16"), {"cast", "call", "__call__"}),
     "cast float16": (lambda x, qt: fq.cast(x, "float16"), {"cast", "call", "__call__"}),
     "cast float16 out=": (lambda x, qt: fq.cast(x, "float16", out=OUT16),
@@ -172,23 +176,51 @@ REPEATED = {  # a repeated call -> the Python functions it may run (no others)
 OUT16 = np.empty(SHAPE, np.float16)
 
 
+# What a repeated call past the serial size may run besides: the thread count for the
+# region (the system's load, read at most every 0.25 s), the region, the output pool.
+MID_SIZE_CALLS = {"region_threads", "free_cores", "system_load", "get_num_threads",
+                  "parallel_region", "__enter__", "__exit__", "apply_thread_count",
+                  "note_thread_count", "regions_unlocked", "host_array", "size_class",
+                  "_trim", "<genexpr>", "__init__", "data", "empty", "_entry"}
+MID_SHAPE = (4, 1 << 16)  # 256K elements: chunks on the threads, or one thread
+
+
+@pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
+def thread_count(request):
+    """Regions of 1 or 2 threads, whatever the machine's load."""
+    import numba
+    if request.param > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("one thread only")
+    fq.set_num_threads(request.param)
+    yield request.param
+    fq.set_num_threads(None)
+
+
+@pytest.mark.parametrize("shape", [SHAPE, MID_SHAPE], ids=["4K", "256K"])
 @pytest.mark.parametrize("name", sorted(REPEATED))
-def test_repeated_small_call_takes_the_planned_path(name, monkeypatch):
+def test_repeated_call_takes_the_planned_path(name, shape, thread_count, monkeypatch):
     """Structure, not time: after a first call, the same call (same shapes, dtypes,
     flags) builds no plan, validates nothing again, runs only the Python functions of
-    its short path and calls the kernel's compiled code directly (no Numba dispatch)."""
+    its short path and calls the kernel's compiled code directly (no Numba dispatch),
+    at a serial size and past it, on one thread or two."""
     from fastq.ops import casting, linear
     call, allowed = REPEATED[name]
-    x = np.random.default_rng(3).standard_normal(SHAPE, dtype=np.float32)
+    if shape != SHAPE:
+        if "out=" in name:
+            pytest.skip("out= has the small shape")
+        allowed = allowed | MID_SIZE_CALLS
+    elif thread_count > 1:
+        pytest.skip("a serial size runs on one thread")
+    x = np.random.default_rng(3).standard_normal(shape, dtype=np.float32)
     qt = fq.quantize(x, "int8", scale=0.02, zero_point=3, granularity=fq.PerTensor())
     first = call(x, qt)
     call(x, qt)
-    sizes = plans.cache_size(), len(casting._plans), len(linear._small_plans)
+    sizes = plans.cache_size(), len(casting._plans), len(linear._dequantize_plans)
     with monkeypatch.context() as patch:
         refuse_planning(patch)
         seen = calls_made(lambda: call(x, qt))
         again = call(x, qt)
-    assert (plans.cache_size(), len(casting._plans), len(linear._small_plans)) == sizes
+    assert (plans.cache_size(), len(casting._plans), len(linear._dequantize_plans)) == sizes
     python = {c.co_name for c in seen if isinstance(c, types.CodeType)}
     assert python <= allowed | {"<lambda>"}, python - allowed
     compiled = [c for c in seen if type(c).__name__ == "builtin_function_or_method"
@@ -288,3 +320,45 @@ def test_cast_into_out_checks_what_the_plan_does_not_cover():
         fq.cast(x, "float16", out=np.empty(SHAPE[::-1], np.float16))
     same = x.copy()  # out over x's own memory: the general path copies first
     assert np.array_equal(fq.cast(same, "float32", out=same), x)
+
+
+@pytest.mark.parametrize("shape", [SHAPE, MID_SHAPE], ids=["4K", "256K"])
+@pytest.mark.parametrize("dtype, scheme, nan_policy", [
+    ("uint8", "asymmetric", "raise"), ("int8", "symmetric", "ignore"),
+    ("int4", "asymmetric", "ignore"), ("uint2", "symmetric", "raise"),
+    ("int16", "asymmetric", "raise")])
+def test_repeated_dynamic_call_equals_two_passes(shape, dtype, scheme, nan_policy,
+                                                 thread_count, monkeypatch):
+    """The planned dynamic per-tensor call gives the bits of separate range and quantize
+    passes (scale, zero point, codes), and checks NaN and inf in each new input as the
+    general path does."""
+    from fastq.ops import quantization
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape, dtype=np.float32) * 3
+    x.flat[::1001] = np.float32(0.5) * np.arange(x.flat[::1001].size)  # (ties, somewhere)
+    if nan_policy == "ignore":
+        x.flat[[5, 77]] = [np.nan, -np.inf]
+
+    def run():
+        return fq.quantize(x, dtype, scheme=scheme, nan_policy=nan_policy)
+    first, again = run(), run()  # (the second from the plan)
+    with monkeypatch.context() as patch:
+        patch.setattr(quantization, "_force_two_passes", True)
+        want = run()
+    for got in (first, again):
+        assert np.array_equal(got.data, want.data)
+        assert np.array_equal(np.asarray(got.scale).view(np.uint32),
+                              np.asarray(want.scale).view(np.uint32))
+        assert (got.zero_point is None) == (want.zero_point is None)
+        if want.zero_point is not None:
+            assert got.zero_point == want.zero_point
+            assert got.zero_point.dtype == want.zero_point.dtype
+        assert got.scale.shape == () and got.shape == shape
+    if nan_policy == "raise":
+        bad = x.copy()
+        bad.flat[3] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            fq.quantize(bad, dtype, scheme=scheme)
+        bad.flat[3] = np.inf
+        with pytest.raises(ValueError, match="inf"):
+            fq.quantize(bad, dtype, scheme=scheme)

@@ -6,8 +6,8 @@ import numpy as np
 from ..core import checks
 from ..backend import CPU, CUDA, select
 from ..core import formats
-from ..core.layout import SERIAL_BELOW
 from ..runtime import device
+from ..runtime.pool import POOLED_FROM
 from ..runtime.fpenv import ieee_default
 
 ROUNDINGS = {"truncate": 0, "nearest_even": 1, "stochastic": 2}
@@ -76,16 +76,14 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
         flags = x.flags.num if plan is not None else 0
         if flags & 1 and (out is None or _direct_out(out, x, plan.dst_dtype)):  # (C order)
             result = out
-            if plan.serial is not None and x.size < SERIAL_BELOW:
-                # (a serial size: its output is below the pool's sizes, and the plan
-                # calls the kernel's compiled code)
-                if result is None:
-                    result = np.empty(x.shape, plan.dst_dtype)
-                plan.serial(x.ravel(), result.ravel(), flags)
-                return result
-            if result is None:
-                result = CPU.empty(x.shape, plan.dst_dtype)
-            run_cast(plan, x.reshape(-1), result.reshape(-1), CPU)
+            if result is None:  # (small outputs straight from NumPy: see ``pool``)
+                result = np.empty(x.shape, plan.dst_dtype) if \
+                    x.size * plan.dst_dtype.itemsize < POOLED_FROM else \
+                    CPU.empty(x.shape, plan.dst_dtype)
+            if plan.call is not None:  # (the kernels' compiled code, called directly)
+                plan.call(x.ravel(), result.ravel(), flags)
+            else:
+                run_cast(plan, x.reshape(-1), result.reshape(-1), CPU)
             return result
     if select(backend, x, out).on_gpu:
         return _cast_cuda(x, to, rounding, seed, saturate, out)
@@ -93,7 +91,7 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
     plan = plan_cast(x.dtype, to, rounding, seed, saturate)
     if seed is None and plan.rounding != ROUNDINGS["stochastic"] and x.dtype.isnative and \
             type(to) is str and len(_plans) < MAX_PLANS:
-        plan.serial = serial_call(plan)
+        plan.call = planned_call(plan)
         _plans[(x.dtype, to, rounding, saturate)] = plan
     out = checks.check_out(out, x.shape, plan.dst.dtype)
     result = out if out is not None and checks.direct_target(out, x) else \
@@ -147,7 +145,7 @@ class CastPlan:
     def __init__(self, src, dst, rounding, key, saturate):
         self.src, self.dst, self.rounding, self.key = src, dst, rounding, key
         self.dst_dtype = dst.dtype
-        self.serial = None  # (a cached plan's ``serial_call``)
+        self.call = None  # (a cached plan's ``planned_call``)
         f32 = formats.FORMATS["float32"]
         # An extended source is decoded by its table: straight into a 16/32-bit target,
         # else into float32, which ``then`` (a plan from float32) carries on from.
@@ -175,19 +173,19 @@ class CastPlan:
                                                                  truncate=rounding == 0)
 
 
-def serial_call(plan):
-    """The CPU kernels' prepared call (``SerialCall``) of a plan that runs one encode or
-    decode kernel, for serial sizes: a repeated small cast then calls its compiled code
-    directly; None for the others (an extended format, a copy, a cast in two steps)."""
+def planned_call(plan):
+    """The CPU kernels' prepared call (``SliceCall``) of a plan that runs one encode or
+    decode kernel: a repeated cast then calls their compiled code directly; None for
+    the others (an extended format, a copy, a cast in two steps)."""
     if plan.table is not None or plan.src is plan.dst:
         return None
     kernels = CPU.kernels("cast")
     if not plan.widen and plan.via is plan.src and not plan.dst.exponent_only:
-        return kernels.serial_encode(plan.dst.word, plan.params, plan.sub_scale,
-                                     plan.rounding)
+        return kernels.planned_encode(plan.dst.word, plan.params, plan.sub_scale,
+                                      plan.rounding)
     if plan.widen and plan.params is not None and plan.via is plan.dst:
-        return kernels.serial_decode(plan.src.word, plan.dst.word, plan.params,
-                                     plan.sub_magic)
+        return kernels.planned_decode(plan.src.word, plan.dst.word, plan.params,
+                                      plan.sub_magic)
     return None
 
 

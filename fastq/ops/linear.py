@@ -19,8 +19,8 @@ import numpy as np
 from ..backend import CPU, where
 from ..core.codes import INT_DTYPES, dtype_info
 from ..core.granularity import Granularity, canonical_view
-from ..core.layout import SERIAL_BELOW
 from ..runtime import device
+from ..runtime.pool import POOLED_FROM
 from .casting import cast
 
 
@@ -151,15 +151,15 @@ KEY_FLAGS = 0x1 | 0x100 | 0x400
 MAX_PLANS = 256
 # the key of a repeated dequantization -> (call, view, grid of the view, zeros), or
 # False: that key takes the general path
-_small_plans = {}
+_dequantize_plans = {}
 
 
-def dequantize_small(codes, dtype, scale, zero_point, shape, granularity):
-    """The float32 values of a repeated host dequantization at a serial size (what
-    ``dequantize_codes`` computes, the same kernel on the same view), or None where the
-    general path must run.  A plan, cached by every fact that fixes it (the arrays'
-    shapes, dtypes and flags, the QTensor's dtype, shape and granularity), holds the
-    checked view and the kernel's compiled code: a repeated call reshapes, converts the
+def dequantize_planned(codes, dtype, scale, zero_point, shape, granularity):
+    """The float32 values of a repeated host dequantization (what ``dequantize_codes``
+    computes, the same kernels on the same view), or None where the general path must
+    run.  A plan, cached by every fact that fixes it (the arrays' shapes, dtypes and
+    flags, the QTensor's dtype, shape and granularity), holds the checked view and the
+    kernels' prepared call (``DequantizeCall``): a repeated call reshapes, converts the
     zero point and calls it."""
     if type(scale) is not np.ndarray or (zero_point is not None
                                          and type(zero_point) is not np.ndarray):
@@ -168,34 +168,34 @@ def dequantize_small(codes, dtype, scale, zero_point, shape, granularity):
            scale.shape, scale.dtype, scale.flags.num & KEY_FLAGS,
            None if zero_point is None else (zero_point.shape, zero_point.dtype))
     try:
-        plan = _small_plans.get(key)
+        plan = _dequantize_plans.get(key)
     except TypeError:  # (an unhashable part: the general path says what is wrong)
         return None
     if plan is None:
-        plan = _small_plan(codes, dtype, scale, zero_point, shape, granularity)
-        if len(_small_plans) >= MAX_PLANS:
-            _small_plans.clear()
-        _small_plans[key] = plan
+        plan = _dequantize_plan(codes, dtype, scale, zero_point, shape, granularity)
+        if len(_dequantize_plans) >= MAX_PLANS:
+            _dequantize_plans.clear()
+        _dequantize_plans[key] = plan
     if not plan:
         return None
-    call, shape3, g3, zeros = plan
-    out = np.empty(shape, np.float32)
+    call, shape3, g3, zeros, pooled = plan
+    out = CPU.empty(shape, np.float32) if pooled else np.empty(shape, np.float32)
     call(codes.reshape(shape3), scale.reshape(g3),
          zeros if zero_point is None else zero_point.astype(np.float32).reshape(g3),
          out.reshape(shape3))
     return out
 
 
-def _small_plan(codes, dtype, scale, zero_point, shape, granularity):
-    """The plan of ``dequantize_small`` for these arguments, or False: unpacked native
-    C-contiguous integer codes of ``shape`` (1 to ``SERIAL_BELOW`` - 1 elements, at most 3
-    blocked dimensions), a native float32 C-contiguous scale of the parameter grid's
-    size, a zero point of the scale's shape (or None)."""
+def _dequantize_plan(codes, dtype, scale, zero_point, shape, granularity):
+    """The plan of ``dequantize_planned`` for these arguments, or False: unpacked native
+    C-contiguous integer codes of ``shape`` (at most 3 blocked dimensions), a native
+    float32 C-contiguous scale of the parameter grid's size, a zero point of the
+    scale's shape (or None)."""
     codes_info = INT_DTYPES.get(dtype) if isinstance(dtype, str) else None
     if (codes_info is None or codes_info.packed or not isinstance(granularity, Granularity)
             or codes.dtype.kind not in "iu" or not codes.dtype.isnative
             or not codes.flags.c_contiguous or codes.shape != shape
-            or not 0 < codes.size < SERIAL_BELOW or scale.dtype != np.float32
+            or not codes.size or scale.dtype != np.float32
             or not scale.dtype.isnative or not scale.flags.c_contiguous
             or (zero_point is not None and (zero_point.shape != scale.shape
                                             or zero_point.dtype.kind not in "iub"))):
@@ -206,10 +206,11 @@ def _small_plan(codes, dtype, scale, zero_point, shape, granularity):
         return False
     if lead or scale.size != math.prod(grid):
         return False
-    call = getattr(CPU.kernels("quant"), "SerialDequantize", None)
+    call = getattr(CPU.kernels("quant"), "DequantizeCall", None)
     if call is None:
         return False
-    return call(shape3, blocks3), shape3, g3, np.zeros(g3, np.float32)
+    return (call(shape3, blocks3, codes.dtype.itemsize), shape3, g3, np.zeros(g3, np.float32),
+            codes.size * 4 >= POOLED_FROM)
 
 
 _layouts = {}  # (shape, granularity) -> dequantize_layout's answer, for repeated calls

@@ -9,7 +9,7 @@ least Python.
 """
 import numpy as np
 
-from ..core.flags import BAD_SCALE, NAN
+from ..core.flags import BAD_SCALE, INF, NAN
 from ..runtime import threads
 from .linear import KEY_FLAGS
 from .qtensor import checked_qtensor
@@ -26,11 +26,12 @@ class QuantizePlan:
     parameters' ``param_shape`` and full-rank ``grid``, the canonical ``view`` of the
     last dimensions from ``lead`` on (``lead`` > 0: more than 3 blocked dimensions, the
     first ``lead`` taken an index at a time), whether the input is ``ready`` (native float32,
-    C-contiguous) and ``on_host``, and ``tensor_call`` (static per tensor, or None)."""
+    C-contiguous) and ``on_host``, ``tensor_call`` (static per tensor, or None) and
+    ``dynamic_call`` (dynamic per tensor, or None)."""
     __slots__ = ("backend", "kernels", "dtype", "qmin", "qmax", "bits", "kernel_bits",
                  "code_dtype", "scheme", "nan_policy", "granularity", "on_host", "ready",
-                 "shape", "size", "blocks", "param_shape", "tensor_call", "grid", "view",
-                 "lead")
+                 "shape", "size", "blocks", "param_shape", "tensor_call", "dynamic_call",
+                 "grid", "view", "lead")
 
     def __init__(self, **facts):
         for name, value in facts.items():
@@ -124,6 +125,30 @@ def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_r
     return checked_qtensor(data, dtype, scale_array(bits),
                            None if zero is None else zero_array(plan.code_dtype, zero),
                            plan.shape, plan.granularity)
+
+
+def dynamic_per_tensor(x, dtype, scheme, granularity, narrow_range, nan_policy, backend):
+    """Dynamic ``quantize`` per tensor of an input whose plan is cached and has a
+    ``dynamic_call`` (native float32 C-contiguous, on the CPU): the kernels' prepared
+    call, its NaN/inf flags checked as the general path checks them.  None where this
+    does not apply: the general path then runs (and raises, or caches the plan)."""
+    if type(x) is not np.ndarray or (backend != "auto" and backend != "cpu"):
+        return None
+    try:
+        plan = _plans.get((x.shape, x.dtype, x.flags.num & KEY_FLAGS, dtype, scheme,
+                           granularity, type(narrow_range), narrow_range, nan_policy))
+    except TypeError:  # (an unhashable argument: the general path says which)
+        return None
+    call = plan.dynamic_call if plan is not None else None
+    if call is None:
+        return None
+    data, scale3, zero3, flags = call(x)
+    if flags:
+        check_range(flags & NAN, flags & INF, nan_policy)
+    zero = None if call.symmetric and plan.qmin < 0 else \
+        zero3.reshape(()).astype(plan.code_dtype)
+    return checked_qtensor(data, dtype, scale3.reshape(()), zero, plan.shape,
+                           plan.granularity)
 
 
 # Read-only 0-d arrays of recent scales (by the bits of the float32) and zero points (by

@@ -10,7 +10,7 @@ from ..core.granularity import as_granularity
 from ..runtime import device
 from ..runtime.fpenv import ieee_default
 from . import blocks
-from .linear import (check_static_params, dequantize_codes, dequantize_small, packed_codes,
+from .linear import (check_static_params, dequantize_codes, dequantize_planned, packed_codes,
                      unpacked_codes)
 
 
@@ -71,9 +71,9 @@ class QTensor:
     def dequantize(self, backend="auto"):
         """``(codes - zero_point) * scale`` in float32, in the original shape."""
         if type(self.data) is np.ndarray and (backend == "auto" or backend == "cpu"):
-            out = dequantize_small(self.data, self.dtype, self.scale, self.zero_point,
-                                   self.shape, self.granularity)
-            if out is not None:  # (a repeated small call: its plan was cached)
+            out = dequantize_planned(self.data, self.dtype, self.scale, self.zero_point,
+                                     self.shape, self.granularity)
+            if out is not None:  # (a repeated call: its plan was cached)
                 return out
         if blocks.is_block_format(self.dtype):
             return blocks.codec(self.dtype).dequantize(self, backend)

@@ -63,6 +63,11 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
                                       narrow_range, nan_policy, backend)
         if qt is not None:
             return qt
+    elif zero_point is None and not _force_two_passes:  # (as ``in_one_call`` says)
+        qt = plans.dynamic_per_tensor(x, dtype, scheme, granularity, narrow_range,
+                                      nan_policy, backend)
+        if qt is not None:
+            return qt
     return _quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
                      nan_policy, backend)
 
@@ -182,14 +187,20 @@ class QuantizeCall:
                              "blocked dimensions, which the GPU backend does not take: "
                              "quantize on the CPU")
         tensor_call = None  # (static per tensor: the kernel call laid out once)
+        dynamic_call = None  # (dynamic per tensor: the kernels' call laid out once)
         if ready and param_shape == () and hasattr(kernels, "TensorCall"):
             tensor_call = kernels.TensorCall(shape, code_dtype, qmin, qmax, bits)
+            if x.size and not lead:
+                dynamic_call = kernels.DynamicTensorCall(
+                    shape, code_dtype, qmin, qmax, bits, scheme == "symmetric",
+                    nan_policy == "ignore")
         return plans.QuantizePlan(
             backend=backend, kernels=kernels, dtype=dtype, qmin=qmin, qmax=qmax, bits=bits,
             code_dtype=code_dtype, scheme=scheme, nan_policy=nan_policy,
             granularity=granularity, on_host=on_host, ready=ready, shape=shape,
             size=math.prod(shape), blocks=blocks, param_shape=param_shape,
-            tensor_call=tensor_call, grid=tuple(-(-n // max(b, 1)) for n, b in zip(shape, blocks)),
+            tensor_call=tensor_call, dynamic_call=dynamic_call,
+            grid=tuple(-(-n // max(b, 1)) for n, b in zip(shape, blocks)),
             view=view3(shape[lead:], blocks[lead:]), lead=lead,
             kernel_bits=8 if lead and bits < 8 else bits), x
 

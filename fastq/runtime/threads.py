@@ -119,6 +119,26 @@ def region_threads():
     return get_num_threads()
 
 
+# The thread count last applied in each thread (``numba.set_num_threads`` is thread-local
+# and costs ~3 us a call: a small parallel call skips it when the count is unchanged).
+_applied = threading.local()
+
+
+def apply_thread_count(n):
+    """``numba.set_num_threads(n)`` in the calling thread, unless fastq applied ``n``
+    there last.  (A count set by other code in between, with ``numba.set_num_threads``
+    directly, stays until fastq's count changes: slower or faster regions, same results.)"""
+    if getattr(_applied, "count", None) != n:
+        numba.set_num_threads(n)
+        _applied.count = n
+
+
+def note_thread_count(n):
+    """Record that a kernel applied the count ``n`` in this thread itself
+    (``set_thread_count``)."""
+    _applied.count = n
+
+
 class _ParallelRegion:
     """Enter around every call of a ``parallel=True`` kernel: ``with parallel_region():``
     (a plain class, not a generator: it runs on every kernel call)."""
@@ -129,7 +149,7 @@ class _ParallelRegion:
         if self.locked:
             _lock.acquire()
         try:
-            numba.set_num_threads(region_threads())
+            apply_thread_count(region_threads())
         except BaseException as exc:
             self.__exit__(type(exc))
             raise

@@ -27,7 +27,7 @@ import numpy as np
 from numba import config, njit, prange
 
 from ...core import formats as F
-from .parallel import BLOCK, SerialCall, chunk_bounds, launch
+from .parallel import BLOCK, SliceCall, chunk_bounds, launch
 from .rounding import decode_specials, encode_specials, random_word, rounded, stream_keys
 from .word import (FP_NEAREST_EVEN, FP_TOWARD_ZERO, add, as_bits, as_float, band,
                     bit_width, bor, float16_bits, float16_value, like,
@@ -406,28 +406,31 @@ def copyto(dst, src):
         launch(_widen_slice, _widen_parallel, src, dst, (src, dst))
 
 
-def serial_encode(dst_word, params, sub_scale, rounding):
-    """The ``SerialCall`` (``fastq.kernels.cpu.parallel``) of ``encode`` from floats
-    whose bits are ``params.dtype`` into bits of ``dst_word``, running the kernel
+def planned_encode(dst_word, params, sub_scale, rounding):
+    """The ``SliceCall`` (``fastq.kernels.cpu.parallel``) of ``encode`` from floats
+    whose bits are ``params.dtype`` into bits of ``dst_word``, running the kernels
     ``encode`` chooses; None for stochastic rounding."""
     control = _native_control(params, np.empty(0, dst_word), rounding)
     src_word = params.dtype
     if control is not None:
-        return SerialCall(_encode_native16_slice, src_word, dst_word, True, (params, control))
+        return SliceCall(_encode_native16_slice, _encode_native16_parallel, src_word,
+                         dst_word, True, (params, control))
     if rounding != 2 and params.size == 2 * F.E_LEN:  # float64 -> bfloat16
-        return SerialCall(_encode_via32_slice, src_word, dst_word, True,
-                          (params, params[F.E_LEN:].astype(np.uint32), bool(rounding)))
+        return SliceCall(_encode_via32_slice, _encode_via32_parallel, src_word, dst_word,
+                         True, (params, params[F.E_LEN:].astype(np.uint32), bool(rounding)))
     if rounding == 2:
         return None
-    return SerialCall(_encode_slice, src_word, dst_word, False,
-                      (params, sub_scale, bool(rounding)))
+    return SliceCall(_encode_slice, _encode_parallel, src_word, dst_word, False,
+                     (params, sub_scale, bool(rounding)))
 
 
-def serial_decode(src_word, dst_word, params, sub_magic):
-    """The ``SerialCall`` (``fastq.kernels.cpu.parallel``) of ``decode`` of the bits
-    ``src_word`` into bits of ``dst_word``, running the kernel ``decode`` chooses."""
+def planned_decode(src_word, dst_word, params, sub_magic):
+    """The ``SliceCall`` (``fastq.kernels.cpu.parallel``) of ``decode`` of the bits
+    ``src_word`` into bits of ``dst_word``, running the kernels ``decode`` chooses."""
     if (params.dtype == np.uint32 and _float16_pair(params, np.empty(0, src_word),
                                                     params[F.D_SHIFT])
             and native_float16()):
-        return SerialCall(_decode_native16_slice, src_word, dst_word, False, (params,))
-    return SerialCall(_decode_slice, src_word, dst_word, False, (params, sub_magic))
+        return SliceCall(_decode_native16_slice, _decode_native16_parallel, src_word,
+                         dst_word, False, (params,))
+    return SliceCall(_decode_slice, _decode_parallel, src_word, dst_word, False,
+                     (params, sub_magic))

@@ -2,10 +2,13 @@
 stream their output past the caches (``word.stream_out``)."""
 import types
 
+import numpy as np
 from numba import njit
 
 from ...core.layout import ALIGN, BLOCK, MAX_CHUNKS, SERIAL_BELOW, n_chunks  # noqa: F401
-from ...runtime.threads import parallel_region
+
+CHUNK_MIN = SERIAL_BELOW // 4  # elements of a chunk at least (``n_chunks``)
+from ...runtime.threads import parallel_region, region_threads
 
 AHEAD = 4 * BLOCK  # how far ahead of a row loop to prefetch, in elements (8 KB of float32)
 
@@ -47,10 +50,14 @@ def streams(*arrays):
 
 def launch(serial, parallel, src, dst, args):
     """Run ``serial(*args, False)`` on a small ``src``, else ``parallel(*args, nchunks,
-    stream)`` on the threads, streaming past the caches when ``src`` and ``dst`` are large."""
+    stream)`` on the threads, streaming past the caches when ``src`` and ``dst`` are large
+    (``serial(*args, stream)`` where the region would have one thread: the same
+    elementwise results, without starting a region)."""
     n = src.size
     if n < SERIAL_BELOW:
         serial(*args, False)
+    elif region_threads() == 1:
+        serial(*args, streams(src, dst))
     else:
         with parallel_region():
             parallel(*args, n_chunks(n), streams(src, dst))
@@ -81,26 +88,47 @@ def entry_point(kernel, *args):
     return kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
 
 
-class SerialCall:
-    """One planned 1-D kernel call at serial sizes (below ``SERIAL_BELOW``): the slice
-    kernel ``launch`` would run as ``serial`` (as ``cast.encode``/``decode`` choose
-    it), its compiled code called directly: ``call(src, dst, flags)`` with ``src`` the
-    flat source values, ``dst`` the flat new target array and ``flags``
+class SliceCall:
+    """One planned 1-D kernel call, at any size: the slice kernel ``serial`` and its
+    ``parallel`` version, chosen as ``launch`` chooses them (as ``cast.encode``/``decode``
+    pick them), their compiled code called directly: ``call(src, dst, flags)`` with
+    ``src`` the flat source values, ``dst`` the flat new target array and ``flags``
     ``src.flags.num``, whose aligned and writeable bits fix the type the code is
-    compiled for (found on the first call of each: ``entry_point``).  The kernel takes the bits
-    ``src_word``/``dst_word`` of both (``with_floats``: the source floats too, first).
+    compiled for (found on the first call of each: ``entry_point``).  The kernels take
+    the bits ``src_word``/``dst_word`` of both (``with_floats``: the source floats too,
+    first), then ``consts``; ``bytes_per_element`` (source and target) decides streaming.
     (CPU only.)"""
-    __slots__ = ("kernel", "src_word", "dst_word", "with_floats", "consts", "entries")
+    __slots__ = ("serial", "parallel", "src_word", "dst_word", "with_floats", "consts",
+                 "bytes_per_element", "entries")
 
-    def __init__(self, kernel, src_word, dst_word, with_floats, consts):
-        self.kernel, self.src_word, self.dst_word = kernel, src_word, dst_word
-        self.with_floats, self.entries = with_floats, {}
-        self.consts = consts + (False,)  # (stream: never at this size)
+    def __init__(self, serial, parallel, src_word, dst_word, with_floats, consts):
+        self.serial, self.parallel = serial, parallel
+        self.src_word, self.dst_word = np.dtype(src_word), np.dtype(dst_word)
+        self.with_floats, self.consts, self.entries = with_floats, consts, {}
+        self.bytes_per_element = self.src_word.itemsize + self.dst_word.itemsize
 
     def __call__(self, src, dst, flags):
         bits, out = src.view(self.src_word), dst.view(self.dst_word)
         args = ((src, bits, out) if self.with_floats else (bits, out)) + self.consts
-        entry = self.entries.get(flags & 0x500)
+        n = src.size
+        if n < SERIAL_BELOW:  # (the small-call path: no more calls than needed)
+            entry = self.entries.get((self.serial, flags & 0x500))
+            if entry is None:
+                entry = self._entry(self.serial, flags, args + (False,))
+            entry(*args, False)
+            return
+        stream = n * self.bytes_per_element > STREAM_ABOVE
+        if region_threads() == 1:  # (as ``launch``: no region for one thread)
+            self._entry(self.serial, flags, args + (stream,))(*args, stream)
+            return
+        tail = (min(MAX_CHUNKS, n // CHUNK_MIN), stream)  # (``n_chunks``)
+        entry = self._entry(self.parallel, flags, args + tail)
+        with parallel_region():
+            entry(*args, *tail)
+
+    def _entry(self, kernel, flags, args):
+        key = (kernel, flags & 0x500)
+        entry = self.entries.get(key)
         if entry is None:
-            entry = self.entries[flags & 0x500] = entry_point(self.kernel, *args)
-        entry(*args)
+            entry = self.entries[key] = entry_point(kernel, *args)
+        return entry

@@ -29,7 +29,7 @@ from numba import njit, prange
 from ...runtime.threads import parallel_region, region_threads
 from ...core.flags import INF, NAN
 from ...core.layout import MAX_CHUNKS, SERIAL_BELOW, chunk_count
-from .parallel import AHEAD, entry_point, serial_twin, streams
+from .parallel import AHEAD, STREAM_ABOVE, entry_point, serial_twin, streams
 from .word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
                     swap_fp_control, unmanaged)
 from .linear.codes import PIECE
@@ -39,7 +39,7 @@ from .linear.ranges import minmax  # noqa: F401  (the backend interface: see fas
 from .linear.rows import (ROW, chunk_rows, code_scratch, quantize_columns,
                    quantize_columns_parallel, quantize_rows, quantize_rows_parallel)
 from .linear.tensor import TensorCall  # noqa: F401  (static per tensor: see fastq.kernels.cpu.linear.tensor)
-from .linear.tensor import NO, ONE, code_ends, line_lead, tensor_chunks, tensor_rows
+from .linear.tensor import DynamicTensorCall, quantize_tensor_dynamic  # noqa: F401  (per tensor: see there)
 
 
 @njit(cache=True, nogil=True)
@@ -201,7 +201,8 @@ def quantize_dynamic(x3, blocks, scale3, zero3, qmin, qmax, bits, out, symmetric
     (CPU only: the dispatcher runs the range and quantize passes elsewhere.)"""
     bits, symmetric, ignore = 8 if fake else bits, bool(symmetric), bool(ignore)
     if scale3.size == 1:
-        flags = _quantize_tensor(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore)
+        flags = quantize_tensor_dynamic(x3.reshape(x3.size), scale3, zero3, qmin, qmax, bits,
+                                        out.reshape(out.size), symmetric, ignore)
     elif x3.shape[0] == 1 and blocks[1:] == (x3.shape[1], 1):  # a group per column
         flags = _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric,
                                    ignore)
@@ -216,7 +217,7 @@ def _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, igno
     call: its column ranges in parts of its rows, parameters, then its codes."""
     nchunks = max(_split(x3)[1], 1)
     (out3, packed), scratch = _kernel_outputs(out, bits, qmin), code_scratch(nchunks, bits, qmin)
-    if x3.size < SERIAL_BELOW:
+    if x3.size < SERIAL_BELOW or region_threads() == 1:  # (the same bits in one thread)
         return _quantize_channels_serial(
             x3, scale3, zero3, np.float32(qmin), np.float32(qmax), out3, bits,
             _byte_align(x3.shape[2], bits), scratch, packed, 1, symmetric, ignore)
@@ -254,49 +255,6 @@ def _quantize_channels_parallel(x3, scale3, zero3, qmin, qmax, out3, bits, align
     return flags
 
 
-def _quantize_tensor(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore):
-    """Per tensor, in one call: x flat, as rows from its first 64-byte line on
-    (``fastq.kernels.cpu.linear.tensor``) and the elements before and after them."""
-    x, nchunks = x3.reshape(x3.size), tensor_chunks(x3.size)
-    (out3, packed), scratch = _kernel_outputs(out, bits, qmin), code_scratch(nchunks, bits, qmin)
-    codes = out.reshape(out.size) if bits >= 8 else out3.reshape(0)
-    if nchunks == 1:
-        return _quantize_tensor_serial(
-            x, scale3, zero3, np.float32(qmin), np.float32(qmax), codes, packed, bits,
-            scratch, False, symmetric, ignore)
-    with parallel_region():
-        return _quantize_tensor_parallel(
-            x, scale3, zero3, np.float32(qmin), np.float32(qmax), codes, packed, bits,
-            scratch, streams(x3, out), symmetric, ignore)
-
-
-@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def _quantize_tensor_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch,
-                              stream, symmetric, ignore):
-    """The range of the flat ``x`` (its rows in ``nchunks`` parts, the rest here), its
-    scale and zero point (``scale_zero``), then its codes as ``quantize_rows_parallel``
-    (into ``codes``, or ``packed``); returns the flags of the range (a NaN or inf
-    without ``ignore``: no codes)."""
-    nchunks, lead = scratch.shape[0], line_lead(x, bits)
-    end, x3, codes3 = tensor_rows(x, codes, lead, bits)
-    rows = x3.shape[1]
-    flags, lo, hi = tensor_range(x[lead:end], x[end:], nchunks, ignore)
-    lead_flags, lead_lo, lead_hi = row_range(x[:lead], ignore)
-    flags, lo, hi = flags | lead_flags, min(lo, lead_lo), max(hi, lead_hi)
-    if flags and not ignore:  # (the caller raises)
-        return flags
-    scale3[0, 0, 0], zero3[0, 0, 0] = scale_zero(lo, hi, symmetric, qmin, qmax)
-    check = flags & NAN != 0
-    for c in prange(nchunks):  # (their flags: those of the range pass)
-        r0, r1 = chunk_rows(rows, c, nchunks, 1)
-        quantize_rows(x3, ONE, max(rows, ONE), x3.shape[2], scale3, zero3, qmin, qmax, r0, r1,
-                      codes3, bits, lead, scratch[c], packed, stream=stream, check=check,
-                      fused=NO, symmetric=symmetric, ignore=ignore)
-    code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scratch[0],
-              packed, check=check, symmetric=symmetric, ignore=ignore)
-    return flags
-
-
 def dequantize(codes3, blocks, scale3, zero3, out3):
     """See the module docstring."""
     bp, bk, bq = blocks
@@ -315,25 +273,55 @@ def dequantize(codes3, blocks, scale3, zero3, out3):
         _dequantize_rows(codes3, bp, bk, bq, scale3, zero3, 0, rows, out3, False)
 
 
-class SerialDequantize:
-    """``dequantize`` at a serial size (below ``SERIAL_BELOW``: all rows in this
-    thread, as ``dequantize`` runs them) of one view ``shape3`` with ``blocks3``, by the
-    compiled code of ``_dequantize_rows`` called directly (found on the first call:
+class DequantizeCall:
+    """``dequantize`` of one view ``shape3`` with ``blocks3`` and one codes dtype, laid
+    out once, as ``dequantize`` runs it (the same rows, so the same values): a serial
+    size or one thread for the region (``region_threads``) in this thread, else
+    chunks of rows on the threads; a long single row as rows of ``ROW`` and a tail.
+    The kernels' compiled code is called directly (found on the first call of each:
     ``fastq.kernels.cpu.parallel.entry_point``): later calls must pass arrays of the
     first call's types, which the caller's plan key fixes.  (CPU only.)"""
-    __slots__ = ("blocks3", "rows", "entry")
+    __slots__ = ("blocks3", "rows", "nchunks", "stream", "head", "entries")
 
-    def __init__(self, shape3, blocks3):
-        self.blocks3, self.rows, self.entry = tuple(blocks3), shape3[0] * shape3[1], None
+    def __init__(self, shape3, blocks3, codes_itemsize):
+        size = math.prod(shape3)
+        self.blocks3, self.rows, self.head = tuple(blocks3), shape3[0] * shape3[1], None
+        self.nchunks = chunk_count(self.rows, size)
+        self.stream = size * (codes_itemsize + 4) > STREAM_ABOVE
+        if self.rows == 1 and size >= SERIAL_BELOW and blocks3[2] == shape3[2]:  # (_long_row)
+            head = size - size % ROW
+            self.head = (head, (1, head // ROW, ROW), (1, 1, max(size - head, 1)))
+            self.nchunks = MAX_CHUNKS
+        self.entries = [None, None]  # the compiled rows kernel, and the parallel one
 
     def __call__(self, codes3, scale3, zero3, out3):
-        bp, bk, bq = self.blocks3
-        args = (codes3, bp, bk, bq, scale3, zero3, 0, self.rows, out3, False)
-        entry = self.entry
+        if self.head is None:
+            self._rows(codes3, *self.blocks3, scale3, zero3, out3, self.rows, self.nchunks)
+            return
+        head, shape, tail = self.head  # (one row: per tensor, its blocks are its rows)
+        codes, out = codes3.reshape(codes3.size), out3.reshape(out3.size)
+        self._rows(codes[:head].reshape(shape), 1, shape[1], ROW, scale3, zero3,
+                   out[:head].reshape(shape), shape[1], self.nchunks)
+        if head < codes.size:
+            self._rows(codes[head:].reshape(tail), 1, 1, tail[2], scale3, zero3,
+                       out[head:].reshape(tail), 1, 0)
+
+    def _rows(self, c3, bp, bk, bq, scale3, zero3, out3, rows, nchunks):
+        """The ``rows`` rows of ``c3`` in ``nchunks`` chunks on the threads (0, or one
+        thread for the region: all of them in this thread)."""
+        if not nchunks or region_threads() == 1:
+            args = (c3, bp, bk, bq, scale3, zero3, 0, rows, out3, self.stream and nchunks > 0)
+            entry = self.entries[0]
+            if entry is None:
+                entry = self.entries[0] = entry_point(_dequantize_rows, *args)
+            entry(*args)
+            return
+        args = (c3, bp, bk, bq, scale3, zero3, out3, nchunks, self.stream)
+        entry = self.entries[1]
         if entry is None:
-            entry = self.entry = entry_point(_dequantize_rows, *args)
-        entry(*args)
+            entry = self.entries[1] = entry_point(_dequantize_parallel, *args)
+        with parallel_region():
+            entry(*args)
 
 
 _quantize_channels_serial = serial_twin(_quantize_channels_parallel)
-_quantize_tensor_serial = serial_twin(_quantize_tensor_parallel)

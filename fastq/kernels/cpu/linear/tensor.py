@@ -10,14 +10,16 @@ of the codes (NumPy puts large arrays 16 bytes past one), so the row loops load 
 store whole cache lines.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ....runtime import pool
-from ....runtime.threads import region_threads
-from ....core.flags import BAD_SCALE
-from ..parallel import MAX_CHUNKS, SERIAL_BELOW, STREAM_ABOVE, entry_point
+from ....runtime.threads import note_thread_count, parallel_region, region_threads
+from ....core.flags import BAD_SCALE, NAN
+from ..parallel import MAX_CHUNKS, SERIAL_BELOW, STREAM_ABOVE, entry_point, serial_twin
 from ..word import FP_NEAREST_EVEN, address, set_thread_count, swap_fp_control
-from .rows import ROW, code_scratch, quantize_rows, quantize_rows_parallel
+from .params import scale_zero, tensor_range
+from .ranges import row_range
+from .rows import ROW, chunk_rows, code_scratch, quantize_rows, quantize_rows_parallel
 
 LINE = 64  # bytes
 # Constant arguments of the row kernels as the general path passes them (int64, bool):
@@ -34,12 +36,15 @@ class TensorCall:
     ``quantize_tensor``: the new codes (or packed bytes), the flags and the bits of the
     float32 scale (an int).
 
-    Serial sizes (one chunk) take the least Python: the output straight from
-    ``np.empty`` (no placement on a line: the rows of a small input are in cache
-    anyway), and the kernel's compiled code called directly (``entry``, found on the
-    first call: ``fastq.kernels.cpu.parallel.entry_point``), with no thread count."""
+    A call that runs on one thread (a serial size, or one thread for the region:
+    ``region_threads``) takes the least Python, unless its output streams past the
+    caches: one chunk, in this thread, the kernel's compiled code called directly
+    (``entry``, found on the first call: ``fastq.kernels.cpu.parallel.entry_point``),
+    with no thread count and no parallel region to start.  A serial size takes its
+    codes from the output's first byte (no placement on a line: the rows of a small
+    input are in cache anyway).  The codes do not depend on the chunks."""
     __slots__ = ("out", "like", "qmin", "qmax", "bits", "nchunks", "stream", "nbytes",
-                 "no_scratch", "entry")
+                 "no_scratch", "one_scratch", "entry")
 
     def __init__(self, shape, code_dtype, qmin, qmax, bits):
         size = int(np.prod(shape))
@@ -50,27 +55,84 @@ class TensorCall:
         self.out = (shape, np.dtype(code_dtype)) if bits >= 8 else (self.nbytes, np.uint8)
         self.like = np.empty(0, code_dtype if bits >= 8 else np.int8 if qmin < 0 else np.uint8)
         self.no_scratch = code_scratch(self.nchunks, 8, qmin)
-        self.entry = None  # the serial call's compiled code, once known
+        self.one_scratch = code_scratch(1, 8, qmin)
+        self.entry = None  # the kernel's compiled code, once known
 
     def __call__(self, x, scale, zero):
         """``scale`` a float (rounded to float32 by the kernel), ``zero`` an int."""
-        scratch = self.no_scratch if self.bits >= 8 else \
-            code_scratch(self.nchunks, self.bits, self.qmin)
-        if self.nchunks == 1:  # (serial: in this thread, codes from the first byte)
-            raw = np.empty(self.nbytes, np.uint8)
+        nthreads = 1 if self.nchunks == 1 else region_threads()
+        if nthreads == 1 and not self.stream:  # (in this thread, codes from the first byte)
+            scratch = self.one_scratch if self.bits >= 8 else \
+                code_scratch(1, self.bits, self.qmin)
+            nbytes = self.nbytes if self.nchunks == 1 else self.nbytes + LINE  # (placed)
+            raw = np.empty(nbytes, np.uint8) if nbytes < pool.POOLED_FROM else \
+                pool.host_array(nbytes, np.uint8)
             args = (x.ravel(), float(scale), float(zero), self.qmin, self.qmax, raw,
                     self.like, self.bits, scratch, False, 1)
             entry = self.entry
             if entry is None:
                 entry = self.entry = entry_point(quantize_tensor, *args)
-            flags, s, _ = entry(*args)
-            shape, dtype = self.out
-            return (raw.view(dtype).reshape(shape) if self.bits >= 8 else raw), flags, s
+            flags, s, skip = entry(*args)
+            if self.nchunks == 1:
+                shape, dtype = self.out
+                return (raw.view(dtype).reshape(shape) if self.bits >= 8 else raw), flags, s
+            return np.ndarray(*self.out, raw, skip), flags, s
+        scratch = self.no_scratch if self.bits >= 8 else \
+            code_scratch(self.nchunks, self.bits, self.qmin)
         raw = pool.host_array(self.nbytes + LINE, np.uint8)  # (the output, placed by the kernel)
-        flags, s, skip = quantize_tensor(x.reshape(x.size), float(scale), float(zero),
-                                         self.qmin, self.qmax, raw, self.like, self.bits,
-                                         scratch, self.stream, region_threads())
+        args = (x.reshape(x.size), float(scale), float(zero), self.qmin, self.qmax, raw,
+                self.like, self.bits, scratch, self.stream, nthreads)
+        entry = self.entry  # (the same types as the serial call's)
+        if entry is None:
+            entry = self.entry = entry_point(quantize_tensor, *args)
+        flags, s, skip = entry(*args)
+        note_thread_count(nthreads)  # (the kernel applied it)
         return np.ndarray(*self.out, raw, skip), flags, s
+
+
+class DynamicTensorCall:
+    """Dynamic per-tensor quantization of native float32 C-contiguous inputs of one
+    ``shape`` (and one set of flags: aligned, writeable) into codes of ``code_dtype``
+    (``bits`` 4 or 2: packed bytes), ``symmetric`` or not, NaN and inf ignored or not:
+    ``call(x) -> (data, scale3, zero3, flags)`` as ``quantize_tensor_dynamic``, the
+    kernels' compiled code called directly (found on the first call of each:
+    ``fastq.kernels.cpu.parallel.entry_point``)."""
+    __slots__ = ("shape", "code_dtype", "qmin", "qmax", "bits", "nchunks", "nbytes",
+                 "stream", "symmetric", "ignore", "codes_like", "scratches", "entries")
+
+    def __init__(self, shape, code_dtype, qmin, qmax, bits, symmetric, ignore):
+        size = int(np.prod(shape))
+        self.shape, self.code_dtype, self.bits = shape, np.dtype(code_dtype), bits
+        self.qmin, self.qmax = np.float32(qmin), np.float32(qmax)
+        self.symmetric, self.ignore = bool(symmetric), bool(ignore)
+        self.nchunks, self.nbytes = tensor_chunks(size), -(-size * bits // 8)
+        self.stream = self.nchunks > 1 and size * 4 + self.nbytes > STREAM_ABOVE
+        self.codes_like = like_codes(qmin)
+        # 8/16 bits: scratch rows of no elements, for one chunk and for all
+        self.scratches = (code_scratch(1, 8, qmin), code_scratch(self.nchunks, 8, qmin))
+        self.entries = [None, None]  # the serial kernel's compiled code, the parallel one's
+
+    def __call__(self, x):
+        parallel = self.nchunks > 1 and region_threads() > 1
+        scratch = self.scratches[parallel] if self.bits >= 8 else \
+            code_scratch(self.nchunks if parallel else 1, self.bits, self.qmin)
+        raw = np.empty(self.nbytes, np.uint8) if self.nbytes < pool.POOLED_FROM else \
+            pool.host_array(self.nbytes, np.uint8)
+        codes, packed = (raw.view(self.code_dtype), NO_BYTES) if self.bits >= 8 else \
+            (self.codes_like, raw)
+        scale3, zero3 = np.empty((1, 1, 1), np.float32), np.empty((1, 1, 1), np.float32)
+        args = (x.reshape(x.size), scale3, zero3, self.qmin, self.qmax, codes, packed,
+                self.bits, scratch, self.stream, self.symmetric, self.ignore)
+        entry = self.entries[parallel]
+        if entry is None:
+            entry = self.entries[parallel] = entry_point(
+                _dynamic_parallel if parallel else _dynamic_serial, *args)
+        if parallel:
+            with parallel_region():
+                flags = entry(*args)
+        else:
+            flags = entry(*args)
+        return (codes.reshape(self.shape) if self.bits >= 8 else raw), scale3, zero3, flags
 
 
 def tensor_chunks(size):
@@ -155,3 +217,62 @@ def code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scra
                                    bits, a, scratch, packed, stream=NO, check=check, fused=NO,
                                    symmetric=symmetric, ignore=ignore)
     return flags
+
+
+def quantize_tensor_dynamic(x, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore):
+    """Dynamic per-tensor quantization of the flat float32 ``x`` in one call: its range,
+    scale and zero point (written to ``scale3``/``zero3``, shape ``(1, 1, 1)``), then its
+    codes into the flat ``out`` (codes, fake values, or for ``bits`` 4/2 the packed
+    bytes); rows from x's first 64-byte line on and the elements before and after them.
+    Returns the flags of the range (``fastq.core.flags``: a NaN or inf without
+    ``ignore``: no codes).  One chunk, or one thread for the region: in this thread
+    (the same bits)."""
+    nchunks = tensor_chunks(x.size)
+    scratch = code_scratch(nchunks, bits, qmin)
+    codes, packed = (out, NO_BYTES) if bits >= 8 else (like_codes(qmin), out)
+    qmin, qmax = np.float32(qmin), np.float32(qmax)
+    stream = nchunks > 1 and x.nbytes + out.nbytes > STREAM_ABOVE
+    if nchunks == 1 or region_threads() == 1:
+        return _dynamic_serial(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch,
+                               stream, symmetric, ignore)
+    with parallel_region():
+        return _dynamic_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch,
+                                 stream, symmetric, ignore)
+
+
+NO_BYTES = np.empty(0, np.uint8)
+
+
+def like_codes(qmin):
+    """An empty array of the codes' dtype before packing (4/2 bits)."""
+    return np.empty(0, np.int8 if qmin < 0 else np.uint8)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _dynamic_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch, stream,
+                      symmetric, ignore):
+    """The range of the flat ``x`` (its rows in ``nchunks`` parts, the rest here), its
+    scale and zero point (``scale_zero``), then its codes as ``quantize_rows_parallel``
+    (into ``codes``, or ``packed``); returns the flags of the range (a NaN or inf
+    without ``ignore``: no codes)."""
+    nchunks, lead = scratch.shape[0], line_lead(x, bits)
+    end, x3, codes3 = tensor_rows(x, codes, lead, bits)
+    rows = x3.shape[1]
+    flags, lo, hi = tensor_range(x[lead:end], x[end:], nchunks, ignore)
+    lead_flags, lead_lo, lead_hi = row_range(x[:lead], ignore)
+    flags, lo, hi = flags | lead_flags, min(lo, lead_lo), max(hi, lead_hi)
+    if flags and not ignore:  # (the caller raises)
+        return flags
+    scale3[0, 0, 0], zero3[0, 0, 0] = scale_zero(lo, hi, symmetric, qmin, qmax)
+    check = flags & NAN != 0
+    for c in prange(nchunks):  # (their flags: those of the range pass)
+        r0, r1 = chunk_rows(rows, c, nchunks, 1)
+        quantize_rows(x3, ONE, max(rows, ONE), x3.shape[2], scale3, zero3, qmin, qmax, r0, r1,
+                      codes3, bits, lead, scratch[c], packed, stream=stream, check=check,
+                      fused=NO, symmetric=symmetric, ignore=ignore)
+    code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scratch[0],
+              packed, check=check, symmetric=symmetric, ignore=ignore)
+    return flags
+
+
+_dynamic_serial = serial_twin(_dynamic_parallel)
