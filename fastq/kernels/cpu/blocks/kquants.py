@@ -175,9 +175,8 @@ def _quantize_blocks(x, kind, b0, b1, out):
         for g0 in range(b0, b1, 4):
             ns = min(4, b1 - g0)
             nk = 16 * ns
-            for k in range(nk):  # lane k: sub-block k % 16 of super-block g0 + k // 16
-                for i in range(16):
-                    xt[nk * i + k] = x[g0 * 256 + 16 * k + i]
+            for s in range(ns):  # lane k: sub-block k % 16 of super-block g0 + k // 16
+                V.transpose_store(x, (g0 + s) * 256, 16, xt, 16 * s, nk)
             make_qx_scales(xt, 32, nk, g_scales, g_iscales)
             for s in range(ns):
                 b = g0 + s
@@ -192,12 +191,14 @@ def _quantize_blocks(x, kind, b0, b1, out):
     for g0 in range(b0, b1, 8):
         ns = min(8, b1 - g0)
         nk = (8 * ns + 15) // 16 * 16  # (lanes go 16 at a time: zeros pad an odd count)
-        for k in range(8 * ns, nk):
-            for l in range(32):
-                xt[nk * l + k] = np.float32(0.0)
-        for k in range(8 * ns):  # lane k: sub-block k % 8 of super-block g0 + k // 8
-            for l in range(32):
-                xt[nk * l + k] = x[g0 * 256 + 32 * k + l]
+        for g in range(0, nk, 16):  # lane k: sub-block k % 8 of super-block g0 + k // 8
+            if g + 16 <= 8 * ns:
+                for h in range(0, 32, 16):
+                    V.transpose_store(x, g0 * 256 + 32 * g + h, 32, xt, nk * h + g, nk)
+                continue
+            for k in range(g, nk):  # (zeros pad an odd count)
+                for l in range(32):
+                    xt[nk * l + k] = x[g0 * 256 + 32 * k + l] if k < 8 * ns else np.float32(0)
         for g in range(0, nk, 16):  # C's weights sqrt(sum(x^2) / 32) + |x|, 16 lanes a pass
             sum_x2 = V.splat(np.float32(0.0))
             for l in range(32):
