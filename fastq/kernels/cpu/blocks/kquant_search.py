@@ -23,7 +23,7 @@ Three changes to C's work keep its bits:
 import numpy as np
 from numba import njit
 
-from ..word import as_bits, band, local_block, sub
+from ..word import as_bits, band, local_block, sub, unmanaged
 from . import lanes as V
 
 MAGIC = 12582912.0  # 1.5 * 2**23: float32 addition rounds to an integer (half to even)
@@ -257,6 +257,7 @@ def _qx_sums(xt, ww, wx, nk, g, iscale, nmax, mode):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _qx_vectors(xt, nmax, nk, scales, iscales, g):
+    xt = unmanaged(xt)  # (no reference counts: a call in the candidate loop spills)
     ww = local_block(xt, 256)  # x * x, element i at 16 * i + lane
     wx = local_block(xt, 256)  # (x * x) * x
     zero = V.splat(np.float32(0.0))
@@ -280,8 +281,16 @@ def _qx_vectors(xt, nmax, nk, scales, iscales, g):
         step = 0 if c == 0 else (c - 10 if c < 10 else c - 9)
         top = -fnmax if c == 0 else -(fnmax + np.float32(0.1) * np.float32(step))
         iscale = V.div(V.splat(top), big)
+        # |iscale * x| <= |top| * (1 + 2**-22) for finite x: below 32.5 (no code under
+        # -32) up to step 4, below 31.5 (none over 31) for steps -9..-6; static, so the
+        # branch follows the same pattern in every group (a test of each candidate's
+        # extreme codes saved more clamps, and lost it to mispredicted branches)
         if exact:
             sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, EXACT)
+        elif c >= 1 and c <= 4:
+            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, NO_CLAMP)
+        elif c <= 14:
+            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP_HIGH)
         else:
             sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP)
         if c == 0:  # C: scale = suml2 ? sumlx / suml2 : 0; best = scale * sumlx
