@@ -148,6 +148,7 @@ def _rounding(iscale, lo, xmin, hi, flat, nmax):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk,
                   g):
+    xt, wt = unmanaged(xt), unmanaged(wt)  # (a reference count call per step spills)
     fl = local_block(xt, 512)  # a candidate's codes (float), element i at 16 * i + lane
     zero = V.splat(np.float32(0.0))
     fnmax = np.float32(nmax)
