@@ -171,6 +171,17 @@ def every(typingctx, m):
     return None
 
 
+@intrinsic
+def any(typingctx, m):  # noqa: A001 (lanes.any, beside lanes.every)
+    """Whether any lane of the mask is set."""
+    if m == mask:
+        def codegen(context, builder, sig, args):
+            bits = builder.bitcast(args[0], ir.IntType(WIDTH))
+            return builder.icmp_unsigned("!=", bits, ir.IntType(WIDTH)(0))
+        return types.boolean(m), codegen
+    return None
+
+
 def _minmax(pred, doc):
     @intrinsic
     def op(typingctx, a, b):
@@ -301,4 +312,20 @@ def transpose_store(typingctx, src, s0, s_stride, dst, d0, d_stride):
                         builder.store(col, at(ddata, idx[2], idx[3], cb + c, rb), align=4)
             return context.get_dummy_value()
         return types.none(src, s0, s_stride, dst, d0, d_stride), codegen
+    return None
+
+
+@intrinsic
+def load_int8(typingctx, a, i):
+    """``a[i:i + 16]`` of a uint8 array read as C's ``int8_t`` (low byte, signed), as
+    float32 lanes."""
+    if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8 \
+            and isinstance(i, types.Integer):
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            vb = ir.VectorType(ir.IntType(8), WIDTH)
+            b = builder.load(builder.bitcast(builder.gep(data, [args[1]]), vb.as_pointer()),
+                             align=1)
+            return builder.sitofp(b, _VF)
+        return vec(a, i), codegen
     return None
