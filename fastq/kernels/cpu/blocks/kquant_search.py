@@ -261,37 +261,65 @@ def _qx_vectors(xt, nmax, nk, scales, iscales, g):
     xt = unmanaged(xt)  # (no reference counts: a call in the candidate loop spills)
     ww = local_block(xt, 256)  # x * x, element i at 16 * i + lane
     wx = local_block(xt, 256)  # (x * x) * x
+    inv = local_block(xt, 304)  # the candidates' inverse scales
     zero = V.splat(np.float32(0.0))
     fnmax = np.float32(nmax)
-    big = amax = finite = zero
+    xmin = xmax = finite = zero
     for i in range(16):
         v = V.load(xt, nk * i + g)
-        ax = V.maximum(v, V.sub(zero, v))  # (|v|; a NaN lane stays NaN and never wins)
-        more = V.gt(ax, amax)
-        amax = V.select(more, ax, amax)
-        big = V.select(more, v, big)
-        finite = V.add(finite, V.mul(v, zero))  # (NaN once an element is inf or NaN)
+        xmin = V.minimum(v, xmin)  # (a NaN element never enters)
+        xmax = V.maximum(v, xmax)
         w = V.mul(v, v)
         V.store(ww, 16 * i, w)
         V.store(wx, 16 * i, V.mul(w, v))
+        finite = V.add(finite, w)  # (inf or NaN once an element is: see `exact`)
+    # C's max: the first element of the largest magnitude, the larger of the extremes
+    # unless a lane holds both +a and -a (then the first of them, by a scan)
+    neg = V.sub(zero, xmin)
+    amax = V.maximum(xmax, neg)
+    big = V.select(V.gt(neg, xmax), xmin, xmax)
+    if V.any(V.both(V.eq(neg, xmax), V.gt(xmax, zero))):
+        big = amax = zero
+        for i in range(16):
+            v = V.load(xt, nk * i + g)
+            ax = V.maximum(v, V.sub(zero, v))  # (|v|; a NaN lane stays NaN, never wins)
+            more = V.gt(ax, amax)
+            amax = V.select(more, ax, amax)
+            big = V.select(more, v, big)
     flat = V.lt(amax, V.splat(np.float32(1e-15)))  # GROUP_MAX_EPS: all zero
-    # (|iscale * x| <= ~33 for finite x: only an inf or NaN element needs C's trick)
-    exact = not V.every(V.either(V.eq(finite, zero), flat))
-    scale = best = best_is = zero
+    # |iscale * x| <= ~33 for finite x: C's integer trick only where a (not flat) lane
+    # holds an inf or NaN, or x * x overflows the sum (|x| > ~4e18: the exact path is
+    # right for any input, just slower)
+    exact = not V.every(V.either(V.lt(finite, V.splat(np.float32(np.inf))), flat))
+    # the 19 inverse scales first: divided inside the candidate loop, each one's
+    # latency stalled the start of its candidate's sums
     for c in range(19):  # is = 0 (C's first pass), then -9..-1, 1..9
         step = 0 if c == 0 else (c - 10 if c < 10 else c - 9)
         top = -fnmax if c == 0 else -(fnmax + np.float32(0.1) * np.float32(step))
-        iscale = V.div(V.splat(top), big)
-        # |iscale * x| <= |top| * (1 + 2**-22) for finite x: below 32.5 (no code under
-        # -32) up to step 4, below 31.5 (none over 31) for steps -9..-6; static, so the
-        # branch follows the same pattern in every group (a test of each candidate's
-        # extreme codes saved more clamps, and lost it to mispredicted branches)
+        V.store(inv, 16 * c, V.div(V.splat(top), big))
+    # Which clamps a candidate needs: |iscale * x| <= |top| * (1 + 2**-22) for finite
+    # x, below nmax + 0.5 (no code under -nmax) up to is = 4 and below nmax - 0.5 (none
+    # over nmax - 1) for is = -9..-6.  Codes over nmax - 1 come from elements of the
+    # sign opposite to max only, the largest from the most extreme of them and the
+    # largest |iscale| (is = 9, rounding is monotone): if its code is in range in every
+    # lane, no candidate needs the upper clamp.  One test per group (a test per
+    # candidate saved more clamps and lost it to mispredicted branches).
+    high_free = False
+    if not exact:
+        opposite = V.select(V.gt(big, zero), xmin, xmax)
+        top_code = V.rint(V.mul(V.load(inv, 16 * 18), opposite))
+        high_free = V.every(V.either(flat, V.lt(top_code, V.splat(fnmax - np.float32(0.5)))))
+    scale = best = best_is = zero
+    for c in range(19):
+        iscale = V.load(inv, 16 * c)
         if exact:
             sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, EXACT)
-        elif c >= 1 and c <= 4:
+        elif c <= 14 and (high_free or (c >= 1 and c <= 4)):
             sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, NO_CLAMP)
         elif c <= 14:
             sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP_HIGH)
+        elif high_free:
+            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP_LOW)
         else:
             sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP)
         if c == 0:  # C: scale = suml2 ? sumlx / suml2 : 0; best = scale * sumlx
