@@ -314,9 +314,9 @@ def _qx_vectors(xt, nmax, nk, scales, iscales, g):
         iscale = V.load(inv, 16 * c)
         if exact:
             sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, EXACT)
-        elif c <= 14 and (high_free or (c >= 1 and c <= 4)):
+        elif c <= 13 and (high_free or (c >= 1 and c <= 4)):
             sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, NO_CLAMP)
-        elif c <= 14:
+        elif c <= 13:
             sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP_HIGH)
         elif high_free:
             sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP_LOW)
