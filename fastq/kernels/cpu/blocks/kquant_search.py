@@ -96,8 +96,12 @@ def make_qkx2_scales(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, o
     """``make_qkx2_lanes`` without the codes: sub-block ``k``'s codes are
     ``clamp(nearest_int(iscales[k] * (x - offsets[k])), 0, nmax)`` (C rounds them so for
     the candidate it keeps; 0 and 0 for a flat sub-block, whose codes are all 0).  Lanes
-    go 16 at a time (one vector)."""
-    for g in range(0, nk, 16):
+    go 32 at a time (two groups of 16 whose error sums run in one loop), the rest 16."""
+    g = 0
+    while g + 32 <= nk:
+        _qkx2_pair(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk, g)
+        g += 32
+    if g < nk:
         _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets,
                       nk, g)
 
@@ -211,6 +215,122 @@ def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offs
         best_lo = V.select(take, lo, best_lo)
         lo = V.select(take, this_min, lo)
         iscale = V.select(take, next_taken, next_kept)
+    V.store(scales, g, V.select(flat, zero, scale))
+    V.store(mins, g, V.sub(zero, V.select(flat, hi, lo)))
+    V.store(iscales, g, V.select(flat, zero, best_is))
+    V.store(offsets, g, V.select(flat, zero, best_lo))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _qkx2_step_sums(xt, wt, fl, nk, g, iscale, lo, xmin, hi, flat, nmax):
+    """``_qkx2_sums`` with the rounding this candidate needs (``_rounding``; one loop
+    per mode, the mode a compile-time constant in each)."""
+    mode = _rounding(iscale, lo, xmin, hi, flat, nmax)
+    if mode == NO_CLAMP:
+        return _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, NO_CLAMP)
+    if mode == CLAMP_HIGH:
+        return _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP_HIGH)
+    if mode == CLAMP_LOW:
+        return _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP_LOW)
+    if mode == CLAMP:
+        return _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP)
+    return _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, EXACT)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _qkx2_fit(sum_w, sum_x, sum_l, sum_l2, sum_xl):
+    """C's least-squares scale and min of a step (min at most 0), and D."""
+    zero = V.splat(np.float32(0.0))
+    D = V.sub(V.mul(sum_w, sum_l2), V.mul(sum_l, sum_l))
+    this_scale = V.div(V.sub(V.mul(sum_w, sum_xl), V.mul(sum_x, sum_l)), D)
+    this_min = V.div(V.sub(V.mul(sum_l2, sum_x), V.mul(sum_l, sum_xl)), D)
+    positive = V.gt(this_min, zero)
+    this_scale = V.select(positive, V.div(sum_xl, sum_l2), this_scale)
+    return D, this_scale, V.select(positive, zero, this_min)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _qkx2_first(xt, wt, nk, g, nmax):
+    """C's start for one group of 16 lanes: min (at most 0), max, sums of w and w * x,
+    the scale ``1 / (nmax / (max - min))`` and the error of its codes."""
+    zero = V.splat(np.float32(0.0))
+    lo = hi = V.load(xt, g)
+    sum_w = V.load(wt, g)
+    sum_x = V.mul(sum_w, lo)
+    for i in range(1, 32):
+        v = V.load(xt, nk * i + g)
+        w = V.load(wt, nk * i + g)
+        lo = V.select(V.lt(v, lo), v, lo)
+        hi = V.select(V.gt(v, hi), v, hi)
+        sum_w = V.add(sum_w, w)
+        sum_x = V.add(sum_x, V.mul(w, v))
+    xmin = lo
+    lo = V.select(V.gt(lo, zero), zero, lo)
+    flat = V.eq(hi, lo)  # C returns early: all codes 0, min -lo
+    iscale = V.div(V.splat(np.float32(nmax)), V.sub(hi, lo))
+    scale = V.div(V.splat(np.float32(1.0)), iscale)
+    best = zero
+    exact = _needs_exact(iscale, lo, xmin, hi, flat)
+    for i in range(32):
+        v = V.load(xt, nk * i + g)
+        l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, EXACT if exact else CLAMP)
+        diff = V.sub(V.add(V.mul(scale, l), lo), v)
+        best = V.add(best, V.mul(V.load(wt, nk * i + g), V.mul(diff, diff)))
+    return lo, hi, xmin, flat, sum_w, sum_x, iscale, scale, best
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _qkx2_pair(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk, g):
+    """``_qkx2_vectors`` of lanes ``g .. g + 31`` as two groups a, b: a step's error
+    sums (one chain of 32 dependent adds per vector) leave one group's pass bound by
+    latency, so the two groups' error sums share one loop; the sums passes stay one
+    group each (two groups' codes and sums at once need more than AVX2's 16
+    registers)."""
+    xt, wt = unmanaged(xt), unmanaged(wt)
+    fl_a, fl_b = local_block(xt, 512), local_block(xt, 512)
+    zero = V.splat(np.float32(0.0))
+    fnmax = np.float32(nmax)
+    lo_a, hi_a, xmin_a, flat_a, sw_a, sx_a, bis_a, scale_a, best_a = _qkx2_first(
+        xt, wt, nk, g, nmax)
+    lo_b, hi_b, xmin_b, flat_b, sw_b, sx_b, bis_b, scale_b, best_b = _qkx2_first(
+        xt, wt, nk, g + 16, nmax)
+    blo_a, blo_b = lo_a, lo_b
+    top = V.splat(rmin + fnmax)  # (rdelta * 0 is 0)
+    is_a, is_b = V.div(top, V.sub(hi_a, lo_a)), V.div(top, V.sub(hi_b, lo_b))
+    for step in range(nstep + 1):
+        l_a, l2_a, xl_a = _qkx2_step_sums(xt, wt, fl_a, nk, g, is_a, lo_a, xmin_a, hi_a,
+                                          flat_a, nmax)
+        l_b, l2_b, xl_b = _qkx2_step_sums(xt, wt, fl_b, nk, g + 16, is_b, lo_b, xmin_b,
+                                          hi_b, flat_b, nmax)
+        D_a, ts_a, tm_a = _qkx2_fit(sw_a, sx_a, l_a, l2_a, xl_a)
+        D_b, ts_b, tm_b = _qkx2_fit(sw_b, sx_b, l_b, l2_b, xl_b)
+        top = V.splat(rmin + rdelta * np.float32(step + 1) + fnmax)
+        kept_a, taken_a = V.div(top, V.sub(hi_a, lo_a)), V.div(top, V.sub(hi_a, tm_a))
+        kept_b, taken_b = V.div(top, V.sub(hi_b, lo_b)), V.div(top, V.sub(hi_b, tm_b))
+        err_a, err_b = zero, zero
+        for i in range(32):
+            va, vb = V.load(xt, nk * i + g), V.load(xt, nk * i + g + 16)
+            da = V.sub(V.add(V.mul(ts_a, V.load(fl_a, 16 * i)), tm_a), va)
+            db = V.sub(V.add(V.mul(ts_b, V.load(fl_b, 16 * i)), tm_b), vb)
+            err_a = V.add(err_a, V.mul(V.load(wt, nk * i + g), V.mul(da, da)))
+            err_b = V.add(err_b, V.mul(V.load(wt, nk * i + g + 16), V.mul(db, db)))
+        take_a = V.both(V.gt(D_a, zero), V.lt(err_a, best_a))  # C: D > 0 && err < best
+        take_b = V.both(V.gt(D_b, zero), V.lt(err_b, best_b))
+        best_a, best_b = V.select(take_a, err_a, best_a), V.select(take_b, err_b, best_b)
+        scale_a = V.select(take_a, ts_a, scale_a)
+        scale_b = V.select(take_b, ts_b, scale_b)
+        bis_a, bis_b = V.select(take_a, is_a, bis_a), V.select(take_b, is_b, bis_b)
+        blo_a, blo_b = V.select(take_a, lo_a, blo_a), V.select(take_b, lo_b, blo_b)
+        lo_a, lo_b = V.select(take_a, tm_a, lo_a), V.select(take_b, tm_b, lo_b)
+        is_a, is_b = V.select(take_a, taken_a, kept_a), V.select(take_b, taken_b, kept_b)
+    _qkx2_store(scales, mins, iscales, offsets, g, flat_a, scale_a, lo_a, hi_a, bis_a, blo_a)
+    _qkx2_store(scales, mins, iscales, offsets, g + 16, flat_b, scale_b, lo_b, hi_b, bis_b,
+                blo_b)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _qkx2_store(scales, mins, iscales, offsets, g, flat, scale, lo, hi, best_is, best_lo):
+    zero = V.splat(np.float32(0.0))
     V.store(scales, g, V.select(flat, zero, scale))
     V.store(mins, g, V.sub(zero, V.select(flat, hi, lo)))
     V.store(iscales, g, V.select(flat, zero, best_is))
