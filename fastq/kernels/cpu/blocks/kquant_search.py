@@ -16,7 +16,7 @@ Three changes to C's work keep its bits:
 * No codes kept per candidate: C copies a candidate's codes when it takes it; a lane
   here keeps the inverse scale and min it rounded with (``make_*_scales``), from which
   the codes are rounded again (the same operations on the same values) only where they
-  are needed: ``make_*_lanes``, or where a super-block keeps the search's codes.
+  are needed: ``make_qkx2_lanes``, or where a super-block keeps the search's codes.
 * q6_K's ``w * x`` (``w = x * x``) once per element, not once per candidate (C's
   ``w * x[i] * l`` is ``(w * x[i]) * l``).
 """
@@ -152,53 +152,20 @@ def _rounding(iscale, lo, xmin, hi, flat, nmax):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk,
                   g):
+    """``make_qkx2_quants`` of the 16 lanes ``g .. g + 15`` (``_qkx2_pair`` for two
+    groups)."""
     xt, wt = unmanaged(xt), unmanaged(wt)  # (a reference count call per step spills)
     fl = local_block(xt, 512)  # a candidate's codes (float), element i at 16 * i + lane
     zero = V.splat(np.float32(0.0))
     fnmax = np.float32(nmax)
-    lo = hi = V.load(xt, g)
-    sum_w = V.load(wt, g)
-    sum_x = V.mul(sum_w, lo)
-    for i in range(1, 32):
-        v = V.load(xt, nk * i + g)
-        w = V.load(wt, nk * i + g)
-        lo = V.select(V.lt(v, lo), v, lo)
-        hi = V.select(V.gt(v, hi), v, hi)
-        sum_w = V.add(sum_w, w)
-        sum_x = V.add(sum_x, V.mul(w, v))
-    xmin = lo
-    lo = V.select(V.gt(lo, zero), zero, lo)
-    flat = V.eq(hi, lo)  # C returns early: all codes 0, min -lo
-    iscale = V.div(V.splat(fnmax), V.sub(hi, lo))
-    scale = V.div(V.splat(np.float32(1.0)), iscale)
-    best_is, best_lo = iscale, lo  # the inverse scale and min of the codes kept
-    best = zero
-    exact = _needs_exact(iscale, lo, xmin, hi, flat)
-    for i in range(32):
-        v = V.load(xt, nk * i + g)
-        l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, EXACT if exact else CLAMP)
-        diff = V.sub(V.add(V.mul(scale, l), lo), v)
-        best = V.add(best, V.mul(V.load(wt, nk * i + g), V.mul(diff, diff)))
+    lo, hi, xmin, flat, sum_w, sum_x, best_is, scale, best = _qkx2_first(xt, wt, nk, g,
+                                                                         nmax)
+    best_lo = lo  # (the inverse scale and min of the codes kept)
     iscale = V.div(V.splat(rmin + fnmax), V.sub(hi, lo))  # (rdelta * 0 is 0)
     for step in range(nstep + 1):
-        mode = _rounding(iscale, lo, xmin, hi, flat, nmax)
-        if mode == NO_CLAMP:  # (one loop per mode: the mode a compile-time constant)
-            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, NO_CLAMP)
-        elif mode == CLAMP_HIGH:
-            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax,
-                                               CLAMP_HIGH)
-        elif mode == CLAMP_LOW:
-            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP_LOW)
-        elif mode == CLAMP:
-            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP)
-        else:
-            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, EXACT)
-        D = V.sub(V.mul(sum_w, sum_l2), V.mul(sum_l, sum_l))
-        this_scale = V.div(V.sub(V.mul(sum_w, sum_xl), V.mul(sum_x, sum_l)), D)
-        this_min = V.div(V.sub(V.mul(sum_l2, sum_x), V.mul(sum_l, sum_xl)), D)
-        positive = V.gt(this_min, zero)
-        this_scale = V.select(positive, V.div(sum_xl, sum_l2), this_scale)
-        this_min = V.select(positive, zero, this_min)
+        sum_l, sum_l2, sum_xl = _qkx2_step_sums(xt, wt, fl, nk, g, iscale, lo, xmin, hi,
+                                                flat, nmax)
+        D, this_scale, this_min = _qkx2_fit(sum_w, sum_x, sum_l, sum_l2, sum_xl)
         # the next candidate's inverse scale for either outcome, divided while the error
         # sums run (off the chain of dependent steps)
         top = V.splat(rmin + rdelta * np.float32(step + 1) + fnmax)
@@ -215,10 +182,7 @@ def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offs
         best_lo = V.select(take, lo, best_lo)
         lo = V.select(take, this_min, lo)
         iscale = V.select(take, next_taken, next_kept)
-    V.store(scales, g, V.select(flat, zero, scale))
-    V.store(mins, g, V.sub(zero, V.select(flat, hi, lo)))
-    V.store(iscales, g, V.select(flat, zero, best_is))
-    V.store(offsets, g, V.select(flat, zero, best_lo))
+    _qkx2_store(scales, mins, iscales, offsets, g, flat, scale, lo, hi, best_is, best_lo)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -338,24 +302,11 @@ def _qkx2_store(scales, mins, iscales, offsets, g, flat, scale, lo, hi, best_is,
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def make_qx_lanes(xt, L, nmax, nk, scales):
+def make_qx_scales(xt, nmax, nk, scales, iscales):
     """``make_qx_quants(16, nmax, x_k, L_k, rmse_type=1, qw=NULL)`` for ``nk`` sub-blocks
     ``k`` at once (a multiple of 16, 64 at most: the 16 sub-blocks of up to 4 q6_K
-    super-blocks), as ``make_qkx2_lanes``: element ``i`` of sub-block ``k`` at
-    ``nk * i + k`` in ``xt`` and ``L`` (``l + nmax``), the scales into ``scales``.
-    ``make_qx_scales`` and the codes from its inverse scales."""
-    iscales = local_block(xt, 64)
-    make_qx_scales(xt, nmax, nk, scales, iscales)
-    for k in range(nk):
-        for i in range(16):
-            l = max(np.int32(-nmax), min(np.int32(nmax - 1),
-                                         nearest_int32(iscales[k] * xt[nk * i + k])))
-            L[nk * i + k] = 0 if iscales[k] != iscales[k] else l + nmax
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def make_qx_scales(xt, nmax, nk, scales, iscales):
-    """``make_qx_lanes`` without the codes: sub-block ``k``'s codes are
+    super-blocks), element ``i`` of sub-block ``k`` at ``nk * i + k`` in ``xt``; the
+    scales into ``scales``.  Sub-block ``k``'s codes are
     ``clamp(nearest_int(iscales[k] * x), -nmax, nmax - 1) + nmax``, or all 0 where
     ``iscales[k]`` is NaN (an all-zero sub-block).  C's 19 candidate scales
     ``-(nmax + 0.1 * is) / max`` do not depend on each other's outcome; only the choice
