@@ -203,6 +203,21 @@ def test_kquants_rows_and_parallel(fmt, vectors):
     assert same_bits(big.dequantize(), gguf_dequantize(big.data, qtype(fmt)))
 
 
+
+EDGE_VECTORS = os.path.join(os.path.dirname(__file__), "data", "kquant_edge_vectors.npz")
+
+
+@pytest.mark.parametrize("fmt", KQUANTS)
+def test_kquants_rare_clamp_equal_llama_cpp_reference(fmt):
+    # super-blocks where C's clamp of the q6_K candidate -(32 + 0.5) / max changes the
+    # largest element's code (fl(fl(-32.5 / max) * max) < -32.5; about 1 in 1e5 Gaussian
+    # sub-blocks): a search that skipped it chose another scale
+    # (tests/data/gen_kquant_edge_vectors.py)
+    z = np.load(EDGE_VECTORS)
+    x = z["x/q6_K_lower_clamp"]
+    assert np.array_equal(fq.quantize(x, fmt).data, z[f"{fmt}/q6_K_lower_clamp"])
+
+
 def random_kquant_inputs(rng):
     """Inputs that reach every path of the vectorized K-quant searches: odd super-block
     counts (padding lanes), sub-block scales over 6 decades (scales that round to 0 keep

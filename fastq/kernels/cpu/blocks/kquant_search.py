@@ -16,14 +16,14 @@ Three changes to C's work keep its bits:
 * No codes kept per candidate: C copies a candidate's codes when it takes it; a lane
   here keeps the inverse scale and min it rounded with (``make_*_scales``), from which
   the codes are rounded again (the same operations on the same values) only where they
-  are needed: ``make_*_lanes``, or where a super-block keeps the search's codes.
+  are needed: ``make_qkx2_lanes``, or where a super-block keeps the search's codes.
 * q6_K's ``w * x`` (``w = x * x``) once per element, not once per candidate (C's
   ``w * x[i] * l`` is ``(w * x[i]) * l``).
 """
 import numpy as np
 from numba import njit
 
-from ..word import as_bits, band, local_block, sub
+from ..word import as_bits, band, local_block, sub, unmanaged
 from . import lanes as V
 
 MAGIC = 12582912.0  # 1.5 * 2**23: float32 addition rounds to an integer (half to even)
@@ -96,8 +96,12 @@ def make_qkx2_scales(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, o
     """``make_qkx2_lanes`` without the codes: sub-block ``k``'s codes are
     ``clamp(nearest_int(iscales[k] * (x - offsets[k])), 0, nmax)`` (C rounds them so for
     the candidate it keeps; 0 and 0 for a flat sub-block, whose codes are all 0).  Lanes
-    go 16 at a time (one vector)."""
-    for g in range(0, nk, 16):
+    go 32 at a time (two groups of 16 whose error sums run in one loop), the rest 16."""
+    g = 0
+    while g + 32 <= nk:
+        _qkx2_pair(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk, g)
+        g += 32
+    if g < nk:
         _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets,
                       nk, g)
 
@@ -148,52 +152,20 @@ def _rounding(iscale, lo, xmin, hi, flat, nmax):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk,
                   g):
+    """``make_qkx2_quants`` of the 16 lanes ``g .. g + 15`` (``_qkx2_pair`` for two
+    groups)."""
+    xt, wt = unmanaged(xt), unmanaged(wt)  # (a reference count call per step spills)
     fl = local_block(xt, 512)  # a candidate's codes (float), element i at 16 * i + lane
     zero = V.splat(np.float32(0.0))
     fnmax = np.float32(nmax)
-    lo = hi = V.load(xt, g)
-    sum_w = V.load(wt, g)
-    sum_x = V.mul(sum_w, lo)
-    for i in range(1, 32):
-        v = V.load(xt, nk * i + g)
-        w = V.load(wt, nk * i + g)
-        lo = V.select(V.lt(v, lo), v, lo)
-        hi = V.select(V.gt(v, hi), v, hi)
-        sum_w = V.add(sum_w, w)
-        sum_x = V.add(sum_x, V.mul(w, v))
-    xmin = lo
-    lo = V.select(V.gt(lo, zero), zero, lo)
-    flat = V.eq(hi, lo)  # C returns early: all codes 0, min -lo
-    iscale = V.div(V.splat(fnmax), V.sub(hi, lo))
-    scale = V.div(V.splat(np.float32(1.0)), iscale)
-    best_is, best_lo = iscale, lo  # the inverse scale and min of the codes kept
-    best = zero
-    exact = _needs_exact(iscale, lo, xmin, hi, flat)
-    for i in range(32):
-        v = V.load(xt, nk * i + g)
-        l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, EXACT if exact else CLAMP)
-        diff = V.sub(V.add(V.mul(scale, l), lo), v)
-        best = V.add(best, V.mul(V.load(wt, nk * i + g), V.mul(diff, diff)))
+    lo, hi, xmin, flat, sum_w, sum_x, best_is, scale, best = _qkx2_first(xt, wt, nk, g,
+                                                                         nmax)
+    best_lo = lo  # (the inverse scale and min of the codes kept)
     iscale = V.div(V.splat(rmin + fnmax), V.sub(hi, lo))  # (rdelta * 0 is 0)
     for step in range(nstep + 1):
-        mode = _rounding(iscale, lo, xmin, hi, flat, nmax)
-        if mode == NO_CLAMP:  # (one loop per mode: the mode a compile-time constant)
-            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, NO_CLAMP)
-        elif mode == CLAMP_HIGH:
-            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax,
-                                               CLAMP_HIGH)
-        elif mode == CLAMP_LOW:
-            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP_LOW)
-        elif mode == CLAMP:
-            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP)
-        else:
-            sum_l, sum_l2, sum_xl = _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, EXACT)
-        D = V.sub(V.mul(sum_w, sum_l2), V.mul(sum_l, sum_l))
-        this_scale = V.div(V.sub(V.mul(sum_w, sum_xl), V.mul(sum_x, sum_l)), D)
-        this_min = V.div(V.sub(V.mul(sum_l2, sum_x), V.mul(sum_l, sum_xl)), D)
-        positive = V.gt(this_min, zero)
-        this_scale = V.select(positive, V.div(sum_xl, sum_l2), this_scale)
-        this_min = V.select(positive, zero, this_min)
+        sum_l, sum_l2, sum_xl = _qkx2_step_sums(xt, wt, fl, nk, g, iscale, lo, xmin, hi,
+                                                flat, nmax)
+        D, this_scale, this_min = _qkx2_fit(sum_w, sum_x, sum_l, sum_l2, sum_xl)
         # the next candidate's inverse scale for either outcome, divided while the error
         # sums run (off the chain of dependent steps)
         top = V.splat(rmin + rdelta * np.float32(step + 1) + fnmax)
@@ -210,6 +182,119 @@ def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offs
         best_lo = V.select(take, lo, best_lo)
         lo = V.select(take, this_min, lo)
         iscale = V.select(take, next_taken, next_kept)
+    _qkx2_store(scales, mins, iscales, offsets, g, flat, scale, lo, hi, best_is, best_lo)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _qkx2_step_sums(xt, wt, fl, nk, g, iscale, lo, xmin, hi, flat, nmax):
+    """``_qkx2_sums`` with the rounding this candidate needs (``_rounding``; one loop
+    per mode, the mode a compile-time constant in each)."""
+    mode = _rounding(iscale, lo, xmin, hi, flat, nmax)
+    if mode == NO_CLAMP:
+        return _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, NO_CLAMP)
+    if mode == CLAMP_HIGH:
+        return _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP_HIGH)
+    if mode == CLAMP_LOW:
+        return _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP_LOW)
+    if mode == CLAMP:
+        return _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, CLAMP)
+    return _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, EXACT)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _qkx2_fit(sum_w, sum_x, sum_l, sum_l2, sum_xl):
+    """C's least-squares scale and min of a step (min at most 0), and D."""
+    zero = V.splat(np.float32(0.0))
+    D = V.sub(V.mul(sum_w, sum_l2), V.mul(sum_l, sum_l))
+    this_scale = V.div(V.sub(V.mul(sum_w, sum_xl), V.mul(sum_x, sum_l)), D)
+    this_min = V.div(V.sub(V.mul(sum_l2, sum_x), V.mul(sum_l, sum_xl)), D)
+    positive = V.gt(this_min, zero)
+    this_scale = V.select(positive, V.div(sum_xl, sum_l2), this_scale)
+    return D, this_scale, V.select(positive, zero, this_min)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _qkx2_first(xt, wt, nk, g, nmax):
+    """C's start for one group of 16 lanes: min (at most 0), max, sums of w and w * x,
+    the scale ``1 / (nmax / (max - min))`` and the error of its codes."""
+    zero = V.splat(np.float32(0.0))
+    lo = hi = V.load(xt, g)
+    sum_w = V.load(wt, g)
+    sum_x = V.mul(sum_w, lo)
+    for i in range(1, 32):
+        v = V.load(xt, nk * i + g)
+        w = V.load(wt, nk * i + g)
+        lo = V.select(V.lt(v, lo), v, lo)
+        hi = V.select(V.gt(v, hi), v, hi)
+        sum_w = V.add(sum_w, w)
+        sum_x = V.add(sum_x, V.mul(w, v))
+    xmin = lo
+    lo = V.select(V.gt(lo, zero), zero, lo)
+    flat = V.eq(hi, lo)  # C returns early: all codes 0, min -lo
+    iscale = V.div(V.splat(np.float32(nmax)), V.sub(hi, lo))
+    scale = V.div(V.splat(np.float32(1.0)), iscale)
+    best = zero
+    exact = _needs_exact(iscale, lo, xmin, hi, flat)
+    for i in range(32):
+        v = V.load(xt, nk * i + g)
+        l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, EXACT if exact else CLAMP)
+        diff = V.sub(V.add(V.mul(scale, l), lo), v)
+        best = V.add(best, V.mul(V.load(wt, nk * i + g), V.mul(diff, diff)))
+    return lo, hi, xmin, flat, sum_w, sum_x, iscale, scale, best
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _qkx2_pair(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offsets, nk, g):
+    """``_qkx2_vectors`` of lanes ``g .. g + 31`` as two groups a, b: a step's error
+    sums (one chain of 32 dependent adds per vector) leave one group's pass bound by
+    latency, so the two groups' error sums share one loop; the sums passes stay one
+    group each (two groups' codes and sums at once need more than AVX2's 16
+    registers)."""
+    xt, wt = unmanaged(xt), unmanaged(wt)
+    fl_a, fl_b = local_block(xt, 512), local_block(xt, 512)
+    zero = V.splat(np.float32(0.0))
+    fnmax = np.float32(nmax)
+    lo_a, hi_a, xmin_a, flat_a, sw_a, sx_a, bis_a, scale_a, best_a = _qkx2_first(
+        xt, wt, nk, g, nmax)
+    lo_b, hi_b, xmin_b, flat_b, sw_b, sx_b, bis_b, scale_b, best_b = _qkx2_first(
+        xt, wt, nk, g + 16, nmax)
+    blo_a, blo_b = lo_a, lo_b
+    top = V.splat(rmin + fnmax)  # (rdelta * 0 is 0)
+    is_a, is_b = V.div(top, V.sub(hi_a, lo_a)), V.div(top, V.sub(hi_b, lo_b))
+    for step in range(nstep + 1):
+        l_a, l2_a, xl_a = _qkx2_step_sums(xt, wt, fl_a, nk, g, is_a, lo_a, xmin_a, hi_a,
+                                          flat_a, nmax)
+        l_b, l2_b, xl_b = _qkx2_step_sums(xt, wt, fl_b, nk, g + 16, is_b, lo_b, xmin_b,
+                                          hi_b, flat_b, nmax)
+        D_a, ts_a, tm_a = _qkx2_fit(sw_a, sx_a, l_a, l2_a, xl_a)
+        D_b, ts_b, tm_b = _qkx2_fit(sw_b, sx_b, l_b, l2_b, xl_b)
+        top = V.splat(rmin + rdelta * np.float32(step + 1) + fnmax)
+        kept_a, taken_a = V.div(top, V.sub(hi_a, lo_a)), V.div(top, V.sub(hi_a, tm_a))
+        kept_b, taken_b = V.div(top, V.sub(hi_b, lo_b)), V.div(top, V.sub(hi_b, tm_b))
+        err_a, err_b = zero, zero
+        for i in range(32):
+            va, vb = V.load(xt, nk * i + g), V.load(xt, nk * i + g + 16)
+            da = V.sub(V.add(V.mul(ts_a, V.load(fl_a, 16 * i)), tm_a), va)
+            db = V.sub(V.add(V.mul(ts_b, V.load(fl_b, 16 * i)), tm_b), vb)
+            err_a = V.add(err_a, V.mul(V.load(wt, nk * i + g), V.mul(da, da)))
+            err_b = V.add(err_b, V.mul(V.load(wt, nk * i + g + 16), V.mul(db, db)))
+        take_a = V.both(V.gt(D_a, zero), V.lt(err_a, best_a))  # C: D > 0 && err < best
+        take_b = V.both(V.gt(D_b, zero), V.lt(err_b, best_b))
+        best_a, best_b = V.select(take_a, err_a, best_a), V.select(take_b, err_b, best_b)
+        scale_a = V.select(take_a, ts_a, scale_a)
+        scale_b = V.select(take_b, ts_b, scale_b)
+        bis_a, bis_b = V.select(take_a, is_a, bis_a), V.select(take_b, is_b, bis_b)
+        blo_a, blo_b = V.select(take_a, lo_a, blo_a), V.select(take_b, lo_b, blo_b)
+        lo_a, lo_b = V.select(take_a, tm_a, lo_a), V.select(take_b, tm_b, lo_b)
+        is_a, is_b = V.select(take_a, taken_a, kept_a), V.select(take_b, taken_b, kept_b)
+    _qkx2_store(scales, mins, iscales, offsets, g, flat_a, scale_a, lo_a, hi_a, bis_a, blo_a)
+    _qkx2_store(scales, mins, iscales, offsets, g + 16, flat_b, scale_b, lo_b, hi_b, bis_b,
+                blo_b)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _qkx2_store(scales, mins, iscales, offsets, g, flat, scale, lo, hi, best_is, best_lo):
+    zero = V.splat(np.float32(0.0))
     V.store(scales, g, V.select(flat, zero, scale))
     V.store(mins, g, V.sub(zero, V.select(flat, hi, lo)))
     V.store(iscales, g, V.select(flat, zero, best_is))
@@ -217,24 +302,11 @@ def _qkx2_vectors(xt, wt, nmax, rmin, rdelta, nstep, scales, mins, iscales, offs
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def make_qx_lanes(xt, L, nmax, nk, scales):
+def make_qx_scales(xt, nmax, nk, scales, iscales):
     """``make_qx_quants(16, nmax, x_k, L_k, rmse_type=1, qw=NULL)`` for ``nk`` sub-blocks
     ``k`` at once (a multiple of 16, 64 at most: the 16 sub-blocks of up to 4 q6_K
-    super-blocks), as ``make_qkx2_lanes``: element ``i`` of sub-block ``k`` at
-    ``nk * i + k`` in ``xt`` and ``L`` (``l + nmax``), the scales into ``scales``.
-    ``make_qx_scales`` and the codes from its inverse scales."""
-    iscales = local_block(xt, 64)
-    make_qx_scales(xt, nmax, nk, scales, iscales)
-    for k in range(nk):
-        for i in range(16):
-            l = max(np.int32(-nmax), min(np.int32(nmax - 1),
-                                         nearest_int32(iscales[k] * xt[nk * i + k])))
-            L[nk * i + k] = 0 if iscales[k] != iscales[k] else l + nmax
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def make_qx_scales(xt, nmax, nk, scales, iscales):
-    """``make_qx_lanes`` without the codes: sub-block ``k``'s codes are
+    super-blocks), element ``i`` of sub-block ``k`` at ``nk * i + k`` in ``xt``; the
+    scales into ``scales``.  Sub-block ``k``'s codes are
     ``clamp(nearest_int(iscales[k] * x), -nmax, nmax - 1) + nmax``, or all 0 where
     ``iscales[k]`` is NaN (an all-zero sub-block).  C's 19 candidate scales
     ``-(nmax + 0.1 * is) / max`` do not depend on each other's outcome; only the choice
@@ -257,31 +329,68 @@ def _qx_sums(xt, ww, wx, nk, g, iscale, nmax, mode):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _qx_vectors(xt, nmax, nk, scales, iscales, g):
+    xt = unmanaged(xt)  # (no reference counts: a call in the candidate loop spills)
     ww = local_block(xt, 256)  # x * x, element i at 16 * i + lane
     wx = local_block(xt, 256)  # (x * x) * x
+    inv = local_block(xt, 304)  # the candidates' inverse scales
     zero = V.splat(np.float32(0.0))
     fnmax = np.float32(nmax)
-    big = amax = finite = zero
+    xmin = xmax = finite = zero
     for i in range(16):
         v = V.load(xt, nk * i + g)
-        ax = V.maximum(v, V.sub(zero, v))  # (|v|; a NaN lane stays NaN and never wins)
-        more = V.gt(ax, amax)
-        amax = V.select(more, ax, amax)
-        big = V.select(more, v, big)
-        finite = V.add(finite, V.mul(v, zero))  # (NaN once an element is inf or NaN)
+        xmin = V.minimum(v, xmin)  # (a NaN element never enters)
+        xmax = V.maximum(v, xmax)
         w = V.mul(v, v)
         V.store(ww, 16 * i, w)
         V.store(wx, 16 * i, V.mul(w, v))
+        finite = V.add(finite, w)  # (inf or NaN once an element is: see `exact`)
+    # C's max: the first element of the largest magnitude, the larger of the extremes
+    # unless a lane holds both +a and -a (then the first of them, by a scan)
+    neg = V.sub(zero, xmin)
+    amax = V.maximum(xmax, neg)
+    big = V.select(V.gt(neg, xmax), xmin, xmax)
+    if V.any(V.both(V.eq(neg, xmax), V.gt(xmax, zero))):
+        big = amax = zero
+        for i in range(16):
+            v = V.load(xt, nk * i + g)
+            ax = V.maximum(v, V.sub(zero, v))  # (|v|; a NaN lane stays NaN, never wins)
+            more = V.gt(ax, amax)
+            amax = V.select(more, ax, amax)
+            big = V.select(more, v, big)
     flat = V.lt(amax, V.splat(np.float32(1e-15)))  # GROUP_MAX_EPS: all zero
-    # (|iscale * x| <= ~33 for finite x: only an inf or NaN element needs C's trick)
-    exact = not V.every(V.either(V.eq(finite, zero), flat))
-    scale = best = best_is = zero
+    # |iscale * x| <= ~33 for finite x: C's integer trick only where a (not flat) lane
+    # holds an inf or NaN, or x * x overflows the sum (|x| > ~4e18: the exact path is
+    # right for any input, just slower)
+    exact = not V.every(V.either(V.lt(finite, V.splat(np.float32(np.inf))), flat))
+    # the 19 inverse scales first: divided inside the candidate loop, each one's
+    # latency stalled the start of its candidate's sums
     for c in range(19):  # is = 0 (C's first pass), then -9..-1, 1..9
         step = 0 if c == 0 else (c - 10 if c < 10 else c - 9)
         top = -fnmax if c == 0 else -(fnmax + np.float32(0.1) * np.float32(step))
-        iscale = V.div(V.splat(top), big)
+        V.store(inv, 16 * c, V.div(V.splat(top), big))
+    # Which clamps a candidate needs: |iscale * x| <= |top| * (1 + 2**-22) for finite
+    # x, below nmax + 0.5 (no code under -nmax) up to is = 4 and below nmax - 0.5 (none
+    # over nmax - 1) for is = -9..-6.  Codes over nmax - 1 come from elements of the
+    # sign opposite to max only, the largest from the most extreme of them and the
+    # largest |iscale| (is = 9, rounding is monotone): if its code is in range in every
+    # lane, no candidate needs the upper clamp.  One test per group (a test per
+    # candidate saved more clamps and lost it to mispredicted branches).
+    high_free = False
+    if not exact:
+        opposite = V.select(V.gt(big, zero), xmin, xmax)
+        top_code = V.rint(V.mul(V.load(inv, 16 * 18), opposite))
+        high_free = V.every(V.either(flat, V.lt(top_code, V.splat(fnmax - np.float32(0.5)))))
+    scale = best = best_is = zero
+    for c in range(19):
+        iscale = V.load(inv, 16 * c)
         if exact:
             sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, EXACT)
+        elif c <= 13 and (high_free or (c >= 1 and c <= 4)):
+            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, NO_CLAMP)
+        elif c <= 13:
+            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP_HIGH)
+        elif high_free:
+            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP_LOW)
         else:
             sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP)
         if c == 0:  # C: scale = suml2 ? sumlx / suml2 : 0; best = scale * sumlx

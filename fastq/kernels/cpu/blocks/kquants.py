@@ -112,60 +112,78 @@ def _q45_k(x, i0, kind, out, o, s8, scales, mins, iscales, offsets, L):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _q6_k(x, i0, out, o, s16, scales, iscales, L):
-    """The rest of one q6_K super-block once its sub-blocks' ``make_qx_quants`` results
-    are in lanes ``s16 .. s16 + 15`` of ``scales`` and ``iscales`` (``make_qx_scales``);
-    ``L`` (float32, 256) is scratch.  Returns whether its d overflows float16."""
+def _q6_k(xt, nk, s, out, o, scales, iscales, L, Lt):
+    """The rest of one q6_K super-block, sub-block ``j`` in lane ``16 * s + j`` of the
+    searched ``xt`` (element ``i`` at ``nk * i + 16 * s + j``), once its
+    ``make_qx_quants`` results are in those lanes of ``scales`` and ``iscales``
+    (``make_qx_scales``); ``L``, ``Lt`` (float32, 256) are scratch.  Returns whether it
+    holds a NaN and whether its d overflows float16."""
+    s16 = 16 * s
+    zero, bias = V.splat(np.float32(0.0)), V.splat(np.float32(32.0))
     max_scale = np.float32(0.0)
     max_abs_scale = np.float32(0.0)
-    for ib in range(16):
-        s = scales[s16 + ib]
-        if abs(s) > max_abs_scale:
-            max_abs_scale = abs(s)
-            max_scale = s
+    for ib in range(16):  # (C: the first of the largest |scale|; selects, not branches)
+        sc = scales[s16 + ib]
+        more = abs(sc) > max_abs_scale
+        max_abs_scale = abs(sc) if more else max_abs_scale
+        max_scale = sc if more else max_scale
     if max_abs_scale < np.float32(1e-15):
         for k in range(210):
             out[o + k] = 0
-        return False
+        ordered = V.eq(zero, zero)
+        for i in range(16):
+            v = V.load(xt, nk * i + s16)
+            ordered = V.both(ordered, V.eq(v, v))  # (False in a NaN lane)
+        return not V.every(ordered), False
     iscale = np.float32(-128.0) / max_scale
     dh = half_bits(np.float32(1.0) / iscale)
     put_half(out, o + 208, dh)
-    for ib in range(16):
-        out[o + 192 + ib] = min(127, nearest_int(iscale * scales[s16 + ib])) & 0xFF
-    d_all = get_half(out, o + 208)
-    for j in range(16):
-        d = d_all * np.float32(np.int8(out[o + 192 + j]))
-        if d == 0:  # C keeps the search's codes (0 for an all-zero sub-block)
-            isc = iscales[s16 + j]
-            l = V.nearest_int_clamped(V.mul(V.splat(isc), V.load(x, i0 + 16 * j)), -32, 31)
-            l = V.add(l, V.splat(np.float32(32.0)))
-            V.store(L, 16 * j, V.splat(np.float32(0.0)) if isc != isc else l)
-            continue
-        l = V.nearest_int_clamped(V.div(V.load(x, i0 + 16 * j), V.splat(d)), -32, 31)
-        V.store(L, 16 * j, V.add(l, V.splat(np.float32(32.0))))
+    # C: (int8_t)MIN(127, nearest_int(iscale * scales[ib])), 16 lanes (low byte stored)
+    V.store_bytes(out, o + 192, V.nearest_int_clamped(
+        V.mul(V.splat(iscale), V.load(scales, s16)), -4194304, 127))
+    # C: nearest_int(x / d) clamped to -32..31, plus 32, with d = d_all * scale of the
+    # sub-block, one lane per sub-block; where d is 0 C keeps the search's codes (0 for
+    # an all-zero sub-block: a NaN inverse scale)
+    d = V.mul(V.splat(get_half(out, o + 208)), V.load_int8(out, o + 192))
+    keep = V.eq(d, zero)
+    kept = V.any(keep)
+    isc = V.load(iscales, s16)
+    searched = V.eq(isc, isc)  # (NaN: an all-zero sub-block)
+    ordered = V.eq(zero, zero)
+    for i in range(16):
+        v = V.load(xt, nk * i + s16)
+        ordered = V.both(ordered, V.eq(v, v))
+        l = V.add(V.nearest_int_clamped(V.div(v, d), -32, 31), bias)
+        if kept:
+            alt = V.add(V.nearest_int_clamped(V.mul(isc, v), -32, 31), bias)
+            alt = V.select(searched, alt, zero)
+            l = V.select(keep, alt, l)
+        V.store(Lt, 16 * i, l)
+    V.transpose_store(Lt, 0, 16, L, 0, 16)
     # codes a, b, c, e at l, l + 32, l + 64, l + 96 of each half: low 4 bits of a | c << 4
-    # and of b | e << 4 in ql, the top 2 bits of each in qh; packed in float (exact)
+    # and of b | e << 4 in ql, the top 2 bits of each in qh; packed in float (exact):
+    # the stored low byte of a + 16 * (c - top(a)) is low(a) | low(c) << 4
     sixteen, inv16 = V.splat(np.float32(16.0)), V.splat(np.float32(0.0625))
+    four, sixty4 = V.splat(np.float32(4.0)), V.splat(np.float32(64.0))
     for n in range(2):
         for h in range(0, 32, 16):
             a, b = V.load(L, 128 * n + h), V.load(L, 128 * n + 32 + h)
             c, e = V.load(L, 128 * n + 64 + h), V.load(L, 128 * n + 96 + h)
             a_top, b_top = V.floor(V.mul(a, inv16)), V.floor(V.mul(b, inv16))
             c_top, e_top = V.floor(V.mul(c, inv16)), V.floor(V.mul(e, inv16))
-            a, b = V.sub(a, V.mul(a_top, sixteen)), V.sub(b, V.mul(b_top, sixteen))
-            c, e = V.sub(c, V.mul(c_top, sixteen)), V.sub(e, V.mul(e_top, sixteen))
-            V.store_bytes(out, o + 64 * n + h, V.add(a, V.mul(c, sixteen)))
-            V.store_bytes(out, o + 64 * n + 32 + h, V.add(b, V.mul(e, sixteen)))
-            top = V.add(V.add(a_top, V.mul(b_top, V.splat(np.float32(4.0)))),
-                        V.add(V.mul(c_top, sixteen), V.mul(e_top, V.splat(np.float32(64.0)))))
+            V.store_bytes(out, o + 64 * n + h, V.add(a, V.mul(V.sub(c, a_top), sixteen)))
+            V.store_bytes(out, o + 64 * n + 32 + h,
+                          V.add(b, V.mul(V.sub(e, b_top), sixteen)))
+            top = V.add(V.add(a_top, V.mul(b_top, four)),
+                        V.add(V.mul(c_top, sixteen), V.mul(e_top, sixty4)))
             V.store_bytes(out, o + 128 + 32 * n + h, top)
-    return (dh & 0x7FFF) == 0x7C00
+    return not V.every(ordered), (dh & 0x7FFF) == 0x7C00
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _quantize_blocks(x, kind, b0, b1, out):
     x, out = unmanaged(x), unmanaged(out)  # (no reference counting per helper call)
-    L = local_block(x, 256)
+    L, Lt = local_block(x, 256), local_block(x, 256)
     nbytes = block_bytes(kind)
     nan = ovf = 0
     xt, wt = local_block(x, 2048), local_block(x, 2048)
@@ -175,14 +193,12 @@ def _quantize_blocks(x, kind, b0, b1, out):
         for g0 in range(b0, b1, 4):
             ns = min(4, b1 - g0)
             nk = 16 * ns
-            for k in range(nk):  # lane k: sub-block k % 16 of super-block g0 + k // 16
-                for i in range(16):
-                    xt[nk * i + k] = x[g0 * 256 + 16 * k + i]
+            for s in range(ns):  # lane k: sub-block k % 16 of super-block g0 + k // 16
+                V.transpose_store(x, (g0 + s) * 256, 16, xt, 16 * s, nk)
             make_qx_scales(xt, 32, nk, g_scales, g_iscales)
             for s in range(ns):
                 b = g0 + s
-                bad = _has_nan(x, b * 256)
-                over = _q6_k(x, b * 256, out, b * nbytes, 16 * s, g_scales, g_iscales, L)
+                bad, over = _q6_k(xt, nk, s, out, b * nbytes, g_scales, g_iscales, L, Lt)
                 nan, ovf = nan + bad, ovf + (over and not bad)
         return nan, ovf
     # q4_K / q5_K: the sub-blocks of up to 8 super-blocks searched together as lanes
@@ -192,12 +208,14 @@ def _quantize_blocks(x, kind, b0, b1, out):
     for g0 in range(b0, b1, 8):
         ns = min(8, b1 - g0)
         nk = (8 * ns + 15) // 16 * 16  # (lanes go 16 at a time: zeros pad an odd count)
-        for k in range(8 * ns, nk):
-            for l in range(32):
-                xt[nk * l + k] = np.float32(0.0)
-        for k in range(8 * ns):  # lane k: sub-block k % 8 of super-block g0 + k // 8
-            for l in range(32):
-                xt[nk * l + k] = x[g0 * 256 + 32 * k + l]
+        for g in range(0, nk, 16):  # lane k: sub-block k % 8 of super-block g0 + k // 8
+            if g + 16 <= 8 * ns:
+                for h in range(0, 32, 16):
+                    V.transpose_store(x, g0 * 256 + 32 * g + h, 32, xt, nk * h + g, nk)
+                continue
+            for k in range(g, nk):  # (zeros pad an odd count)
+                for l in range(32):
+                    xt[nk * l + k] = x[g0 * 256 + 32 * k + l] if k < 8 * ns else np.float32(0)
         for g in range(0, nk, 16):  # C's weights sqrt(sum(x^2) / 32) + |x|, 16 lanes a pass
             sum_x2 = V.splat(np.float32(0.0))
             for l in range(32):

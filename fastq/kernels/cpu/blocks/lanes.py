@@ -171,6 +171,17 @@ def every(typingctx, m):
     return None
 
 
+@intrinsic
+def any(typingctx, m):  # noqa: A001 (lanes.any, beside lanes.every)
+    """Whether any lane of the mask is set."""
+    if m == mask:
+        def codegen(context, builder, sig, args):
+            bits = builder.bitcast(args[0], ir.IntType(WIDTH))
+            return builder.icmp_unsigned("!=", bits, ir.IntType(WIDTH)(0))
+        return types.boolean(m), codegen
+    return None
+
+
 def _minmax(pred, doc):
     @intrinsic
     def op(typingctx, a, b):
@@ -247,4 +258,74 @@ def store_bytes(typingctx, a, i, v):
                           align=1)
             return context.get_dummy_value()
         return types.none(a, i, v), codegen
+    return None
+
+
+def _transpose8(builder, rows):
+    """The 8x8 transpose of eight ``<8 x float>`` rows, in the three shuffle stages that
+    x86 has single instructions for (unpcklps/unpckhps, shufps, vperm2f128)."""
+    def shuffle(a, b, idx):
+        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), idx))
+    lo, hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+    t = []
+    for r in range(0, 8, 2):
+        t += [shuffle(rows[r], rows[r + 1], lo), shuffle(rows[r], rows[r + 1], hi)]
+    # t: 0 = r0r1 lo, 1 = r0r1 hi, 2 = r2r3 lo, 3 = r2r3 hi, ...
+    q_lo, q_hi = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    u = [None] * 8
+    for base in (0, 4):
+        for half in (0, 1):
+            a, b = t[base + half], t[base + 2 + half]
+            u[base + 2 * half] = shuffle(a, b, q_lo)
+            u[base + 2 * half + 1] = shuffle(a, b, q_hi)
+    # u[base + j]: column j (of 0..3) of rows base..base + 3, in both 128-bit halves
+    lanes_lo, lanes_hi = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+    return ([shuffle(u[j], u[4 + j], lanes_lo) for j in range(4)]
+            + [shuffle(u[j], u[4 + j], lanes_hi) for j in range(4)])
+
+
+@intrinsic
+def transpose_store(typingctx, src, s0, s_stride, dst, d0, d_stride):
+    """``dst[d0 + d_stride * c + r] = src[s0 + s_stride * r + c]`` for ``r, c`` in
+    0..15: a 16x16 block of float32 transposed (four 8x8 transposes in shuffles, not 256
+    scalar loads and strided stores); the caller ensures every index is in range."""
+    ints = (s0, s_stride, d0, d_stride)
+    if _is_f32_array(src) and _is_f32_array(dst) \
+            and all(isinstance(i, types.Integer) for i in ints):
+        def codegen(context, builder, sig, args):
+            v8 = ir.VectorType(ir.FloatType(), 8)
+            i64 = ir.IntType(64)
+            idx = [context.cast(builder, a, t, types.int64)
+                   for a, t in zip((args[1], args[2], args[4], args[5]),
+                                   (sig.args[1], sig.args[2], sig.args[4], sig.args[5]))]
+            sdata = context.make_array(sig.args[0])(context, builder, args[0]).data
+            ddata = context.make_array(sig.args[3])(context, builder, args[3]).data
+
+            def at(data, start, stride, row, col):
+                i = builder.add(start, builder.add(builder.mul(stride, i64(row)), i64(col)))
+                return builder.bitcast(builder.gep(data, [i]), v8.as_pointer())
+            for rb in (0, 8):
+                for cb in (0, 8):
+                    rows = [builder.load(at(sdata, idx[0], idx[1], rb + r, cb), align=4)
+                            for r in range(8)]
+                    for c, col in enumerate(_transpose8(builder, rows)):
+                        builder.store(col, at(ddata, idx[2], idx[3], cb + c, rb), align=4)
+            return context.get_dummy_value()
+        return types.none(src, s0, s_stride, dst, d0, d_stride), codegen
+    return None
+
+
+@intrinsic
+def load_int8(typingctx, a, i):
+    """``a[i:i + 16]`` of a uint8 array read as C's ``int8_t`` (low byte, signed), as
+    float32 lanes."""
+    if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8 \
+            and isinstance(i, types.Integer):
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            vb = ir.VectorType(ir.IntType(8), WIDTH)
+            b = builder.load(builder.bitcast(builder.gep(data, [args[1]]), vb.as_pointer()),
+                             align=1)
+            return builder.sitofp(b, _VF)
+        return vec(a, i), codegen
     return None
