@@ -26,18 +26,21 @@ from numba import njit, prange
 from ....core import formats as F
 from ..rounding import rounded
 from ..parallel import BLOCK, chunk_bounds, launch
+from .wide import float_codes, int_codes, top_bits
 from ..word import (FP_NEAREST_EVEN, add, as_bits, as_float, band, bor, finish_stream,
-                    local_block, shl, shr, stream_out, sub, swap_fp_control)
+                    local_block, shl, shr, stream_out, sub, swap_fp_control,
+                    unmanaged)
 
 MASK, INF_BITS = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
+TILE = 16  # blocks whose scales are found before their codes (see _mx_slice)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _block_top(x, base, size):
     """The largest float32 magnitude bits of ``x[base:base + size]``."""
-    top = np.uint32(0)
-    for i in range(size):
-        top = max(top, band(as_bits(x[base + i]), MASK))
+    top, at = np.uint32(0), np.uint64(base)
+    for i in range(size):  # (an unsigned index: no negative-index wrap, which would
+        top = max(top, band(as_bits(x[at + np.uint64(i)]), MASK))  # gather the loads)
     return top
 
 
@@ -82,50 +85,44 @@ def _small_float(v, norm, magic, fmax, low, shift, sign_shift, sign_bit):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _mx_exponent(x, base, width, emax):
-    """The E8M0 code of the block of ``width`` at ``base``: ``clip(floor(log2(amax)) -
-    emax, -127, 127) + 127``, or 0xFF for a block holding inf or NaN."""
-    top = _block_top(x, base, width)
+def _e8m0(top, emax):
+    """The E8M0 code of a block whose largest magnitude bits are ``top``: ``clip(floor(
+    log2(amax)) - emax, -127, 127) + 127``, or 0xFF for a block holding inf or NaN."""
     if top >= INF_BITS:
         return np.int32(255)
     return min(max(_floor_log2(top) - emax, np.int32(-127)), np.int32(127)) + 127
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _mx_exponent(x, base, width, emax):
+    """The E8M0 code of the block of ``width`` at ``base`` (``_e8m0``)."""
+    return _e8m0(_block_top(x, base, width), emax)
+
+
 @njit(cache=True, nogil=True)
 def _mx_slice(x, emax, shift, fp, up, codes, exps, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (rint, and no flush to zero)
-    norm, magic, fmax = fp[0], fp[1], fp[2]
-    low = as_bits(norm * magic)
-    s, sign_shift, sign_bit = up[0], up[1], up[2]
-    qmax = np.float32(127)
-    # (the block width read from the shapes, not the constant 32: LLVM unrolls a loop of
-    # a constant 32 trips whole before its vectorizer runs, leaving scalar code)
-    w = x.size // max(exps.size, 1)
-    for r in range(exps.size):
-        code = _mx_exponent(x, r * w, w, emax)
-        exps[r] = code
-        if code == 255:
-            continue
-        base, k = r * w, code - 127 - shift  # x / 2**k
-        if k >= -127:  # times 2**-k, which float32 holds: the same rounded quotient
-            d = as_float(_power_bits(-k))
-            if s == 0:  # integer elements
-                for i in range(w):
-                    q = min(max(np.rint(x[base + i] * d), -qmax), qmax)
-                    codes[base + i] = np.uint8(np.int32(q) & 0xFF)
+    qmax, fixed = np.float32(127), as_float(_power_bits(shift))
+    scale = local_block(x, TILE)
+    # (whole blocks as vector values, wide.py: no loop over a block's elements)
+    for first in range(0, exps.size, TILE):
+        nb = min(TILE, exps.size - first)
+        # the scales of a tile of blocks first, then their codes: each block's scale
+        # is a long chain of dependent steps (its amax reduction, the exponent, the
+        # scale back in a vector register), which the CPU overlaps across the blocks
+        # of the tile, where one block after another would wait on each chain in turn
+        for r in range(nb):
+            code = _e8m0(top_bits(x, (first + r) * 32, 32), emax)
+            exps[first + r] = code
+            # x / 2**e as x * 2**-e: the same rounded number (a power of two float32
+            # holds for -127 <= -e <= 127; code 0xFF: any scale, its codes unused)
+            scale[r] = as_float(_power_bits(127 - min(code, np.int32(254))))
+        for r in range(nb):
+            base = (first + r) * 32
+            if up[0] == 0:  # integer elements: (x * 2**-e) * 2**shift (see mx_rows)
+                int_codes(x, base, 32, scale[r], fixed, qmax, codes, base)
             else:
-                for i in range(w):
-                    codes[base + i] = _small_float(x[base + i] * d, norm, magic, fmax, low,
-                                                   s, sign_shift, sign_bit)
-        else:  # (k down to -133: 2**k is a float32 subnormal, its reciprocal is not)
-            d = as_float(_power_bits(k))
-            for i in range(w):
-                if s == 0:
-                    q = min(max(np.rint(x[base + i] / d), -qmax), qmax)
-                    codes[base + i] = np.uint8(np.int32(q) & 0xFF)
-                else:
-                    codes[base + i] = _small_float(x[base + i] / d, norm, magic, fmax, low,
-                                                   s, sign_shift, sign_bit)
+                float_codes(x, base, 32, scale[r], False, fp, up, codes, base, 0)
     swap_fp_control(saved)
 
 

@@ -1,0 +1,170 @@
+"""Whole-block vector intrinsics of the microscaling kernels (``microscale``, ``nf4``).
+
+A block of 16, 32 or 64 float32 is one LLVM vector value here (``<n x float>``, ``n`` a
+compile-time constant), so a block costs what its arithmetic costs.  Written as Numba
+loops instead, a loop over a block of a runtime width carries a vector loop's setup
+and remainder per block, and one of a constant width is unrolled whole before LLVM's
+loop vectorizer runs (then left mostly scalar); either way the block's largest
+magnitude needs a reduction loop, and the codes narrowed to bytes eight at a time cost
+more shuffles than the rounding itself.  Here the reduction is
+``llvm.vector.reduce.umax`` and the narrowing is done once per block.
+
+Every lane computes exactly what the scalar code of ``microscale._small_float`` and the
+MXINT8 rounding compute (IEEE float32 operations, no reassociation, no contraction
+into FMA); ``min``/``max`` take x86's ``minps``/``maxps`` form (the second operand when
+either is NaN), only reached by blocks whose codes are discarded (inf or NaN in them).
+Loads and stores are unaligned; ``base + n`` within the arrays is the caller's to
+ensure.  Packing modes (``pack``): 0 one code a byte; 1 GGML's halves (byte ``j`` =
+code ``j`` | code ``j + n/2`` << 4); 2 neighbours (byte ``j`` = code ``2j`` | code
+``2j + 1`` << 4).
+"""
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_I8, _I32, _F32 = ir.IntType(8), ir.IntType(32), ir.FloatType()
+
+
+def _literal(n):
+    return n.literal_value if isinstance(n, types.IntegerLiteral) else None
+
+
+def _vector_at(context, builder, arrty, arr, i, elem, n):
+    data = context.make_array(arrty)(context, builder, arr).data
+    return builder.bitcast(builder.gep(data, [i]), ir.VectorType(elem, n).as_pointer())
+
+
+def _splat(builder, value, n):
+    vt = ir.VectorType(value.type, n)
+    one = builder.insert_element(ir.Constant(vt, None), value, _I32(0))
+    return builder.shuffle_vector(one, ir.Constant(vt, None), ir.Constant(
+        ir.VectorType(_I32, n), [0] * n))
+
+
+def _scalar(context, builder, value, fromty, toty):
+    return context.cast(builder, value, fromty, toty)
+
+
+def _min(builder, a, b):  # (x86 minps: b where either is NaN)
+    return builder.select(builder.fcmp_ordered("<", a, b), a, b)
+
+
+def _max(builder, a, b):
+    return builder.select(builder.fcmp_ordered(">", a, b), a, b)
+
+
+@intrinsic
+def top_bits(typingctx, x, base, n):
+    """The largest float32 magnitude bits (uint32) of ``x[base:base + n]`` (the float
+    order for finite values; inf and NaN at or above ``0x7F800000``)."""
+    if isinstance(x, types.Array) and x.dtype == types.float32 and _literal(n):
+        width = _literal(n)
+
+        def codegen(context, builder, sig, args):
+            vt = ir.VectorType(_I32, width)
+            v = builder.load(_vector_at(context, builder, sig.args[0], args[0], args[1], _I32,
+                                        width), align=4)
+            v = builder.and_(v, ir.Constant(vt, [0x7FFFFFFF] * width))
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32, [vt]),
+                                                f"llvm.vector.reduce.umax.v{width}i32")
+            return builder.call(fn, [v])
+        return types.uint32(x, base, n), codegen
+    return None
+
+
+def _store_codes(context, builder, outty, out, at, codes, width, pack):
+    """Store the ``<width x i8>`` codes at ``out[at]`` in packing mode ``pack``."""
+    if pack == 0:
+        builder.store(codes, _vector_at(context, builder, outty, out, at, _I8, width), align=1)
+        return
+    half = width // 2
+    if pack == 1:
+        lo_idx, hi_idx = list(range(half)), list(range(half, width))
+    else:
+        lo_idx, hi_idx = list(range(0, width, 2)), list(range(1, width, 2))
+    mask = ir.VectorType(_I32, half)
+    lo = builder.shuffle_vector(codes, codes, ir.Constant(mask, lo_idx))
+    hi = builder.shuffle_vector(codes, codes, ir.Constant(mask, hi_idx))
+    byte = builder.or_(lo, builder.shl(hi, ir.Constant(ir.VectorType(_I8, half), [4] * half)))
+    builder.store(byte, _vector_at(context, builder, outty, out, at, _I8, half), align=1)
+
+
+@intrinsic
+def float_codes(typingctx, x, base, n, d, divide, fp, up, out, at, pack):
+    """The small-float codes (``microscale._small_float``: ``fp = [norm, magic, fmax]``
+    float32, ``up = [shift, sign shift, sign bit]`` uint32) of ``x[base:base + n] * d``
+    (``divide`` True: ``/ d``), stored at ``out[at]`` (uint8) in packing mode ``pack``
+    (compile-time constants: ``n``, ``divide``, ``pack``)."""
+    if not (isinstance(x, types.Array) and x.dtype == types.float32 and _literal(n)
+            and isinstance(divide, types.BooleanLiteral) and _literal(pack) is not None
+            and isinstance(out, types.Array) and out.dtype == types.uint8):
+        return None
+    width, by_division, mode = _literal(n), divide.literal_value, _literal(pack)
+
+    def codegen(context, builder, sig, args):
+        xs, b0, _, dv, _, fpa, upa, outa, at0, _ = args
+        vf, vi = ir.VectorType(_F32, width), ir.VectorType(_I32, width)
+
+        def item(arrty, arr, k, elem):
+            data = context.make_array(arrty)(context, builder, arr).data
+            return builder.load(builder.gep(data, [_I32(k)]))
+
+        norm, magic, fmax = (_splat(builder, item(sig.args[5], fpa, k, _F32), width)
+                             for k in range(3))
+        shift, sign_shift, sign_bit = (_splat(builder, item(sig.args[6], upa, k, _I32), width)
+                                       for k in range(3))
+        low = builder.bitcast(builder.fmul(norm, magic), vi)
+        xv = builder.load(_vector_at(context, builder, sig.args[0], xs, b0, _F32, width),
+                          align=4)
+        dsplat = _splat(builder, _scalar(context, builder, dv, sig.args[3], types.float32),
+                        width)
+        v = builder.fdiv(xv, dsplat) if by_division else builder.fmul(xv, dsplat)
+        bits = builder.bitcast(v, vi)
+        a = builder.bitcast(builder.and_(bits, ir.Constant(vi, [0x7FFFFFFF] * width)), vf)
+        a = _min(builder, a, fmax)
+        e = builder.bitcast(builder.and_(builder.bitcast(a, vi),
+                                         ir.Constant(vi, [0x7F800000] * width)), vf)
+        big = builder.fmul(_max(builder, e, norm), magic)
+        big_bits = builder.bitcast(big, vi)
+        code = builder.add(builder.sub(builder.bitcast(builder.fadd(a, big), vi), big_bits),
+                           builder.lshr(builder.sub(big_bits, low), shift))
+        code = builder.or_(code, builder.and_(builder.lshr(bits, sign_shift), sign_bit))
+        codes = builder.trunc(code, ir.VectorType(_I8, width))
+        _store_codes(context, builder, sig.args[7], outa, at0, codes, width, mode)
+        return context.get_dummy_value()
+    return types.none(x, base, n, d, divide, fp, up, out, at, pack), codegen
+
+
+@intrinsic
+def int_codes(typingctx, x, base, n, d, fixed, qmax, out, at):
+    """``clip(rint((x[base:base + n] * d) * fixed), -qmax, qmax)`` as int8 codes at
+    ``out[at]`` (uint8; the current rounding mode: half to even under
+    ``FP_NEAREST_EVEN``), ``n`` a compile-time constant."""
+    if not (isinstance(x, types.Array) and x.dtype == types.float32 and _literal(n)
+            and isinstance(out, types.Array) and out.dtype == types.uint8):
+        return None
+    width = _literal(n)
+
+    def codegen(context, builder, sig, args):
+        xs, b0, _, dv, fx, qm, outa, at0 = args
+        vf = ir.VectorType(_F32, width)
+
+        def splat(k):
+            return _splat(builder, _scalar(context, builder, args[k], sig.args[k],
+                                           types.float32), width)
+        xv = builder.load(_vector_at(context, builder, sig.args[0], xs, b0, _F32, width),
+                          align=4)
+        q = builder.fmul(builder.fmul(xv, splat(3)), splat(4))
+        rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vf, [vf]),
+                                              f"llvm.rint.v{width}f32")
+        q = builder.call(rint, [q])
+        top = splat(5)
+        q = _max(builder, q, builder.fneg(top))
+        q = _min(builder, q, top)
+        codes = builder.trunc(builder.fptosi(q, ir.VectorType(_I32, width)),
+                              ir.VectorType(_I8, width))
+        builder.store(codes, _vector_at(context, builder, sig.args[6], outa, at0, _I8, width),
+                      align=1)
+        return context.get_dummy_value()
+    return types.none(x, base, n, d, fixed, qmax, out, at), codegen
