@@ -148,25 +148,17 @@ def mx_rows(x, emax, shift, fp, up, codes, exps):
 @njit(cache=True, nogil=True)
 def _mxfp4_slice(x, fp, up, out, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
-    norm, magic, fmax = fp[0], fp[1], fp[2]
-    low = as_bits(norm * magic)
-    s, sign_shift, sign_bit = up[0], up[1], up[2]
-    codes = local_block(out, 64)
+    scale = local_block(x, TILE)
     rows = out.size // 17
-    w = x.size // max(rows, 1)  # (32, read from the shapes: see _mx_slice)
-    half = w // 2
-    for r in range(rows):
-        code = _mx_exponent(x, r * w, w, np.int32(2))
-        out[r * 17] = code
-        if code == 255:
-            continue
-        d = as_float(_power_bits(127 - code))  # 2**-e: e >= -127, so float32 holds it
-        base, at = r * w, r * 17 + 1
-        for i in range(w):  # (codes first, into a buffer: this loop vectorizes)
-            codes[i] = _small_float(x[base + i] * d, norm, magic, fmax, low, s, sign_shift,
-                                    sign_bit)
-        for j in range(half):
-            out[at + j] = bor(codes[j], shl(codes[half + j], np.uint8(4)))
+    for first in range(0, rows, TILE):  # (a tile's scales, then its codes: _mx_slice)
+        nb = min(TILE, rows - first)
+        for r in range(nb):
+            code = _e8m0(top_bits(x, (first + r) * 32, 32), np.int32(2))
+            out[(first + r) * 17] = code
+            scale[r] = as_float(_power_bits(127 - min(code, np.int32(254))))
+        for r in range(nb):  # (codes j and j + 16 into byte j: pack mode 1)
+            float_codes(x, (first + r) * 32, 32, scale[r], False, fp, up, out,
+                        (first + r) * 17 + 1, 1)
     swap_fp_control(saved)
 
 
@@ -212,30 +204,24 @@ def abs_max_bits(x, top):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _nvfp4_slice(x, tensor_scale, p8, scale_table, fp, up, scales, out, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
-    norm, magic, fmax = fp[0], fp[1], fp[2]
-    low = as_bits(norm * magic)
-    e2, sign_shift, sign_bit = up[0], up[1], up[2]
     s, half_m1, rebias = p8[F.E_SHIFT], p8[F.E_HALF_M1], p8[F.E_REBIAS]
     ovf_code, norm_min = p8[F.E_OVF_CODE], p8[F.E_NORM_MIN]
-    codes = local_block(out, 64)
-    w = x.size // max(scales.size, 1)  # (16, read from the shapes: see _mx_slice)
-    half = w // 2
-    for r in range(scales.size):
-        base = r * w
-        block_max = as_float(_block_top(x, base, w))
-        # the float32 steps of torchao's recipe, in its order
-        v = min(max((block_max / np.float32(6)) / tensor_scale, np.float32(2.0 ** -6)),
-                np.float32(448))
-        # (v is a normal E4M3 magnitude: the integer rounding alone is exact)
-        s8 = rounded(as_bits(v), s, half_m1, rebias, ovf_code, norm_min, np.float32(1),
-                      True, False)
-        scales[r] = s8
-        total = tensor_scale * scale_table[s8]
-        for i in range(w):
-            codes[i] = _small_float(x[base + i] / total, norm, magic, fmax, low, e2,
-                                    sign_shift, sign_bit)
-        for j in range(half):
-            out[r * half + j] = bor(codes[2 * j], shl(codes[2 * j + 1], np.uint8(4)))
+    total = local_block(x, TILE)
+    for first in range(0, scales.size, TILE):  # (a tile's scales, then its codes)
+        nb = min(TILE, scales.size - first)
+        for r in range(nb):
+            block_max = as_float(top_bits(x, (first + r) * 16, 16))
+            # the float32 steps of torchao's recipe, in its order
+            v = min(max((block_max / np.float32(6)) / tensor_scale, np.float32(2.0 ** -6)),
+                    np.float32(448))
+            # (v is a normal E4M3 magnitude: the integer rounding alone is exact)
+            s8 = rounded(as_bits(v), s, half_m1, rebias, ovf_code, norm_min, np.float32(1),
+                         True, False)
+            scales[first + r] = s8
+            total[r] = tensor_scale * scale_table[s8]
+        for r in range(nb):  # (a true division; codes 2j and 2j + 1 into byte j)
+            float_codes(x, (first + r) * 16, 16, total[r], True, fp, up, out,
+                        (first + r) * 8, 2)
     swap_fp_control(saved)
 
 
