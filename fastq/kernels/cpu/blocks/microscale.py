@@ -26,10 +26,10 @@ from numba import njit, prange
 from ....core import formats as F
 from ..rounding import rounded
 from ..parallel import BLOCK, chunk_bounds, launch
-from .wide import float_codes, int_codes, top_bits
-from ..word import (FP_NEAREST_EVEN, add, as_bits, as_float, band, bor, finish_stream,
-                    local_block, shl, shr, stream_out, sub, swap_fp_control,
-                    unmanaged)
+from .wide import (e2m1_values, float_codes, float_values, int_codes, int_values,
+                   top_bits)
+from ..word import (FP_NEAREST_EVEN, add, address, as_bits, as_float, band, bor, finish_stream,
+                    local_block, shr, sub, swap_fp_control)
 
 MASK, INF_BITS = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
 TILE = 16  # blocks whose scales are found before their codes (see _mx_slice)
@@ -243,39 +243,31 @@ def nvfp4(x, tensor_scale, params8, scale_table, fp, up, scales, out):
            (x, np.float32(tensor_scale), params8, scale_table, fp, up, scales, out))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _code_float(h, mag_mask, sign_bit, shift, sign_shift):
-    """The float32 whose exponent and mantissa fields hold the magnitude bits of the
-    float code ``h`` (``h & mag_mask``, shifted left by ``shift``), with its sign
-    (``h & sign_bit``, shifted by ``sign_shift``): the code's value divided by ``up``."""
-    return as_float(bor(shl(band(h, mag_mask), shift), shl(band(h, sign_bit), sign_shift)))
-
-
 @njit(cache=True, nogil=True)
 def _mx_decode_slice(codes, exps, shift, up, special_min, table, out, stream):
-    buf = local_block(out, BLOCK)
-    mag, sign = np.uint32(0x7F), np.uint32(0x80)
-    for start in range(0, out.size, BLOCK):
-        out_b = out[start:start + BLOCK]
-        dst = buf[:out_b.size] if stream else out_b
-        for r in range(out_b.size // 32):
-            scale = as_float(_power_bits(np.int32(exps[start // 32 + r]) - 127))  # (255: inf)
-            base, at = start + r * 32, r * 32
-            if shift == 0:  # int8 codes
-                for i in range(32):
-                    dst[at + i] = np.float32(np.int8(codes[base + i])) * up * scale
+    # (non-temporal stores straight from the vector registers: blocks of 32 float32
+    # start on 128-byte boundaries of an aligned out)
+    direct = stream and address(out, 0) % 64 == 0
+    for r in range(exps.size):
+        scale = as_float(_power_bits(np.int32(exps[r]) - 127))  # (255: inf)
+        base = r * 32
+        if shift == 0:  # int8 codes
+            if direct:
+                int_values(codes, base, 32, up, scale, out, base, True)
             else:
-                top = np.uint32(0)
-                for i in range(32):
-                    h = np.uint32(codes[base + i])
-                    top = max(top, band(h, mag))
-                    dst[at + i] = _code_float(h, mag, sign, shift, np.uint32(24)) * up * scale
-                if top >= special_min:  # (rare: an inf or NaN code in the block)
-                    for i in range(32):
-                        dst[at + i] = table[codes[base + i]] * scale
-        if stream:
-            stream_out(out_b, dst)
-    finish_stream(stream)
+                int_values(codes, base, 32, up, scale, out, base, False)
+            continue
+        if direct:
+            special = float_values(codes, base, 32, shift, up, scale, special_min, out, base,
+                                   True)
+        else:
+            special = float_values(codes, base, 32, shift, up, scale, special_min, out, base,
+                                   False)
+        if special:  # (rare: an inf or NaN code in the block, redone from the table)
+            finish_stream(direct)  # (the block's non-temporal stores before these)
+            for i in range(32):
+                out[base + i] = table[codes[base + i]] * scale
+    finish_stream(direct)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -297,53 +289,27 @@ def mx_decode(codes, exps, shift, up, special_min, table, out):
             out))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _e2m1_value(h):
-    """The float32 value of the E2M1 code in the low 4 bits of ``h``, without a float32
-    subnormal (slow on many CPUs): the magnitude bits under exponent 126 read ``y =
-    (1 + m / 2) * 2**(e - 1)``, the value itself for ``e >= 1``; ``e = 0`` (0 and 0.5)
-    is ``2 * y - 1``, exactly.  Sign: bit 3."""
-    mag = band(h, np.uint32(7))
-    y = as_float(add(shl(mag, np.uint32(22)), np.uint32(126 << 23)))
-    v = y if mag >= np.uint32(2) else np.float32(2) * y - np.float32(1)
-    return as_float(bor(as_bits(v), shl(band(h, np.uint32(8)), np.uint32(28))))
-
-
 @njit(cache=True, nogil=True)
 def _fp4_decode_slice(data, s8, table, tensor_scale, ggml, out, stream):
-    buf = local_block(out, BLOCK)
-    lo, hi, scale = local_block(out, 8), local_block(out, 8), local_block(out, 32)  # (BLOCK // 16)
-    four = np.uint32(4)
+    direct = stream and address(out, 0) % 64 == 0  # (see _mx_decode_slice)
     # GGML's table holds +0 for the code -0: adding +0 turns -0 into +0, changing nothing
     # else; adding -0 changes nothing at all
     zero = np.float32(0) if ggml else np.float32(-0.0)
-    for start in range(0, out.size, BLOCK):
-        out_b = out[start:start + BLOCK]
-        dst = buf[:out_b.size] if stream else out_b
-        if ggml:  # rows of 17 bytes: E8M0, then element j low and j + 16 high
-            for r in range(out_b.size // 32):
-                row, at = (start // 32 + r) * 17, r * 32
-                d = as_float(_power_bits(np.int32(data[row]) - 127))
-                for j in range(16):
-                    b = np.uint32(data[row + 1 + j])
-                    dst[at + j] = _e2m1_value(b) * d + zero
-                    dst[at + 16 + j] = _e2m1_value(shr(b, four)) * d + zero
-        else:  # NVFP4: byte j holds elements 2j (low) and 2j + 1, an E4M3 scale per 16
-            for r in range(out_b.size // 16):  # (the scales first: a table lookup
-                scale[r] = tensor_scale * table[s8[start // 16 + r]]  # in the loop is slow)
-            for r in range(out_b.size // 16):
-                blk, at, d = start // 16 + r, r * 16, scale[r]
-                src = np.uint64(blk * 8)  # (unsigned: consecutive loads)
-                for j in range(8):  # (each half apart, then interleaved: vectorizes)
-                    b = np.uint32(data[src + np.uint64(j)])
-                    lo[j] = _e2m1_value(b) * d
-                    hi[j] = _e2m1_value(shr(b, four)) * d
-                for j in range(8):
-                    dst[at + 2 * j] = lo[j]
-                    dst[at + 2 * j + 1] = hi[j]
-        if stream:
-            stream_out(out_b, dst)
-    finish_stream(stream)
+    if ggml:  # rows of 17 bytes: E8M0, then element j low and j + 16 high
+        for r in range(out.size // 32):
+            d = as_float(_power_bits(np.int32(data[r * 17]) - 127))
+            if direct:
+                e2m1_values(data, r * 17 + 1, 32, 1, d, zero, out, r * 32, True)
+            else:
+                e2m1_values(data, r * 17 + 1, 32, 1, d, zero, out, r * 32, False)
+    else:  # NVFP4: byte j holds elements 2j (low) and 2j + 1, an E4M3 scale per 16
+        for r in range(out.size // 16):
+            d = tensor_scale * table[s8[r]]
+            if direct:
+                e2m1_values(data, r * 8, 16, 2, d, zero, out, r * 16, True)
+            else:
+                e2m1_values(data, r * 8, 16, 2, d, zero, out, r * 16, False)
+    finish_stream(direct)
 
 
 @njit(parallel=True, cache=True, nogil=True)

@@ -168,3 +168,120 @@ def int_codes(typingctx, x, base, n, d, fixed, qmax, out, at):
                       align=1)
         return context.get_dummy_value()
     return types.none(x, base, n, d, fixed, qmax, out, at), codegen
+
+
+def _store_values(context, builder, outty, out, at, values, width, nontemporal):
+    """Store ``<width x float>`` at ``out[at]``: a non-temporal store (``out[at]``
+    64-byte aligned: the caller's to ensure) or a plain unaligned one."""
+    ptr = _vector_at(context, builder, outty, out, at, _F32, width)
+    if not nontemporal:
+        builder.store(values, ptr, align=4)
+        return
+    store = builder.store(values, ptr, align=64)
+    store.set_metadata("nontemporal", builder.module.add_metadata([_I32(1)]))
+
+
+def _values_ok(codes, n, out, nontemporal):
+    return (isinstance(codes, types.Array) and codes.dtype == types.uint8 and _literal(n)
+            and isinstance(out, types.Array) and out.dtype == types.float32
+            and isinstance(nontemporal, types.BooleanLiteral))
+
+
+@intrinsic
+def float_values(typingctx, codes, base, n, shift, up, scale, special_min, out, at,
+                 nontemporal):
+    """``value(code) * up * scale`` of the float codes ``codes[base:base + n]`` (uint8)
+    into ``out[at:at + n]`` (float32): a code's magnitude bits (``& 0x7F``) shifted left
+    by ``shift`` into a float32's exponent and mantissa fields, with its sign (bit 7),
+    read as the code's value over ``up`` (exactly; see ``microscale.mx_decode``).
+    Returns whether a code's magnitude bits reach ``special_min`` (inf or NaN codes,
+    whose lanes are then wrong).  ``nontemporal``: non-temporal stores (``out[at]``
+    64-byte aligned)."""
+    if not _values_ok(codes, n, out, nontemporal):
+        return None
+    width, nt = _literal(n), nontemporal.literal_value
+
+    def codegen(context, builder, sig, args):
+        cs, b0, _, sh, upv, sc, smin, outa, at0, _ = args
+        vi = ir.VectorType(_I32, width)
+        h = builder.zext(builder.load(_vector_at(context, builder, sig.args[0], cs, b0, _I8,
+                                                 width), align=1), vi)
+        mag = builder.and_(h, ir.Constant(vi, [0x7F] * width))
+        shift = _splat(builder, _scalar(context, builder, sh, sig.args[3], types.uint32), width)
+        sign = builder.shl(builder.and_(h, ir.Constant(vi, [0x80] * width)),
+                           ir.Constant(vi, [24] * width))
+        v = builder.bitcast(builder.or_(builder.shl(mag, shift), sign),
+                            ir.VectorType(_F32, width))
+        for k in (4, 5):  # (times up, then times the scale: two roundings, as the loop's)
+            v = builder.fmul(v, _splat(builder, _scalar(context, builder, args[k], sig.args[k],
+                                                        types.float32), width))
+        _store_values(context, builder, sig.args[7], outa, at0, v, width, nt)
+        limit = _splat(builder, _scalar(context, builder, smin, sig.args[6], types.uint32),
+                       width)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(1), [ir.VectorType(ir.IntType(1), width)]),
+            f"llvm.vector.reduce.or.v{width}i1")
+        return builder.call(fn, [builder.icmp_unsigned(">=", mag, limit)])
+    return types.boolean(codes, base, n, shift, up, scale, special_min, out, at,
+                         nontemporal), codegen
+
+
+@intrinsic
+def int_values(typingctx, codes, base, n, up, scale, out, at, nontemporal):
+    """``int8(code) * up * scale`` of ``codes[base:base + n]`` into ``out[at:at + n]``."""
+    if not _values_ok(codes, n, out, nontemporal):
+        return None
+    width, nt = _literal(n), nontemporal.literal_value
+
+    def codegen(context, builder, sig, args):
+        cs, b0, _, upv, sc, outa, at0, _ = args
+        vf = ir.VectorType(_F32, width)
+        h = builder.load(_vector_at(context, builder, sig.args[0], cs, b0, _I8, width), align=1)
+        v = builder.sitofp(h, vf)
+        for k in (3, 4):
+            v = builder.fmul(v, _splat(builder, _scalar(context, builder, args[k], sig.args[k],
+                                                        types.float32), width))
+        _store_values(context, builder, sig.args[5], outa, at0, v, width, nt)
+        return context.get_dummy_value()
+    return types.none(codes, base, n, up, scale, out, at, nontemporal), codegen
+
+
+@intrinsic
+def e2m1_values(typingctx, data, base, n, pack, scale, zero, out, at, nontemporal):
+    """The ``n`` E2M1 values packed in ``data[base:base + n // 2]`` (``pack`` 1: GGML's
+    halves, 2: neighbours, the first element low) times ``scale``, plus ``zero``, into
+    ``out[at:at + n]``.  A value is rebuilt without a float32 subnormal: the magnitude
+    bits under exponent 126 read ``y = (1 + m/2) * 2**(e - 1)``, the value itself for
+    ``e >= 1``; ``2y - 1`` for the codes 0 and 0.5 (``microscale._e2m1_value``)."""
+    if not (_values_ok(data, n, out, nontemporal) and _literal(pack)):
+        return None
+    width, mode, nt = _literal(n), _literal(pack), nontemporal.literal_value
+
+    def codegen(context, builder, sig, args):
+        ds, b0, _, _, sc, zr, outa, at0, _ = args
+        half = width // 2
+        vb, vi, vf = ir.VectorType(_I8, half), ir.VectorType(_I32, width), ir.VectorType(_F32,
+                                                                                         width)
+        byte = builder.load(_vector_at(context, builder, sig.args[0], ds, b0, _I8, half), align=1)
+        lo = builder.and_(byte, ir.Constant(vb, [15] * half))
+        hi = builder.lshr(byte, ir.Constant(vb, [4] * half))
+        order = (list(range(width)) if mode == 1 else
+                 [k // 2 + (half if k % 2 else 0) for k in range(width)])
+        c = builder.zext(builder.shuffle_vector(lo, hi, ir.Constant(vi, order)), vi)
+        mag = builder.and_(c, ir.Constant(vi, [7] * width))
+        y = builder.bitcast(builder.add(builder.shl(mag, ir.Constant(vi, [22] * width)),
+                                        ir.Constant(vi, [126 << 23] * width)), vf)
+        small = builder.fsub(builder.fmul(y, ir.Constant(vf, [2.0] * width)),
+                             ir.Constant(vf, [1.0] * width))
+        v = builder.select(builder.icmp_unsigned(">=", mag, ir.Constant(vi, [2] * width)), y,
+                           small)
+        sign = builder.shl(builder.and_(c, ir.Constant(vi, [8] * width)),
+                           ir.Constant(vi, [28] * width))
+        v = builder.bitcast(builder.or_(builder.bitcast(v, vi), sign), vf)
+        v = builder.fmul(v, _splat(builder, _scalar(context, builder, sc, sig.args[4],
+                                                    types.float32), width))
+        v = builder.fadd(v, _splat(builder, _scalar(context, builder, zr, sig.args[5],
+                                                    types.float32), width))
+        _store_values(context, builder, sig.args[6], outa, at0, v, width, nt)
+        return context.get_dummy_value()
+    return types.none(data, base, n, pack, scale, zero, out, at, nontemporal), codegen
