@@ -90,6 +90,17 @@ def _store_codes(context, builder, outty, out, at, codes, width, pack):
     builder.store(byte, _vector_at(context, builder, outty, out, at, _I8, half), align=1)
 
 
+def _narrow(builder, code, width):
+    """``<width x i32>`` lanes in 0..255 to bytes (a clamp x86 folds into its
+    saturating packs)."""
+    vi = code.type
+    fns = [cgutils.get_or_insert_function(builder.module, ir.FunctionType(vi, [vi, vi]),
+                                          f"llvm.{op}.v{width}i32") for op in ("smax", "smin")]
+    code = builder.call(fns[0], [code, ir.Constant(vi, [0] * width)])
+    code = builder.call(fns[1], [code, ir.Constant(vi, [255] * width)])
+    return builder.trunc(code, ir.VectorType(_I8, width))
+
+
 @intrinsic
 def float_codes(typingctx, x, base, n, d, divide, fp, up, out, at, pack):
     """The small-float codes (``microscale._small_float``: ``fp = [norm, magic, fmax]``
@@ -130,7 +141,7 @@ def float_codes(typingctx, x, base, n, d, divide, fp, up, out, at, pack):
         code = builder.add(builder.sub(builder.bitcast(builder.fadd(a, big), vi), big_bits),
                            builder.lshr(builder.sub(big_bits, low), shift))
         code = builder.or_(code, builder.and_(builder.lshr(bits, sign_shift), sign_bit))
-        codes = builder.trunc(code, ir.VectorType(_I8, width))
+        codes = _narrow(builder, code, width)
         _store_codes(context, builder, sig.args[7], outa, at0, codes, width, mode)
         return context.get_dummy_value()
     return types.none(x, base, n, d, divide, fp, up, out, at, pack), codegen
