@@ -26,8 +26,8 @@ from numba import njit, prange
 from ....core import formats as F
 from ..rounding import rounded
 from ..parallel import BLOCK, chunk_bounds, launch
-from .wide import (e2m1_values, float_codes, float_values, int_codes, int_values,
-                   top_bits)
+from .wide import (e2m1_values, e8m0_scales, float_codes, float_values, int_codes,
+                   int_values, top_bits)
 from ..word import (FP_NEAREST_EVEN, add, address, as_bits, as_float, band, bor, finish_stream,
                     local_block, shr, sub, swap_fp_control)
 
@@ -111,11 +111,14 @@ def _mx_slice(x, emax, shift, fp, up, codes, exps, stream):
         # is a long chain of dependent steps (its amax reduction, the exponent, the
         # scale back in a vector register), which the CPU overlaps across the blocks
         # of the tile, where one block after another would wait on each chain in turn
-        for r in range(nb):
+        # x / 2**e as x * 2**-e: the same rounded number (a power of two float32 holds
+        # for -127 <= -e <= 127; code 0xFF: any scale, its codes unused); eight blocks
+        # at a time in vector lanes, the rest one by one
+        for g in range(0, nb - 7, 8):
+            e8m0_scales(x, (first + g) * 32, 32, emax, exps, first + g, scale, g)
+        for r in range(nb // 8 * 8, nb):
             code = _e8m0(top_bits(x, (first + r) * 32, 32), emax)
             exps[first + r] = code
-            # x / 2**e as x * 2**-e: the same rounded number (a power of two float32
-            # holds for -127 <= -e <= 127; code 0xFF: any scale, its codes unused)
             scale[r] = as_float(_power_bits(127 - min(code, np.int32(254))))
         for r in range(nb):
             base = (first + r) * 32
@@ -148,14 +151,18 @@ def mx_rows(x, emax, shift, fp, up, codes, exps):
 @njit(cache=True, nogil=True)
 def _mxfp4_slice(x, fp, up, out, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
-    scale = local_block(x, TILE)
+    scale, heads = local_block(x, TILE), local_block(out, TILE)
     rows = out.size // 17
     for first in range(0, rows, TILE):  # (a tile's scales, then its codes: _mx_slice)
         nb = min(TILE, rows - first)
-        for r in range(nb):
+        for g in range(0, nb - 7, 8):  # (eight at a time, as _mx_slice)
+            e8m0_scales(x, (first + g) * 32, 32, np.int32(2), heads, g, scale, g)
+        for r in range(nb // 8 * 8, nb):
             code = _e8m0(top_bits(x, (first + r) * 32, 32), np.int32(2))
-            out[(first + r) * 17] = code
+            heads[r] = code
             scale[r] = as_float(_power_bits(127 - min(code, np.int32(254))))
+        for r in range(nb):
+            out[(first + r) * 17] = heads[r]
         for r in range(nb):  # (codes j and j + 16 into byte j: pack mode 1)
             float_codes(x, (first + r) * 32, 32, scale[r], False, fp, up, out,
                         (first + r) * 17 + 1, 1)

@@ -296,3 +296,91 @@ def e2m1_values(typingctx, data, base, n, pack, scale, zero, out, at, nontempora
         _store_values(context, builder, sig.args[6], outa, at0, v, width, nt)
         return context.get_dummy_value()
     return types.none(data, base, n, pack, scale, zero, out, at, nontemporal), codegen
+
+
+def _umax(builder, a, b):
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(a.type, [a.type, a.type]),
+                                        f"llvm.umax.v{a.type.count}i32")
+    return builder.call(fn, [a, b])
+
+
+def _tops_of_eight(context, builder, arrty, x, base, width):
+    """``<8 x i32>``: lane ``j`` the largest magnitude bits of block ``j`` of the eight
+    blocks of ``width`` at ``x[base]``.  Each block is first folded to eight lanes, then
+    the eight vectors are reduced together by a butterfly (three rounds of two shuffles
+    and a max), where one reduction a block would take three rounds each."""
+    v8 = ir.VectorType(_I32, 8)
+    vecs, labels = [], []
+    for j in range(8):
+        at = builder.add(base, ir.Constant(base.type, j * width))
+        v = builder.load(_vector_at(context, builder, arrty, x, at, _I32, width), align=4)
+        v = builder.and_(v, ir.Constant(ir.VectorType(_I32, width), [0x7FFFFFFF] * width))
+        parts = [builder.shuffle_vector(v, v, ir.Constant(v8, list(range(k, k + 8))))
+                 for k in range(0, width, 8)]
+        while len(parts) > 1:
+            parts = [_umax(builder, parts[k], parts[k + 1]) for k in range(0, len(parts), 2)]
+        vecs.append(parts[0])
+        labels.append([j] * 8)
+    rounds = ([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]), \
+             ([0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]), \
+             ([0, 8, 2, 10, 4, 12, 6, 14], [1, 9, 3, 11, 5, 13, 7, 15])
+    for first, second in rounds:
+        merged, merged_labels = [], []
+        for k in range(0, len(vecs), 2):
+            a, b = vecs[k], vecs[k + 1]
+            both = labels[k] + labels[k + 1]
+            la, lb = [both[i] for i in first], [both[i] for i in second]
+            assert la == lb  # (lanes of the same block meet in the max)
+            merged.append(_umax(builder, builder.shuffle_vector(a, b, ir.Constant(v8, first)),
+                                builder.shuffle_vector(a, b, ir.Constant(v8, second))))
+            merged_labels.append(la)
+        vecs, labels = merged, merged_labels
+    order = [labels[0].index(j) for j in range(8)]
+    return builder.shuffle_vector(vecs[0], vecs[0], ir.Constant(v8, order))
+
+
+@intrinsic
+def e8m0_scales(typingctx, x, base, width, emax, exps, at, scale, scale_at):
+    """For the eight blocks of ``width`` float32 at ``x[base]``: the OCP E8M0 codes
+    ``clip(floor(log2(amax)) - emax, -127, 127) + 127`` (0xFF: inf or NaN in the block;
+    an all-zero block reads as the smallest normal) into ``exps[at:at + 8]`` (uint8),
+    and ``2**-e`` into ``scale[scale_at:scale_at + 8]`` (float32; any value for 0xFF),
+    as ``microscale._e8m0`` and ``_power_bits`` compute them one block at a time."""
+    if not (isinstance(x, types.Array) and x.dtype == types.float32 and _literal(width)
+            and isinstance(exps, types.Array) and exps.dtype == types.uint8
+            and isinstance(scale, types.Array) and scale.dtype == types.float32):
+        return None
+    w = _literal(width)
+
+    def codegen(context, builder, sig, args):
+        xs, b0, _, em, ex, at0, sc, sat = args
+        v8, f8 = ir.VectorType(_I32, 8), ir.VectorType(_F32, 8)
+
+        def const(value):
+            return ir.Constant(v8, [value] * 8)
+        top = _tops_of_eight(context, builder, sig.args[0], xs,
+                             _scalar(context, builder, b0, sig.args[1], types.intp), w)
+        # floor(log2(amax)): the exponent field; for a subnormal amax the exponent of its
+        # integer significand converted to float32 (exact below 2**24), less 149
+        normal = builder.sub(builder.lshr(top, const(23)), const(127))
+        sub = builder.sub(builder.lshr(builder.bitcast(builder.sitofp(top, f8), v8), const(23)),
+                          const(127 + 149))
+        flog = builder.select(builder.icmp_unsigned(">=", top, const(0x00800000)), normal,
+                              builder.select(builder.icmp_unsigned("==", top, const(0)),
+                                             const(-126), sub))
+        e = builder.sub(flog, _splat(builder, _scalar(context, builder, em, sig.args[3],
+                                                      types.int32), 8))
+        e = builder.select(builder.icmp_signed("<", e, const(-127)), const(-127), e)
+        e = builder.select(builder.icmp_signed(">", e, const(127)), const(127), e)
+        code = builder.select(builder.icmp_unsigned(">=", top, const(0x7F800000)), const(255),
+                              builder.add(e, const(127)))
+        builder.store(builder.trunc(code, ir.VectorType(_I8, 8)),
+                      _vector_at(context, builder, sig.args[4], ex, at0, _I8, 8), align=1)
+        k = builder.sub(const(127), code)  # (-e; -128 for 0xFF: any scale)
+        power = builder.select(builder.icmp_signed(">=", k, const(-126)),
+                               builder.shl(builder.add(k, const(127)), const(23)),
+                               const(0x00400000))  # (2**-127, a float32 subnormal)
+        builder.store(builder.bitcast(power, f8),
+                      _vector_at(context, builder, sig.args[6], sc, sat, _F32, 8), align=4)
+        return context.get_dummy_value()
+    return types.none(x, base, width, emax, exps, at, scale, scale_at), codegen
