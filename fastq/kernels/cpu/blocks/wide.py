@@ -384,3 +384,43 @@ def e8m0_scales(typingctx, x, base, width, emax, exps, at, scale, scale_at):
                       _vector_at(context, builder, sig.args[6], sc, sat, _F32, 8), align=4)
         return context.get_dummy_value()
     return types.none(x, base, width, emax, exps, at, scale, scale_at), codegen
+
+
+@intrinsic
+def nvfp4_scales(typingctx, x, base, tensor_scale, scales, at, total, total_at):
+    """For the eight blocks of 16 float32 at ``x[base]``, torchao's NVFP4 block scales in
+    its float32 steps, lane-wise: ``v = min(max((amax / 6) / tensor_scale, 2**-6), 448)``,
+    its E4M3 code (round half to even: ``v`` is a normal E4M3 magnitude, so the
+    float32 bits rounded to three mantissa bits are the code's value) into
+    ``scales[at:at + 8]`` (uint8), and ``tensor_scale * value`` into
+    ``total[total_at:total_at + 8]`` (float32).  Finite blocks only."""
+    if not (isinstance(x, types.Array) and x.dtype == types.float32
+            and isinstance(scales, types.Array) and scales.dtype == types.uint8
+            and isinstance(total, types.Array) and total.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        xs, b0, ts, sc, at0, tot, tat = args
+        v8, f8 = ir.VectorType(_I32, 8), ir.VectorType(_F32, 8)
+
+        def const(value):
+            return ir.Constant(v8, [value] * 8)
+
+        def fconst(value):
+            return ir.Constant(f8, [value] * 8)
+        top = _tops_of_eight(context, builder, sig.args[0], xs,
+                             _scalar(context, builder, b0, sig.args[1], types.intp), 16)
+        scale = _splat(builder, _scalar(context, builder, ts, sig.args[2], types.float32), 8)
+        v = builder.fdiv(builder.fdiv(builder.bitcast(top, f8), fconst(6.0)), scale)
+        v = _min(builder, _max(builder, v, fconst(2.0 ** -6)), fconst(448.0))
+        b = builder.bitcast(v, v8)
+        odd = builder.and_(builder.lshr(b, const(20)), const(1))
+        r = builder.add(builder.add(b, const(0x7FFFF)), odd)
+        code = builder.sub(builder.lshr(r, const(20)), const(120 << 3))
+        builder.store(builder.trunc(code, ir.VectorType(_I8, 8)),
+                      _vector_at(context, builder, sig.args[3], sc, at0, _I8, 8), align=1)
+        value = builder.bitcast(builder.and_(r, const(-(1 << 20))), f8)
+        builder.store(builder.fmul(scale, value),
+                      _vector_at(context, builder, sig.args[5], tot, tat, _F32, 8), align=4)
+        return context.get_dummy_value()
+    return types.none(x, base, tensor_scale, scales, at, total, total_at), codegen
