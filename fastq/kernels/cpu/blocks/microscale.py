@@ -125,7 +125,7 @@ def _mx_slice(x, emax, shift, fp, up, codes, exps, stream):
             if up[0] == 0:  # integer elements: (x * 2**-e) * 2**shift (see mx_rows)
                 int_codes(x, base, 32, scale[r], fixed, qmax, codes, base)
             else:
-                float_codes(x, base, 32, scale[r], False, fp, up, codes, base, 0)
+                float_codes(x, base, 32, scale[r], scale[r], False, fp, up, codes, base, 0)
     swap_fp_control(saved)
 
 
@@ -164,7 +164,7 @@ def _mxfp4_slice(x, fp, up, out, stream):
         for r in range(nb):
             out[(first + r) * 17] = heads[r]
         for r in range(nb):  # (codes j and j + 16 into byte j: pack mode 1)
-            float_codes(x, (first + r) * 32, 32, scale[r], False, fp, up, out,
+            float_codes(x, (first + r) * 32, 32, scale[r], scale[r], False, fp, up, out,
                         (first + r) * 17 + 1, 1)
     swap_fp_control(saved)
 
@@ -228,8 +228,13 @@ def _nvfp4_slice(x, tensor_scale, p8, scale_table, fp, up, scales, out, stream):
                          True, False)
             scales[first + r] = s8
             total[r] = tensor_scale * scale_table[s8]
-        for r in range(nb):  # (a true division; codes 2j and 2j + 1 into byte j)
-            float_codes(x, (first + r) * 16, 16, total[r], True, fp, up, out,
+        # (a true division; codes 2j and 2j + 1 into byte j; two blocks a call)
+        for r in range(0, nb - 1, 2):
+            float_codes(x, (first + r) * 16, 32, total[r], total[r + 1], True, fp, up, out,
+                        (first + r) * 8, 2)
+        if nb % 2:
+            r = nb - 1
+            float_codes(x, (first + r) * 16, 16, total[r], total[r], True, fp, up, out,
                         (first + r) * 8, 2)
     swap_fp_control(saved)
 

@@ -73,21 +73,23 @@ def top_bits(typingctx, x, base, n):
     return None
 
 
-def _store_codes(context, builder, outty, out, at, codes, width, pack):
-    """Store the ``<width x i8>`` codes at ``out[at]`` in packing mode ``pack``."""
-    if pack == 0:
-        builder.store(codes, _vector_at(context, builder, outty, out, at, _I8, width), align=1)
-        return
-    half = width // 2
-    if pack == 1:
-        lo_idx, hi_idx = list(range(half)), list(range(half, width))
-    else:
-        lo_idx, hi_idx = list(range(0, width, 2)), list(range(1, width, 2))
-    mask = ir.VectorType(_I32, half)
-    lo = builder.shuffle_vector(codes, codes, ir.Constant(mask, lo_idx))
-    hi = builder.shuffle_vector(codes, codes, ir.Constant(mask, hi_idx))
-    byte = builder.or_(lo, builder.shl(hi, ir.Constant(ir.VectorType(_I8, half), [4] * half)))
-    builder.store(byte, _vector_at(context, builder, outty, out, at, _I8, half), align=1)
+def _store_codes(context, builder, outty, out, at, code, width, pack):
+    """Store the ``<width x i32>`` codes (0..255) at ``out[at]`` as bytes in packing mode
+    ``pack``: nibble pairs are joined in the 32-bit lanes, then narrowed (half as many
+    lanes to narrow, and no byte shuffles)."""
+    if pack:
+        half = width // 2
+        if pack == 1:
+            lo_idx, hi_idx = list(range(half)), list(range(half, width))
+        else:
+            lo_idx, hi_idx = list(range(0, width, 2)), list(range(1, width, 2))
+        mask = ir.VectorType(_I32, half)
+        lo = builder.shuffle_vector(code, code, ir.Constant(mask, lo_idx))
+        hi = builder.shuffle_vector(code, code, ir.Constant(mask, hi_idx))
+        code = builder.or_(lo, builder.shl(hi, ir.Constant(mask, [4] * half)))
+        width = half
+    builder.store(_narrow(builder, code, width),
+                  _vector_at(context, builder, outty, out, at, _I8, width), align=1)
 
 
 def _narrow(builder, code, width):
@@ -102,10 +104,11 @@ def _narrow(builder, code, width):
 
 
 @intrinsic
-def float_codes(typingctx, x, base, n, d, divide, fp, up, out, at, pack):
+def float_codes(typingctx, x, base, n, d, d_hi, divide, fp, up, out, at, pack):
     """The small-float codes (``microscale._small_float``: ``fp = [norm, magic, fmax]``
     float32, ``up = [shift, sign shift, sign bit]`` uint32) of ``x[base:base + n] * d``
-    (``divide`` True: ``/ d``), stored at ``out[at]`` (uint8) in packing mode ``pack``
+    (``divide`` True: ``/ d``; ``d_hi`` in place of ``d`` for the upper ``n / 2``
+    lanes: two blocks in one call), stored at ``out[at]`` (uint8) in packing mode ``pack``
     (compile-time constants: ``n``, ``divide``, ``pack``)."""
     if not (isinstance(x, types.Array) and x.dtype == types.float32 and _literal(n)
             and isinstance(divide, types.BooleanLiteral) and _literal(pack) is not None
@@ -114,22 +117,24 @@ def float_codes(typingctx, x, base, n, d, divide, fp, up, out, at, pack):
     width, by_division, mode = _literal(n), divide.literal_value, _literal(pack)
 
     def codegen(context, builder, sig, args):
-        xs, b0, _, dv, _, fpa, upa, outa, at0, _ = args
+        xs, b0, _, dv, dh, _, fpa, upa, outa, at0, _ = args
         vf, vi = ir.VectorType(_F32, width), ir.VectorType(_I32, width)
 
         def item(arrty, arr, k, elem):
             data = context.make_array(arrty)(context, builder, arr).data
             return builder.load(builder.gep(data, [_I32(k)]))
 
-        norm, magic, fmax = (_splat(builder, item(sig.args[5], fpa, k, _F32), width)
+        norm, magic, fmax = (_splat(builder, item(sig.args[6], fpa, k, _F32), width)
                              for k in range(3))
-        shift, sign_shift, sign_bit = (_splat(builder, item(sig.args[6], upa, k, _I32), width)
+        shift, sign_shift, sign_bit = (_splat(builder, item(sig.args[7], upa, k, _I32), width)
                                        for k in range(3))
         low = builder.bitcast(builder.fmul(norm, magic), vi)
         xv = builder.load(_vector_at(context, builder, sig.args[0], xs, b0, _F32, width),
                           align=4)
-        dsplat = _splat(builder, _scalar(context, builder, dv, sig.args[3], types.float32),
-                        width)
+        lo_d, hi_d = (_splat(builder, _scalar(context, builder, v, t, types.float32), width // 2)
+                      for v, t in ((dv, sig.args[3]), (dh, sig.args[4])))
+        dsplat = builder.shuffle_vector(lo_d, hi_d, ir.Constant(ir.VectorType(_I32, width),
+                                                                list(range(width))))
         v = builder.fdiv(xv, dsplat) if by_division else builder.fmul(xv, dsplat)
         bits = builder.bitcast(v, vi)
         a = builder.bitcast(builder.and_(bits, ir.Constant(vi, [0x7FFFFFFF] * width)), vf)
@@ -141,10 +146,9 @@ def float_codes(typingctx, x, base, n, d, divide, fp, up, out, at, pack):
         code = builder.add(builder.sub(builder.bitcast(builder.fadd(a, big), vi), big_bits),
                            builder.lshr(builder.sub(big_bits, low), shift))
         code = builder.or_(code, builder.and_(builder.lshr(bits, sign_shift), sign_bit))
-        codes = _narrow(builder, code, width)
-        _store_codes(context, builder, sig.args[7], outa, at0, codes, width, mode)
+        _store_codes(context, builder, sig.args[8], outa, at0, code, width, mode)
         return context.get_dummy_value()
-    return types.none(x, base, n, d, divide, fp, up, out, at, pack), codegen
+    return types.none(x, base, n, d, d_hi, divide, fp, up, out, at, pack), codegen
 
 
 @intrinsic
