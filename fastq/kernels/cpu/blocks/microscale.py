@@ -27,12 +27,16 @@ from ....core import formats as F
 from ..rounding import rounded
 from ..parallel import BLOCK, chunk_bounds, launch
 from .wide import (e2m1_values, e8m0_scales, float_codes, float_values, int_codes,
-                   int_values, nvfp4_scales, top_bits)
+                   int_values, nvfp4_scales, prefetch_lines, top_bits)
 from ..word import (FP_NEAREST_EVEN, add, address, as_bits, as_float, band, bor, finish_stream,
                     local_block, shr, sub, swap_fp_control)
 
 MASK, INF_BITS = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
-TILE = 16  # blocks whose scales are found before their codes (see _mx_slice)
+# Blocks whose scales are found before their codes (see _mx_slice); the input of the
+# next tile is prefetched: the hardware prefetcher alone left the compute-heavy block
+# loops waiting on memory (16M float32, one thread: mxfp8 9.0 -> 7.8 ms, nearer
+# distances measured best)
+TILE = 16
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -107,6 +111,8 @@ def _mx_slice(x, emax, shift, fp, up, codes, exps, stream):
     # (whole blocks as vector values, wide.py: no loop over a block's elements)
     for first in range(0, exps.size, TILE):
         nb = min(TILE, exps.size - first)
+        if first + 2 * TILE <= exps.size:  # (see TILE)
+            prefetch_lines(x, (first + TILE) * 32, 2048)  # (TILE blocks)
         # the scales of a tile of blocks first, then their codes: each block's scale
         # is a long chain of dependent steps (its amax reduction, the exponent, the
         # scale back in a vector register), which the CPU overlaps across the blocks
@@ -155,6 +161,8 @@ def _mxfp4_slice(x, fp, up, out, stream):
     rows = out.size // 17
     for first in range(0, rows, TILE):  # (a tile's scales, then its codes: _mx_slice)
         nb = min(TILE, rows - first)
+        if first + 2 * TILE <= rows:
+            prefetch_lines(x, (first + TILE) * 32, 2048)  # (TILE blocks)
         for g in range(0, nb - 7, 8):  # (eight at a time, as _mx_slice)
             e8m0_scales(x, (first + g) * 32, 32, np.int32(2), heads, g, scale, g)
         for r in range(nb // 8 * 8, nb):
@@ -216,6 +224,8 @@ def _nvfp4_slice(x, tensor_scale, p8, scale_table, fp, up, scales, out, stream):
     total = local_block(x, TILE)
     for first in range(0, scales.size, TILE):  # (a tile's scales, then its codes)
         nb = min(TILE, scales.size - first)
+        if first + 2 * TILE <= scales.size:
+            prefetch_lines(x, (first + TILE) * 16, 1024)  # (TILE blocks)
         for g in range(0, nb - 7, 8):  # (eight blocks at a time in vector lanes)
             nvfp4_scales(x, (first + g) * 16, tensor_scale, scales, first + g, total, g)
         for r in range(nb // 8 * 8, nb):

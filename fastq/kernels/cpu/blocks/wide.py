@@ -428,3 +428,23 @@ def nvfp4_scales(typingctx, x, base, tensor_scale, scales, at, total, total_at):
                       _vector_at(context, builder, sig.args[5], tot, tat, _F32, 8), align=4)
         return context.get_dummy_value()
     return types.none(x, base, tensor_scale, scales, at, total, total_at), codegen
+
+
+@intrinsic
+def prefetch_lines(typingctx, a, i, nbytes):
+    """Ask for the cache lines of ``nbytes`` (a compile-time constant) from ``a[i]`` on."""
+    if isinstance(a, types.Array) and _literal(nbytes):
+        count = _literal(nbytes) // 64
+
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            i8p = ir.IntType(8).as_pointer()
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]),
+                "llvm.prefetch.p0i8")
+            start = builder.bitcast(builder.gep(data, [args[1]]), i8p)
+            for k in range(count):
+                builder.call(fn, [builder.gep(start, [_I32(64 * k)]), _I32(0), _I32(3), _I32(1)])
+            return context.get_dummy_value()
+        return types.none(a, i, nbytes), codegen
+    return None
