@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..parallel import chunk_bounds, launch
+from .wide import nf4_codes, prefetch_lines, top_bits
 from ..word import add, as_bits, as_float, band, bor, like, local_block, shl, shr
 
 
@@ -85,7 +86,14 @@ def _packed_slice(x, block, mid, absmax, out, stream):
     m8, m9, m10, m11, m12, m13, m14 = mid[8], mid[9], mid[10], mid[11], mid[12], mid[13], mid[14]
     codes = local_block(out, 64)
     mask = np.uint32(0x7FFFFFFF)
-    for b in range(absmax.size):
+    whole = x.size // 64 if block == 64 else 0
+    for b in range(whole):  # (blocks of 64 as vector values: wide.py)
+        if b + 16 < whole:
+            prefetch_lines(x, (b + 8) * 64, 256)
+        top = top_bits(x, b * 64, 64)
+        absmax[b] = as_float(top)
+        nf4_codes(x, b * 64, 64, as_float(top) if top else np.float32(1), mid, out, b * 32)
+    for b in range(whole, absmax.size):
         base = b * block
         size = min(block, x.size - base)
         top = np.uint32(0)

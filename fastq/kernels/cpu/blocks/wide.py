@@ -26,11 +26,18 @@ from numba.extending import intrinsic
 _I8, _I32, _F32 = ir.IntType(8), ir.IntType(32), ir.FloatType()
 
 
+def _contiguous(*arrays):
+    """Whether all are 1-D C-contiguous arrays (the vector loads and stores read
+    consecutive elements; any other layout does not type)."""
+    return all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays)
+
+
 def _literal(n):
     return n.literal_value if isinstance(n, types.IntegerLiteral) else None
 
 
 def _vector_at(context, builder, arrty, arr, i, elem, n):
+    # (consecutive elements: only C-contiguous arrays type, see _contiguous)
     data = context.make_array(arrty)(context, builder, arr).data
     return builder.bitcast(builder.gep(data, [i]), ir.VectorType(elem, n).as_pointer())
 
@@ -58,7 +65,7 @@ def _max(builder, a, b):
 def top_bits(typingctx, x, base, n):
     """The largest float32 magnitude bits (uint32) of ``x[base:base + n]`` (the float
     order for finite values; inf and NaN at or above ``0x7F800000``)."""
-    if isinstance(x, types.Array) and x.dtype == types.float32 and _literal(n):
+    if _contiguous(x) and x.dtype == types.float32 and _literal(n):
         width = _literal(n)
 
         def codegen(context, builder, sig, args):
@@ -110,7 +117,7 @@ def float_codes(typingctx, x, base, n, d, d_hi, divide, fp, up, out, at, pack):
     (``divide`` True: ``/ d``; ``d_hi`` in place of ``d`` for the upper ``n / 2``
     lanes: two blocks in one call), stored at ``out[at]`` (uint8) in packing mode ``pack``
     (compile-time constants: ``n``, ``divide``, ``pack``)."""
-    if not (isinstance(x, types.Array) and x.dtype == types.float32 and _literal(n)
+    if not (_contiguous(x, out) and x.dtype == types.float32 and _literal(n)
             and isinstance(divide, types.BooleanLiteral) and _literal(pack) is not None
             and isinstance(out, types.Array) and out.dtype == types.uint8):
         return None
@@ -156,8 +163,8 @@ def int_codes(typingctx, x, base, n, d, fixed, qmax, out, at):
     """``clip(rint((x[base:base + n] * d) * fixed), -qmax, qmax)`` as int8 codes at
     ``out[at]`` (uint8; the current rounding mode: half to even under
     ``FP_NEAREST_EVEN``), ``n`` a compile-time constant."""
-    if not (isinstance(x, types.Array) and x.dtype == types.float32 and _literal(n)
-            and isinstance(out, types.Array) and out.dtype == types.uint8):
+    if not (_contiguous(x, out) and x.dtype == types.float32 and _literal(n)
+            and out.dtype == types.uint8):
         return None
     width = _literal(n)
 
@@ -197,7 +204,7 @@ def _store_values(context, builder, outty, out, at, values, width, nontemporal):
 
 
 def _values_ok(codes, n, out, nontemporal):
-    return (isinstance(codes, types.Array) and codes.dtype == types.uint8 and _literal(n)
+    return (_contiguous(codes, out) and codes.dtype == types.uint8 and _literal(n)
             and isinstance(out, types.Array) and out.dtype == types.float32
             and isinstance(nontemporal, types.BooleanLiteral))
 
@@ -350,8 +357,8 @@ def e8m0_scales(typingctx, x, base, width, emax, exps, at, scale, scale_at):
     an all-zero block reads as the smallest normal) into ``exps[at:at + 8]`` (uint8),
     and ``2**-e`` into ``scale[scale_at:scale_at + 8]`` (float32; any value for 0xFF),
     as ``microscale._e8m0`` and ``_power_bits`` compute them one block at a time."""
-    if not (isinstance(x, types.Array) and x.dtype == types.float32 and _literal(width)
-            and isinstance(exps, types.Array) and exps.dtype == types.uint8
+    if not (_contiguous(x, exps, scale) and x.dtype == types.float32 and _literal(width)
+            and exps.dtype == types.uint8
             and isinstance(scale, types.Array) and scale.dtype == types.float32):
         return None
     w = _literal(width)
@@ -398,8 +405,8 @@ def nvfp4_scales(typingctx, x, base, tensor_scale, scales, at, total, total_at):
     float32 bits rounded to three mantissa bits are the code's value) into
     ``scales[at:at + 8]`` (uint8), and ``tensor_scale * value`` into
     ``total[total_at:total_at + 8]`` (float32).  Finite blocks only."""
-    if not (isinstance(x, types.Array) and x.dtype == types.float32
-            and isinstance(scales, types.Array) and scales.dtype == types.uint8
+    if not (_contiguous(x, scales, total) and x.dtype == types.float32
+            and scales.dtype == types.uint8
             and isinstance(total, types.Array) and total.dtype == types.float32):
         return None
 
@@ -433,7 +440,7 @@ def nvfp4_scales(typingctx, x, base, tensor_scale, scales, at, total, total_at):
 @intrinsic
 def prefetch_lines(typingctx, a, i, nbytes):
     """Ask for the cache lines of ``nbytes`` (a compile-time constant) from ``a[i]`` on."""
-    if isinstance(a, types.Array) and _literal(nbytes):
+    if _contiguous(a) and _literal(nbytes):
         count = _literal(nbytes) // 64
 
         def codegen(context, builder, sig, args):
@@ -448,3 +455,30 @@ def prefetch_lines(typingctx, a, i, nbytes):
             return context.get_dummy_value()
         return types.none(a, i, nbytes), codegen
     return None
+
+
+@intrinsic
+def nf4_codes(typingctx, x, base, n, a, mid, out, at):
+    """NF4 indices of ``x[base:base + n] / a`` (float32 division): how many of the 15
+    float32 midpoints ``mid`` lie below the quotient, packed two per byte, the first
+    element low, at ``out[at]`` (``n`` a compile-time constant)."""
+    if not (_contiguous(x, out) and x.dtype == types.float32 and _literal(n)
+            and out.dtype == types.uint8):
+        return None
+    width = _literal(n)
+
+    def codegen(context, builder, sig, args):
+        xs, b0, _, av, ma, outa, at0 = args
+        vi = ir.VectorType(_I32, width)
+        xv = builder.load(_vector_at(context, builder, sig.args[0], xs, b0, _F32, width),
+                          align=4)
+        v = builder.fdiv(xv, _splat(builder, _scalar(context, builder, av, sig.args[3],
+                                                     types.float32), width))
+        data = context.make_array(sig.args[4])(context, builder, ma).data
+        count = ir.Constant(vi, [0] * width)
+        for k in range(15):  # (the mask is -1 where v > mid[k]: subtracting counts it)
+            m = _splat(builder, builder.load(builder.gep(data, [_I32(k)])), width)
+            count = builder.sub(count, builder.sext(builder.fcmp_ordered(">", v, m), vi))
+        _store_codes(context, builder, sig.args[5], outa, at0, count, width, 2)
+        return context.get_dummy_value()
+    return types.none(x, base, n, a, mid, out, at), codegen
