@@ -10,8 +10,9 @@ import numpy as np
 from numba import njit, prange
 
 from ..parallel import chunk_bounds, launch
-from .wide import nf4_codes, prefetch_lines, top_bits
-from ..word import add, as_bits, as_float, band, bor, like, local_block, shl, shr
+from .wide import nf4_codes, nf4_values, prefetch_lines, top_bits
+from ..word import (add, address, as_bits, as_float, band, bor, finish_stream, like, local_block,
+                    shl, shr)
 
 
 @njit(cache=True, nogil=True)
@@ -92,7 +93,9 @@ def _packed_slice(x, block, mid, absmax, out, stream):
             prefetch_lines(x, (b + 8) * 64, 256)
         top = top_bits(x, b * 64, 64)
         absmax[b] = as_float(top)
-        nf4_codes(x, b * 64, 64, as_float(top) if top else np.float32(1), mid, out, b * 32)
+        a = as_float(top) if top else np.float32(1)
+        for p in range(0, 64, 16):  # (16 lanes a call: see _decode_slice)
+            nf4_codes(x, b * 64 + p, 16, a, mid, out, b * 32 + p // 2)
     for b in range(whole, absmax.size):
         base = b * block
         size = min(block, x.size - base)
@@ -131,7 +134,19 @@ def quantize_packed(x, block, mid, absmax, out):
 
 @njit(cache=True, nogil=True)
 def _decode_slice(data, block, table, absmax, out, stream):
-    for b in range(absmax.size):
+    # (blocks of 64 as vector values, wide.py; non-temporal stores straight from the
+    # registers where the output streams and is aligned: 256-byte blocks)
+    whole = out.size // 64 if block == 64 else 0
+    direct = stream and address(out, 0) % 64 == 0
+    for b in range(whole):  # (16 lanes a call: wider masks cost LLVM shuffles on AVX2)
+        a = absmax[b]
+        for p in range(0, 64, 16):
+            if direct:
+                nf4_values(data, b * 32 + p // 2, 16, table, a, out, b * 64 + p, True)
+            else:
+                nf4_values(data, b * 32 + p // 2, 16, table, a, out, b * 64 + p, False)
+    finish_stream(direct)
+    for b in range(whole, absmax.size):
         a = absmax[b]
         for i in range(b * block, min((b + 1) * block, out.size)):
             code = shr(data[i >> 1], np.uint8((i & 1) * 4)) & np.uint8(15)

@@ -482,3 +482,37 @@ def nf4_codes(typingctx, x, base, n, a, mid, out, at):
         _store_codes(context, builder, sig.args[5], outa, at0, count, width, 2)
         return context.get_dummy_value()
     return types.none(x, base, n, a, mid, out, at), codegen
+
+
+@intrinsic
+def nf4_values(typingctx, data, base, n, table, a, out, at, nontemporal):
+    """``table[code] * a`` of the ``n`` 4-bit codes packed in ``data[base:base + n //
+    2]`` (the first element low) into ``out[at:at + n]``: the 16 table entries chosen
+    by a tree of selects on the code's bits (no per-lane table load)."""
+    if not (_values_ok(data, n, out, nontemporal) and _contiguous(table)
+            and table.dtype == types.float32):
+        return None
+    width, nt = _literal(n), nontemporal.literal_value
+
+    def codegen(context, builder, sig, args):
+        ds, b0, _, ta, av, outa, at0, _ = args
+        half = width // 2
+        vb, vi = ir.VectorType(_I8, half), ir.VectorType(_I32, width)
+        byte = builder.load(_vector_at(context, builder, sig.args[0], ds, b0, _I8, half), align=1)
+        lo = builder.and_(byte, ir.Constant(vb, [15] * half))
+        hi = builder.lshr(byte, ir.Constant(vb, [4] * half))
+        order = [k // 2 + (half if k % 2 else 0) for k in range(width)]
+        c = builder.zext(builder.shuffle_vector(lo, hi, ir.Constant(vi, order)), vi)
+        tdata = context.make_array(sig.args[3])(context, builder, ta).data
+        level = [_splat(builder, builder.load(builder.gep(tdata, [_I32(k)])), width)
+                 for k in range(16)]
+        zero = ir.Constant(vi, [0] * width)
+        for bit in (1, 2, 4, 8):  # (pairs of entries told apart by the code's next bit)
+            on = builder.icmp_unsigned("!=", builder.and_(c, ir.Constant(vi, [bit] * width)),
+                                       zero)
+            level = [builder.select(on, level[k + 1], level[k]) for k in range(0, len(level), 2)]
+        v = builder.fmul(level[0], _splat(builder, _scalar(context, builder, av, sig.args[4],
+                                                           types.float32), width))
+        _store_values(context, builder, sig.args[5], outa, at0, v, width, nt)
+        return context.get_dummy_value()
+    return types.none(data, base, n, table, a, out, at, nontemporal), codegen
