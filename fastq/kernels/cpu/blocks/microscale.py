@@ -4,30 +4,36 @@ float32 array, blocks of 32 (MX) or 16 (NVFP4) consecutive elements (CPU).
 Quantization reads each block once: its largest magnitude (an integer max of the
 float32 magnitude bits: the float order for finite values, inf and NaN at or above
 ``0x7F800000``), the block scale from it, then the element codes, written once in their
-final layout.  The element codecs:
+final layout.  Blocks are vector values (``fastq.kernels.cpu.blocks.wide``), in tiles
+of ``TILE`` blocks: the tile's scales first (eight blocks at a time in vector lanes),
+then its codes.  The element codecs:
 
 - float elements (float8, E2M1): the scaled value ``x * 2**-k`` (exact for a
   power-of-two scale; a product below float32's normals is rounded once, as the
   quotient would be) or ``x / total`` (NVFP4, a true division), rounded half to even
-  with saturation by ``_small_float``, in float arithmetic that vectorizes in full-width
-  lanes (the result equals the generic integer rounding of ``fastq.kernels.cpu.cast``);
-- integer elements (MXINT8): ``clip(rint(x * 2**-k), -127, 127)``.
+  with saturation as ``_small_float`` states it for one element, in float arithmetic
+  on full-width lanes (the result equals the generic integer rounding of
+  ``fastq.kernels.cpu.cast``);
+- integer elements (MXINT8): ``clip(rint((x * 2**-e) * 64), -127, 127)``.
 
 Dequantization rebuilds element values arithmetically, with no table lookup per element:
 a float code's magnitude bits shifted into a float32's exponent and mantissa fields read
 as that float32 times ``2**(127 - bias)`` (``up``), exactly (subnormal codes land on
 float32 subnormals, which the product scales exactly), then times the block scale.  A
 block holding a special code (inf, NaN) is redone from the decode ``table``.  Large
-outputs go out by non-temporal stores (``fastq.kernels.cpu.word.stream_out``).
+aligned outputs go out by non-temporal stores straight from the vector registers.
 """
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from ....core import formats as F
 from ..rounding import rounded
 from ..parallel import BLOCK, chunk_bounds, launch
-from .wide import (e2m1_values, e8m0_scales, float_codes, float_values, int_codes,
-                   int_values, nvfp4_scales, prefetch_lines, top_bits)
+from .wide import (e8m0_scales, float_codes, float_values, int_codes, int_values, literal,
+                   nvfp4_scales, prefetch_lines, scalar_as, splat, store_values, top_bits,
+                   values_ok, vector_at)
 from ..word import (FP_NEAREST_EVEN, add, address, as_bits, as_float, band, bor, finish_stream,
                     local_block, shr, sub, swap_fp_control)
 
@@ -97,12 +103,6 @@ def _e8m0(top, emax):
     return min(max(_floor_log2(top) - emax, np.int32(-127)), np.int32(127)) + 127
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _mx_exponent(x, base, width, emax):
-    """The E8M0 code of the block of ``width`` at ``base`` (``_e8m0``)."""
-    return _e8m0(_block_top(x, base, width), emax)
-
-
 @njit(cache=True, nogil=True)
 def _mx_slice(x, emax, shift, fp, up, codes, exps, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (rint, and no flush to zero)
@@ -145,7 +145,7 @@ def _mx_parallel(x, emax, shift, fp, up, codes, exps, nchunks, stream):
 
 def mx_rows(x, emax, shift, fp, up, codes, exps):
     """OCP MX in one pass over the flat float32 ``x`` (blocks of 32): E8M0 exponent
-    codes into ``exps`` (uint8; 0xFF: inf or NaN in the block, its codes unwritten),
+    codes into ``exps`` (uint8; 0xFF: inf or NaN in the block, its codes meaningless),
     element codes into ``codes`` (uint8, ``x``'s size).  Float elements: ``fp = [norm,
     magic, fmax]`` (float32) and ``up = [shift, sign_shift, sign_bit]`` (uint32) of
     ``_small_float``; ``up[0]`` 0: MXINT8, ``clip(rint(x / 2**(e - 6)), -127, 127)``
@@ -188,7 +188,7 @@ def ggml_mxfp4(x, fp, up, out):
     """GGML ``block_mxfp4`` rows (17 bytes each, flat ``out``) of the flat float32 ``x``:
     row ``r`` = ``[e, c[j] | c[j +
     16] << 4 for j < 16]``, ``e`` the OCP E8M0 exponent (0xFF: inf or NaN in the block,
-    the rest of that row unwritten), ``c`` the E2M1 codes of ``x * 2**-(e - 127)``
+    the rest of that row meaningless), ``c`` the E2M1 codes of ``x * 2**-(e - 127)``
     (``fp``, ``up``: E2M1's parameters of ``_small_float``)."""
     launch(_mxfp4_slice, _mxfp4_parallel, x, out, (x, fp, up, out))
 
@@ -311,6 +311,48 @@ def mx_decode(codes, exps, shift, up, special_min, table, out):
     launch(_mx_decode_slice, _mx_decode_parallel, out, out,
            (codes, exps, np.uint32(shift), np.float32(up), np.uint32(special_min), table,
             out))
+
+
+@intrinsic
+def e2m1_values(typingctx, data, base, n, pack, scale, zero, out, at, nontemporal):
+    """The ``n`` E2M1 values packed in ``data[base:base + n // 2]`` (``pack`` 1: GGML's
+    halves, 2: neighbours, the first element low) times ``scale``, plus ``zero``, into
+    ``out[at:at + n]``.  A value is rebuilt without a float32 subnormal: the magnitude
+    bits under exponent 126 read ``y = (1 + m/2) * 2**(e - 1)``, the value itself for
+    ``e >= 1``; ``2y - 1`` for the codes 0 and 0.5."""
+    if not (values_ok(data, n, out, nontemporal) and literal(pack)):
+        return None
+    width, mode, nt = literal(n), literal(pack), nontemporal.literal_value
+
+    def codegen(context, builder, sig, args):
+        ds, b0, _, _, sc, zr, outa, at0, _ = args
+        half = width // 2
+        i8, i32 = ir.IntType(8), ir.IntType(32)
+        vb, vi, vf = ir.VectorType(i8, half), ir.VectorType(i32, width), ir.VectorType(
+            ir.FloatType(), width)
+        byte = builder.load(vector_at(context, builder, sig.args[0], ds, b0, i8, half), align=1)
+        lo = builder.and_(byte, ir.Constant(vb, [15] * half))
+        hi = builder.lshr(byte, ir.Constant(vb, [4] * half))
+        order = (list(range(width)) if mode == 1 else
+                 [k // 2 + (half if k % 2 else 0) for k in range(width)])
+        c = builder.zext(builder.shuffle_vector(lo, hi, ir.Constant(vi, order)), vi)
+        mag = builder.and_(c, ir.Constant(vi, [7] * width))
+        y = builder.bitcast(builder.add(builder.shl(mag, ir.Constant(vi, [22] * width)),
+                                        ir.Constant(vi, [126 << 23] * width)), vf)
+        small = builder.fsub(builder.fmul(y, ir.Constant(vf, [2.0] * width)),
+                             ir.Constant(vf, [1.0] * width))
+        v = builder.select(builder.icmp_unsigned(">=", mag, ir.Constant(vi, [2] * width)), y,
+                           small)
+        sign = builder.shl(builder.and_(c, ir.Constant(vi, [8] * width)),
+                           ir.Constant(vi, [28] * width))
+        v = builder.bitcast(builder.or_(builder.bitcast(v, vi), sign), vf)
+        v = builder.fmul(v, splat(builder, scalar_as(context, builder, sc, sig.args[4],
+                                                    types.float32), width))
+        v = builder.fadd(v, splat(builder, scalar_as(context, builder, zr, sig.args[5],
+                                                    types.float32), width))
+        store_values(context, builder, sig.args[6], outa, at0, v, width, nt)
+        return context.get_dummy_value()
+    return types.none(data, base, n, pack, scale, zero, out, at, nontemporal), codegen
 
 
 @njit(cache=True, nogil=True)

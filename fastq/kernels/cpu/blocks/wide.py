@@ -26,30 +26,30 @@ from numba.extending import intrinsic
 _I8, _I32, _F32 = ir.IntType(8), ir.IntType(32), ir.FloatType()
 
 
-def _contiguous(*arrays):
+def contiguous(*arrays):
     """Whether all are 1-D C-contiguous arrays (the vector loads and stores read
     consecutive elements; any other layout does not type)."""
     return all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays)
 
 
-def _literal(n):
+def literal(n):
     return n.literal_value if isinstance(n, types.IntegerLiteral) else None
 
 
-def _vector_at(context, builder, arrty, arr, i, elem, n):
-    # (consecutive elements: only C-contiguous arrays type, see _contiguous)
+def vector_at(context, builder, arrty, arr, i, elem, n):
+    # (consecutive elements: only C-contiguous arrays type, see contiguous)
     data = context.make_array(arrty)(context, builder, arr).data
     return builder.bitcast(builder.gep(data, [i]), ir.VectorType(elem, n).as_pointer())
 
 
-def _splat(builder, value, n):
+def splat(builder, value, n):
     vt = ir.VectorType(value.type, n)
     one = builder.insert_element(ir.Constant(vt, None), value, _I32(0))
     return builder.shuffle_vector(one, ir.Constant(vt, None), ir.Constant(
         ir.VectorType(_I32, n), [0] * n))
 
 
-def _scalar(context, builder, value, fromty, toty):
+def scalar_as(context, builder, value, fromty, toty):
     return context.cast(builder, value, fromty, toty)
 
 
@@ -65,12 +65,12 @@ def _max(builder, a, b):
 def top_bits(typingctx, x, base, n):
     """The largest float32 magnitude bits (uint32) of ``x[base:base + n]`` (the float
     order for finite values; inf and NaN at or above ``0x7F800000``)."""
-    if _contiguous(x) and x.dtype == types.float32 and _literal(n):
-        width = _literal(n)
+    if contiguous(x) and x.dtype == types.float32 and literal(n):
+        width = literal(n)
 
         def codegen(context, builder, sig, args):
             vt = ir.VectorType(_I32, width)
-            v = builder.load(_vector_at(context, builder, sig.args[0], args[0], args[1], _I32,
+            v = builder.load(vector_at(context, builder, sig.args[0], args[0], args[1], _I32,
                                         width), align=4)
             v = builder.and_(v, ir.Constant(vt, [0x7FFFFFFF] * width))
             fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32, [vt]),
@@ -80,7 +80,7 @@ def top_bits(typingctx, x, base, n):
     return None
 
 
-def _store_codes(context, builder, outty, out, at, code, width, pack):
+def store_codes(context, builder, outty, out, at, code, width, pack):
     """Store the ``<width x i32>`` codes (0..255) at ``out[at]`` as bytes in packing mode
     ``pack``: nibble pairs are joined in the 32-bit lanes, then narrowed (half as many
     lanes to narrow, and no byte shuffles)."""
@@ -96,7 +96,7 @@ def _store_codes(context, builder, outty, out, at, code, width, pack):
         code = builder.or_(lo, builder.shl(hi, ir.Constant(mask, [4] * half)))
         width = half
     builder.store(_narrow(builder, code, width),
-                  _vector_at(context, builder, outty, out, at, _I8, width), align=1)
+                  vector_at(context, builder, outty, out, at, _I8, width), align=1)
 
 
 def _narrow(builder, code, width):
@@ -117,11 +117,11 @@ def float_codes(typingctx, x, base, n, d, d_hi, divide, fp, up, out, at, pack):
     (``divide`` True: ``/ d``; ``d_hi`` in place of ``d`` for the upper ``n / 2``
     lanes: two blocks in one call), stored at ``out[at]`` (uint8) in packing mode ``pack``
     (compile-time constants: ``n``, ``divide``, ``pack``)."""
-    if not (_contiguous(x, out) and x.dtype == types.float32 and _literal(n)
-            and isinstance(divide, types.BooleanLiteral) and _literal(pack) is not None
+    if not (contiguous(x, out) and x.dtype == types.float32 and literal(n)
+            and isinstance(divide, types.BooleanLiteral) and literal(pack) is not None
             and isinstance(out, types.Array) and out.dtype == types.uint8):
         return None
-    width, by_division, mode = _literal(n), divide.literal_value, _literal(pack)
+    width, by_division, mode = literal(n), divide.literal_value, literal(pack)
 
     def codegen(context, builder, sig, args):
         xs, b0, _, dv, dh, _, fpa, upa, outa, at0, _ = args
@@ -131,14 +131,14 @@ def float_codes(typingctx, x, base, n, d, d_hi, divide, fp, up, out, at, pack):
             data = context.make_array(arrty)(context, builder, arr).data
             return builder.load(builder.gep(data, [_I32(k)]))
 
-        norm, magic, fmax = (_splat(builder, item(sig.args[6], fpa, k, _F32), width)
+        norm, magic, fmax = (splat(builder, item(sig.args[6], fpa, k, _F32), width)
                              for k in range(3))
-        shift, sign_shift, sign_bit = (_splat(builder, item(sig.args[7], upa, k, _I32), width)
+        shift, sign_shift, sign_bit = (splat(builder, item(sig.args[7], upa, k, _I32), width)
                                        for k in range(3))
         low = builder.bitcast(builder.fmul(norm, magic), vi)
-        xv = builder.load(_vector_at(context, builder, sig.args[0], xs, b0, _F32, width),
+        xv = builder.load(vector_at(context, builder, sig.args[0], xs, b0, _F32, width),
                           align=4)
-        lo_d, hi_d = (_splat(builder, _scalar(context, builder, v, t, types.float32), width // 2)
+        lo_d, hi_d = (splat(builder, scalar_as(context, builder, v, t, types.float32), width // 2)
                       for v, t in ((dv, sig.args[3]), (dh, sig.args[4])))
         dsplat = builder.shuffle_vector(lo_d, hi_d, ir.Constant(ir.VectorType(_I32, width),
                                                                 list(range(width))))
@@ -153,7 +153,7 @@ def float_codes(typingctx, x, base, n, d, d_hi, divide, fp, up, out, at, pack):
         code = builder.add(builder.sub(builder.bitcast(builder.fadd(a, big), vi), big_bits),
                            builder.lshr(builder.sub(big_bits, low), shift))
         code = builder.or_(code, builder.and_(builder.lshr(bits, sign_shift), sign_bit))
-        _store_codes(context, builder, sig.args[8], outa, at0, code, width, mode)
+        store_codes(context, builder, sig.args[8], outa, at0, code, width, mode)
         return context.get_dummy_value()
     return types.none(x, base, n, d, d_hi, divide, fp, up, out, at, pack), codegen
 
@@ -163,39 +163,39 @@ def int_codes(typingctx, x, base, n, d, fixed, qmax, out, at):
     """``clip(rint((x[base:base + n] * d) * fixed), -qmax, qmax)`` as int8 codes at
     ``out[at]`` (uint8; the current rounding mode: half to even under
     ``FP_NEAREST_EVEN``), ``n`` a compile-time constant."""
-    if not (_contiguous(x, out) and x.dtype == types.float32 and _literal(n)
+    if not (contiguous(x, out) and x.dtype == types.float32 and literal(n)
             and out.dtype == types.uint8):
         return None
-    width = _literal(n)
+    width = literal(n)
 
     def codegen(context, builder, sig, args):
         xs, b0, _, dv, fx, qm, outa, at0 = args
         vf = ir.VectorType(_F32, width)
 
-        def splat(k):
-            return _splat(builder, _scalar(context, builder, args[k], sig.args[k],
-                                           types.float32), width)
-        xv = builder.load(_vector_at(context, builder, sig.args[0], xs, b0, _F32, width),
+        def arg(k):
+            return splat(builder, scalar_as(context, builder, args[k], sig.args[k],
+                                            types.float32), width)
+        xv = builder.load(vector_at(context, builder, sig.args[0], xs, b0, _F32, width),
                           align=4)
-        q = builder.fmul(builder.fmul(xv, splat(3)), splat(4))
+        q = builder.fmul(builder.fmul(xv, arg(3)), arg(4))
         rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vf, [vf]),
                                               f"llvm.rint.v{width}f32")
         q = builder.call(rint, [q])
-        top = splat(5)
+        top = arg(5)
         q = _max(builder, q, builder.fneg(top))
         q = _min(builder, q, top)
         codes = builder.trunc(builder.fptosi(q, ir.VectorType(_I32, width)),
                               ir.VectorType(_I8, width))
-        builder.store(codes, _vector_at(context, builder, sig.args[6], outa, at0, _I8, width),
+        builder.store(codes, vector_at(context, builder, sig.args[6], outa, at0, _I8, width),
                       align=1)
         return context.get_dummy_value()
     return types.none(x, base, n, d, fixed, qmax, out, at), codegen
 
 
-def _store_values(context, builder, outty, out, at, values, width, nontemporal):
+def store_values(context, builder, outty, out, at, values, width, nontemporal):
     """Store ``<width x float>`` at ``out[at]``: a non-temporal store (``out[at]``
     64-byte aligned: the caller's to ensure) or a plain unaligned one."""
-    ptr = _vector_at(context, builder, outty, out, at, _F32, width)
+    ptr = vector_at(context, builder, outty, out, at, _F32, width)
     if not nontemporal:
         builder.store(values, ptr, align=4)
         return
@@ -203,8 +203,8 @@ def _store_values(context, builder, outty, out, at, values, width, nontemporal):
     store.set_metadata("nontemporal", builder.module.add_metadata([_I32(1)]))
 
 
-def _values_ok(codes, n, out, nontemporal):
-    return (_contiguous(codes, out) and codes.dtype == types.uint8 and _literal(n)
+def values_ok(codes, n, out, nontemporal):
+    return (contiguous(codes, out) and codes.dtype == types.uint8 and literal(n)
             and isinstance(out, types.Array) and out.dtype == types.float32
             and isinstance(nontemporal, types.BooleanLiteral))
 
@@ -219,26 +219,26 @@ def float_values(typingctx, codes, base, n, shift, up, scale, special_min, out, 
     Returns whether a code's magnitude bits reach ``special_min`` (inf or NaN codes,
     whose lanes are then wrong).  ``nontemporal``: non-temporal stores (``out[at]``
     64-byte aligned)."""
-    if not _values_ok(codes, n, out, nontemporal):
+    if not values_ok(codes, n, out, nontemporal):
         return None
-    width, nt = _literal(n), nontemporal.literal_value
+    width, nt = literal(n), nontemporal.literal_value
 
     def codegen(context, builder, sig, args):
         cs, b0, _, sh, upv, sc, smin, outa, at0, _ = args
         vi = ir.VectorType(_I32, width)
-        h = builder.zext(builder.load(_vector_at(context, builder, sig.args[0], cs, b0, _I8,
+        h = builder.zext(builder.load(vector_at(context, builder, sig.args[0], cs, b0, _I8,
                                                  width), align=1), vi)
         mag = builder.and_(h, ir.Constant(vi, [0x7F] * width))
-        shift = _splat(builder, _scalar(context, builder, sh, sig.args[3], types.uint32), width)
+        shift = splat(builder, scalar_as(context, builder, sh, sig.args[3], types.uint32), width)
         sign = builder.shl(builder.and_(h, ir.Constant(vi, [0x80] * width)),
                            ir.Constant(vi, [24] * width))
         v = builder.bitcast(builder.or_(builder.shl(mag, shift), sign),
                             ir.VectorType(_F32, width))
         for k in (4, 5):  # (times up, then times the scale: two roundings, as the loop's)
-            v = builder.fmul(v, _splat(builder, _scalar(context, builder, args[k], sig.args[k],
+            v = builder.fmul(v, splat(builder, scalar_as(context, builder, args[k], sig.args[k],
                                                         types.float32), width))
-        _store_values(context, builder, sig.args[7], outa, at0, v, width, nt)
-        limit = _splat(builder, _scalar(context, builder, smin, sig.args[6], types.uint32),
+        store_values(context, builder, sig.args[7], outa, at0, v, width, nt)
+        limit = splat(builder, scalar_as(context, builder, smin, sig.args[6], types.uint32),
                        width)
         fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.IntType(1), [ir.VectorType(ir.IntType(1), width)]),
@@ -251,62 +251,21 @@ def float_values(typingctx, codes, base, n, shift, up, scale, special_min, out, 
 @intrinsic
 def int_values(typingctx, codes, base, n, up, scale, out, at, nontemporal):
     """``int8(code) * up * scale`` of ``codes[base:base + n]`` into ``out[at:at + n]``."""
-    if not _values_ok(codes, n, out, nontemporal):
+    if not values_ok(codes, n, out, nontemporal):
         return None
-    width, nt = _literal(n), nontemporal.literal_value
+    width, nt = literal(n), nontemporal.literal_value
 
     def codegen(context, builder, sig, args):
         cs, b0, _, upv, sc, outa, at0, _ = args
         vf = ir.VectorType(_F32, width)
-        h = builder.load(_vector_at(context, builder, sig.args[0], cs, b0, _I8, width), align=1)
+        h = builder.load(vector_at(context, builder, sig.args[0], cs, b0, _I8, width), align=1)
         v = builder.sitofp(h, vf)
         for k in (3, 4):
-            v = builder.fmul(v, _splat(builder, _scalar(context, builder, args[k], sig.args[k],
+            v = builder.fmul(v, splat(builder, scalar_as(context, builder, args[k], sig.args[k],
                                                         types.float32), width))
-        _store_values(context, builder, sig.args[5], outa, at0, v, width, nt)
+        store_values(context, builder, sig.args[5], outa, at0, v, width, nt)
         return context.get_dummy_value()
     return types.none(codes, base, n, up, scale, out, at, nontemporal), codegen
-
-
-@intrinsic
-def e2m1_values(typingctx, data, base, n, pack, scale, zero, out, at, nontemporal):
-    """The ``n`` E2M1 values packed in ``data[base:base + n // 2]`` (``pack`` 1: GGML's
-    halves, 2: neighbours, the first element low) times ``scale``, plus ``zero``, into
-    ``out[at:at + n]``.  A value is rebuilt without a float32 subnormal: the magnitude
-    bits under exponent 126 read ``y = (1 + m/2) * 2**(e - 1)``, the value itself for
-    ``e >= 1``; ``2y - 1`` for the codes 0 and 0.5 (``microscale._e2m1_value``)."""
-    if not (_values_ok(data, n, out, nontemporal) and _literal(pack)):
-        return None
-    width, mode, nt = _literal(n), _literal(pack), nontemporal.literal_value
-
-    def codegen(context, builder, sig, args):
-        ds, b0, _, _, sc, zr, outa, at0, _ = args
-        half = width // 2
-        vb, vi, vf = ir.VectorType(_I8, half), ir.VectorType(_I32, width), ir.VectorType(_F32,
-                                                                                         width)
-        byte = builder.load(_vector_at(context, builder, sig.args[0], ds, b0, _I8, half), align=1)
-        lo = builder.and_(byte, ir.Constant(vb, [15] * half))
-        hi = builder.lshr(byte, ir.Constant(vb, [4] * half))
-        order = (list(range(width)) if mode == 1 else
-                 [k // 2 + (half if k % 2 else 0) for k in range(width)])
-        c = builder.zext(builder.shuffle_vector(lo, hi, ir.Constant(vi, order)), vi)
-        mag = builder.and_(c, ir.Constant(vi, [7] * width))
-        y = builder.bitcast(builder.add(builder.shl(mag, ir.Constant(vi, [22] * width)),
-                                        ir.Constant(vi, [126 << 23] * width)), vf)
-        small = builder.fsub(builder.fmul(y, ir.Constant(vf, [2.0] * width)),
-                             ir.Constant(vf, [1.0] * width))
-        v = builder.select(builder.icmp_unsigned(">=", mag, ir.Constant(vi, [2] * width)), y,
-                           small)
-        sign = builder.shl(builder.and_(c, ir.Constant(vi, [8] * width)),
-                           ir.Constant(vi, [28] * width))
-        v = builder.bitcast(builder.or_(builder.bitcast(v, vi), sign), vf)
-        v = builder.fmul(v, _splat(builder, _scalar(context, builder, sc, sig.args[4],
-                                                    types.float32), width))
-        v = builder.fadd(v, _splat(builder, _scalar(context, builder, zr, sig.args[5],
-                                                    types.float32), width))
-        _store_values(context, builder, sig.args[6], outa, at0, v, width, nt)
-        return context.get_dummy_value()
-    return types.none(data, base, n, pack, scale, zero, out, at, nontemporal), codegen
 
 
 def _umax(builder, a, b):
@@ -324,7 +283,7 @@ def _tops_of_eight(context, builder, arrty, x, base, width):
     vecs, labels = [], []
     for j in range(8):
         at = builder.add(base, ir.Constant(base.type, j * width))
-        v = builder.load(_vector_at(context, builder, arrty, x, at, _I32, width), align=4)
+        v = builder.load(vector_at(context, builder, arrty, x, at, _I32, width), align=4)
         v = builder.and_(v, ir.Constant(ir.VectorType(_I32, width), [0x7FFFFFFF] * width))
         parts = [builder.shuffle_vector(v, v, ir.Constant(v8, list(range(k, k + 8))))
                  for k in range(0, width, 8)]
@@ -357,11 +316,11 @@ def e8m0_scales(typingctx, x, base, width, emax, exps, at, scale, scale_at):
     an all-zero block reads as the smallest normal) into ``exps[at:at + 8]`` (uint8),
     and ``2**-e`` into ``scale[scale_at:scale_at + 8]`` (float32; any value for 0xFF),
     as ``microscale._e8m0`` and ``_power_bits`` compute them one block at a time."""
-    if not (_contiguous(x, exps, scale) and x.dtype == types.float32 and _literal(width)
+    if not (contiguous(x, exps, scale) and x.dtype == types.float32 and literal(width)
             and exps.dtype == types.uint8
             and isinstance(scale, types.Array) and scale.dtype == types.float32):
         return None
-    w = _literal(width)
+    w = literal(width)
 
     def codegen(context, builder, sig, args):
         xs, b0, _, em, ex, at0, sc, sat = args
@@ -370,7 +329,7 @@ def e8m0_scales(typingctx, x, base, width, emax, exps, at, scale, scale_at):
         def const(value):
             return ir.Constant(v8, [value] * 8)
         top = _tops_of_eight(context, builder, sig.args[0], xs,
-                             _scalar(context, builder, b0, sig.args[1], types.intp), w)
+                             scalar_as(context, builder, b0, sig.args[1], types.intp), w)
         # floor(log2(amax)): the exponent field; for a subnormal amax the exponent of its
         # integer significand converted to float32 (exact below 2**24), less 149
         normal = builder.sub(builder.lshr(top, const(23)), const(127))
@@ -379,20 +338,20 @@ def e8m0_scales(typingctx, x, base, width, emax, exps, at, scale, scale_at):
         flog = builder.select(builder.icmp_unsigned(">=", top, const(0x00800000)), normal,
                               builder.select(builder.icmp_unsigned("==", top, const(0)),
                                              const(-126), sub))
-        e = builder.sub(flog, _splat(builder, _scalar(context, builder, em, sig.args[3],
+        e = builder.sub(flog, splat(builder, scalar_as(context, builder, em, sig.args[3],
                                                       types.int32), 8))
         e = builder.select(builder.icmp_signed("<", e, const(-127)), const(-127), e)
         e = builder.select(builder.icmp_signed(">", e, const(127)), const(127), e)
         code = builder.select(builder.icmp_unsigned(">=", top, const(0x7F800000)), const(255),
                               builder.add(e, const(127)))
         builder.store(builder.trunc(code, ir.VectorType(_I8, 8)),
-                      _vector_at(context, builder, sig.args[4], ex, at0, _I8, 8), align=1)
+                      vector_at(context, builder, sig.args[4], ex, at0, _I8, 8), align=1)
         k = builder.sub(const(127), code)  # (-e; -128 for 0xFF: any scale)
         power = builder.select(builder.icmp_signed(">=", k, const(-126)),
                                builder.shl(builder.add(k, const(127)), const(23)),
                                const(0x00400000))  # (2**-127, a float32 subnormal)
         builder.store(builder.bitcast(power, f8),
-                      _vector_at(context, builder, sig.args[6], sc, sat, _F32, 8), align=4)
+                      vector_at(context, builder, sig.args[6], sc, sat, _F32, 8), align=4)
         return context.get_dummy_value()
     return types.none(x, base, width, emax, exps, at, scale, scale_at), codegen
 
@@ -405,7 +364,7 @@ def nvfp4_scales(typingctx, x, base, tensor_scale, scales, at, total, total_at):
     float32 bits rounded to three mantissa bits are the code's value) into
     ``scales[at:at + 8]`` (uint8), and ``tensor_scale * value`` into
     ``total[total_at:total_at + 8]`` (float32).  Finite blocks only."""
-    if not (_contiguous(x, scales, total) and x.dtype == types.float32
+    if not (contiguous(x, scales, total) and x.dtype == types.float32
             and scales.dtype == types.uint8
             and isinstance(total, types.Array) and total.dtype == types.float32):
         return None
@@ -420,8 +379,8 @@ def nvfp4_scales(typingctx, x, base, tensor_scale, scales, at, total, total_at):
         def fconst(value):
             return ir.Constant(f8, [value] * 8)
         top = _tops_of_eight(context, builder, sig.args[0], xs,
-                             _scalar(context, builder, b0, sig.args[1], types.intp), 16)
-        scale = _splat(builder, _scalar(context, builder, ts, sig.args[2], types.float32), 8)
+                             scalar_as(context, builder, b0, sig.args[1], types.intp), 16)
+        scale = splat(builder, scalar_as(context, builder, ts, sig.args[2], types.float32), 8)
         v = builder.fdiv(builder.fdiv(builder.bitcast(top, f8), fconst(6.0)), scale)
         v = _min(builder, _max(builder, v, fconst(2.0 ** -6)), fconst(448.0))
         b = builder.bitcast(v, v8)
@@ -429,10 +388,10 @@ def nvfp4_scales(typingctx, x, base, tensor_scale, scales, at, total, total_at):
         r = builder.add(builder.add(b, const(0x7FFFF)), odd)
         code = builder.sub(builder.lshr(r, const(20)), const(120 << 3))
         builder.store(builder.trunc(code, ir.VectorType(_I8, 8)),
-                      _vector_at(context, builder, sig.args[3], sc, at0, _I8, 8), align=1)
+                      vector_at(context, builder, sig.args[3], sc, at0, _I8, 8), align=1)
         value = builder.bitcast(builder.and_(r, const(-(1 << 20))), f8)
         builder.store(builder.fmul(scale, value),
-                      _vector_at(context, builder, sig.args[5], tot, tat, _F32, 8), align=4)
+                      vector_at(context, builder, sig.args[5], tot, tat, _F32, 8), align=4)
         return context.get_dummy_value()
     return types.none(x, base, tensor_scale, scales, at, total, total_at), codegen
 
@@ -440,8 +399,8 @@ def nvfp4_scales(typingctx, x, base, tensor_scale, scales, at, total, total_at):
 @intrinsic
 def prefetch_lines(typingctx, a, i, nbytes):
     """Ask for the cache lines of ``nbytes`` (a compile-time constant) from ``a[i]`` on."""
-    if _contiguous(a) and _literal(nbytes):
-        count = _literal(nbytes) // 64
+    if contiguous(a) and literal(nbytes):
+        count = literal(nbytes) // 64
 
         def codegen(context, builder, sig, args):
             data = context.make_array(sig.args[0])(context, builder, args[0]).data
@@ -455,64 +414,3 @@ def prefetch_lines(typingctx, a, i, nbytes):
             return context.get_dummy_value()
         return types.none(a, i, nbytes), codegen
     return None
-
-
-@intrinsic
-def nf4_codes(typingctx, x, base, n, a, mid, out, at):
-    """NF4 indices of ``x[base:base + n] / a`` (float32 division): how many of the 15
-    float32 midpoints ``mid`` lie below the quotient, packed two per byte, the first
-    element low, at ``out[at]`` (``n`` a compile-time constant)."""
-    if not (_contiguous(x, out) and x.dtype == types.float32 and _literal(n)
-            and out.dtype == types.uint8):
-        return None
-    width = _literal(n)
-
-    def codegen(context, builder, sig, args):
-        xs, b0, _, av, ma, outa, at0 = args
-        vi = ir.VectorType(_I32, width)
-        xv = builder.load(_vector_at(context, builder, sig.args[0], xs, b0, _F32, width),
-                          align=4)
-        v = builder.fdiv(xv, _splat(builder, _scalar(context, builder, av, sig.args[3],
-                                                     types.float32), width))
-        data = context.make_array(sig.args[4])(context, builder, ma).data
-        count = ir.Constant(vi, [0] * width)
-        for k in range(15):  # (the mask is -1 where v > mid[k]: subtracting counts it)
-            m = _splat(builder, builder.load(builder.gep(data, [_I32(k)])), width)
-            count = builder.sub(count, builder.sext(builder.fcmp_ordered(">", v, m), vi))
-        _store_codes(context, builder, sig.args[5], outa, at0, count, width, 2)
-        return context.get_dummy_value()
-    return types.none(x, base, n, a, mid, out, at), codegen
-
-
-@intrinsic
-def nf4_values(typingctx, data, base, n, table, a, out, at, nontemporal):
-    """``table[code] * a`` of the ``n`` 4-bit codes packed in ``data[base:base + n //
-    2]`` (the first element low) into ``out[at:at + n]``: the 16 table entries chosen
-    by a tree of selects on the code's bits (no per-lane table load)."""
-    if not (_values_ok(data, n, out, nontemporal) and _contiguous(table)
-            and table.dtype == types.float32):
-        return None
-    width, nt = _literal(n), nontemporal.literal_value
-
-    def codegen(context, builder, sig, args):
-        ds, b0, _, ta, av, outa, at0, _ = args
-        half = width // 2
-        vb, vi = ir.VectorType(_I8, half), ir.VectorType(_I32, width)
-        byte = builder.load(_vector_at(context, builder, sig.args[0], ds, b0, _I8, half), align=1)
-        lo = builder.and_(byte, ir.Constant(vb, [15] * half))
-        hi = builder.lshr(byte, ir.Constant(vb, [4] * half))
-        order = [k // 2 + (half if k % 2 else 0) for k in range(width)]
-        c = builder.zext(builder.shuffle_vector(lo, hi, ir.Constant(vi, order)), vi)
-        tdata = context.make_array(sig.args[3])(context, builder, ta).data
-        level = [_splat(builder, builder.load(builder.gep(tdata, [_I32(k)])), width)
-                 for k in range(16)]
-        zero = ir.Constant(vi, [0] * width)
-        for bit in (1, 2, 4, 8):  # (pairs of entries told apart by the code's next bit)
-            on = builder.icmp_unsigned("!=", builder.and_(c, ir.Constant(vi, [bit] * width)),
-                                       zero)
-            level = [builder.select(on, level[k + 1], level[k]) for k in range(0, len(level), 2)]
-        v = builder.fmul(level[0], _splat(builder, _scalar(context, builder, av, sig.args[4],
-                                                           types.float32), width))
-        _store_values(context, builder, sig.args[5], outa, at0, v, width, nt)
-        return context.get_dummy_value()
-    return types.none(data, base, n, table, a, out, at, nontemporal), codegen
