@@ -407,7 +407,7 @@ def prefetch_lines(typingctx, a, i, nbytes):
             i8p = ir.IntType(8).as_pointer()
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]),
-                "llvm.prefetch.p0i8")
+                "llvm.prefetch.p0")
             start = builder.bitcast(builder.gep(data, [args[1]]), i8p)
             for k in range(count):
                 builder.call(fn, [builder.gep(start, [_I32(64 * k)]), _I32(0), _I32(3), _I32(1)])
