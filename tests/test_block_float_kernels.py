@@ -139,3 +139,76 @@ def test_nf4_against_bitsandbytes_on_the_cpu():
     differ = mine != theirs
     assert differ.sum() <= math.ceil(x.size * 1e-4)
     assert np.array_equal(mine, nf4_rule(x, 64)[1])
+
+
+def test_block_vectors_tiles_tails_and_extreme_scales():
+    """Block counts that leave partial groups of eight and partial tiles (the vector
+    scale path takes eight blocks at a time, the rest one by one), with the largest and
+    smallest E8M0 scales in one group of eight."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 32 * 37)).astype(np.float32) * np.exp2(
+        rng.integers(-150, 125, (3, 37)).repeat(32, axis=1)).astype(np.float32)
+    x[0, :32] = np.float32(3e38) * rng.uniform(-1, 1, 32).astype(np.float32)  # e = 127
+    x[0, 32:64] = np.float32(2.0 ** -140) * rng.integers(-3, 4, 32)  # e = -127
+    x[0, 64:96] = 0
+    x[1, 32:64] = np.float32(2.0 ** 127)  # (mxint8: e = 127, code 254 exactly)
+    for dtype in ("mxfp8_e4m3", "mxfp8_e5m2", "mxint8", "mxfp4"):
+        qt = fq.quantize(x, dtype)
+        e, codes = ocp_reference(x, dtype)
+        assert np.array_equal(qt.scale.view(np.uint8).reshape(-1), e), dtype
+        assert np.array_equal(qt.codes().reshape(-1, 32).view(np.uint8),
+                              codes.view(np.uint8)), dtype
+    y = rng.standard_normal((5, 16 * 13)).astype(np.float32)  # 65 NVFP4 blocks: odd
+    y[2, 16:32] = 0
+    qt = fq.quantize(y, "nvfp4")
+    ts, s8, data = torchao_nvfp4(y)
+    assert np.array_equal(qt.scale.view(np.uint8).reshape(-1), s8)
+    assert np.array_equal(qt.codes().view(np.uint8).reshape(-1, 16), data.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", ["mxfp8_e4m3", "mxfp8_e5m2", "mxint8", "mxfp4", "nvfp4"])
+def test_block_vectors_find_nan_and_inf_inside_a_group(dtype):
+    x = np.ones((4, 128), np.float32)
+    for bad in (np.nan, np.inf, -np.inf):
+        x[2, 77] = bad  # (block 21 of 32: inside the third group of eight)
+        with pytest.raises(ValueError, match="NaN or inf"):
+            fq.quantize(x, dtype)
+
+
+ELEMENT_MAX = {"mxfp8_e4m3": ("float8_e4m3fn", 8), "mxfp8_e5m2": ("float8_e5m2", 15),
+               "mxfp4": ("float4_e2m1fn", 2), "mxint8": (None, 0)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", list(ELEMENT_MAX))
+def test_block_vector_element_codec_on_whole_binades(dtype):
+    """Every float32 of the binades around the element format's subnormal boundary, its
+    top and a middle one (both signs, every mantissa), as the 31 free lanes of blocks
+    whose lead element ``2**emax`` fixes ``e = 0``: the codes equal ml_dtypes' cast of
+    the clipped value (MXINT8: ``clip(rint(64 v), -127, 127)``)."""
+    element, emax = ELEMENT_MAX[dtype]
+    if element:
+        f = ml_dtypes.finfo(getattr(ml_dtypes, element))
+        lows = [int(np.log2(float(f.smallest_subnormal))) + k for k in (-2, -1, 0, 1)]
+        fmax = float(f.max)
+    else:
+        lows, fmax = [-8, -7, -1], 127 / 64
+    for binade in sorted(set(lows + [int(np.log2(fmax)), -1])):
+        mant = np.arange(1 << 23, dtype=np.uint32)
+        bits = np.concatenate([((binade + 127) << 23) | mant,
+                               ((binade + 127) << 23) | mant | np.uint32(1 << 31)])
+        v = bits.view(np.float32)
+        blocks = np.empty((v.size // 31 + 1, 32), np.float32)
+        blocks[:, 0] = np.float32(2.0 ** emax)
+        free = np.zeros(blocks.shape[0] * 31, np.float32)
+        free[:v.size] = v
+        blocks[:, 1:] = free.reshape(-1, 31)
+        qt = fq.quantize(blocks, dtype)
+        assert (qt.scale.view(np.uint8) == 127).all()
+        got = qt.codes().reshape(-1, 32)[:, 1:].reshape(-1)[:v.size].view(np.uint8)
+        if element:
+            want = np.clip(v, -fmax, fmax).astype(getattr(ml_dtypes, element)).view(np.uint8)
+        else:
+            want = np.clip(np.rint(v.astype(np.float64) * 64), -127, 127).astype(
+                np.int8).view(np.uint8)
+        assert np.array_equal(got, want), (dtype, binade)

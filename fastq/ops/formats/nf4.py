@@ -66,7 +66,9 @@ def quantize(x, dtype="nf4", scheme=None, granularity="tensor", scale=None,
     if select(backend, x).on_gpu:
         return device_paths.nf4_quantize(x, dtype, int(block_size), MID32)
     x = checks.as_float_array(device.to_host(x))
-    flat = (x if x.dtype == np.float32 else to_float32(x)).reshape(-1)
+    # (C-contiguous: a strided float32 view reshapes to a strided 1-D view, which the
+    # vector kernels do not take)
+    flat = np.ascontiguousarray(x if x.dtype == np.float32 else to_float32(x)).reshape(-1)
     n = flat.size
     absmax = np.empty(-(-n // block_size), np.float32)
     kernels = CPU.kernels("blocks.nf4")

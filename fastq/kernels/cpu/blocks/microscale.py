@@ -4,40 +4,53 @@ float32 array, blocks of 32 (MX) or 16 (NVFP4) consecutive elements (CPU).
 Quantization reads each block once: its largest magnitude (an integer max of the
 float32 magnitude bits: the float order for finite values, inf and NaN at or above
 ``0x7F800000``), the block scale from it, then the element codes, written once in their
-final layout.  The element codecs:
+final layout.  Blocks are vector values (``fastq.kernels.cpu.blocks.wide``), in tiles
+of ``TILE`` blocks: the tile's scales first (eight blocks at a time in vector lanes),
+then its codes.  The element codecs:
 
 - float elements (float8, E2M1): the scaled value ``x * 2**-k`` (exact for a
   power-of-two scale; a product below float32's normals is rounded once, as the
   quotient would be) or ``x / total`` (NVFP4, a true division), rounded half to even
-  with saturation by ``_small_float``, in float arithmetic that vectorizes in full-width
-  lanes (the result equals the generic integer rounding of ``fastq.kernels.cpu.cast``);
-- integer elements (MXINT8): ``clip(rint(x * 2**-k), -127, 127)``.
+  with saturation as ``_small_float`` states it for one element, in float arithmetic
+  on full-width lanes (the result equals the generic integer rounding of
+  ``fastq.kernels.cpu.cast``);
+- integer elements (MXINT8): ``clip(rint((x * 2**-e) * 64), -127, 127)``.
 
 Dequantization rebuilds element values arithmetically, with no table lookup per element:
 a float code's magnitude bits shifted into a float32's exponent and mantissa fields read
 as that float32 times ``2**(127 - bias)`` (``up``), exactly (subnormal codes land on
 float32 subnormals, which the product scales exactly), then times the block scale.  A
 block holding a special code (inf, NaN) is redone from the decode ``table``.  Large
-outputs go out by non-temporal stores (``fastq.kernels.cpu.word.stream_out``).
+aligned outputs go out by non-temporal stores straight from the vector registers.
 """
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from ....core import formats as F
 from ..rounding import rounded
 from ..parallel import BLOCK, chunk_bounds, launch
-from ..word import (FP_NEAREST_EVEN, add, as_bits, as_float, band, bor, finish_stream,
-                    local_block, shl, shr, stream_out, sub, swap_fp_control)
+from .wide import (e8m0_scales, float_codes, float_values, int_codes, int_values, literal,
+                   nvfp4_scales, prefetch_lines, scalar_as, splat, store_values, top_bits,
+                   values_ok, vector_at)
+from ..word import (FP_NEAREST_EVEN, add, address, as_bits, as_float, band, bor, finish_stream,
+                    local_block, shr, sub, swap_fp_control)
 
 MASK, INF_BITS = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
+# Blocks whose scales are found before their codes (see _mx_slice); the input of the
+# next tile is prefetched: the hardware prefetcher alone left the compute-heavy block
+# loops waiting on memory (16M float32, one thread: mxfp8 9.0 -> 7.8 ms, nearer
+# distances measured best)
+TILE = 16
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _block_top(x, base, size):
     """The largest float32 magnitude bits of ``x[base:base + size]``."""
-    top = np.uint32(0)
-    for i in range(size):
-        top = max(top, band(as_bits(x[base + i]), MASK))
+    top, at = np.uint32(0), np.uint64(base)
+    for i in range(size):  # (an unsigned index: no negative-index wrap, which would
+        top = max(top, band(as_bits(x[at + np.uint64(i)]), MASK))  # gather the loads)
     return top
 
 
@@ -82,10 +95,9 @@ def _small_float(v, norm, magic, fmax, low, shift, sign_shift, sign_bit):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _mx_exponent(x, base, width, emax):
-    """The E8M0 code of the block of ``width`` at ``base``: ``clip(floor(log2(amax)) -
-    emax, -127, 127) + 127``, or 0xFF for a block holding inf or NaN."""
-    top = _block_top(x, base, width)
+def _e8m0(top, emax):
+    """The E8M0 code of a block whose largest magnitude bits are ``top``: ``clip(floor(
+    log2(amax)) - emax, -127, 127) + 127``, or 0xFF for a block holding inf or NaN."""
     if top >= INF_BITS:
         return np.int32(255)
     return min(max(_floor_log2(top) - emax, np.int32(-127)), np.int32(127)) + 127
@@ -94,38 +106,32 @@ def _mx_exponent(x, base, width, emax):
 @njit(cache=True, nogil=True)
 def _mx_slice(x, emax, shift, fp, up, codes, exps, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (rint, and no flush to zero)
-    norm, magic, fmax = fp[0], fp[1], fp[2]
-    low = as_bits(norm * magic)
-    s, sign_shift, sign_bit = up[0], up[1], up[2]
-    qmax = np.float32(127)
-    # (the block width read from the shapes, not the constant 32: LLVM unrolls a loop of
-    # a constant 32 trips whole before its vectorizer runs, leaving scalar code)
-    w = x.size // max(exps.size, 1)
-    for r in range(exps.size):
-        code = _mx_exponent(x, r * w, w, emax)
-        exps[r] = code
-        if code == 255:
-            continue
-        base, k = r * w, code - 127 - shift  # x / 2**k
-        if k >= -127:  # times 2**-k, which float32 holds: the same rounded quotient
-            d = as_float(_power_bits(-k))
-            if s == 0:  # integer elements
-                for i in range(w):
-                    q = min(max(np.rint(x[base + i] * d), -qmax), qmax)
-                    codes[base + i] = np.uint8(np.int32(q) & 0xFF)
+    qmax, fixed = np.float32(127), as_float(_power_bits(shift))
+    scale = local_block(x, TILE)
+    # (whole blocks as vector values, wide.py: no loop over a block's elements)
+    for first in range(0, exps.size, TILE):
+        nb = min(TILE, exps.size - first)
+        if first + 2 * TILE <= exps.size:  # (see TILE)
+            prefetch_lines(x, (first + TILE) * 32, 2048)  # (TILE blocks)
+        # the scales of a tile of blocks first, then their codes: each block's scale
+        # is a long chain of dependent steps (its amax reduction, the exponent, the
+        # scale back in a vector register), which the CPU overlaps across the blocks
+        # of the tile, where one block after another would wait on each chain in turn
+        # x / 2**e as x * 2**-e: the same rounded number (a power of two float32 holds
+        # for -127 <= -e <= 127; code 0xFF: any scale, its codes unused); eight blocks
+        # at a time in vector lanes, the rest one by one
+        for g in range(0, nb - 7, 8):
+            e8m0_scales(x, (first + g) * 32, 32, emax, exps, first + g, scale, g)
+        for r in range(nb // 8 * 8, nb):
+            code = _e8m0(top_bits(x, (first + r) * 32, 32), emax)
+            exps[first + r] = code
+            scale[r] = as_float(_power_bits(127 - min(code, np.int32(254))))
+        for r in range(nb):
+            base = (first + r) * 32
+            if up[0] == 0:  # integer elements: (x * 2**-e) * 2**shift (see mx_rows)
+                int_codes(x, base, 32, scale[r], fixed, qmax, codes, base)
             else:
-                for i in range(w):
-                    codes[base + i] = _small_float(x[base + i] * d, norm, magic, fmax, low,
-                                                   s, sign_shift, sign_bit)
-        else:  # (k down to -133: 2**k is a float32 subnormal, its reciprocal is not)
-            d = as_float(_power_bits(k))
-            for i in range(w):
-                if s == 0:
-                    q = min(max(np.rint(x[base + i] / d), -qmax), qmax)
-                    codes[base + i] = np.uint8(np.int32(q) & 0xFF)
-                else:
-                    codes[base + i] = _small_float(x[base + i] / d, norm, magic, fmax, low,
-                                                   s, sign_shift, sign_bit)
+                float_codes(x, base, 32, scale[r], scale[r], False, fp, up, codes, base, 0)
     swap_fp_control(saved)
 
 
@@ -139,7 +145,7 @@ def _mx_parallel(x, emax, shift, fp, up, codes, exps, nchunks, stream):
 
 def mx_rows(x, emax, shift, fp, up, codes, exps):
     """OCP MX in one pass over the flat float32 ``x`` (blocks of 32): E8M0 exponent
-    codes into ``exps`` (uint8; 0xFF: inf or NaN in the block, its codes unwritten),
+    codes into ``exps`` (uint8; 0xFF: inf or NaN in the block, its codes meaningless),
     element codes into ``codes`` (uint8, ``x``'s size).  Float elements: ``fp = [norm,
     magic, fmax]`` (float32) and ``up = [shift, sign_shift, sign_bit]`` (uint32) of
     ``_small_float``; ``up[0]`` 0: MXINT8, ``clip(rint(x / 2**(e - 6)), -127, 127)``
@@ -151,25 +157,23 @@ def mx_rows(x, emax, shift, fp, up, codes, exps):
 @njit(cache=True, nogil=True)
 def _mxfp4_slice(x, fp, up, out, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
-    norm, magic, fmax = fp[0], fp[1], fp[2]
-    low = as_bits(norm * magic)
-    s, sign_shift, sign_bit = up[0], up[1], up[2]
-    codes = local_block(out, 64)
+    scale, heads = local_block(x, TILE), local_block(out, TILE)
     rows = out.size // 17
-    w = x.size // max(rows, 1)  # (32, read from the shapes: see _mx_slice)
-    half = w // 2
-    for r in range(rows):
-        code = _mx_exponent(x, r * w, w, np.int32(2))
-        out[r * 17] = code
-        if code == 255:
-            continue
-        d = as_float(_power_bits(127 - code))  # 2**-e: e >= -127, so float32 holds it
-        base, at = r * w, r * 17 + 1
-        for i in range(w):  # (codes first, into a buffer: this loop vectorizes)
-            codes[i] = _small_float(x[base + i] * d, norm, magic, fmax, low, s, sign_shift,
-                                    sign_bit)
-        for j in range(half):
-            out[at + j] = bor(codes[j], shl(codes[half + j], np.uint8(4)))
+    for first in range(0, rows, TILE):  # (a tile's scales, then its codes: _mx_slice)
+        nb = min(TILE, rows - first)
+        if first + 2 * TILE <= rows:
+            prefetch_lines(x, (first + TILE) * 32, 2048)  # (TILE blocks)
+        for g in range(0, nb - 7, 8):  # (eight at a time, as _mx_slice)
+            e8m0_scales(x, (first + g) * 32, 32, np.int32(2), heads, g, scale, g)
+        for r in range(nb // 8 * 8, nb):
+            code = _e8m0(top_bits(x, (first + r) * 32, 32), np.int32(2))
+            heads[r] = code
+            scale[r] = as_float(_power_bits(127 - min(code, np.int32(254))))
+        for r in range(nb):
+            out[(first + r) * 17] = heads[r]
+        for r in range(nb):  # (codes j and j + 16 into byte j: pack mode 1)
+            float_codes(x, (first + r) * 32, 32, scale[r], scale[r], False, fp, up, out,
+                        (first + r) * 17 + 1, 1)
     swap_fp_control(saved)
 
 
@@ -184,7 +188,7 @@ def ggml_mxfp4(x, fp, up, out):
     """GGML ``block_mxfp4`` rows (17 bytes each, flat ``out``) of the flat float32 ``x``:
     row ``r`` = ``[e, c[j] | c[j +
     16] << 4 for j < 16]``, ``e`` the OCP E8M0 exponent (0xFF: inf or NaN in the block,
-    the rest of that row unwritten), ``c`` the E2M1 codes of ``x * 2**-(e - 127)``
+    the rest of that row meaningless), ``c`` the E2M1 codes of ``x * 2**-(e - 127)``
     (``fp``, ``up``: E2M1's parameters of ``_small_float``)."""
     launch(_mxfp4_slice, _mxfp4_parallel, x, out, (x, fp, up, out))
 
@@ -215,30 +219,33 @@ def abs_max_bits(x, top):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _nvfp4_slice(x, tensor_scale, p8, scale_table, fp, up, scales, out, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
-    norm, magic, fmax = fp[0], fp[1], fp[2]
-    low = as_bits(norm * magic)
-    e2, sign_shift, sign_bit = up[0], up[1], up[2]
     s, half_m1, rebias = p8[F.E_SHIFT], p8[F.E_HALF_M1], p8[F.E_REBIAS]
     ovf_code, norm_min = p8[F.E_OVF_CODE], p8[F.E_NORM_MIN]
-    codes = local_block(out, 64)
-    w = x.size // max(scales.size, 1)  # (16, read from the shapes: see _mx_slice)
-    half = w // 2
-    for r in range(scales.size):
-        base = r * w
-        block_max = as_float(_block_top(x, base, w))
-        # the float32 steps of torchao's recipe, in its order
-        v = min(max((block_max / np.float32(6)) / tensor_scale, np.float32(2.0 ** -6)),
-                np.float32(448))
-        # (v is a normal E4M3 magnitude: the integer rounding alone is exact)
-        s8 = rounded(as_bits(v), s, half_m1, rebias, ovf_code, norm_min, np.float32(1),
-                      True, False)
-        scales[r] = s8
-        total = tensor_scale * scale_table[s8]
-        for i in range(w):
-            codes[i] = _small_float(x[base + i] / total, norm, magic, fmax, low, e2,
-                                    sign_shift, sign_bit)
-        for j in range(half):
-            out[r * half + j] = bor(codes[2 * j], shl(codes[2 * j + 1], np.uint8(4)))
+    total = local_block(x, TILE)
+    for first in range(0, scales.size, TILE):  # (a tile's scales, then its codes)
+        nb = min(TILE, scales.size - first)
+        if first + 2 * TILE <= scales.size:
+            prefetch_lines(x, (first + TILE) * 16, 1024)  # (TILE blocks)
+        for g in range(0, nb - 7, 8):  # (eight blocks at a time in vector lanes)
+            nvfp4_scales(x, (first + g) * 16, tensor_scale, scales, first + g, total, g)
+        for r in range(nb // 8 * 8, nb):
+            block_max = as_float(top_bits(x, (first + r) * 16, 16))
+            # the float32 steps of torchao's recipe, in its order
+            v = min(max((block_max / np.float32(6)) / tensor_scale, np.float32(2.0 ** -6)),
+                    np.float32(448))
+            # (v is a normal E4M3 magnitude: the integer rounding alone is exact)
+            s8 = rounded(as_bits(v), s, half_m1, rebias, ovf_code, norm_min, np.float32(1),
+                         True, False)
+            scales[first + r] = s8
+            total[r] = tensor_scale * scale_table[s8]
+        # (a true division; codes 2j and 2j + 1 into byte j; two blocks a call)
+        for r in range(0, nb - 1, 2):
+            float_codes(x, (first + r) * 16, 32, total[r], total[r + 1], True, fp, up, out,
+                        (first + r) * 8, 2)
+        if nb % 2:
+            r = nb - 1
+            float_codes(x, (first + r) * 16, 16, total[r], total[r], True, fp, up, out,
+                        (first + r) * 8, 2)
     swap_fp_control(saved)
 
 
@@ -260,39 +267,31 @@ def nvfp4(x, tensor_scale, params8, scale_table, fp, up, scales, out):
            (x, np.float32(tensor_scale), params8, scale_table, fp, up, scales, out))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _code_float(h, mag_mask, sign_bit, shift, sign_shift):
-    """The float32 whose exponent and mantissa fields hold the magnitude bits of the
-    float code ``h`` (``h & mag_mask``, shifted left by ``shift``), with its sign
-    (``h & sign_bit``, shifted by ``sign_shift``): the code's value divided by ``up``."""
-    return as_float(bor(shl(band(h, mag_mask), shift), shl(band(h, sign_bit), sign_shift)))
-
-
 @njit(cache=True, nogil=True)
 def _mx_decode_slice(codes, exps, shift, up, special_min, table, out, stream):
-    buf = local_block(out, BLOCK)
-    mag, sign = np.uint32(0x7F), np.uint32(0x80)
-    for start in range(0, out.size, BLOCK):
-        out_b = out[start:start + BLOCK]
-        dst = buf[:out_b.size] if stream else out_b
-        for r in range(out_b.size // 32):
-            scale = as_float(_power_bits(np.int32(exps[start // 32 + r]) - 127))  # (255: inf)
-            base, at = start + r * 32, r * 32
-            if shift == 0:  # int8 codes
-                for i in range(32):
-                    dst[at + i] = np.float32(np.int8(codes[base + i])) * up * scale
+    # (non-temporal stores straight from the vector registers: blocks of 32 float32
+    # start on 128-byte boundaries of an aligned out)
+    direct = stream and address(out, 0) % 64 == 0
+    for r in range(exps.size):
+        scale = as_float(_power_bits(np.int32(exps[r]) - 127))  # (255: inf)
+        base = r * 32
+        if shift == 0:  # int8 codes
+            if direct:
+                int_values(codes, base, 32, up, scale, out, base, True)
             else:
-                top = np.uint32(0)
-                for i in range(32):
-                    h = np.uint32(codes[base + i])
-                    top = max(top, band(h, mag))
-                    dst[at + i] = _code_float(h, mag, sign, shift, np.uint32(24)) * up * scale
-                if top >= special_min:  # (rare: an inf or NaN code in the block)
-                    for i in range(32):
-                        dst[at + i] = table[codes[base + i]] * scale
-        if stream:
-            stream_out(out_b, dst)
-    finish_stream(stream)
+                int_values(codes, base, 32, up, scale, out, base, False)
+            continue
+        if direct:
+            special = float_values(codes, base, 32, shift, up, scale, special_min, out, base,
+                                   True)
+        else:
+            special = float_values(codes, base, 32, shift, up, scale, special_min, out, base,
+                                   False)
+        if special:  # (rare: an inf or NaN code in the block, redone from the table)
+            finish_stream(direct)  # (the block's non-temporal stores before these)
+            for i in range(32):
+                out[base + i] = table[codes[base + i]] * scale
+    finish_stream(direct)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -314,53 +313,69 @@ def mx_decode(codes, exps, shift, up, special_min, table, out):
             out))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _e2m1_value(h):
-    """The float32 value of the E2M1 code in the low 4 bits of ``h``, without a float32
-    subnormal (slow on many CPUs): the magnitude bits under exponent 126 read ``y =
-    (1 + m / 2) * 2**(e - 1)``, the value itself for ``e >= 1``; ``e = 0`` (0 and 0.5)
-    is ``2 * y - 1``, exactly.  Sign: bit 3."""
-    mag = band(h, np.uint32(7))
-    y = as_float(add(shl(mag, np.uint32(22)), np.uint32(126 << 23)))
-    v = y if mag >= np.uint32(2) else np.float32(2) * y - np.float32(1)
-    return as_float(bor(as_bits(v), shl(band(h, np.uint32(8)), np.uint32(28))))
+@intrinsic
+def e2m1_values(typingctx, data, base, n, pack, scale, zero, out, at, nontemporal):
+    """The ``n`` E2M1 values packed in ``data[base:base + n // 2]`` (``pack`` 1: GGML's
+    halves, 2: neighbours, the first element low) times ``scale``, plus ``zero``, into
+    ``out[at:at + n]``.  A value is rebuilt without a float32 subnormal: the magnitude
+    bits under exponent 126 read ``y = (1 + m/2) * 2**(e - 1)``, the value itself for
+    ``e >= 1``; ``2y - 1`` for the codes 0 and 0.5."""
+    if not (values_ok(data, n, out, nontemporal) and literal(pack)):
+        return None
+    width, mode, nt = literal(n), literal(pack), nontemporal.literal_value
+
+    def codegen(context, builder, sig, args):
+        ds, b0, _, _, sc, zr, outa, at0, _ = args
+        half = width // 2
+        i8, i32 = ir.IntType(8), ir.IntType(32)
+        vb, vi, vf = ir.VectorType(i8, half), ir.VectorType(i32, width), ir.VectorType(
+            ir.FloatType(), width)
+        byte = builder.load(vector_at(context, builder, sig.args[0], ds, b0, i8, half), align=1)
+        lo = builder.and_(byte, ir.Constant(vb, [15] * half))
+        hi = builder.lshr(byte, ir.Constant(vb, [4] * half))
+        order = (list(range(width)) if mode == 1 else
+                 [k // 2 + (half if k % 2 else 0) for k in range(width)])
+        c = builder.zext(builder.shuffle_vector(lo, hi, ir.Constant(vi, order)), vi)
+        mag = builder.and_(c, ir.Constant(vi, [7] * width))
+        y = builder.bitcast(builder.add(builder.shl(mag, ir.Constant(vi, [22] * width)),
+                                        ir.Constant(vi, [126 << 23] * width)), vf)
+        small = builder.fsub(builder.fmul(y, ir.Constant(vf, [2.0] * width)),
+                             ir.Constant(vf, [1.0] * width))
+        v = builder.select(builder.icmp_unsigned(">=", mag, ir.Constant(vi, [2] * width)), y,
+                           small)
+        sign = builder.shl(builder.and_(c, ir.Constant(vi, [8] * width)),
+                           ir.Constant(vi, [28] * width))
+        v = builder.bitcast(builder.or_(builder.bitcast(v, vi), sign), vf)
+        v = builder.fmul(v, splat(builder, scalar_as(context, builder, sc, sig.args[4],
+                                                    types.float32), width))
+        v = builder.fadd(v, splat(builder, scalar_as(context, builder, zr, sig.args[5],
+                                                    types.float32), width))
+        store_values(context, builder, sig.args[6], outa, at0, v, width, nt)
+        return context.get_dummy_value()
+    return types.none(data, base, n, pack, scale, zero, out, at, nontemporal), codegen
 
 
 @njit(cache=True, nogil=True)
 def _fp4_decode_slice(data, s8, table, tensor_scale, ggml, out, stream):
-    buf = local_block(out, BLOCK)
-    lo, hi, scale = local_block(out, 8), local_block(out, 8), local_block(out, 32)  # (BLOCK // 16)
-    four = np.uint32(4)
+    direct = stream and address(out, 0) % 64 == 0  # (see _mx_decode_slice)
     # GGML's table holds +0 for the code -0: adding +0 turns -0 into +0, changing nothing
     # else; adding -0 changes nothing at all
     zero = np.float32(0) if ggml else np.float32(-0.0)
-    for start in range(0, out.size, BLOCK):
-        out_b = out[start:start + BLOCK]
-        dst = buf[:out_b.size] if stream else out_b
-        if ggml:  # rows of 17 bytes: E8M0, then element j low and j + 16 high
-            for r in range(out_b.size // 32):
-                row, at = (start // 32 + r) * 17, r * 32
-                d = as_float(_power_bits(np.int32(data[row]) - 127))
-                for j in range(16):
-                    b = np.uint32(data[row + 1 + j])
-                    dst[at + j] = _e2m1_value(b) * d + zero
-                    dst[at + 16 + j] = _e2m1_value(shr(b, four)) * d + zero
-        else:  # NVFP4: byte j holds elements 2j (low) and 2j + 1, an E4M3 scale per 16
-            for r in range(out_b.size // 16):  # (the scales first: a table lookup
-                scale[r] = tensor_scale * table[s8[start // 16 + r]]  # in the loop is slow)
-            for r in range(out_b.size // 16):
-                blk, at, d = start // 16 + r, r * 16, scale[r]
-                src = np.uint64(blk * 8)  # (unsigned: consecutive loads)
-                for j in range(8):  # (each half apart, then interleaved: vectorizes)
-                    b = np.uint32(data[src + np.uint64(j)])
-                    lo[j] = _e2m1_value(b) * d
-                    hi[j] = _e2m1_value(shr(b, four)) * d
-                for j in range(8):
-                    dst[at + 2 * j] = lo[j]
-                    dst[at + 2 * j + 1] = hi[j]
-        if stream:
-            stream_out(out_b, dst)
-    finish_stream(stream)
+    if ggml:  # rows of 17 bytes: E8M0, then element j low and j + 16 high
+        for r in range(out.size // 32):
+            d = as_float(_power_bits(np.int32(data[r * 17]) - 127))
+            if direct:
+                e2m1_values(data, r * 17 + 1, 32, 1, d, zero, out, r * 32, True)
+            else:
+                e2m1_values(data, r * 17 + 1, 32, 1, d, zero, out, r * 32, False)
+    else:  # NVFP4: byte j holds elements 2j (low) and 2j + 1, an E4M3 scale per 16
+        for r in range(out.size // 16):
+            d = tensor_scale * table[s8[r]]
+            if direct:
+                e2m1_values(data, r * 8, 16, 2, d, zero, out, r * 16, True)
+            else:
+                e2m1_values(data, r * 8, 16, 2, d, zero, out, r * 16, False)
+    finish_stream(direct)
 
 
 @njit(parallel=True, cache=True, nogil=True)
