@@ -39,6 +39,9 @@ CALLS = textwrap.dedent("""
             "static float scale": lambda: both(*[fq.quantize(x, "uint8", scale=0.7,
                                                              zero_point=3) for _ in range(2)]),
             "dynamic": lambda: fq.quantize(x, "uint8").data,
+            # the second call from its plan (a kernel called outside ``ieee_default``)
+            "dynamic planned": lambda: both(*[fq.quantize(x, "int8", scheme="symmetric")
+                                              for _ in range(2)]),
             "per-channel scale": lambda: fq.quantize(x, "uint8", granularity=fq.PerChannel(0)).scale,
             "symmetric scale": lambda: fq.choose_qparams(x, "int8", scheme="symmetric").scale,
             "fake": lambda: fq.fake_quantize(x, "int8", granularity=fq.PerChannel(0)),

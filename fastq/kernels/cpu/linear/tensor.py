@@ -254,7 +254,10 @@ def _dynamic_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch
     """The range of the flat ``x`` (its rows in ``nchunks`` parts, the rest here), its
     scale and zero point (``scale_zero``), then its codes as ``quantize_rows_parallel``
     (into ``codes``, or ``packed``); returns the flags of the range (a NaN or inf
-    without ``ignore``: no codes)."""
+    without ``ignore``: no codes).  The parameters are computed in the default
+    floating-point environment, whatever the caller's (the ranges are integer maxima,
+    the row kernels set their own)."""
+    saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (this thread's part)
     nchunks, lead = scratch.shape[0], line_lead(x, bits)
     end, x3, codes3 = tensor_rows(x, codes, lead, bits)
     rows = x3.shape[1]
@@ -262,6 +265,7 @@ def _dynamic_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch
     lead_flags, lead_lo, lead_hi = row_range(x[:lead], ignore)
     flags, lo, hi = flags | lead_flags, min(lo, lead_lo), max(hi, lead_hi)
     if flags and not ignore:  # (the caller raises)
+        swap_fp_control(saved)
         return flags
     scale3[0, 0, 0], zero3[0, 0, 0] = scale_zero(lo, hi, symmetric, qmin, qmax)
     check = flags & NAN != 0
@@ -272,6 +276,7 @@ def _dynamic_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch
                       fused=NO, symmetric=symmetric, ignore=ignore)
     code_ends(x, lead, end, scale3, zero3, qmin, qmax, codes, codes3, bits, scratch[0],
               packed, check=check, symmetric=symmetric, ignore=ignore)
+    swap_fp_control(saved)
     return flags
 
 
