@@ -46,15 +46,6 @@ def block_bytes(kind):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def to_byte(v, cap):
-    """``min(cap, uint8(trunc(v)))`` as int32, with NumPy's (x86) float32 -> uint8: the
-    low byte of the int32 conversion, 0 where that is undefined (NaN, inf, out of
-    range; a select before the conversion, no branch, so the loops vectorize)."""
-    safe = v if abs(v) < np.float32(2147483648.0) else np.float32(0.0)
-    return min(cap, band(np.int32(safe), np.int32(0xFF)))
-
-
-@njit(cache=True, nogil=True, inline="always")
 def round_away_byte(v):
     """The low byte of ``roundf(v)`` (half away from zero, as ``gguf.quants.np_roundf``),
     0 where the conversion is undefined.  ``roundf(a) = trunc(a + 0.49999997)`` for
@@ -129,25 +120,48 @@ def _last_equal(xb, width, v):
     return v
 
 
+def _reduction(pred, name):
+    def reduce(typingctx, v):
+        """The %s of the 16 lanes of ``v`` (no NaN lanes; which of +0/-0 is unspecified),
+        by halving: 4 lane-wise compares and selects (``minps``/``maxps``), where LLVM's
+        ``vector.reduce`` makes a NaN-checking scalar chain of 16."""
+        if v == V.vec:
+            def codegen(context, builder, sig, args):
+                x, width = args[0], V.WIDTH
+                while width > 1:
+                    half = width // 2
+                    lo = builder.shuffle_vector(x, x, ir.Constant(
+                        ir.VectorType(ir.IntType(32), half), list(range(half))))
+                    hi = builder.shuffle_vector(x, x, ir.Constant(
+                        ir.VectorType(ir.IntType(32), half), list(range(half, width))))
+                    x = builder.select(builder.fcmp_ordered(pred, lo, hi), lo, hi)
+                    width = half
+                return builder.extract_element(x, ir.IntType(32)(0))
+            return types.float32(v), codegen
+        return None
+    reduce.__doc__ = reduce.__doc__ % name
+    return intrinsic(reduce)
+
+
+_lanes_min = _reduction("<", "minimum")
+_lanes_max = _reduction(">", "maximum")
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _min_max(xb, width):
-    """``min`` and ``max`` of ``xb`` ignoring NaN (and whether it holds one), of equal
-    ones (+0 and -0) the last, as NumPy's reductions give them (C keeps the first).
-    Unsigned min/max of order keys vectorize (float ones do not without fast math);
-    only a zero result needs the last-of-equal rule, by a scan."""
-    lo_start = _order_key(np.float32(3.4028234663852886e38))
-    hi_start = _order_key(np.float32(-3.4028234663852886e38))
-    lo_key, hi_key = lo_start, hi_start
-    mask, inf = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
-    nans = np.uint32(0)
-    for j in range(width):  # (a NaN gives the start value: no change)
-        nan = band(as_bits(xb[j]), mask) > inf
-        nans = bor(nans, np.uint32(1) if nan else np.uint32(0))
-        k = _order_key(xb[j])
-        lo_key = min(lo_key, lo_start if nan else k)
-        hi_key = max(hi_key, hi_start if nan else k)
-    return (_last_equal(xb, width, _from_key(lo_key)),
-            _last_equal(xb, width, _from_key(hi_key)), nans != 0)
+    """``min`` and ``max`` of the 32 elements of ``xb`` ignoring NaN (and whether it
+    holds one), of equal ones (+0 and -0) the last, as NumPy's reductions give them (C
+    keeps the first).  Two 16-lane vectors, NaN lanes replaced by the start values
+    (+-FLT_MAX), a lane-wise min/max and one across the lanes; only a zero result needs
+    the last-of-equal rule, by a scan."""
+    top = V.splat(np.float32(3.4028234663852886e38))
+    bottom = V.splat(np.float32(-3.4028234663852886e38))
+    v0, v1 = V.load(xb, 0), V.load(xb, 16)
+    ok0, ok1 = V.eq(v0, v0), V.eq(v1, v1)
+    lo = _lanes_min(V.minimum(V.select(ok0, v0, top), V.select(ok1, v1, top)))
+    hi = _lanes_max(V.maximum(V.select(ok0, v0, bottom), V.select(ok1, v1, bottom)))
+    return (_last_equal(xb, width, lo), _last_equal(xb, width, hi),
+            not V.every(V.both(ok0, ok1)))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -164,19 +178,6 @@ def _flags(top, dh, nan, ovf):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pack(ob, q0, j, lo, hi, qh, half, five, bit):
-    """Byte ``j`` at ``q0``: the low nibbles of codes ``j`` (``lo``) and ``j + half``
-    (``hi``); for 5-bit codes their fifth bits go into ``qh`` at bits j and j + half
-    (masks from the table ``bit``: shifts by the loop counter vectorized badly)."""
-    ob[q0 + j] = np.uint8(bor(band(lo, np.int32(0xF)), shl(hi, np.int32(4))))
-    if five:
-        zero, four = np.uint32(0), np.int32(4)
-        qh = bor(qh, band(bit[j], sub(zero, np.uint32(shr(lo, four)))))
-        qh = bor(qh, band(bit[j + half], sub(zero, np.uint32(shr(hi, four)))))
-    return qh
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _bit_table(like, width):
     """``[1 << j for j in range(width)]`` (uint32, ``width`` <= 32) on the stack;
     ``like`` is any 4-byte array (its dtype types the stack slot)."""
@@ -190,6 +191,52 @@ def _bit_table(like, width):
 def _put_u32(ob, o, v):
     for k in range(4):
         ob[o + k] = np.uint8(band(shr(v, np.uint32(8 * k)), np.uint32(0xFF)))
+
+
+@intrinsic
+def _pack_codes(typingctx, out, o, flo, fhi, cap):
+    """Codes ``min(cap, int32(f) & 0xFF)`` of the 16 lanes ``flo`` (elements 0..15 of a
+    block) and ``fhi`` (16..31), whose lanes are whole-number-truncatable (``|f| <
+    2**31``: the caller zeroes the others, ``_truncatable``); their low nibbles packed into
+    ``out[o:o + 16]`` (``lo | hi << 4``).  Returns the fifth bits (uint32: bit ``j`` of
+    code ``j``, bit ``16 + j`` of code ``16 + j``), q5_0/q5_1's ``qh``."""
+    if isinstance(out, types.Array) and out.dtype == types.uint8 and flo == V.vec \
+            and fhi == V.vec and isinstance(cap, types.Integer):
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            vi = ir.VectorType(ir.IntType(32), V.WIDTH)
+            c = context.cast(builder, args[4], sig.args[4], types.int32)
+            one = builder.insert_element(ir.Constant(vi, None), c, ir.IntType(32)(0))
+            capv = builder.shuffle_vector(one, ir.Constant(vi, None),
+                                          ir.Constant(vi, [0] * V.WIDTH))
+
+            def codes(f):
+                q = builder.and_(builder.fptosi(f, vi), ir.Constant(vi, [255] * V.WIDTH))
+                return builder.select(builder.icmp_signed(">", q, capv), capv, q)
+            lo, hi = codes(args[2]), codes(args[3])
+            nib = ir.Constant(vi, [15] * V.WIDTH)
+            byte = builder.or_(builder.and_(lo, nib),
+                               builder.shl(builder.and_(hi, nib), ir.Constant(vi, [4] * V.WIDTH)))
+            vb = ir.VectorType(ir.IntType(8), V.WIDTH)
+            builder.store(builder.trunc(byte, vb),
+                          builder.bitcast(builder.gep(data, [args[1]]), vb.as_pointer()), align=1)
+            i32 = ir.IntType(32)
+
+            def fifth(q):
+                bit = builder.icmp_unsigned("!=", builder.and_(q, ir.Constant(vi, [16] * V.WIDTH)),
+                                            ir.Constant(vi, [0] * V.WIDTH))
+                return builder.zext(builder.bitcast(bit, ir.IntType(V.WIDTH)), i32)
+            return builder.or_(fifth(lo), builder.shl(fifth(hi), i32(16)))
+        return types.uint32(out, o, flo, fhi, cap), codegen
+    return None
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _truncatable(f):
+    """``f``, 0 in the lanes where its int32 conversion is undefined (NaN, inf, out of
+    range): NumPy's (x86) float32 -> uint8 gives 0 there."""
+    return V.select(V.lt(V.fabs(f), V.splat(np.float32(2147483648.0))), f,
+                    V.splat(np.float32(0.0)))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -218,7 +265,6 @@ def _x_0_blocks(x, b0, b1, out, width, five):
     half = width // 2
     nbytes = half + (6 if five else 2)
     q0 = 6 if five else 2
-    bit = _bit_table(x, width)
     bias = nmax + np.float32(0.5)
     step = np.float32(-1.0) / nmax
     nan = ovf = 0
@@ -229,11 +275,11 @@ def _x_0_blocks(x, b0, b1, out, width, five):
         dh = half_bits(d)
         put_half(ob, 0, dh)
         ident = _inverse(d)
-        qh = np.uint32(0)
-        for j in range(half):
-            lo = to_byte(xb[j] * ident + bias, cap)
-            hi = to_byte(xb[j + half] * ident + bias, cap)
-            qh = _pack(ob, q0, j, lo, hi, qh, half, five, bit)
+        # (16-lane vectors: the block's halves are one vector each)
+        vi, vb = V.splat(ident), V.splat(bias)
+        flo = _truncatable(V.add(V.mul(V.load(xb, 0), vi), vb))
+        fhi = _truncatable(V.add(V.mul(V.load(xb, half), vi), vb))
+        qh = _pack_codes(ob, q0, flo, fhi, cap)
         if five:
             _put_u32(ob, 2, qh)
         nan, ovf = _flags(top, dh, nan, ovf)
@@ -248,7 +294,6 @@ def _x_1_blocks(x, b0, b1, out, width, five):
     half = width // 2
     nbytes = half + (8 if five else 4)
     q0 = 8 if five else 4
-    bit = _bit_table(x, width)
     nan = ovf = 0
     for b in range(b0, b1):
         xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
@@ -259,11 +304,10 @@ def _x_1_blocks(x, b0, b1, out, width, five):
         put_half(ob, 0, dh)
         put_half(ob, 2, mh)
         ident = _inverse(d)
-        qh = np.uint32(0)
-        for j in range(half):
-            c0 = to_byte((xb[j] - lo) * ident + np.float32(0.5), cap)
-            c1 = to_byte((xb[j + half] - lo) * ident + np.float32(0.5), cap)
-            qh = _pack(ob, q0, j, c0, c1, qh, half, five, bit)
+        vl, vi, vh = V.splat(lo), V.splat(ident), V.splat(np.float32(0.5))
+        flo = _truncatable(V.add(V.mul(V.sub(V.load(xb, 0), vl), vi), vh))
+        fhi = _truncatable(V.add(V.mul(V.sub(V.load(xb, half), vl), vi), vh))
+        qh = _pack_codes(ob, q0, flo, fhi, cap)
         if five:
             _put_u32(ob, 4, qh)
         nan, ovf = _flags(top, dh if (mh & 0x7FFF) != 0x7C00 else mh, nan, ovf)
@@ -320,7 +364,7 @@ def _x_dequantize_blocks(data, b0, b1, out, width, offset, with_min, five):
             byte = np.int32(db[q0 + j])
             lo = band(byte, low)
             hi = shr(byte, four)
-            if five:  # (a mask from ``_bit_table``: see ``_pack``)
+            if five:  # (a mask from ``_bit_table``: shifts by the loop counter vectorized badly)
                 lo = bor(lo, np.int32(16) if band(qh, bit[j]) else np.int32(0))
                 hi = bor(hi, np.int32(16) if band(qh, bit[j + half]) else np.int32(0))
             if with_min:
