@@ -131,12 +131,20 @@ def _q3_move(v, l, slx, sl2, moved, lo, hi):
     new = V.nearest_int_clamped(V.div(V.mul(v, s_l2), s_lx), lo, hi)
     n_lx = V.add(s_lx, V.mul(wv, new))
     n_l2 = V.add(s_l2, V.mul(V.mul(w, new), new))
-    better = V.gt(V.mul(V.mul(n_lx, n_lx), sl2), V.mul(V.mul(slx, slx), n_l2))
-    take = V.both(V.both(V.gt(s_lx, zero), V.gt(n_l2, zero)), better)
-    same = V.eq(new, l)  # (C's new_l != L[i]: a same code leaves the sums as they were)
-    return (V.select(take, new, l), V.select(same, slx, V.select(take, n_lx, slx)),
-            V.select(same, sl2, V.select(take, n_l2, sl2)),
-            V.select(same, moved, V.select(take, V.splat(np.float32(1.0)), moved)))
+    # take = (slx' > 0) & (new != l) & (sl2' > 0) & (slx'^2 * sl2 > slx^2 * sl2'), as
+    # selects of the compare's operands (a -inf left side or +inf right side fails it):
+    # ands of 16-lane masks compile to packs and unpacks of bytes on AVX2
+    inf = V.splat(np.float32(np.inf))
+    same = V.eq(new, l)
+    gate = V.gt(V.select(same, zero, s_lx), zero)
+    left = V.select(gate, V.mul(V.mul(n_lx, n_lx), sl2), V.sub(zero, inf))
+    right = V.select(V.gt(n_l2, zero), V.mul(V.mul(slx, slx), n_l2), inf)
+    take = V.gt(left, right)
+    # (the code as ``l + (new - l)``, exact for these small integers: stored back where
+    # ``l`` was loaded from, a plain select becomes a masked store, microcoded on AMD)
+    code = V.add(l, V.select(take, V.sub(new, l), zero))
+    return (code, V.select(take, n_lx, slx), V.select(take, n_l2, sl2),
+            V.select(take, V.splat(np.float32(1.0)), moved))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -168,34 +176,104 @@ def _q3_start(xt, fl, nmax, nk, g, sums, amaxes):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _q3_passes(xt, fl, nmax, nk, sums, ga, gb):
-    """C's (up to 5) passes of code moves on the lanes of two 16-lane groups ``ga`` and
-    ``gb`` (``ga == gb``: one group, done twice alike), their sums in registers, their
-    element steps alternating so that the two independent dependency chains (a
-    division, a rounding and a compare per element) overlap.  C stops a sub-block at
-    its first pass that changes nothing, and a pass after that would change nothing
-    either (the same state): the lanes run passes until none of them moves."""
+def _q3_passes(xt, fl, nmax, nk, sums, moves, g0, count, passes):
+    """Up to ``passes`` of C's passes of code moves on the lanes of the ``count`` (1 to
+    4) 16-lane groups from lane ``g0``, their sums in registers, their element steps
+    alternating: the step of a group is one dependency chain (a division, a rounding
+    and a compare per element, some 80 cycles), and four independent ones keep the
+    cores' units busy.  C stops a sub-block at its first pass that changes nothing, and
+    a pass after that would change nothing either (the same state): the lanes run
+    passes until none of them moves.  ``moves`` gets each lane's flag (1: moved) of
+    the last pass run."""
     zero = V.splat(np.float32(0.0))
     lo, hi = -nmax, nmax - 1
+    ga = g0
+    gb = g0 + 16 if count > 1 else g0
+    gc = g0 + 32 if count > 2 else g0
+    gd = g0 + 48 if count > 3 else g0
     slx_a, sl2_a = V.load(sums, ga), V.load(sums, 64 + ga)
     slx_b, sl2_b = V.load(sums, gb), V.load(sums, 64 + gb)
-    for _ in range(5):
-        moved_a, moved_b = zero, zero
+    slx_c, sl2_c = V.load(sums, gc), V.load(sums, 64 + gc)
+    slx_d, sl2_d = V.load(sums, gd), V.load(sums, 64 + gd)
+    moved_a, moved_b, moved_c, moved_d = zero, zero, zero, zero
+    for _ in range(passes):
+        moved_a, moved_b, moved_c, moved_d = zero, zero, zero, zero
         for i in range(16):
-            la, slx_a, sl2_a, moved_a = _q3_move(V.load(xt, nk * i + ga),
-                                                 V.load(fl, nk * i + ga), slx_a, sl2_a,
-                                                 moved_a, lo, hi)
-            lb, slx_b, sl2_b, moved_b = _q3_move(V.load(xt, nk * i + gb),
-                                                 V.load(fl, nk * i + gb), slx_b, sl2_b,
-                                                 moved_b, lo, hi)
-            V.store(fl, nk * i + ga, la)
-            V.store(fl, nk * i + gb, lb)
-        if V.every(V.eq(V.add(moved_a, moved_b), zero)):
+            r = nk * i
+            la, slx_a, sl2_a, moved_a = _q3_move(V.load(xt, r + ga), V.load(fl, r + ga),
+                                                 slx_a, sl2_a, moved_a, lo, hi)
+            V.store(fl, r + ga, la)
+            if count > 1:
+                lb, slx_b, sl2_b, moved_b = _q3_move(V.load(xt, r + gb), V.load(fl, r + gb),
+                                                     slx_b, sl2_b, moved_b, lo, hi)
+                V.store(fl, r + gb, lb)
+            if count > 2:
+                lc, slx_c, sl2_c, moved_c = _q3_move(V.load(xt, r + gc), V.load(fl, r + gc),
+                                                     slx_c, sl2_c, moved_c, lo, hi)
+                V.store(fl, r + gc, lc)
+            if count > 3:
+                ld, slx_d, sl2_d, moved_d = _q3_move(V.load(xt, r + gd), V.load(fl, r + gd),
+                                                     slx_d, sl2_d, moved_d, lo, hi)
+                V.store(fl, r + gd, ld)
+        if V.every(V.eq(V.add(V.add(moved_a, moved_b), V.add(moved_c, moved_d)), zero)):
             break
     V.store(sums, ga, slx_a)
     V.store(sums, 64 + ga, sl2_a)
-    V.store(sums, gb, slx_b)
-    V.store(sums, 64 + gb, sl2_b)
+    V.store(moves, ga, moved_a)
+    if count > 1:
+        V.store(sums, gb, slx_b)
+        V.store(sums, 64 + gb, sl2_b)
+        V.store(moves, gb, moved_b)
+    if count > 2:
+        V.store(sums, gc, slx_c)
+        V.store(sums, 64 + gc, sl2_c)
+        V.store(moves, gc, moved_c)
+    if count > 3:
+        V.store(sums, gd, slx_d)
+        V.store(sums, 64 + gd, sl2_d)
+        V.store(moves, gd, moved_d)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _q3_search(xt, fl, nmax, nk, sums):
+    """C's passes of code moves for the ``nk`` lanes.  Four in five sub-blocks (Gaussian
+    data) settle in their first pass, yet a group of 16 would run as many passes as its
+    slowest lane: after the first pass, the lanes that moved are gathered (their
+    elements, codes and sums; zero lanes pad the last group, where no move is ever
+    taken: ``slx > 0`` fails) and only they run the (up to 4) passes after it."""
+    moves = local_block(xt, 64)
+    _q3_passes(xt, fl, nmax, nk, sums, moves, 0, nk // 16, 1)
+    idx = local_block(moves, 64)  # (float32 lane numbers: exact)
+    na = 0
+    for k in range(nk):
+        if moves[k] != 0:
+            idx[na] = k
+            na += 1
+    if na == 0:
+        return
+    nc = (na + 15) // 16 * 16
+    cx, cf = local_block(xt, 1024), local_block(xt, 1024)
+    csums = local_block(xt, 128)
+    zero = V.splat(np.float32(0.0))
+    last = nc - 16  # (the padding lanes: in the last group)
+    V.store(csums, last, zero)
+    V.store(csums, 64 + last, zero)
+    for i in range(16):
+        V.store(cx, nc * i + last, zero)
+        V.store(cf, nc * i + last, zero)
+    for a in range(na):
+        k = np.uint64(idx[a])
+        csums[a] = sums[k]
+        csums[64 + a] = sums[64 + k]
+        for i in range(16):
+            cx[nc * i + a] = xt[nk * i + k]
+            cf[nc * i + a] = fl[nk * i + k]
+    _q3_passes(cx, cf, nmax, nc, csums, moves, 0, nc // 16, 4)
+    for a in range(na):
+        k = np.uint64(idx[a])
+        sums[k], sums[64 + k] = csums[a], csums[64 + a]
+        for i in range(16):
+            fl[nk * i + k] = cf[nc * i + a]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -203,13 +281,12 @@ def make_q3_lanes(xt, L, nmax, nk, scales):
     """``make_q3_quants(16, nmax, x_k, L_k, do_rmse=true)`` for ``nk`` (a multiple of 16,
     at most 64) sub-blocks ``k`` at once, element ``i`` of sub-block ``k`` at ``nk * i +
     k`` in ``xt`` and ``L`` (``l + nmax``; 0 for an all-zero sub-block), the scales into
-    ``scales``; 16 lanes a vector (``_q3_start``, ``_q3_passes``)."""
+    ``scales``; 16 lanes a vector (``_q3_start``, ``_q3_search``)."""
     fl = local_block(xt, 1024)
     sums, amaxes = local_block(xt, 128), local_block(xt, 64)
     for g in range(0, nk, 16):
         _q3_start(xt, fl, nmax, nk, g, sums, amaxes)
-    for g in range(0, nk, 32):
-        _q3_passes(xt, fl, nmax, nk, sums, g, min(g + 16, nk - 16))
+    _q3_search(xt, fl, nmax, nk, sums)
     zero = V.splat(np.float32(0.0))
     off = V.splat(np.float32(nmax))
     for g in range(0, nk, 16):
