@@ -34,7 +34,8 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import as_bits, band, local_block, shl, shr, unmanaged
+from ..word import band, local_block, shl, shr, unmanaged
+from . import lanes as V
 from ..word import get_half, half_bits, put_half
 from .kquant_search import clamp, nearest_int
 from .kquant_search_low import make_q3_lanes, make_qkx2_mad_lanes, requantize_lanes
@@ -156,11 +157,16 @@ def _q3_scale(data, sb, j):
 @njit(cache=True, nogil=True, inline="always")
 def _block_flags(x, i0):
     """Whether the super-block at ``i0`` holds a NaN, and (when it holds none) whether it
-    holds an inf: from the largest magnitude's bits, one max reduction that vectorizes."""
-    top = np.uint32(0)
-    for i in range(256):
-        top = max(top, band(as_bits(x[i0 + i]), np.uint32(0x7FFFFFFF)))
-    return top > np.uint32(0x7F800000), top == np.uint32(0x7F800000)
+    holds an inf: 16-lane vectors, a count of the NaN lanes and the largest magnitude
+    of the others."""
+    zero, one = V.splat(np.float32(0.0)), V.splat(np.float32(1.0))
+    nans, top = zero, zero
+    for j in range(16):
+        v = V.load(x, i0 + 16 * j)
+        nans = V.add(nans, V.select(V.eq(v, v), zero, one))
+        top = V.maximum(V.fabs(v), top)  # (a NaN lane keeps ``top``)
+    bad = not V.every(V.eq(nans, zero))
+    return bad, not V.every(V.lt(top, V.splat(np.float32(np.inf))))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -180,9 +186,10 @@ def _quantize_blocks(x, kind, b0, b1, out):
         nk = 16 * ns
         for k in range(nk):  # lane k: sub-block k % 16 of super-block g0 + k // 16
             for i in range(16):
-                v = x[g0 * 256 + 16 * k + i]
-                xt[nk * i + k] = v
-                wt[nk * i + k] = abs(v)
+                xt[nk * i + k] = x[g0 * 256 + 16 * k + i]
+        if kind == 0:  # (q2_K's weights |x|)
+            for i in range(nk * 16):
+                wt[i] = abs(xt[i])
         if kind == 0:
             make_qkx2_mad_lanes(xt, wt, lt, 3, np.float32(-0.5), np.float32(0.1), 15,
                                 g_scales, g_mins, nk)
