@@ -30,7 +30,9 @@ vector lanes, each lane C's algorithm step for step, C's branches as per-lane se
 (``fastq.kernels.cpu.blocks.kquant_search_low``).
 """
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
@@ -154,6 +156,47 @@ def _q3_scale(data, sb, j):
     return (low | (((np.int64(data[sb + 8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)) - 32
 
 
+@intrinsic
+def _transpose_tile(typingctx, src, s0, sstride, dst, d0, dstride):
+    """``dst[d0 + dstride * c + r] = src[s0 + sstride * r + c]`` for ``r, c`` in 0..15
+    (float32 or uint8 arrays of one dtype): 16 vector loads, four rounds of 16 shuffles
+    (round ``k`` swaps bit ``k`` of the row and the column index), 16 vector stores,
+    where element by element takes 256 scalar loads and stores."""
+    if isinstance(src, types.Array) and isinstance(dst, types.Array) \
+            and src.dtype == dst.dtype and src.dtype in (types.float32, types.uint8):
+        def codegen(context, builder, sig, args):
+            elem = context.get_data_type(sig.args[0].dtype)
+            vt = ir.VectorType(elem, 16)
+            i64 = ir.IntType(64)
+
+            def address(arrty, arr, start, stride, r):
+                data = context.make_array(arrty)(context, builder, arr).data
+                at = builder.add(start, builder.mul(stride, i64(r)))
+                return builder.bitcast(builder.gep(data, [at]), vt.as_pointer())
+            s0_, ss = [context.cast(builder, a, t, types.int64)
+                       for a, t in zip(args[1:3], sig.args[1:3])]
+            d0_, ds = [context.cast(builder, a, t, types.int64)
+                       for a, t in zip(args[4:6], sig.args[4:6])]
+            rows = [builder.load(address(sig.args[0], args[0], s0_, ss, r), align=1)
+                    for r in range(16)]
+            i32v = ir.VectorType(ir.IntType(32), 16)
+            for k in range(4):
+                b = 1 << k
+                low = ir.Constant(i32v, [j if not j & b else 16 + (j ^ b) for j in range(16)])
+                high = ir.Constant(i32v, [(j ^ b) if not j & b else 16 + j for j in range(16)])
+                for r in range(16):
+                    if r & b:
+                        continue
+                    a, c = rows[r], rows[r | b]
+                    rows[r] = builder.shuffle_vector(a, c, low)
+                    rows[r | b] = builder.shuffle_vector(a, c, high)
+            for r in range(16):
+                builder.store(rows[r], address(sig.args[3], args[3], d0_, ds, r), align=1)
+            return context.get_dummy_value()
+        return types.none(src, s0, sstride, dst, d0, dstride), codegen
+    return None
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _block_flags(x, i0):
     """Whether the super-block at ``i0`` holds a NaN, and (when it holds none) whether it
@@ -184,9 +227,8 @@ def _quantize_blocks(x, kind, b0, b1, out):
     for g0 in range(b0, b1, 4):
         ns = min(4, b1 - g0)
         nk = 16 * ns
-        for k in range(nk):  # lane k: sub-block k % 16 of super-block g0 + k // 16
-            for i in range(16):
-                xt[nk * i + k] = x[g0 * 256 + 16 * k + i]
+        for s in range(ns):  # lane k: sub-block k % 16 of super-block g0 + k // 16
+            _transpose_tile(x, (g0 + s) * 256, 16, xt, 16 * s, nk)
         if kind == 0:  # (q2_K's weights |x|)
             for i in range(nk * 16):
                 wt[i] = abs(xt[i])
@@ -209,9 +251,7 @@ def _quantize_blocks(x, kind, b0, b1, out):
             requantize_lanes(xt, lt, dl, ml, -4, 3, 4, nk)
         for s in range(ns):
             o = (g0 + s) * nbytes
-            for j in range(16):
-                for i in range(16):
-                    L[16 * j + i] = lt[nk * i + 16 * s + j]
+            _transpose_tile(lt, 16 * s, nk, L, 0, 16)
             if kind == 0:
                 _pack_2bit(L, out, o + 16)
             else:
