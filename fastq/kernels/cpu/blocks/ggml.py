@@ -20,6 +20,11 @@ throughout, ``d = max / -8`` with ``max`` the first element of largest magnitude
 leave undefined (NaN, inf: met when ``1 / d`` overflows for subnormal ``d``) gives 0, as
 NumPy's does there; a negative truncation wraps modulo 256 before the cap, as NumPy's
 ``astype(np.uint8)`` does.
+
+The per-element work of q4_0/q4_1/q5_0/q5_1 quantize and q8_0/q4_0/q4_1 dequantize runs on
+explicit 16-lane float32 vectors (``lanes.vec``): a block's halves, elements 0..15 and
+16..31 (the low and high nibbles of the same 16 bytes), are one vector each, with
+byte-level loads and stores written here (``_pack_codes``, ``_nibble_lanes``).
 """
 import numpy as np
 from llvmlite import ir

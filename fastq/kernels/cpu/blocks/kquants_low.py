@@ -36,7 +36,7 @@ from numba.extending import intrinsic
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import band, local_block, shl, shr, unmanaged
+from ..word import local_block, unmanaged
 from . import lanes as V
 from ..word import get_half, half_bits, put_half
 from .kquant_search import clamp, nearest_int
@@ -277,8 +277,7 @@ def _dequantize_blocks(data, kind, b0, b1, out):
     m``, q3_K ``(d * sc) * (q - 4)``, in float32 (``gguf.quants``' order).  Sub-block
     ``j`` (elements ``16 j..``) has its 2-bit codes at bit ``2 * (j % 8 // 2)`` of the
     code bytes ``32 * (j // 8) + 16 * (j % 2)..`` and q3_K's high bits at bit ``j // 2``
-    of hmask bytes ``16 * (j % 2)..``.  (int32 throughout, word.shr/band: the element
-    loops vectorize.)"""
+    of hmask bytes ``16 * (j % 2)..``; a sub-block is one 16-lane vector.)"""
     data, out = unmanaged(data), unmanaged(out)
     if kind == 0:
         _dequantize_q2(data, b0, b1, out)
@@ -286,41 +285,62 @@ def _dequantize_blocks(data, kind, b0, b1, out):
         _dequantize_q3(data, b0, b1, out)
 
 
+@intrinsic
+def _bit_lanes(typingctx, a, i, shift, mask):
+    """16 bytes ``a[i:i + 16]`` as float32 lanes ``float((a >> shift) & mask)``."""
+    if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8 \
+            and isinstance(i, types.Integer):
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            vb = ir.VectorType(ir.IntType(8), V.WIDTH)
+            vi = ir.VectorType(ir.IntType(32), V.WIDTH)
+
+            def splat(value, ty):
+                v = context.cast(builder, value, ty, types.int32)
+                one = builder.insert_element(ir.Constant(vi, None), v, ir.IntType(32)(0))
+                return builder.shuffle_vector(one, ir.Constant(vi, None),
+                                              ir.Constant(vi, [0] * V.WIDTH))
+            b = builder.load(builder.bitcast(builder.gep(data, [args[1]]), vb.as_pointer()),
+                             align=1)
+            q = builder.lshr(builder.zext(b, vi), splat(args[2], sig.args[2]))
+            q = builder.and_(q, splat(args[3], sig.args[3]))
+            return builder.sitofp(q, ir.VectorType(ir.FloatType(), V.WIDTH))
+        return V.vec(a, i, shift, mask), codegen
+    return None
+
+
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _dequantize_q2(data, b0, b1, out):
-    three = np.int32(3)
+    """A sub-block's 16 codes are one vector (``_bit_lanes``)."""
     for b in range(b0, b1):
         o, y = b * 84, b * 256
         d_all = get_half(data, o + 80)
         m_all = get_half(data, o + 82)
         for j in range(16):
             sc = np.int64(data[o + j])
-            dl = d_all * np.float32(sc & 0xF)
-            ml = m_all * np.float32(sc >> 4)
+            dl = V.splat(d_all * np.float32(sc & 0xF))
+            ml = V.splat(m_all * np.float32(sc >> 4))
             q = o + 16 + 32 * (j // 8) + 16 * (j % 2)
-            shift = np.int32(2 * ((j % 8) // 2))
-            for l in range(16):
-                code = band(shr(np.int32(data[q + l]), shift), three)
-                out[y + 16 * j + l] = dl * np.float32(code) - ml
+            code = _bit_lanes(data, q, 2 * ((j % 8) // 2), 3)
+            V.store(out, y + 16 * j, V.sub(V.mul(dl, code), ml))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _dequantize_q3(data, b0, b1, out):
-    three, one, four = np.int32(3), np.int32(1), np.float32(4.0)
+    """A sub-block's 16 codes are one vector: the low 2 bits plus 4 times the hmask bit
+    (C: ``q - (hmask bit ? 0 : 4)``; sums and differences of these small integers are
+    exact in float32)."""
+    four = V.splat(np.float32(4.0))
     for b in range(b0, b1):
         o, y = b * 110, b * 256
         d_all = get_half(data, o + 108)
         for j in range(16):
-            dl = d_all * np.float32(_q3_scale(data, o + 96, j))
+            dl = V.splat(d_all * np.float32(_q3_scale(data, o + 96, j)))
             q = o + 32 + 32 * (j // 8) + 16 * (j % 2)
             h = o + 16 * (j % 2)
-            shift, bit = np.int32(2 * ((j % 8) // 2)), np.int32(j // 2)
-            for l in range(16):
-                low = band(shr(np.int32(data[q + l]), shift), three)
-                high = band(shr(np.int32(data[h + l]), bit), one)
-                # (C: q - (hmask bit ? 0 : 4); the float difference of small integers
-                # is exact)
-                out[y + 16 * j + l] = dl * (np.float32(low | shl(high, np.int32(2))) - four)
+            low = _bit_lanes(data, q, 2 * ((j % 8) // 2), 3)
+            high = _bit_lanes(data, h, j // 2, 1)
+            V.store(out, y + 16 * j, V.mul(dl, V.sub(V.add(low, V.mul(high, four)), four)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
