@@ -21,10 +21,11 @@ leave undefined (NaN, inf: met when ``1 / d`` overflows for subnormal ``d``) giv
 NumPy's does there; a negative truncation wraps modulo 256 before the cap, as NumPy's
 ``astype(np.uint8)`` does.
 
-The per-element work of q4_0/q4_1/q5_0/q5_1 quantize and q8_0/q4_0/q4_1 dequantize runs on
+The per-element work of q4_0/q4_1/q5_0/q5_1 quantize and of dequantize runs on
 explicit 16-lane float32 vectors (``lanes.vec``): a block's halves, elements 0..15 and
 16..31 (the low and high nibbles of the same 16 bytes), are one vector each, with
-byte-level loads and stores written here (``_pack_codes``, ``_nibble_lanes``).
+byte-level loads and stores written here (``_pack_codes``, ``_nibble_lanes``,
+``_fifth_lanes``).
 """
 import numpy as np
 from llvmlite import ir
@@ -33,8 +34,8 @@ from numba.extending import intrinsic
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks
-from ..word import (as_bits, as_float, band, bor, bxor, get_half, half_bits, local_block,
-                    put_half, shl, shr, sub, unmanaged)
+from ..word import (as_bits, as_float, band, bor, get_half, half_bits, put_half, shl, shr,
+                    sub, unmanaged)
 from . import lanes as V
 
 BLOCK = 32  # elements of a block (GGML's QK4_0 etc.; the kernels spell it out)
@@ -99,19 +100,6 @@ def _abs_max(xb, width):
             if band(as_bits(xb[j]), mask) == top:
                 return top, xb[j]
     return top, big
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _order_key(f):
-    """float32 bits mapped so that unsigned order is the float order (-0 below +0)."""
-    u = as_bits(f)
-    return bxor(u, bor(sub(np.uint32(0), shr(u, np.uint32(31))), np.uint32(0x80000000)))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _from_key(k):
-    flip = np.uint32(0x80000000) if k >= np.uint32(0x80000000) else np.uint32(0xFFFFFFFF)
-    return as_float(bxor(k, flip))  # (bxor: a plain ^ widens to 64 bits, a float64)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -180,16 +168,6 @@ def _flags(top, dh, nan, ovf):
     if top > 0x7F800000:
         return nan + 1, ovf
     return nan, ovf + ((dh & 0x7FFF) == 0x7C00)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _bit_table(like, width):
-    """``[1 << j for j in range(width)]`` (uint32, ``width`` <= 32) on the stack;
-    ``like`` is any 4-byte array (its dtype types the stack slot)."""
-    bit = local_block(like, 32).view(np.uint32)
-    for j in range(width):
-        bit[j] = shl(np.uint32(1), np.uint32(j))
-    return bit
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -347,39 +325,6 @@ def _quantize_parallel(x, kind, out, nchunks, width):
     return nan, ovf
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _x_dequantize_blocks(data, b0, b1, out, width, offset, with_min, five):
-    """q4_0/q5_0 ``d * (q - offset)``; q4_1/q5_1 ``d * q + m`` (``with_min``)."""
-    half = width // 2
-    nbytes = half + 2 + (2 if with_min else 0) + (4 if five else 0)
-    off = np.int32(offset)
-    low, four = np.int32(0xF), np.int32(4)
-    bit = _bit_table(out, width)
-    for b in range(b0, b1):
-        db, ob = data[b * nbytes:(b + 1) * nbytes], out[b * width:(b + 1) * width]
-        d = get_half(db, 0)
-        m = get_half(db, 2) if with_min else np.float32(0.0)
-        qh = np.uint32(0)
-        if five:
-            h0 = 4 if with_min else 2
-            for k in range(4):
-                qh = bor(qh, shl(np.uint32(db[h0 + k]), np.uint32(8 * k)))
-        q0 = nbytes - half
-        for j in range(half):  # (int32 throughout: AVX2 converts int32 lanes, not int64)
-            byte = np.int32(db[q0 + j])
-            lo = band(byte, low)
-            hi = shr(byte, four)
-            if five:  # (a mask from ``_bit_table``: shifts by the loop counter vectorized badly)
-                lo = bor(lo, np.int32(16) if band(qh, bit[j]) else np.int32(0))
-                hi = bor(hi, np.int32(16) if band(qh, bit[j + half]) else np.int32(0))
-            if with_min:
-                ob[j] = d * np.float32(lo) + m
-                ob[j + half] = d * np.float32(hi) + m
-            else:
-                ob[j] = d * np.float32(sub(lo, off))
-                ob[j + half] = d * np.float32(sub(hi, off))
-
-
 def _byte_lanes(signed):
     def lanes(typingctx, a, i, shift, offset):
         """16 bytes ``a[i:i + 16]`` as float32 lanes: ``float(int8(a))`` (``signed``) or
@@ -414,11 +359,34 @@ _int8_lanes = _byte_lanes(True)
 _nibble_lanes = _byte_lanes(False)
 
 
+@intrinsic
+def _fifth_lanes(typingctx, qh, first):
+    """16 float32 lanes ``16.0 * ((qh >> (first + j)) & 1)``, ``j`` the lane: the fifth
+    bits of q5_0/q5_1 codes ``first..first + 15`` (a shift per lane, ``vpsrlvd``)."""
+    if isinstance(qh, types.Integer) and isinstance(first, types.Integer):
+        def codegen(context, builder, sig, args):
+            vi = ir.VectorType(ir.IntType(32), V.WIDTH)
+            q = context.cast(builder, args[0], sig.args[0], types.uint32)
+            f = context.cast(builder, args[1], sig.args[1], types.int32)
+            zero = ir.Constant(vi, [0] * V.WIDTH)
+
+            def splat(v):
+                one = builder.insert_element(ir.Constant(vi, None), v, ir.IntType(32)(0))
+                return builder.shuffle_vector(one, ir.Constant(vi, None), zero)
+            shifts = builder.add(splat(f), ir.Constant(vi, list(range(V.WIDTH))))
+            bits = builder.and_(builder.lshr(splat(q), shifts), ir.Constant(vi, [1] * V.WIDTH))
+            return builder.sitofp(builder.shl(bits, ir.Constant(vi, [4] * V.WIDTH)),
+                                  ir.VectorType(ir.FloatType(), V.WIDTH))
+        return V.vec(qh, first), codegen
+    return None
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _vector_block(data, o, kind, dst, y):
-    """The q8_0 (``kind`` 0), q4_0 (1) or q4_1 (2) block at byte ``o`` of ``data`` into
-    ``dst[y:y + 32]``, 16 lanes a vector (a byte's low nibbles are elements 0..15, its
-    high ones 16..31): the formulas of ``_x_dequantize_blocks``."""
+    """The block at byte ``o`` of ``data`` into ``dst[y:y + 32]``, 16 lanes a vector (a
+    byte's low nibbles are elements 0..15, its high ones 16..31, q5's fifth bits bit
+    ``j`` of ``qh`` for element ``j``): q8_0 ``q * d``; q4_0/q5_0 ``d * (q - 8)``
+    (``q - 16``); q4_1/q5_1 ``d * q + m``; the integer differences exact in float32."""
     d = V.splat(get_half(data, o))
     if kind == 0:
         V.store(dst, y, V.mul(_int8_lanes(data, o + 2, 0, 0), d))
@@ -426,18 +394,33 @@ def _vector_block(data, o, kind, dst, y):
     elif kind == 1:
         V.store(dst, y, V.mul(d, _nibble_lanes(data, o + 2, 0, 8)))
         V.store(dst, y + 16, V.mul(d, _nibble_lanes(data, o + 2, 4, 8)))
-    else:
+    elif kind == 2:
         m = V.splat(get_half(data, o + 2))
         V.store(dst, y, V.add(V.mul(d, _nibble_lanes(data, o + 4, 0, 0)), m))
         V.store(dst, y + 16, V.add(V.mul(d, _nibble_lanes(data, o + 4, 4, 0)), m))
+    else:
+        h = 2 if kind == 3 else 4  # (qh after d, or after d and m)
+        qh = np.uint32(0)
+        for k in range(4):
+            qh = bor(qh, shl(np.uint32(data[o + h + k]), np.uint32(8 * k)))
+        lo = V.add(_nibble_lanes(data, o + h + 4, 0, 0), _fifth_lanes(qh, 0))
+        hi = V.add(_nibble_lanes(data, o + h + 4, 4, 0), _fifth_lanes(qh, 16))
+        if kind == 3:
+            off = V.splat(np.float32(16.0))
+            V.store(dst, y, V.mul(d, V.sub(lo, off)))
+            V.store(dst, y + 16, V.mul(d, V.sub(hi, off)))
+        else:
+            m = V.splat(get_half(data, o + 2))
+            V.store(dst, y, V.add(V.mul(d, lo), m))
+            V.store(dst, y + 16, V.add(V.mul(d, hi), m))
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _vector_blocks(data, b0, b1, out, kind):
-    """Blocks ``b0..b1`` of q8_0/q4_0/q4_1 (``_vector_block``).  (Non-temporal stores
+    """Blocks ``b0..b1`` (``_vector_block``).  (Non-temporal stores
     through a stack buffer, as the casts write outputs past the last-level cache, were
     a third slower here at 16M elements.)"""
-    nbytes = 34 if kind == 0 else 18 + 2 * (kind - 1)
+    nbytes = block_bytes(kind)
     for b in range(b0, b1):
         _vector_block(data, b * nbytes, kind, out, b * 32)
 
@@ -447,16 +430,16 @@ def _dequantize_blocks(data, kind, b0, b1, out, width):
     """Blocks ``b0..b1`` to float32 (``gguf.quants``' formulas and order); one block
     loop per format, its constants inlined."""
     data, out = unmanaged(data), unmanaged(out)
-    if kind == 0:  # (q8_0, q4_0, q4_1 as explicit vectors: no per-block alias checks and
-        _vector_blocks(data, b0, b1, out, 0)  # trip-count dispatch of a vectorized loop)
+    if kind == 0:  # (explicit vectors: no per-block alias checks and trip-count
+        _vector_blocks(data, b0, b1, out, 0)  # dispatch of a vectorized loop)
     elif kind == 1:
         _vector_blocks(data, b0, b1, out, 1)
     elif kind == 2:
         _vector_blocks(data, b0, b1, out, 2)
     elif kind == 3:
-        _x_dequantize_blocks(data, b0, b1, out, width, 16, False, True)
+        _vector_blocks(data, b0, b1, out, 3)
     else:
-        _x_dequantize_blocks(data, b0, b1, out, width, 0, True, True)
+        _vector_blocks(data, b0, b1, out, 4)
 
 
 @njit(parallel=True, cache=True, nogil=True)

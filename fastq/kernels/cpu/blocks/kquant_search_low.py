@@ -10,7 +10,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from ..word import add, local_block, sub
+from ..word import local_block
 from .kquant_search import nearest_int32
 from . import lanes as V
 
