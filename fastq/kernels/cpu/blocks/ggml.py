@@ -186,30 +186,23 @@ def _pack_codes(typingctx, out, o, flo, fhi, cap):
     if isinstance(out, types.Array) and out.dtype == types.uint8 and flo == V.vec \
             and fhi == V.vec and isinstance(cap, types.Integer):
         def codegen(context, builder, sig, args):
-            data = context.make_array(sig.args[0])(context, builder, args[0]).data
-            vi = ir.VectorType(ir.IntType(32), V.WIDTH)
-            c = context.cast(builder, args[4], sig.args[4], types.int32)
-            one = builder.insert_element(ir.Constant(vi, None), c, ir.IntType(32)(0))
-            capv = builder.shuffle_vector(one, ir.Constant(vi, None),
-                                          ir.Constant(vi, [0] * V.WIDTH))
+            cap = _int_lanes(context, builder, args[4], sig.args[4])
 
             def codes(f):
-                q = builder.and_(builder.fptosi(f, vi), ir.Constant(vi, [255] * V.WIDTH))
-                return builder.select(builder.icmp_signed(">", q, capv), capv, q)
+                q = builder.and_(builder.fptosi(f, _VI), ir.Constant(_VI, [255] * V.WIDTH))
+                return builder.select(builder.icmp_signed(">", q, cap), cap, q)
             lo, hi = codes(args[2]), codes(args[3])
-            nib = ir.Constant(vi, [15] * V.WIDTH)
-            byte = builder.or_(builder.and_(lo, nib),
-                               builder.shl(builder.and_(hi, nib), ir.Constant(vi, [4] * V.WIDTH)))
-            vb = ir.VectorType(ir.IntType(8), V.WIDTH)
-            builder.store(builder.trunc(byte, vb),
-                          builder.bitcast(builder.gep(data, [args[1]]), vb.as_pointer()), align=1)
-            i32 = ir.IntType(32)
+            nib = ir.Constant(_VI, [15] * V.WIDTH)
+            byte = builder.or_(builder.and_(lo, nib), builder.shl(builder.and_(hi, nib),
+                                                                  ir.Constant(_VI, [4] * V.WIDTH)))
+            builder.store(builder.trunc(byte, _VB),
+                          _bytes_at(context, builder, sig.args[0], *args[:2]), align=1)
 
-            def fifth(q):
-                bit = builder.icmp_unsigned("!=", builder.and_(q, ir.Constant(vi, [16] * V.WIDTH)),
-                                            ir.Constant(vi, [0] * V.WIDTH))
-                return builder.zext(builder.bitcast(bit, ir.IntType(V.WIDTH)), i32)
-            return builder.or_(fifth(lo), builder.shl(fifth(hi), i32(16)))
+            def fifth(q):  # (bit 4 of each lane, as a 16-bit mask)
+                bit = builder.icmp_unsigned("!=", builder.and_(q, ir.Constant(_VI, [16] * 16)),
+                                            ir.Constant(_VI, [0] * V.WIDTH))
+                return builder.zext(builder.bitcast(bit, ir.IntType(V.WIDTH)), ir.IntType(32))
+            return builder.or_(fifth(lo), builder.shl(fifth(hi), ir.IntType(32)(16)))
         return types.uint32(out, o, flo, fhi, cap), codegen
     return None
 
@@ -325,6 +318,23 @@ def _quantize_parallel(x, kind, out, nchunks, width):
     return nan, ovf
 
 
+_VI = ir.VectorType(ir.IntType(32), V.WIDTH)  # (16 int32 lanes)
+_VB = ir.VectorType(ir.IntType(8), V.WIDTH)
+
+
+def _int_lanes(context, builder, value, ty):
+    """The integer ``value`` (Numba type ``ty``) as int32 in all 16 lanes."""
+    v = context.cast(builder, value, ty, types.int32)
+    one = builder.insert_element(ir.Constant(_VI, None), v, ir.IntType(32)(0))
+    return builder.shuffle_vector(one, ir.Constant(_VI, None), ir.Constant(_VI, [0] * V.WIDTH))
+
+
+def _bytes_at(context, builder, arrty, arr, i):
+    """A ``<16 x i8>`` pointer to ``arr[i]``."""
+    data = context.make_array(arrty)(context, builder, arr).data
+    return builder.bitcast(builder.gep(data, [i]), _VB.as_pointer())
+
+
 def _byte_lanes(signed):
     def lanes(typingctx, a, i, shift, offset):
         """16 bytes ``a[i:i + 16]`` as float32 lanes: ``float(int8(a))`` (``signed``) or
@@ -332,24 +342,15 @@ def _byte_lanes(signed):
         if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8 \
                 and isinstance(i, types.Integer):
             def codegen(context, builder, sig, args):
-                data = context.make_array(sig.args[0])(context, builder, args[0]).data
-                vb = ir.VectorType(ir.IntType(8), V.WIDTH)
-                vi = ir.VectorType(ir.IntType(32), V.WIDTH)
-                b = builder.load(builder.bitcast(builder.gep(data, [args[1]]),
-                                                 vb.as_pointer()), align=1)
+                b = builder.load(_bytes_at(context, builder, sig.args[0], *args[:2]), align=1)
                 if signed:
-                    q = builder.sext(b, vi)
+                    q = builder.sext(b, _VI)
                 else:
-                    def splat(value, ty):
-                        v = context.cast(builder, value, ty, types.int32)
-                        one = builder.insert_element(ir.Constant(vi, None), v,
-                                                     ir.IntType(32)(0))
-                        return builder.shuffle_vector(one, ir.Constant(vi, None),
-                                                      ir.Constant(vi, [0] * V.WIDTH))
-                    q = builder.lshr(builder.zext(b, vi), splat(args[2], sig.args[2]))
-                    q = builder.and_(q, ir.Constant(vi, [15] * V.WIDTH))
-                    q = builder.sub(q, splat(args[3], sig.args[3]))
-                return builder.sitofp(q, ir.VectorType(ir.FloatType(), V.WIDTH))
+                    q = builder.lshr(builder.zext(b, _VI),
+                                     _int_lanes(context, builder, args[2], sig.args[2]))
+                    q = builder.and_(q, ir.Constant(_VI, [15] * V.WIDTH))
+                    q = builder.sub(q, _int_lanes(context, builder, args[3], sig.args[3]))
+                return builder.sitofp(q, V._VF)
             return V.vec(a, i, shift, offset), codegen
         return None
     return intrinsic(lanes)
@@ -365,18 +366,11 @@ def _fifth_lanes(typingctx, qh, first):
     bits of q5_0/q5_1 codes ``first..first + 15`` (a shift per lane, ``vpsrlvd``)."""
     if isinstance(qh, types.Integer) and isinstance(first, types.Integer):
         def codegen(context, builder, sig, args):
-            vi = ir.VectorType(ir.IntType(32), V.WIDTH)
-            q = context.cast(builder, args[0], sig.args[0], types.uint32)
-            f = context.cast(builder, args[1], sig.args[1], types.int32)
-            zero = ir.Constant(vi, [0] * V.WIDTH)
-
-            def splat(v):
-                one = builder.insert_element(ir.Constant(vi, None), v, ir.IntType(32)(0))
-                return builder.shuffle_vector(one, ir.Constant(vi, None), zero)
-            shifts = builder.add(splat(f), ir.Constant(vi, list(range(V.WIDTH))))
-            bits = builder.and_(builder.lshr(splat(q), shifts), ir.Constant(vi, [1] * V.WIDTH))
-            return builder.sitofp(builder.shl(bits, ir.Constant(vi, [4] * V.WIDTH)),
-                                  ir.VectorType(ir.FloatType(), V.WIDTH))
+            shifts = builder.add(_int_lanes(context, builder, args[1], sig.args[1]),
+                                 ir.Constant(_VI, list(range(V.WIDTH))))
+            q = builder.lshr(_int_lanes(context, builder, args[0], sig.args[0]), shifts)
+            bits = builder.and_(q, ir.Constant(_VI, [1] * V.WIDTH))
+            return builder.sitofp(builder.shl(bits, ir.Constant(_VI, [4] * V.WIDTH)), V._VF)
         return V.vec(qh, first), codegen
     return None
 
