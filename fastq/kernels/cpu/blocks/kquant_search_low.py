@@ -3,7 +3,8 @@ as q2_K calls it (16 elements, mean absolute error) and ``make_q3_quants``, of
 ``ggml/src/ggml-quants.c`` (ggml, MIT licence, Copyright (c) 2023-2024 The ggml
 authors), and the last code pass of both, ported to give C's bits (see
 ``fastq.kernels.cpu.blocks.kquants_low``) with independent sub-blocks of 16 side by
-side in vector lanes: element ``i`` of lane ``k`` at ``nk * i + k``, at most 64 lanes.
+side in vector lanes: element ``i`` of lane ``k`` at ``nk * i + k``, at most 64 lanes
+(q3_K's search: 128).
 """
 import numpy as np
 from llvmlite import ir
@@ -152,7 +153,7 @@ def _q3_start(xt, fl, nmax, nk, g, sums, amaxes):
     """The start of ``make_q3_quants`` on the 16 lanes ``g..g + 16``: each lane's
     largest magnitude (into ``amaxes``), its codes from ``-nmax / max`` (into ``fl``, as
     float, at ``nk * i + g``) and their ``sum(w x l)``, ``sum(w l^2)`` (``sums[g]``,
-    ``sums[64 + g]``)."""
+    ``sums[128 + g]``)."""
     zero = V.splat(np.float32(0.0))
     amax, big = zero, zero
     for i in range(16):
@@ -172,7 +173,7 @@ def _q3_start(xt, fl, nmax, nk, g, sums, amaxes):
         slx = V.add(slx, V.mul(V.mul(w, v), l))
         sl2 = V.add(sl2, V.mul(V.mul(w, l), l))
     V.store(sums, g, slx)
-    V.store(sums, 64 + g, sl2)
+    V.store(sums, 128 + g, sl2)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -191,10 +192,10 @@ def _q3_passes(xt, fl, nmax, nk, sums, moves, g0, count, passes):
     gb = g0 + 16 if count > 1 else g0
     gc = g0 + 32 if count > 2 else g0
     gd = g0 + 48 if count > 3 else g0
-    slx_a, sl2_a = V.load(sums, ga), V.load(sums, 64 + ga)
-    slx_b, sl2_b = V.load(sums, gb), V.load(sums, 64 + gb)
-    slx_c, sl2_c = V.load(sums, gc), V.load(sums, 64 + gc)
-    slx_d, sl2_d = V.load(sums, gd), V.load(sums, 64 + gd)
+    slx_a, sl2_a = V.load(sums, ga), V.load(sums, 128 + ga)
+    slx_b, sl2_b = V.load(sums, gb), V.load(sums, 128 + gb)
+    slx_c, sl2_c = V.load(sums, gc), V.load(sums, 128 + gc)
+    slx_d, sl2_d = V.load(sums, gd), V.load(sums, 128 + gd)
     moved_a, moved_b, moved_c, moved_d = zero, zero, zero, zero
     for _ in range(passes):
         moved_a, moved_b, moved_c, moved_d = zero, zero, zero, zero
@@ -218,19 +219,19 @@ def _q3_passes(xt, fl, nmax, nk, sums, moves, g0, count, passes):
         if V.every(V.eq(V.add(V.add(moved_a, moved_b), V.add(moved_c, moved_d)), zero)):
             break
     V.store(sums, ga, slx_a)
-    V.store(sums, 64 + ga, sl2_a)
+    V.store(sums, 128 + ga, sl2_a)
     V.store(moves, ga, moved_a)
     if count > 1:
         V.store(sums, gb, slx_b)
-        V.store(sums, 64 + gb, sl2_b)
+        V.store(sums, 128 + gb, sl2_b)
         V.store(moves, gb, moved_b)
     if count > 2:
         V.store(sums, gc, slx_c)
-        V.store(sums, 64 + gc, sl2_c)
+        V.store(sums, 128 + gc, sl2_c)
         V.store(moves, gc, moved_c)
     if count > 3:
         V.store(sums, gd, slx_d)
-        V.store(sums, 64 + gd, sl2_d)
+        V.store(sums, 128 + gd, sl2_d)
         V.store(moves, gd, moved_d)
 
 
@@ -241,9 +242,10 @@ def _q3_search(xt, fl, nmax, nk, sums):
     slowest lane: after the first pass, the lanes that moved are gathered (their
     elements, codes and sums; zero lanes pad the last group, where no move is ever
     taken: ``slx > 0`` fails) and only they run the (up to 4) passes after it."""
-    moves = local_block(xt, 64)
-    _q3_passes(xt, fl, nmax, nk, sums, moves, 0, nk // 16, 1)
-    idx = local_block(moves, 64)  # (float32 lane numbers: exact)
+    moves = local_block(xt, 128)
+    for g0 in range(0, nk, 64):
+        _q3_passes(xt, fl, nmax, nk, sums, moves, g0, min(4, (nk - g0) // 16), 1)
+    idx = local_block(moves, 128)  # (float32 lane numbers: exact)
     na = 0
     for k in range(nk):
         if moves[k] != 0:
@@ -252,26 +254,27 @@ def _q3_search(xt, fl, nmax, nk, sums):
     if na == 0:
         return
     nc = (na + 15) // 16 * 16
-    cx, cf = local_block(xt, 1024), local_block(xt, 1024)
-    csums = local_block(xt, 128)
+    cx, cf = local_block(xt, 2048), local_block(xt, 2048)
+    csums = local_block(xt, 256)
     zero = V.splat(np.float32(0.0))
     last = nc - 16  # (the padding lanes: in the last group)
     V.store(csums, last, zero)
-    V.store(csums, 64 + last, zero)
+    V.store(csums, 128 + last, zero)
     for i in range(16):
         V.store(cx, nc * i + last, zero)
         V.store(cf, nc * i + last, zero)
     for a in range(na):
         k = np.uint64(idx[a])
         csums[a] = sums[k]
-        csums[64 + a] = sums[64 + k]
+        csums[128 + a] = sums[128 + k]
         for i in range(16):
             cx[nc * i + a] = xt[nk * i + k]
             cf[nc * i + a] = fl[nk * i + k]
-    _q3_passes(cx, cf, nmax, nc, csums, moves, 0, nc // 16, 4)
+    for g0 in range(0, nc, 64):
+        _q3_passes(cx, cf, nmax, nc, csums, moves, g0, min(4, (nc - g0) // 16), 4)
     for a in range(na):
         k = np.uint64(idx[a])
-        sums[k], sums[64 + k] = csums[a], csums[64 + a]
+        sums[k], sums[128 + k] = csums[a], csums[128 + a]
         for i in range(16):
             fl[nk * i + k] = cf[nc * i + a]
 
@@ -279,11 +282,11 @@ def _q3_search(xt, fl, nmax, nk, sums):
 @njit(cache=True, nogil=True, error_model="numpy")
 def make_q3_lanes(xt, L, nmax, nk, scales):
     """``make_q3_quants(16, nmax, x_k, L_k, do_rmse=true)`` for ``nk`` (a multiple of 16,
-    at most 64) sub-blocks ``k`` at once, element ``i`` of sub-block ``k`` at ``nk * i +
+    at most 128) sub-blocks ``k`` at once, element ``i`` of sub-block ``k`` at ``nk * i +
     k`` in ``xt`` and ``L`` (``l + nmax``; 0 for an all-zero sub-block), the scales into
     ``scales``; 16 lanes a vector (``_q3_start``, ``_q3_search``)."""
-    fl = local_block(xt, 1024)
-    sums, amaxes = local_block(xt, 128), local_block(xt, 64)
+    fl = local_block(xt, 2048)
+    sums, amaxes = local_block(xt, 256), local_block(xt, 128)
     for g in range(0, nk, 16):
         _q3_start(xt, fl, nmax, nk, g, sums, amaxes)
     _q3_search(xt, fl, nmax, nk, sums)
@@ -293,7 +296,7 @@ def make_q3_lanes(xt, L, nmax, nk, scales):
         # GROUP_MAX_EPS: an all-zero sub-block (C returns before the search) has scale 0
         # and codes 0
         flat = V.lt(V.load(amaxes, g), V.splat(np.float32(1e-15)))
-        slx, sl2 = V.load(sums, g), V.load(sums, 64 + g)
+        slx, sl2 = V.load(sums, g), V.load(sums, 128 + g)
         scale = V.select(V.gt(sl2, zero), V.div(slx, sl2), zero)
         V.store(scales, g, V.select(flat, zero, scale))
         for i in range(16):

@@ -25,7 +25,7 @@ A port of llama.cpp's reference quantizer (``quantize_row_q2_K_ref`` and
   while that raises ``sum(w x l)^2 / sum(w l^2)``); scales as signed 6-bit multiples of
   ``d = -max_scale / 32``; codes ``clamp(nearest_int(x / (d * sc)), -4, 3) + 4``.
 
-The independent sub-blocks of up to 4 super-blocks (64) are searched side by side as
+The independent sub-blocks of up to 4 super-blocks (64; q3_K 8, 128) are searched side by side as
 vector lanes, each lane C's algorithm step for step, C's branches as per-lane selects
 (``fastq.kernels.cpu.blocks.kquant_search_low``).
 """
@@ -219,13 +219,16 @@ def _quantize_blocks(x, kind, b0, b1, out):
     weights ``x^2`` turn inf into NaN sums, which lose the sub-block)."""
     x, out = unmanaged(x), unmanaged(out)
     L = local_block(out, 256)
-    xt, wt, lt = local_block(x, 1024), local_block(x, 1024), local_block(out, 1024)
-    g_scales, g_mins = local_block(x, 64), local_block(x, 64)
-    dl, ml = local_block(x, 64), local_block(x, 64)
+    # q2_K: 4 super-blocks (64 lanes) at a time; q3_K 8 (128), so that the lanes its
+    # search gathers after the first pass (1 in 5) fill two vectors, whose steps overlap
+    per = 4 if kind == 0 else 8
+    xt, wt, lt = local_block(x, 2048), local_block(x, 1024), local_block(out, 2048)
+    g_scales, g_mins = local_block(x, 128), local_block(x, 64)
+    dl, ml = local_block(x, 128), local_block(x, 128)
     nbytes = block_bytes(kind)
     nan = ovf = 0
-    for g0 in range(b0, b1, 4):
-        ns = min(4, b1 - g0)
+    for g0 in range(b0, b1, per):
+        ns = min(per, b1 - g0)
         nk = 16 * ns
         for s in range(ns):  # lane k: sub-block k % 16 of super-block g0 + k // 16
             _transpose_tile(x, (g0 + s) * 256, 16, xt, 16 * s, nk)
