@@ -128,23 +128,27 @@ def _q3_scales(scales, s0, out, o, dl, ml):
 @njit(cache=True, nogil=True, inline="always")
 def _pack_q3_high(L, out, o):
     """q3_K's hmask: bit ``j // 32`` of byte ``j % 32`` is the high bit of code ``j``
-    (C: ``if (L[j] > 3) { hmask[m] |= hm; L[j] -= 4; }``); ``L`` keeps the low 2 bits."""
-    for m in range(32):
-        h = 0
+    (C: ``if (L[j] > 3) { hmask[m] |= hm; L[j] -= 4; }``); 16 bytes a vector, the bits
+    summed as whole-number floats (exact)."""
+    for m0 in range(0, 32, 16):
+        h = V.splat(np.float32(0.0))
         for bit in range(8):
-            h |= (np.int64(L[32 * bit + m]) >> 2) << bit
-        out[o + m] = h
-    for j in range(256):
-        L[j] &= 3
+            h = V.add(h, V.mul(_bit_lanes(L, 32 * bit + m0, 2, 1),
+                               V.splat(np.float32(1 << bit))))
+        V.store_bytes(out, o + m0, h)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _pack_2bit(L, out, q):
-    """``qs[j/4 + l] = L[j+l] | L[j+l+32] << 2 | L[j+l+64] << 4 | L[j+l+96] << 6``."""
+    """``qs[j/4 + l] = L[j+l] | L[j+l+32] << 2 | L[j+l+64] << 4 | L[j+l+96] << 6`` of the
+    low 2 bits of the codes ``L``; 16 bytes a vector, as ``_pack_q3_high``."""
     for j in range(0, 256, 128):
-        for l in range(32):
-            out[q + j // 4 + l] = (L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4)
-                                   | (L[j + l + 96] << 6))
+        for l0 in range(0, 32, 16):
+            v = V.splat(np.float32(0.0))
+            for t in range(4):
+                v = V.add(v, V.mul(_bit_lanes(L, j + l0 + 32 * t, 0, 3),
+                                   V.splat(np.float32(1 << (2 * t)))))
+            V.store_bytes(out, q + j // 4 + l0, v)
 
 
 @njit(cache=True, nogil=True, inline="always")
