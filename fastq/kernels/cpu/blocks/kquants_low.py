@@ -316,6 +316,39 @@ def _bit_lanes(typingctx, a, i, shift, mask):
     return None
 
 
+@intrinsic
+def _q3_code_lanes(typingctx, a, q, shift, h, bit):
+    """16 q3_K codes as float32 lanes, ``((a[q:q + 16] >> shift) & 3 | ((a[h:h + 16] >>
+    bit) & 1) << 2) - 4`` (C's ``q - (hmask bit ? 0 : 4)``), combined as int32 lanes
+    and converted once."""
+    if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8:
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            vb = ir.VectorType(ir.IntType(8), V.WIDTH)
+            vi = ir.VectorType(ir.IntType(32), V.WIDTH)
+
+            def splat(value, ty):
+                v = context.cast(builder, value, ty, types.int32)
+                one = builder.insert_element(ir.Constant(vi, None), v, ir.IntType(32)(0))
+                return builder.shuffle_vector(one, ir.Constant(vi, None),
+                                              ir.Constant(vi, [0] * V.WIDTH))
+
+            def field(at, at_ty, by, by_ty, mask):
+                ptr = builder.bitcast(builder.gep(data, [context.cast(
+                    builder, at, at_ty, types.intp)]), vb.as_pointer())
+                b = builder.zext(builder.load(ptr, align=1), vi)
+                return builder.and_(builder.lshr(b, splat(by, by_ty)),
+                                    ir.Constant(vi, [mask] * V.WIDTH))
+            t = sig.args
+            low = field(args[1], t[1], args[2], t[2], 3)
+            high = field(args[3], t[3], args[4], t[4], 1)
+            code = builder.or_(low, builder.shl(high, ir.Constant(vi, [2] * V.WIDTH)))
+            code = builder.sub(code, ir.Constant(vi, [4] * V.WIDTH))
+            return builder.sitofp(code, ir.VectorType(ir.FloatType(), V.WIDTH))
+        return V.vec(a, q, shift, h, bit), codegen
+    return None
+
+
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _dequantize_q2(data, b0, b1, out):
     """A sub-block's 16 codes are one vector (``_bit_lanes``)."""
@@ -334,10 +367,7 @@ def _dequantize_q2(data, b0, b1, out):
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _dequantize_q3(data, b0, b1, out):
-    """A sub-block's 16 codes are one vector: the low 2 bits plus 4 times the hmask bit
-    (C: ``q - (hmask bit ? 0 : 4)``; sums and differences of these small integers are
-    exact in float32)."""
-    four = V.splat(np.float32(4.0))
+    """A sub-block's 16 codes are one vector (``_q3_code_lanes``)."""
     for b in range(b0, b1):
         o, y = b * 110, b * 256
         d_all = get_half(data, o + 108)
@@ -345,9 +375,8 @@ def _dequantize_q3(data, b0, b1, out):
             dl = V.splat(d_all * np.float32(_q3_scale(data, o + 96, j)))
             q = o + 32 + 32 * (j // 8) + 16 * (j % 2)
             h = o + 16 * (j % 2)
-            low = _bit_lanes(data, q, 2 * ((j % 8) // 2), 3)
-            high = _bit_lanes(data, h, j // 2, 1)
-            V.store(out, y + 16 * j, V.mul(dl, V.sub(V.add(low, V.mul(high, four)), four)))
+            code = _q3_code_lanes(data, q, 2 * ((j % 8) // 2), h, j // 2)
+            V.store(out, y + 16 * j, V.mul(dl, code))
 
 
 @njit(parallel=True, cache=True, nogil=True)
