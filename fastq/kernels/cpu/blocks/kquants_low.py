@@ -35,10 +35,11 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from ....runtime.threads import parallel_region
-from ..parallel import n_chunks
-from ..word import local_block, unmanaged
+from ..parallel import n_chunks, streams
+from ..word import local_block, store_fence, unmanaged
 from . import lanes as V
 from ..word import get_half, half_bits, put_half
+from .ggml import put as _put
 from .kquant_search import clamp, nearest_int
 from .kquant_search_low import make_q3_lanes, make_qkx2_mad_lanes, requantize_lanes
 
@@ -279,17 +280,24 @@ def _quantize_parallel(x, kind, out, nchunks):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _dequantize_blocks(data, kind, b0, b1, out):
+def _dequantize_blocks(data, kind, b0, b1, out, stream):
     """``dequantize_row_q2_K`` / ``dequantize_row_q3_K``: q2_K ``(d * sc) * q - dmin *
     m``, q3_K ``(d * sc) * (q - 4)``, in float32 (``gguf.quants``' order).  Sub-block
     ``j`` (elements ``16 j..``) has its 2-bit codes at bit ``2 * (j % 8 // 2)`` of the
     code bytes ``32 * (j // 8) + 16 * (j % 2)..`` and q3_K's high bits at bit ``j // 2``
     of hmask bytes ``16 * (j % 2)..``; a sub-block is one 16-lane vector.)"""
     data, out = unmanaged(data), unmanaged(out)
-    if kind == 0:
-        _dequantize_q2(data, b0, b1, out)
+    if kind == 0:  # (``stream`` a literal in each copy: see ``blocks.ggml.put``)
+        if stream:
+            _dequantize_q2(data, b0, b1, out, True)
+        else:
+            _dequantize_q2(data, b0, b1, out, False)
+    elif stream:
+        _dequantize_q3(data, b0, b1, out, True)
     else:
-        _dequantize_q3(data, b0, b1, out)
+        _dequantize_q3(data, b0, b1, out, False)
+    if stream:
+        store_fence()
 
 
 @intrinsic
@@ -350,7 +358,7 @@ def _q3_code_lanes(typingctx, a, q, shift, h, bit):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _dequantize_q2(data, b0, b1, out):
+def _dequantize_q2(data, b0, b1, out, stream):
     """A sub-block's 16 codes are one vector (``_bit_lanes``)."""
     for b in range(b0, b1):
         o, y = b * 84, b * 256
@@ -362,11 +370,11 @@ def _dequantize_q2(data, b0, b1, out):
             ml = V.splat(m_all * np.float32(sc >> 4))
             q = o + 16 + 32 * (j // 8) + 16 * (j % 2)
             code = _bit_lanes(data, q, 2 * ((j % 8) // 2), 3)
-            V.store(out, y + 16 * j, V.sub(V.mul(dl, code), ml))
+            _put(out, stream, y + 16 * j, V.sub(V.mul(dl, code), ml))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _dequantize_q3(data, b0, b1, out):
+def _dequantize_q3(data, b0, b1, out, stream):
     """A sub-block's 16 codes are one vector (``_q3_code_lanes``)."""
     for b in range(b0, b1):
         o, y = b * 110, b * 256
@@ -376,14 +384,15 @@ def _dequantize_q3(data, b0, b1, out):
             q = o + 32 + 32 * (j // 8) + 16 * (j % 2)
             h = o + 16 * (j % 2)
             code = _q3_code_lanes(data, q, 2 * ((j % 8) // 2), h, j // 2)
-            V.store(out, y + 16 * j, V.mul(dl, code))
+            _put(out, stream, y + 16 * j, V.mul(dl, code))
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _dequantize_parallel(data, kind, out, nchunks):
+def _dequantize_parallel(data, kind, out, nchunks, stream):
     nb = out.size // 256
     for c in prange(nchunks):
-        _dequantize_blocks(data, kind, c * nb // nchunks, (c + 1) * nb // nchunks, out)
+        _dequantize_blocks(data, kind, c * nb // nchunks, (c + 1) * nb // nchunks, out,
+                           stream)
 
 
 @njit(cache=True, nogil=True)
@@ -414,9 +423,11 @@ def quantize(x, kind, out):
 
 def dequantize(data, kind, out):
     nb = out.size // 256
+    # (non-temporal stores past the last-level cache, as ``blocks.ggml.dequantize``)
+    stream = streams(data, out) and out.ctypes.data % 16 == 0
     nchunks = n_chunks(out.size) if out.size >= (1 << 20) else 1
     if nchunks == 1:
-        _dequantize_blocks(data, kind, 0, nb, out)
+        _dequantize_blocks(data, kind, 0, nb, out, stream)
         return
     with parallel_region():
-        _dequantize_parallel(data, kind, out, nchunks)
+        _dequantize_parallel(data, kind, out, nchunks, stream)
