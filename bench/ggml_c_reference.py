@@ -22,7 +22,8 @@ Each format is timed on the same float32 data (Gaussian, rows of 4096) by:
 * ``fastq 1T`` and ``fastq 2T``: ``fq.quantize`` / ``fq.dequantize`` with
   ``fq.set_num_threads(1)`` and ``(2)``.
 
-The implementations run interleaved, ``--repeat`` rounds; each row reports the median
+The implementations run interleaved (the order rotated each round), ``--repeat``
+rounds; each row reports the median
 of the CPU time (``time.thread_time``, the process's for "fastq 2T": what the cores
 spent, the fair measure on a shared machine) and of the wall-clock time, Gelem/s of the CPU time, and fastq's speed
 relative to the row (``ratio``: that row's CPU time over fastq 1T's; a format fastq
@@ -138,7 +139,8 @@ def c_call(fn, src, dst, n):
 
 
 def measure(impls, repeat):
-    """{name: (median CPU s, median wall s)}: each callable once per round, interleaved.
+    """{name: (median CPU s, median wall s)}: each callable once per round, interleaved,
+    the order rotated by one each round.
     CPU time is the calling thread's (``time.thread_time``: idle worker threads of an
     earlier parallel call cannot leak into it), the whole process's for the rows that
     run on several threads (names ending in "2T")."""
@@ -146,8 +148,12 @@ def measure(impls, repeat):
     wall = {k: [] for k in impls}
     for name, fn in impls.items():  # warm-up (compiles, first-touch of outputs)
         fn()
-    for _ in range(repeat):
-        for name, fn in impls.items():
+    names = list(impls)
+    for r in range(repeat):
+        # (each round starts one row further on, so that no row always runs right after
+        # the same neighbour, such as gguf's, whose large temporaries evict the caches)
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = impls[name]
             clock = time.process_time if name.endswith("2T") else time.thread_time
             c0, w0 = clock(), time.perf_counter()
             fn()

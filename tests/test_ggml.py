@@ -84,6 +84,29 @@ def test_legacy_parallel_and_layouts(fmt):
 
 
 @pytest.mark.parametrize("fmt", LEGACY)
+def test_legacy_streamed_dequantize(monkeypatch, fmt):
+    """Outputs past the last-level cache are written by non-temporal stores where the
+    output is 16-byte aligned (serial and parallel passes), plain stores elsewhere: the
+    same bits either way."""
+    from fastq.kernels.cpu import parallel as _parallel
+    from fastq.kernels.cpu.blocks import ggml as kernels
+    from fastq.ops.formats.ggml import LAYOUTS
+    rng = np.random.default_rng(5)
+    for n in (37 * 32, (1 << 20) + 23 * 32):
+        x = rng.standard_normal(n).astype(np.float32)
+        qt = fq.quantize(x, fmt)
+        want = gguf_dequantize(qt.data, qtype(fmt))
+        monkeypatch.setattr(_parallel, "STREAM_ABOVE", 0)
+        assert same_bits(fq.dequantize(qt), want)
+        raw = np.zeros(n + 4, np.float32)
+        for start in (0, 1, 2, 3):  # (one of them 16-byte aligned)
+            out = raw[start:start + n]
+            kernels.dequantize(qt.data, LAYOUTS[fmt].kind, out)
+            assert same_bits(out, want), start
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("fmt", LEGACY)
 def test_legacy_ties_and_signed_zeros(fmt):
     # the kernels find the first element of largest magnitude from the largest positive
     # and negative magnitudes (a tie is resolved by a scan), and min/max on order keys

@@ -68,6 +68,24 @@ def test_rows_layouts_and_parallel(fmt, vectors):
                                                  .astype(np.float32), fmt).data)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_streamed_dequantize(monkeypatch, fmt, vectors):
+    """Outputs past the last-level cache are written by non-temporal stores where the
+    output is 16-byte aligned, plain stores elsewhere: the same bits either way."""
+    from fastq.kernels.cpu import parallel as _parallel
+    from fastq.kernels.cpu.blocks import kquants_low as kernels
+    x = np.concatenate([vectors["x/" + n] for n in names(vectors)])
+    qt = fq.quantize(x, fmt)
+    want = gguf_dequantize(qt.data, qtype(fmt))
+    monkeypatch.setattr(_parallel, "STREAM_ABOVE", 0)
+    assert same_bits(fq.dequantize(qt), want)
+    raw = np.zeros(x.size + 4, np.float32)
+    for start in (0, 1, 2, 3):  # (one of them 16-byte aligned)
+        out = raw[start:start + x.size]
+        kernels.dequantize(qt.data.reshape(-1), FORMATS.index(fmt), out)
+        assert same_bits(out, want), start
+
+
 def test_codes_rebuild_the_values():
     # the codes with the block scales decoded here in NumPy give fq.dequantize's values
     x = np.random.default_rng(4).standard_normal((3, 512)).astype(np.float32)

@@ -20,14 +20,23 @@ throughout, ``d = max / -8`` with ``max`` the first element of largest magnitude
 leave undefined (NaN, inf: met when ``1 / d`` overflows for subnormal ``d``) gives 0, as
 NumPy's does there; a negative truncation wraps modulo 256 before the cap, as NumPy's
 ``astype(np.uint8)`` does.
+
+The per-element work of q4_0/q4_1/q5_0/q5_1 quantize and of dequantize runs on
+explicit 16-lane float32 vectors (``lanes.vec``): a block's halves, elements 0..15 and
+16..31 (the low and high nibbles of the same 16 bytes), are one vector each, with
+byte-level loads and stores written here (``_pack_codes``, ``_nibble_lanes``,
+``_fifth_lanes``).
 """
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from ....runtime.threads import parallel_region
-from ..parallel import n_chunks
-from ..word import (as_bits, as_float, band, bor, bxor, get_half, half_bits, local_block,
-                    put_half, shl, shr, sub, unmanaged)
+from ..parallel import n_chunks, streams
+from ..word import (as_bits, as_float, band, bor, get_half, half_bits, put_half, shl, shr,
+                    store_fence, sub, unmanaged)
+from . import lanes as V
 
 BLOCK = 32  # elements of a block (GGML's QK4_0 etc.; the kernels spell it out)
 # Elements from which a pass runs on the thread pool: a legacy block costs a few ns per
@@ -40,15 +49,6 @@ PARALLEL_FROM = 1 << 20
 def block_bytes(kind):
     """Bytes of one block: q8_0 34, q4_0 18, q4_1 20, q5_0 22, q5_1 24."""
     return 34 if kind == 0 else 18 + 2 * (kind - 1)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def to_byte(v, cap):
-    """``min(cap, uint8(trunc(v)))`` as int32, with NumPy's (x86) float32 -> uint8: the
-    low byte of the int32 conversion, 0 where that is undefined (NaN, inf, out of
-    range; a select before the conversion, no branch, so the loops vectorize)."""
-    safe = v if abs(v) < np.float32(2147483648.0) else np.float32(0.0)
-    return min(cap, band(np.int32(safe), np.int32(0xFF)))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -103,19 +103,6 @@ def _abs_max(xb, width):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _order_key(f):
-    """float32 bits mapped so that unsigned order is the float order (-0 below +0)."""
-    u = as_bits(f)
-    return bxor(u, bor(sub(np.uint32(0), shr(u, np.uint32(31))), np.uint32(0x80000000)))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _from_key(k):
-    flip = np.uint32(0x80000000) if k >= np.uint32(0x80000000) else np.uint32(0xFFFFFFFF)
-    return as_float(bxor(k, flip))  # (bxor: a plain ^ widens to 64 bits, a float64)
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _last_equal(xb, width, v):
     """``v``, or when it is a zero, the last element of ``xb`` equal to it (+0 or -0)."""
     if v != 0:
@@ -126,25 +113,48 @@ def _last_equal(xb, width, v):
     return v
 
 
+def _reduction(pred, name):
+    def reduce(typingctx, v):
+        """The %s of the 16 lanes of ``v`` (no NaN lanes; which of +0/-0 is unspecified),
+        by halving: 4 lane-wise compares and selects (``minps``/``maxps``), where LLVM's
+        ``vector.reduce`` makes a NaN-checking scalar chain of 16."""
+        if v == V.vec:
+            def codegen(context, builder, sig, args):
+                x, width = args[0], V.WIDTH
+                while width > 1:
+                    half = width // 2
+                    lo = builder.shuffle_vector(x, x, ir.Constant(
+                        ir.VectorType(ir.IntType(32), half), list(range(half))))
+                    hi = builder.shuffle_vector(x, x, ir.Constant(
+                        ir.VectorType(ir.IntType(32), half), list(range(half, width))))
+                    x = builder.select(builder.fcmp_ordered(pred, lo, hi), lo, hi)
+                    width = half
+                return builder.extract_element(x, ir.IntType(32)(0))
+            return types.float32(v), codegen
+        return None
+    reduce.__doc__ = reduce.__doc__ % name
+    return intrinsic(reduce)
+
+
+_lanes_min = _reduction("<", "minimum")
+_lanes_max = _reduction(">", "maximum")
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _min_max(xb, width):
-    """``min`` and ``max`` of ``xb`` ignoring NaN (and whether it holds one), of equal
-    ones (+0 and -0) the last, as NumPy's reductions give them (C keeps the first).
-    Unsigned min/max of order keys vectorize (float ones do not without fast math);
-    only a zero result needs the last-of-equal rule, by a scan."""
-    lo_start = _order_key(np.float32(3.4028234663852886e38))
-    hi_start = _order_key(np.float32(-3.4028234663852886e38))
-    lo_key, hi_key = lo_start, hi_start
-    mask, inf = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
-    nans = np.uint32(0)
-    for j in range(width):  # (a NaN gives the start value: no change)
-        nan = band(as_bits(xb[j]), mask) > inf
-        nans = bor(nans, np.uint32(1) if nan else np.uint32(0))
-        k = _order_key(xb[j])
-        lo_key = min(lo_key, lo_start if nan else k)
-        hi_key = max(hi_key, hi_start if nan else k)
-    return (_last_equal(xb, width, _from_key(lo_key)),
-            _last_equal(xb, width, _from_key(hi_key)), nans != 0)
+    """``min`` and ``max`` of the 32 elements of ``xb`` ignoring NaN (and whether it
+    holds one), of equal ones (+0 and -0) the last, as NumPy's reductions give them (C
+    keeps the first).  Two 16-lane vectors, NaN lanes replaced by the start values
+    (+-FLT_MAX), a lane-wise min/max and one across the lanes; only a zero result needs
+    the last-of-equal rule, by a scan."""
+    top = V.splat(np.float32(3.4028234663852886e38))
+    bottom = V.splat(np.float32(-3.4028234663852886e38))
+    v0, v1 = V.load(xb, 0), V.load(xb, 16)
+    ok0, ok1 = V.eq(v0, v0), V.eq(v1, v1)
+    lo = _lanes_min(V.minimum(V.select(ok0, v0, top), V.select(ok1, v1, top)))
+    hi = _lanes_max(V.maximum(V.select(ok0, v0, bottom), V.select(ok1, v1, bottom)))
+    return (_last_equal(xb, width, lo), _last_equal(xb, width, hi),
+            not V.every(V.both(ok0, ok1)))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -161,32 +171,48 @@ def _flags(top, dh, nan, ovf):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pack(ob, q0, j, lo, hi, qh, half, five, bit):
-    """Byte ``j`` at ``q0``: the low nibbles of codes ``j`` (``lo``) and ``j + half``
-    (``hi``); for 5-bit codes their fifth bits go into ``qh`` at bits j and j + half
-    (masks from the table ``bit``: shifts by the loop counter vectorized badly)."""
-    ob[q0 + j] = np.uint8(bor(band(lo, np.int32(0xF)), shl(hi, np.int32(4))))
-    if five:
-        zero, four = np.uint32(0), np.int32(4)
-        qh = bor(qh, band(bit[j], sub(zero, np.uint32(shr(lo, four)))))
-        qh = bor(qh, band(bit[j + half], sub(zero, np.uint32(shr(hi, four)))))
-    return qh
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _bit_table(like, width):
-    """``[1 << j for j in range(width)]`` (uint32, ``width`` <= 32) on the stack;
-    ``like`` is any 4-byte array (its dtype types the stack slot)."""
-    bit = local_block(like, 32).view(np.uint32)
-    for j in range(width):
-        bit[j] = shl(np.uint32(1), np.uint32(j))
-    return bit
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _put_u32(ob, o, v):
     for k in range(4):
         ob[o + k] = np.uint8(band(shr(v, np.uint32(8 * k)), np.uint32(0xFF)))
+
+
+@intrinsic
+def _pack_codes(typingctx, out, o, flo, fhi, cap):
+    """Codes ``min(cap, int32(f) & 0xFF)`` of the 16 lanes ``flo`` (elements 0..15 of a
+    block) and ``fhi`` (16..31), whose lanes are whole-number-truncatable (``|f| <
+    2**31``: the caller zeroes the others, ``_truncatable``); their low nibbles packed into
+    ``out[o:o + 16]`` (``lo | hi << 4``).  Returns the fifth bits (uint32: bit ``j`` of
+    code ``j``, bit ``16 + j`` of code ``16 + j``), q5_0/q5_1's ``qh``."""
+    if isinstance(out, types.Array) and out.dtype == types.uint8 and flo == V.vec \
+            and fhi == V.vec and isinstance(cap, types.Integer):
+        def codegen(context, builder, sig, args):
+            cap = _int_lanes(context, builder, args[4], sig.args[4])
+
+            def codes(f):
+                q = builder.and_(builder.fptosi(f, _VI), ir.Constant(_VI, [255] * V.WIDTH))
+                return builder.select(builder.icmp_signed(">", q, cap), cap, q)
+            lo, hi = codes(args[2]), codes(args[3])
+            nib = ir.Constant(_VI, [15] * V.WIDTH)
+            byte = builder.or_(builder.and_(lo, nib), builder.shl(builder.and_(hi, nib),
+                                                                  ir.Constant(_VI, [4] * V.WIDTH)))
+            builder.store(builder.trunc(byte, _VB),
+                          _bytes_at(context, builder, sig.args[0], *args[:2]), align=1)
+
+            def fifth(q):  # (bit 4 of each lane, as a 16-bit mask)
+                bit = builder.icmp_unsigned("!=", builder.and_(q, ir.Constant(_VI, [16] * 16)),
+                                            ir.Constant(_VI, [0] * V.WIDTH))
+                return builder.zext(builder.bitcast(bit, ir.IntType(V.WIDTH)), ir.IntType(32))
+            return builder.or_(fifth(lo), builder.shl(fifth(hi), ir.IntType(32)(16)))
+        return types.uint32(out, o, flo, fhi, cap), codegen
+    return None
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _truncatable(f):
+    """``f``, 0 in the lanes where its int32 conversion is undefined (NaN, inf, out of
+    range): NumPy's (x86) float32 -> uint8 gives 0 there."""
+    return V.select(V.lt(V.fabs(f), V.splat(np.float32(2147483648.0))), f,
+                    V.splat(np.float32(0.0)))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -215,7 +241,6 @@ def _x_0_blocks(x, b0, b1, out, width, five):
     half = width // 2
     nbytes = half + (6 if five else 2)
     q0 = 6 if five else 2
-    bit = _bit_table(x, width)
     bias = nmax + np.float32(0.5)
     step = np.float32(-1.0) / nmax
     nan = ovf = 0
@@ -226,11 +251,11 @@ def _x_0_blocks(x, b0, b1, out, width, five):
         dh = half_bits(d)
         put_half(ob, 0, dh)
         ident = _inverse(d)
-        qh = np.uint32(0)
-        for j in range(half):
-            lo = to_byte(xb[j] * ident + bias, cap)
-            hi = to_byte(xb[j + half] * ident + bias, cap)
-            qh = _pack(ob, q0, j, lo, hi, qh, half, five, bit)
+        # (16-lane vectors: the block's halves are one vector each)
+        vi, vb = V.splat(ident), V.splat(bias)
+        flo = _truncatable(V.add(V.mul(V.load(xb, 0), vi), vb))
+        fhi = _truncatable(V.add(V.mul(V.load(xb, half), vi), vb))
+        qh = _pack_codes(ob, q0, flo, fhi, cap)
         if five:
             _put_u32(ob, 2, qh)
         nan, ovf = _flags(top, dh, nan, ovf)
@@ -245,7 +270,6 @@ def _x_1_blocks(x, b0, b1, out, width, five):
     half = width // 2
     nbytes = half + (8 if five else 4)
     q0 = 8 if five else 4
-    bit = _bit_table(x, width)
     nan = ovf = 0
     for b in range(b0, b1):
         xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
@@ -256,11 +280,10 @@ def _x_1_blocks(x, b0, b1, out, width, five):
         put_half(ob, 0, dh)
         put_half(ob, 2, mh)
         ident = _inverse(d)
-        qh = np.uint32(0)
-        for j in range(half):
-            c0 = to_byte((xb[j] - lo) * ident + np.float32(0.5), cap)
-            c1 = to_byte((xb[j + half] - lo) * ident + np.float32(0.5), cap)
-            qh = _pack(ob, q0, j, c0, c1, qh, half, five, bit)
+        vl, vi, vh = V.splat(lo), V.splat(ident), V.splat(np.float32(0.5))
+        flo = _truncatable(V.add(V.mul(V.sub(V.load(xb, 0), vl), vi), vh))
+        fhi = _truncatable(V.add(V.mul(V.sub(V.load(xb, half), vl), vi), vh))
+        qh = _pack_codes(ob, q0, flo, fhi, cap)
         if five:
             _put_u32(ob, 4, qh)
         nan, ovf = _flags(top, dh if (mh & 0x7FFF) != 0x7C00 else mh, nan, ovf)
@@ -295,66 +318,164 @@ def _quantize_parallel(x, kind, out, nchunks, width):
     return nan, ovf
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _x_dequantize_blocks(data, b0, b1, out, width, offset, with_min, five):
-    """q4_0/q5_0 ``d * (q - offset)``; q4_1/q5_1 ``d * q + m`` (``with_min``)."""
-    half = width // 2
-    nbytes = half + 2 + (2 if with_min else 0) + (4 if five else 0)
-    off = np.int32(offset)
-    low, four = np.int32(0xF), np.int32(4)
-    bit = _bit_table(out, width)
-    for b in range(b0, b1):
-        db, ob = data[b * nbytes:(b + 1) * nbytes], out[b * width:(b + 1) * width]
-        d = get_half(db, 0)
-        m = get_half(db, 2) if with_min else np.float32(0.0)
+_VI = ir.VectorType(ir.IntType(32), V.WIDTH)  # (16 int32 lanes)
+_VB = ir.VectorType(ir.IntType(8), V.WIDTH)
+
+
+def _int_lanes(context, builder, value, ty):
+    """The integer ``value`` (Numba type ``ty``) as int32 in all 16 lanes."""
+    v = context.cast(builder, value, ty, types.int32)
+    one = builder.insert_element(ir.Constant(_VI, None), v, ir.IntType(32)(0))
+    return builder.shuffle_vector(one, ir.Constant(_VI, None), ir.Constant(_VI, [0] * V.WIDTH))
+
+
+def _bytes_at(context, builder, arrty, arr, i):
+    """A ``<16 x i8>`` pointer to ``arr[i]``."""
+    data = context.make_array(arrty)(context, builder, arr).data
+    return builder.bitcast(builder.gep(data, [i]), _VB.as_pointer())
+
+
+def _byte_lanes(signed):
+    def lanes(typingctx, a, i, shift, offset):
+        """16 bytes ``a[i:i + 16]`` as float32 lanes: ``float(int8(a))`` (``signed``) or
+        ``float(((a >> shift) & 15) - offset)`` (a nibble, ``shift`` 0 or 4)."""
+        if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8 \
+                and isinstance(i, types.Integer):
+            def codegen(context, builder, sig, args):
+                b = builder.load(_bytes_at(context, builder, sig.args[0], *args[:2]), align=1)
+                if signed:
+                    q = builder.sext(b, _VI)
+                else:
+                    q = builder.lshr(builder.zext(b, _VI),
+                                     _int_lanes(context, builder, args[2], sig.args[2]))
+                    q = builder.and_(q, ir.Constant(_VI, [15] * V.WIDTH))
+                    q = builder.sub(q, _int_lanes(context, builder, args[3], sig.args[3]))
+                return builder.sitofp(q, V._VF)
+            return V.vec(a, i, shift, offset), codegen
+        return None
+    return intrinsic(lanes)
+
+
+_int8_lanes = _byte_lanes(True)
+_nibble_lanes = _byte_lanes(False)
+
+
+@intrinsic
+def _fifth_lanes(typingctx, qh, first):
+    """16 float32 lanes ``16.0 * ((qh >> (first + j)) & 1)``, ``j`` the lane: the fifth
+    bits of q5_0/q5_1 codes ``first..first + 15`` (a shift per lane, ``vpsrlvd``)."""
+    if isinstance(qh, types.Integer) and isinstance(first, types.Integer):
+        def codegen(context, builder, sig, args):
+            shifts = builder.add(_int_lanes(context, builder, args[1], sig.args[1]),
+                                 ir.Constant(_VI, list(range(V.WIDTH))))
+            q = builder.lshr(_int_lanes(context, builder, args[0], sig.args[0]), shifts)
+            bits = builder.and_(q, ir.Constant(_VI, [1] * V.WIDTH))
+            return builder.sitofp(builder.shl(bits, ir.Constant(_VI, [4] * V.WIDTH)), V._VF)
+        return V.vec(qh, first), codegen
+    return None
+
+
+@intrinsic
+def stream_store(typingctx, a, i, v):
+    """``a[i:i + 16] = v`` (float32) by non-temporal stores, which need ``a[i]`` 16-byte
+    aligned (``store_fence`` orders them)."""
+    if isinstance(a, types.Array) and a.dtype == types.float32 and v == V.vec:
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            ptr = builder.bitcast(builder.gep(data, [args[1]]), V._VF.as_pointer())
+            store = builder.store(args[2], ptr, align=16)
+            store.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+            return context.get_dummy_value()
+        return types.none(a, i, v), codegen
+    return None
+
+
+@njit(cache=True, nogil=True, inline="always")
+def put(dst, stream, y, v):
+    """``dst[y:y + 16] = v``; with ``stream`` (a literal after inlining) by non-temporal
+    stores: an output past the last-level cache is then written without first reading
+    each of its cache lines (16M elements: 5.1 -> 3.7 ms for q4_0, C 5.7 ms)."""
+    if stream:
+        stream_store(dst, y, v)
+    else:
+        V.store(dst, y, v)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _vector_block(data, o, kind, dst, y, stream):
+    """The block at byte ``o`` of ``data`` into ``dst[y:y + 32]``, 16 lanes a vector (a
+    byte's low nibbles are elements 0..15, its high ones 16..31, q5's fifth bits bit
+    ``j`` of ``qh`` for element ``j``): q8_0 ``q * d``; q4_0/q5_0 ``d * (q - 8)``
+    (``q - 16``); q4_1/q5_1 ``d * q + m``; the integer differences exact in float32.
+    ``stream``: non-temporal stores (``put``)."""
+    d = V.splat(get_half(data, o))
+    if kind == 0:
+        put(dst, stream, y, V.mul(_int8_lanes(data, o + 2, 0, 0), d))
+        put(dst, stream, y + 16, V.mul(_int8_lanes(data, o + 18, 0, 0), d))
+    elif kind == 1:
+        put(dst, stream, y, V.mul(d, _nibble_lanes(data, o + 2, 0, 8)))
+        put(dst, stream, y + 16, V.mul(d, _nibble_lanes(data, o + 2, 4, 8)))
+    elif kind == 2:
+        m = V.splat(get_half(data, o + 2))
+        put(dst, stream, y, V.add(V.mul(d, _nibble_lanes(data, o + 4, 0, 0)), m))
+        put(dst, stream, y + 16, V.add(V.mul(d, _nibble_lanes(data, o + 4, 4, 0)), m))
+    else:
+        h = 2 if kind == 3 else 4  # (qh after d, or after d and m)
         qh = np.uint32(0)
-        if five:
-            h0 = 4 if with_min else 2
-            for k in range(4):
-                qh = bor(qh, shl(np.uint32(db[h0 + k]), np.uint32(8 * k)))
-        q0 = nbytes - half
-        for j in range(half):  # (int32 throughout: AVX2 converts int32 lanes, not int64)
-            byte = np.int32(db[q0 + j])
-            lo = band(byte, low)
-            hi = shr(byte, four)
-            if five:  # (a mask from ``_bit_table``: see ``_pack``)
-                lo = bor(lo, np.int32(16) if band(qh, bit[j]) else np.int32(0))
-                hi = bor(hi, np.int32(16) if band(qh, bit[j + half]) else np.int32(0))
-            if with_min:
-                ob[j] = d * np.float32(lo) + m
-                ob[j + half] = d * np.float32(hi) + m
-            else:
-                ob[j] = d * np.float32(sub(lo, off))
-                ob[j + half] = d * np.float32(sub(hi, off))
+        for k in range(4):
+            qh = bor(qh, shl(np.uint32(data[o + h + k]), np.uint32(8 * k)))
+        lo = V.add(_nibble_lanes(data, o + h + 4, 0, 0), _fifth_lanes(qh, 0))
+        hi = V.add(_nibble_lanes(data, o + h + 4, 4, 0), _fifth_lanes(qh, 16))
+        if kind == 3:
+            off = V.splat(np.float32(16.0))
+            put(dst, stream, y, V.mul(d, V.sub(lo, off)))
+            put(dst, stream, y + 16, V.mul(d, V.sub(hi, off)))
+        else:
+            m = V.splat(get_half(data, o + 2))
+            put(dst, stream, y, V.add(V.mul(d, lo), m))
+            put(dst, stream, y + 16, V.add(V.mul(d, hi), m))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _vector_blocks(data, b0, b1, out, kind, stream):
+    """Blocks ``b0..b1`` (``_vector_block``); with ``stream``, non-temporal stores and a
+    fence after them.  (Streaming through a stack buffer and ``stream_out``, as the
+    casts do, was a third slower than plain stores here: the copy and the alignment
+    fix-up cost more than the reads saved.  The output's 16-byte alignment is enough for
+    ``movntps`` of each 16-byte quarter.)"""
+    nbytes = block_bytes(kind)
+    if stream:
+        for b in range(b0, b1):
+            _vector_block(data, b * nbytes, kind, out, b * 32, True)
+        store_fence()
+    else:
+        for b in range(b0, b1):
+            _vector_block(data, b * nbytes, kind, out, b * 32, False)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _dequantize_blocks(data, kind, b0, b1, out, width):
+def _dequantize_blocks(data, kind, b0, b1, out, width, stream):
     """Blocks ``b0..b1`` to float32 (``gguf.quants``' formulas and order); one block
     loop per format, its constants inlined."""
     data, out = unmanaged(data), unmanaged(out)
-    if kind == 0:
-        nbytes = width + 2
-        for b in range(b0, b1):
-            db, ob = data[b * nbytes:(b + 1) * nbytes], out[b * width:(b + 1) * width]
-            d = get_half(db, 0)
-            for j in range(width):
-                ob[j] = np.float32(np.int8(db[2 + j])) * d
+    if kind == 0:  # (explicit vectors: no per-block alias checks and trip-count
+        _vector_blocks(data, b0, b1, out, 0, stream)  # dispatch of a vectorized loop)
     elif kind == 1:
-        _x_dequantize_blocks(data, b0, b1, out, width, 8, False, False)
+        _vector_blocks(data, b0, b1, out, 1, stream)
     elif kind == 2:
-        _x_dequantize_blocks(data, b0, b1, out, width, 0, True, False)
+        _vector_blocks(data, b0, b1, out, 2, stream)
     elif kind == 3:
-        _x_dequantize_blocks(data, b0, b1, out, width, 16, False, True)
+        _vector_blocks(data, b0, b1, out, 3, stream)
     else:
-        _x_dequantize_blocks(data, b0, b1, out, width, 0, True, True)
+        _vector_blocks(data, b0, b1, out, 4, stream)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _dequantize_parallel(data, kind, out, nchunks, width):
+def _dequantize_parallel(data, kind, out, nchunks, width, stream):
     nb = out.size // width
     for c in prange(nchunks):
-        _dequantize_blocks(data, kind, c * nb // nchunks, (c + 1) * nb // nchunks, out, width)
+        _dequantize_blocks(data, kind, c * nb // nchunks, (c + 1) * nb // nchunks, out, width,
+                           stream)
 
 
 @njit(cache=True, nogil=True)
@@ -399,8 +520,10 @@ def quantize(x, kind, out):
 def dequantize(data, kind, out):
     nb = out.size // BLOCK
     nchunks = _chunks(nb, PARALLEL_FROM)
+    # (past the last-level cache, and where the output's alignment allows)
+    stream = streams(data, out) and out.ctypes.data % 16 == 0
     if nchunks == 1:
-        _dequantize_blocks(data, kind, 0, nb, out, BLOCK)
+        _dequantize_blocks(data, kind, 0, nb, out, BLOCK, stream)
         return
     with parallel_region():
-        _dequantize_parallel(data, kind, out, nchunks, BLOCK)
+        _dequantize_parallel(data, kind, out, nchunks, BLOCK, stream)

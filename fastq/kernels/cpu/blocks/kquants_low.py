@@ -25,17 +25,21 @@ A port of llama.cpp's reference quantizer (``quantize_row_q2_K_ref`` and
   while that raises ``sum(w x l)^2 / sum(w l^2)``); scales as signed 6-bit multiples of
   ``d = -max_scale / 32``; codes ``clamp(nearest_int(x / (d * sc)), -4, 3) + 4``.
 
-The independent sub-blocks of up to 4 super-blocks (64) are searched side by side as
+The independent sub-blocks of up to 4 super-blocks (64; q3_K 8, 128) are searched side by side as
 vector lanes, each lane C's algorithm step for step, C's branches as per-lane selects
 (``fastq.kernels.cpu.blocks.kquant_search_low``).
 """
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from ....runtime.threads import parallel_region
-from ..parallel import n_chunks
-from ..word import as_bits, band, local_block, shl, shr, unmanaged
+from ..parallel import n_chunks, streams
+from ..word import local_block, store_fence, unmanaged
+from . import lanes as V
 from ..word import get_half, half_bits, put_half
+from .ggml import put as _put
 from .kquant_search import clamp, nearest_int
 from .kquant_search_low import make_q3_lanes, make_qkx2_mad_lanes, requantize_lanes
 
@@ -125,23 +129,27 @@ def _q3_scales(scales, s0, out, o, dl, ml):
 @njit(cache=True, nogil=True, inline="always")
 def _pack_q3_high(L, out, o):
     """q3_K's hmask: bit ``j // 32`` of byte ``j % 32`` is the high bit of code ``j``
-    (C: ``if (L[j] > 3) { hmask[m] |= hm; L[j] -= 4; }``); ``L`` keeps the low 2 bits."""
-    for m in range(32):
-        h = 0
+    (C: ``if (L[j] > 3) { hmask[m] |= hm; L[j] -= 4; }``); 16 bytes a vector, the bits
+    summed as whole-number floats (exact)."""
+    for m0 in range(0, 32, 16):
+        h = V.splat(np.float32(0.0))
         for bit in range(8):
-            h |= (np.int64(L[32 * bit + m]) >> 2) << bit
-        out[o + m] = h
-    for j in range(256):
-        L[j] &= 3
+            h = V.add(h, V.mul(_bit_lanes(L, 32 * bit + m0, 2, 1),
+                               V.splat(np.float32(1 << bit))))
+        V.store_bytes(out, o + m0, h)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _pack_2bit(L, out, q):
-    """``qs[j/4 + l] = L[j+l] | L[j+l+32] << 2 | L[j+l+64] << 4 | L[j+l+96] << 6``."""
+    """``qs[j/4 + l] = L[j+l] | L[j+l+32] << 2 | L[j+l+64] << 4 | L[j+l+96] << 6`` of the
+    low 2 bits of the codes ``L``; 16 bytes a vector, as ``_pack_q3_high``."""
     for j in range(0, 256, 128):
-        for l in range(32):
-            out[q + j // 4 + l] = (L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4)
-                                   | (L[j + l + 96] << 6))
+        for l0 in range(0, 32, 16):
+            v = V.splat(np.float32(0.0))
+            for t in range(4):
+                v = V.add(v, V.mul(_bit_lanes(L, j + l0 + 32 * t, 0, 3),
+                                   V.splat(np.float32(1 << (2 * t)))))
+            V.store_bytes(out, q + j // 4 + l0, v)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -153,14 +161,60 @@ def _q3_scale(data, sb, j):
     return (low | (((np.int64(data[sb + 8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)) - 32
 
 
+@intrinsic
+def _transpose_tile(typingctx, src, s0, sstride, dst, d0, dstride):
+    """``dst[d0 + dstride * c + r] = src[s0 + sstride * r + c]`` for ``r, c`` in 0..15
+    (float32 or uint8 arrays of one dtype): 16 vector loads, four rounds of 16 shuffles
+    (round ``k`` swaps bit ``k`` of the row and the column index), 16 vector stores,
+    where element by element takes 256 scalar loads and stores."""
+    if isinstance(src, types.Array) and isinstance(dst, types.Array) \
+            and src.dtype == dst.dtype and src.dtype in (types.float32, types.uint8):
+        def codegen(context, builder, sig, args):
+            elem = context.get_data_type(sig.args[0].dtype)
+            vt = ir.VectorType(elem, 16)
+            i64 = ir.IntType(64)
+
+            def address(arrty, arr, start, stride, r):
+                data = context.make_array(arrty)(context, builder, arr).data
+                at = builder.add(start, builder.mul(stride, i64(r)))
+                return builder.bitcast(builder.gep(data, [at]), vt.as_pointer())
+            s0_, ss = [context.cast(builder, a, t, types.int64)
+                       for a, t in zip(args[1:3], sig.args[1:3])]
+            d0_, ds = [context.cast(builder, a, t, types.int64)
+                       for a, t in zip(args[4:6], sig.args[4:6])]
+            rows = [builder.load(address(sig.args[0], args[0], s0_, ss, r), align=1)
+                    for r in range(16)]
+            i32v = ir.VectorType(ir.IntType(32), 16)
+            for k in range(4):
+                b = 1 << k
+                low = ir.Constant(i32v, [j if not j & b else 16 + (j ^ b) for j in range(16)])
+                high = ir.Constant(i32v, [(j ^ b) if not j & b else 16 + j for j in range(16)])
+                for r in range(16):
+                    if r & b:
+                        continue
+                    a, c = rows[r], rows[r | b]
+                    rows[r] = builder.shuffle_vector(a, c, low)
+                    rows[r | b] = builder.shuffle_vector(a, c, high)
+            for r in range(16):
+                builder.store(rows[r], address(sig.args[3], args[3], d0_, ds, r), align=1)
+            return context.get_dummy_value()
+        return types.none(src, s0, sstride, dst, d0, dstride), codegen
+    return None
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _block_flags(x, i0):
     """Whether the super-block at ``i0`` holds a NaN, and (when it holds none) whether it
-    holds an inf: from the largest magnitude's bits, one max reduction that vectorizes."""
-    top = np.uint32(0)
-    for i in range(256):
-        top = max(top, band(as_bits(x[i0 + i]), np.uint32(0x7FFFFFFF)))
-    return top > np.uint32(0x7F800000), top == np.uint32(0x7F800000)
+    holds an inf: 16-lane vectors, a count of the NaN lanes and the largest magnitude
+    of the others."""
+    zero, one = V.splat(np.float32(0.0)), V.splat(np.float32(1.0))
+    nans, top = zero, zero
+    for j in range(16):
+        v = V.load(x, i0 + 16 * j)
+        nans = V.add(nans, V.select(V.eq(v, v), zero, one))
+        top = V.maximum(V.fabs(v), top)  # (a NaN lane keeps ``top``)
+    bad = not V.every(V.eq(nans, zero))
+    return bad, not V.every(V.lt(top, V.splat(np.float32(np.inf))))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -170,19 +224,22 @@ def _quantize_blocks(x, kind, b0, b1, out):
     weights ``x^2`` turn inf into NaN sums, which lose the sub-block)."""
     x, out = unmanaged(x), unmanaged(out)
     L = local_block(out, 256)
-    xt, wt, lt = local_block(x, 1024), local_block(x, 1024), local_block(out, 1024)
-    g_scales, g_mins = local_block(x, 64), local_block(x, 64)
-    dl, ml = local_block(x, 64), local_block(x, 64)
+    # q2_K: 4 super-blocks (64 lanes) at a time; q3_K 8 (128), so that the lanes its
+    # search gathers after the first pass (1 in 5) fill two vectors, whose steps overlap
+    per = 4 if kind == 0 else 8
+    xt, wt, lt = local_block(x, 2048), local_block(x, 1024), local_block(out, 2048)
+    g_scales, g_mins = local_block(x, 128), local_block(x, 64)
+    dl, ml = local_block(x, 128), local_block(x, 128)
     nbytes = block_bytes(kind)
     nan = ovf = 0
-    for g0 in range(b0, b1, 4):
-        ns = min(4, b1 - g0)
+    for g0 in range(b0, b1, per):
+        ns = min(per, b1 - g0)
         nk = 16 * ns
-        for k in range(nk):  # lane k: sub-block k % 16 of super-block g0 + k // 16
-            for i in range(16):
-                v = x[g0 * 256 + 16 * k + i]
-                xt[nk * i + k] = v
-                wt[nk * i + k] = abs(v)
+        for s in range(ns):  # lane k: sub-block k % 16 of super-block g0 + k // 16
+            _transpose_tile(x, (g0 + s) * 256, 16, xt, 16 * s, nk)
+        if kind == 0:  # (q2_K's weights |x|)
+            for i in range(nk * 16):
+                wt[i] = abs(xt[i])
         if kind == 0:
             make_qkx2_mad_lanes(xt, wt, lt, 3, np.float32(-0.5), np.float32(0.1), 15,
                                 g_scales, g_mins, nk)
@@ -202,9 +259,7 @@ def _quantize_blocks(x, kind, b0, b1, out):
             requantize_lanes(xt, lt, dl, ml, -4, 3, 4, nk)
         for s in range(ns):
             o = (g0 + s) * nbytes
-            for j in range(16):
-                for i in range(16):
-                    L[16 * j + i] = lt[nk * i + 16 * s + j]
+            _transpose_tile(lt, 16 * s, nk, L, 0, 16)
             if kind == 0:
                 _pack_2bit(L, out, o + 16)
             else:
@@ -225,62 +280,119 @@ def _quantize_parallel(x, kind, out, nchunks):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _dequantize_blocks(data, kind, b0, b1, out):
+def _dequantize_blocks(data, kind, b0, b1, out, stream):
     """``dequantize_row_q2_K`` / ``dequantize_row_q3_K``: q2_K ``(d * sc) * q - dmin *
     m``, q3_K ``(d * sc) * (q - 4)``, in float32 (``gguf.quants``' order).  Sub-block
     ``j`` (elements ``16 j..``) has its 2-bit codes at bit ``2 * (j % 8 // 2)`` of the
     code bytes ``32 * (j // 8) + 16 * (j % 2)..`` and q3_K's high bits at bit ``j // 2``
-    of hmask bytes ``16 * (j % 2)..``.  (int32 throughout, word.shr/band: the element
-    loops vectorize.)"""
+    of hmask bytes ``16 * (j % 2)..``; a sub-block is one 16-lane vector.)"""
     data, out = unmanaged(data), unmanaged(out)
-    if kind == 0:
-        _dequantize_q2(data, b0, b1, out)
+    if kind == 0:  # (``stream`` a literal in each copy: see ``blocks.ggml.put``)
+        if stream:
+            _dequantize_q2(data, b0, b1, out, True)
+        else:
+            _dequantize_q2(data, b0, b1, out, False)
+    elif stream:
+        _dequantize_q3(data, b0, b1, out, True)
     else:
-        _dequantize_q3(data, b0, b1, out)
+        _dequantize_q3(data, b0, b1, out, False)
+    if stream:
+        store_fence()
+
+
+@intrinsic
+def _bit_lanes(typingctx, a, i, shift, mask):
+    """16 bytes ``a[i:i + 16]`` as float32 lanes ``float((a >> shift) & mask)``."""
+    if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8 \
+            and isinstance(i, types.Integer):
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            vb = ir.VectorType(ir.IntType(8), V.WIDTH)
+            vi = ir.VectorType(ir.IntType(32), V.WIDTH)
+
+            def splat(value, ty):
+                v = context.cast(builder, value, ty, types.int32)
+                one = builder.insert_element(ir.Constant(vi, None), v, ir.IntType(32)(0))
+                return builder.shuffle_vector(one, ir.Constant(vi, None),
+                                              ir.Constant(vi, [0] * V.WIDTH))
+            b = builder.load(builder.bitcast(builder.gep(data, [args[1]]), vb.as_pointer()),
+                             align=1)
+            q = builder.lshr(builder.zext(b, vi), splat(args[2], sig.args[2]))
+            q = builder.and_(q, splat(args[3], sig.args[3]))
+            return builder.sitofp(q, ir.VectorType(ir.FloatType(), V.WIDTH))
+        return V.vec(a, i, shift, mask), codegen
+    return None
+
+
+@intrinsic
+def _q3_code_lanes(typingctx, a, q, shift, h, bit):
+    """16 q3_K codes as float32 lanes, ``((a[q:q + 16] >> shift) & 3 | ((a[h:h + 16] >>
+    bit) & 1) << 2) - 4`` (C's ``q - (hmask bit ? 0 : 4)``), combined as int32 lanes
+    and converted once."""
+    if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8:
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            vb = ir.VectorType(ir.IntType(8), V.WIDTH)
+            vi = ir.VectorType(ir.IntType(32), V.WIDTH)
+
+            def splat(value, ty):
+                v = context.cast(builder, value, ty, types.int32)
+                one = builder.insert_element(ir.Constant(vi, None), v, ir.IntType(32)(0))
+                return builder.shuffle_vector(one, ir.Constant(vi, None),
+                                              ir.Constant(vi, [0] * V.WIDTH))
+
+            def field(at, at_ty, by, by_ty, mask):
+                ptr = builder.bitcast(builder.gep(data, [context.cast(
+                    builder, at, at_ty, types.intp)]), vb.as_pointer())
+                b = builder.zext(builder.load(ptr, align=1), vi)
+                return builder.and_(builder.lshr(b, splat(by, by_ty)),
+                                    ir.Constant(vi, [mask] * V.WIDTH))
+            t = sig.args
+            low = field(args[1], t[1], args[2], t[2], 3)
+            high = field(args[3], t[3], args[4], t[4], 1)
+            code = builder.or_(low, builder.shl(high, ir.Constant(vi, [2] * V.WIDTH)))
+            code = builder.sub(code, ir.Constant(vi, [4] * V.WIDTH))
+            return builder.sitofp(code, ir.VectorType(ir.FloatType(), V.WIDTH))
+        return V.vec(a, q, shift, h, bit), codegen
+    return None
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _dequantize_q2(data, b0, b1, out):
-    three = np.int32(3)
+def _dequantize_q2(data, b0, b1, out, stream):
+    """A sub-block's 16 codes are one vector (``_bit_lanes``)."""
     for b in range(b0, b1):
         o, y = b * 84, b * 256
         d_all = get_half(data, o + 80)
         m_all = get_half(data, o + 82)
         for j in range(16):
             sc = np.int64(data[o + j])
-            dl = d_all * np.float32(sc & 0xF)
-            ml = m_all * np.float32(sc >> 4)
+            dl = V.splat(d_all * np.float32(sc & 0xF))
+            ml = V.splat(m_all * np.float32(sc >> 4))
             q = o + 16 + 32 * (j // 8) + 16 * (j % 2)
-            shift = np.int32(2 * ((j % 8) // 2))
-            for l in range(16):
-                code = band(shr(np.int32(data[q + l]), shift), three)
-                out[y + 16 * j + l] = dl * np.float32(code) - ml
+            code = _bit_lanes(data, q, 2 * ((j % 8) // 2), 3)
+            _put(out, stream, y + 16 * j, V.sub(V.mul(dl, code), ml))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _dequantize_q3(data, b0, b1, out):
-    three, one, four = np.int32(3), np.int32(1), np.float32(4.0)
+def _dequantize_q3(data, b0, b1, out, stream):
+    """A sub-block's 16 codes are one vector (``_q3_code_lanes``)."""
     for b in range(b0, b1):
         o, y = b * 110, b * 256
         d_all = get_half(data, o + 108)
         for j in range(16):
-            dl = d_all * np.float32(_q3_scale(data, o + 96, j))
+            dl = V.splat(d_all * np.float32(_q3_scale(data, o + 96, j)))
             q = o + 32 + 32 * (j // 8) + 16 * (j % 2)
             h = o + 16 * (j % 2)
-            shift, bit = np.int32(2 * ((j % 8) // 2)), np.int32(j // 2)
-            for l in range(16):
-                low = band(shr(np.int32(data[q + l]), shift), three)
-                high = band(shr(np.int32(data[h + l]), bit), one)
-                # (C: q - (hmask bit ? 0 : 4); the float difference of small integers
-                # is exact)
-                out[y + 16 * j + l] = dl * (np.float32(low | shl(high, np.int32(2))) - four)
+            code = _q3_code_lanes(data, q, 2 * ((j % 8) // 2), h, j // 2)
+            _put(out, stream, y + 16 * j, V.mul(dl, code))
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _dequantize_parallel(data, kind, out, nchunks):
+def _dequantize_parallel(data, kind, out, nchunks, stream):
     nb = out.size // 256
     for c in prange(nchunks):
-        _dequantize_blocks(data, kind, c * nb // nchunks, (c + 1) * nb // nchunks, out)
+        _dequantize_blocks(data, kind, c * nb // nchunks, (c + 1) * nb // nchunks, out,
+                           stream)
 
 
 @njit(cache=True, nogil=True)
@@ -311,9 +423,11 @@ def quantize(x, kind, out):
 
 def dequantize(data, kind, out):
     nb = out.size // 256
+    # (non-temporal stores past the last-level cache, as ``blocks.ggml.dequantize``)
+    stream = streams(data, out) and out.ctypes.data % 16 == 0
     nchunks = n_chunks(out.size) if out.size >= (1 << 20) else 1
     if nchunks == 1:
-        _dequantize_blocks(data, kind, 0, nb, out)
+        _dequantize_blocks(data, kind, 0, nb, out, stream)
         return
     with parallel_region():
-        _dequantize_parallel(data, kind, out, nchunks)
+        _dequantize_parallel(data, kind, out, nchunks, stream)
