@@ -60,7 +60,7 @@ def test_pool_is_bounded():
     del arrays
     gc.collect()
     assert len(_memory._free) <= _memory.POOL_BUFFERS
-    assert sum(b.size for b in _memory._free) <= _memory.POOL_BYTES
+    assert sum(b[0].size for b in _memory._free) <= _memory.POOL_BYTES
 
 
 def test_results_survive_reuse():
