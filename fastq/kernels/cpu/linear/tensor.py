@@ -48,14 +48,15 @@ class TensorCall:
         self.stream = size * 4 + self.nbytes > STREAM_ABOVE
         # the output's shape and dtype; an array of its codes' dtype (never written)
         self.out = (shape, np.dtype(code_dtype)) if bits >= 8 else (self.nbytes, np.uint8)
-        self.like = np.empty(0, code_dtype if bits >= 8 else np.int8 if qmin < 0 else np.uint8)
-        self.no_scratch = code_scratch(self.nchunks, 8, qmin)
+        # (codes of either sign through their unsigned view: one compiled kernel for both)
+        self.like = np.empty(0, f"u{np.dtype(code_dtype).itemsize}" if bits >= 8 else np.uint8)
+        self.no_scratch = code_scratch(self.nchunks, 8)
         self.entry = None  # the serial call's compiled code, once known
 
     def __call__(self, x, scale, zero):
         """``scale`` a float (rounded to float32 by the kernel), ``zero`` an int."""
         scratch = self.no_scratch if self.bits >= 8 else \
-            code_scratch(self.nchunks, self.bits, self.qmin)
+            code_scratch(self.nchunks, self.bits)
         if self.nchunks == 1:  # (serial: in this thread, codes from the first byte)
             raw = np.empty(self.nbytes, np.uint8)
             args = (x.ravel(), float(scale), float(zero), self.qmin, self.qmax, raw,
