@@ -33,13 +33,14 @@ from .parallel import AHEAD, STREAM_ABOVE, entry_point, serial_twin, streams
 from .word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
                     swap_fp_control, unmanaged)
 from .linear.codes import PIECE
-from .linear.params import column_params, scale_zero, tensor_range
-from .linear.ranges import NO_SIGNED, column_max, row_range
+from .linear.params import column_params
+from .linear.ranges import NO_SIGNED, column_max
 from .linear.ranges import minmax  # noqa: F401  (the backend interface: see fastq.kernels.cpu.linear.ranges)
-from .linear.rows import (ROW, chunk_rows, code_scratch, quantize_columns,
+from .linear.rows import (ROW, chunk_rows, code_scratch, quantize_columns, unsigned_codes,
                    quantize_columns_parallel, quantize_rows, quantize_rows_parallel)
 from .linear.tensor import TensorCall  # noqa: F401  (static per tensor: see fastq.kernels.cpu.linear.tensor)
 from .linear.tensor import DynamicTensorCall, quantize_tensor_dynamic  # noqa: F401  (per tensor: see there)
+from .linear.tensor import NO, ONE, ZERO
 
 
 @njit(cache=True, nogil=True)
@@ -105,12 +106,13 @@ def _as_rows(a3, blocks):
         (1, head // cut, cut), (1, 1, max(n - head, 1))
 
 
-def _kernel_outputs(out, bits, qmin):
+def _kernel_outputs(out, bits):
     """``out`` as the kernels take it, ``(out3, packed)``: the codes (or fake values) in
-    x's view, or for 4/2 bits the packed bytes; the other one empty."""
+    x's view, or for 4/2 bits the packed bytes; the other one empty.  Signed codes go
+    through their unsigned view (``unsigned_codes``)."""
     if bits < 8:
-        return np.empty((0, 0, 0), np.int8 if qmin < 0 else np.uint8), out
-    return out, np.empty(0, np.uint8)
+        return np.empty((0, 0, 0), np.uint8), out
+    return unsigned_codes(out), np.empty(0, np.uint8)
 
 
 def _byte_align(Q, bits):
@@ -133,7 +135,7 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check, fused
     scale3 = scale3 if scale3.flags.writeable else scale3.copy()
     zero3 = zero3 if zero3.flags.writeable else zero3.copy()
     packed = bits < 8
-    out3, packed_out = _kernel_outputs(out, bits, qmin)
+    out3, packed_out = _kernel_outputs(out, bits)
     parts = [(x3, out3, blocks, 0)]
     if _long_row(x3, blocks):  # cut rows of 2**14 elements: whole bytes when packed
         x_head, x_tail, b_head, b_tail = _as_rows(x3, blocks)
@@ -150,7 +152,7 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check, fused
         align = _byte_align(x.shape[2], bits)
         if fused and bq == 1:  # chunks of whole block rows
             align = math.lcm(align, bk)
-        scratch = code_scratch(nchunks, bits, qmin)
+        scratch = code_scratch(nchunks, bits)
         if nchunks and bq == 1:
             with parallel_region():
                 flags |= quantize_columns_parallel(x, bp, bk, scale3, zero3, qmin, qmax, o,
@@ -216,7 +218,7 @@ def _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, igno
     """A group per column of one block row (``PerChannel`` on the last axis), in one
     call: its column ranges in parts of its rows, parameters, then its codes."""
     nchunks = max(_split(x3)[1], 1)
-    (out3, packed), scratch = _kernel_outputs(out, bits, qmin), code_scratch(nchunks, bits, qmin)
+    (out3, packed), scratch = _kernel_outputs(out, bits), code_scratch(nchunks, bits)
     if x3.size < SERIAL_BELOW or region_threads() == 1:  # (the same bits in one thread)
         return _quantize_channels_serial(
             x3, scale3, zero3, np.float32(qmin), np.float32(qmax), out3, bits,
@@ -249,8 +251,10 @@ def _quantize_channels_parallel(x3, scale3, zero3, qmin, qmax, out3, bits, align
     nchunks = scratch.shape[0]
     for c in prange(nchunks):  # (their flags: those of the range pass)
         r0, r1 = chunk_rows(K, c, nchunks, align)
-        quantize_columns(x3, 1, K, scale3, zero3, qmin, qmax, r0, r1, out3, bits, 0,
-                         scratch[c], packed, check=flags & NAN != 0, fused=False,
+        # (ONE, ZERO, NO: as the other callers pass them, where literals would compile
+        # another specialization of the per-column kernel)
+        quantize_columns(x3, ONE, K, scale3, zero3, qmin, qmax, r0, r1, out3, bits, ZERO,
+                         scratch[c], packed, check=flags & NAN != 0, fused=NO,
                          symmetric=symmetric, ignore=ignore, zero_free=symmetric and qmin < 0)
     return flags
 
@@ -258,6 +262,10 @@ def _quantize_channels_parallel(x3, scale3, zero3, qmin, qmax, out3, bits, align
 def dequantize(codes3, blocks, scale3, zero3, out3):
     """See the module docstring."""
     bp, bk, bq = blocks
+    # (one compiled type: a read-only zero point, as a QTensor may hold, would compile the
+    # kernels again for it; the parameters are small next to the codes)
+    scale3 = scale3 if scale3.flags.writeable else scale3.copy()
+    zero3 = zero3 if zero3.flags.writeable else zero3.copy()
     rows, nchunks = _split(codes3)
     stream = streams(codes3, out3)
     if _long_row(codes3, blocks):

@@ -74,7 +74,9 @@ def tensor_range(head, tail, nchunks, ignore):
     for c in prange(nchunks):
         max_groups(head.view(np.uint32), step, c, c + 1, umax, smax)
     if tail.size:
-        max_groups(tail.view(np.uint32), tail.size, 0, 1, umax[nchunks:], smax[nchunks:])
+        # (int64 values, not literals: literals would compile another max_groups)
+        max_groups(tail.view(np.uint32), tail.size, np.int64(0), np.int64(1), umax[nchunks:],
+                   smax[nchunks:])
     flags, lo, hi = maxima_range(umax.max(), smax.max())
     if flags and ignore:  # (rare: the exact range of the finite values)
         los, his = np.zeros(nchunks + 1, np.float32), np.zeros(nchunks + 1, np.float32)

@@ -17,11 +17,21 @@ from .ranges import row_range
 ROW = 1 << 14  # elements: a single long row (per tensor) is cut into rows this long
 
 
-def code_scratch(nchunks, bits, qmin):
+def code_scratch(nchunks, bits):
     """Codes on their way to be packed: a piece per chunk (``nchunks`` 0: one, 1-D);
-    no elements for 8/16 bits."""
+    no elements for 8/16 bits.  uint8 for either sign (packing keeps the low bits)."""
     n = PIECE if bits < 8 else 0
-    return np.empty((nchunks, n) if nchunks else n, np.int8 if qmin < 0 else np.uint8)
+    return np.empty((nchunks, n) if nchunks else n, np.uint8)
+
+
+def unsigned_codes(out):
+    """Integer codes as the unsigned integers of their width (a view; float values as
+    they are).  The kernels compute each code as an int32 in ``[qmin, qmax]`` and store
+    its low bits, which are the same bits for int8 and uint8 (int16, uint16): one
+    compiled kernel then serves both signs, where each code dtype compiled its own
+    (the per-column kernel alone is ~20 s of compiling each)."""
+    return out.view(f"u{out.dtype.itemsize}") if out.dtype.kind == "i" else out
+
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

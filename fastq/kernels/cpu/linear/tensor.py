@@ -19,7 +19,8 @@ from ..parallel import MAX_CHUNKS, SERIAL_BELOW, STREAM_ABOVE, entry_point, seri
 from ..word import FP_NEAREST_EVEN, address, set_thread_count, swap_fp_control
 from .params import scale_zero, tensor_range
 from .ranges import row_range
-from .rows import ROW, chunk_rows, code_scratch, quantize_rows, quantize_rows_parallel
+from .rows import (ROW, chunk_rows, code_scratch, quantize_rows, quantize_rows_parallel,
+                   unsigned_codes)
 
 LINE = 64  # bytes
 # Constant arguments of the row kernels as the general path passes them (int64, bool):
@@ -53,9 +54,10 @@ class TensorCall:
         self.stream = size * 4 + self.nbytes > STREAM_ABOVE
         # the output's shape and dtype; an array of its codes' dtype (never written)
         self.out = (shape, np.dtype(code_dtype)) if bits >= 8 else (self.nbytes, np.uint8)
-        self.like = np.empty(0, code_dtype if bits >= 8 else np.int8 if qmin < 0 else np.uint8)
-        self.no_scratch = code_scratch(self.nchunks, 8, qmin)
-        self.one_scratch = code_scratch(1, 8, qmin)
+        # (codes of either sign through their unsigned view: one compiled kernel for both)
+        self.like = np.empty(0, f"u{np.dtype(code_dtype).itemsize}" if bits >= 8 else np.uint8)
+        self.no_scratch = code_scratch(self.nchunks, 8)
+        self.one_scratch = code_scratch(1, 8)
         self.entry = None  # the kernel's compiled code, once known
 
     def __call__(self, x, scale, zero):
@@ -63,7 +65,7 @@ class TensorCall:
         nthreads = 1 if self.nchunks == 1 else region_threads()
         if nthreads == 1 and not self.stream:  # (in this thread, codes from the first byte)
             scratch = self.one_scratch if self.bits >= 8 else \
-                code_scratch(1, self.bits, self.qmin)
+                code_scratch(1, self.bits)
             nbytes = self.nbytes if self.nchunks == 1 else self.nbytes + LINE  # (placed)
             raw = np.empty(nbytes, np.uint8) if nbytes < pool.POOLED_FROM else \
                 pool.host_array(nbytes, np.uint8)
@@ -78,7 +80,7 @@ class TensorCall:
                 return (raw.view(dtype).reshape(shape) if self.bits >= 8 else raw), flags, s
             return np.ndarray(*self.out, raw, skip), flags, s
         scratch = self.no_scratch if self.bits >= 8 else \
-            code_scratch(self.nchunks, self.bits, self.qmin)
+            code_scratch(self.nchunks, self.bits)
         raw = pool.host_array(self.nbytes + LINE, np.uint8)  # (the output, placed by the kernel)
         args = (x.reshape(x.size), float(scale), float(zero), self.qmin, self.qmax, raw,
                 self.like, self.bits, scratch, self.stream, nthreads)
@@ -98,27 +100,30 @@ class DynamicTensorCall:
     kernels' compiled code called directly (found on the first call of each:
     ``fastq.kernels.cpu.parallel.entry_point``)."""
     __slots__ = ("shape", "code_dtype", "qmin", "qmax", "bits", "nchunks", "nbytes",
-                 "stream", "symmetric", "ignore", "codes_like", "scratches", "entries")
+                 "stream", "symmetric", "ignore", "unsigned", "codes_like", "scratches",
+                 "entries")
 
     def __init__(self, shape, code_dtype, qmin, qmax, bits, symmetric, ignore):
         size = int(np.prod(shape))
         self.shape, self.code_dtype, self.bits = shape, np.dtype(code_dtype), bits
+        self.unsigned = np.dtype(f"u{self.code_dtype.itemsize}")
         self.qmin, self.qmax = np.float32(qmin), np.float32(qmax)
         self.symmetric, self.ignore = bool(symmetric), bool(ignore)
         self.nchunks, self.nbytes = tensor_chunks(size), -(-size * bits // 8)
         self.stream = self.nchunks > 1 and size * 4 + self.nbytes > STREAM_ABOVE
-        self.codes_like = like_codes(qmin)
+        self.codes_like = np.empty(0, np.uint8)  # (packed: no code array)
         # 8/16 bits: scratch rows of no elements, for one chunk and for all
-        self.scratches = (code_scratch(1, 8, qmin), code_scratch(self.nchunks, 8, qmin))
+        self.scratches = (code_scratch(1, 8), code_scratch(self.nchunks, 8))
         self.entries = [None, None]  # the serial kernel's compiled code, the parallel one's
 
     def __call__(self, x):
         parallel = self.nchunks > 1 and region_threads() > 1
         scratch = self.scratches[parallel] if self.bits >= 8 else \
-            code_scratch(self.nchunks if parallel else 1, self.bits, self.qmin)
+            code_scratch(self.nchunks if parallel else 1, self.bits)
         raw = np.empty(self.nbytes, np.uint8) if self.nbytes < pool.POOLED_FROM else \
             pool.host_array(self.nbytes, np.uint8)
-        codes, packed = (raw.view(self.code_dtype), NO_BYTES) if self.bits >= 8 else \
+        # (codes of either sign through their unsigned view: one compiled kernel for both)
+        codes, packed = (raw.view(self.unsigned), NO_BYTES) if self.bits >= 8 else \
             (self.codes_like, raw)
         scale3, zero3 = np.empty((1, 1, 1), np.float32), np.empty((1, 1, 1), np.float32)
         args = (x.reshape(x.size), scale3, zero3, self.qmin, self.qmax, codes, packed,
@@ -132,7 +137,8 @@ class DynamicTensorCall:
                 flags = entry(*args)
         else:
             flags = entry(*args)
-        return (codes.reshape(self.shape) if self.bits >= 8 else raw), scale3, zero3, flags
+        data = raw.view(self.code_dtype).reshape(self.shape) if self.bits >= 8 else raw
+        return data, scale3, zero3, flags
 
 
 def tensor_chunks(size):
@@ -228,8 +234,8 @@ def quantize_tensor_dynamic(x, scale3, zero3, qmin, qmax, bits, out, symmetric, 
     ``ignore``: no codes).  One chunk, or one thread for the region: in this thread
     (the same bits)."""
     nchunks = tensor_chunks(x.size)
-    scratch = code_scratch(nchunks, bits, qmin)
-    codes, packed = (out, NO_BYTES) if bits >= 8 else (like_codes(qmin), out)
+    scratch = code_scratch(nchunks, bits)
+    codes, packed = (unsigned_codes(out), NO_BYTES) if bits >= 8 else (NO_BYTES, out)
     qmin, qmax = np.float32(qmin), np.float32(qmax)
     stream = nchunks > 1 and x.nbytes + out.nbytes > STREAM_ABOVE
     if nchunks == 1 or region_threads() == 1:
@@ -241,11 +247,6 @@ def quantize_tensor_dynamic(x, scale3, zero3, qmin, qmax, bits, out, symmetric, 
 
 
 NO_BYTES = np.empty(0, np.uint8)
-
-
-def like_codes(qmin):
-    """An empty array of the codes' dtype before packing (4/2 bits)."""
-    return np.empty(0, np.int8 if qmin < 0 else np.uint8)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
