@@ -9,7 +9,7 @@ from numba import types
 
 import fastq as fq
 from fastq.kernels.cpu import quant
-from fastq.kernels.cpu.linear import rows
+from fastq.kernels.cpu.linear import rows, tensor
 
 
 def _run_every_code_dtype():
@@ -30,7 +30,7 @@ def _array_args(sig):
 def test_kernels_see_no_signed_codes_and_no_literals():
     _run_every_code_dtype()
     kernels = (rows.quantize_columns, rows.quantize_rows, quant._quantize_channels_serial,
-               quant._quantize_tensor_serial)
+               tensor._dynamic_serial)
     for kernel in kernels:
         assert kernel.signatures, kernel
         for sig in kernel.signatures:
