@@ -33,11 +33,12 @@ def cases(x, peers):
     m = x.reshape(-1, 4096) if n % 4096 == 0 else x.reshape(1, -1)
     out.append(("quantize float8_e4m3fn per-channel", 5 * n, {
         "fastq": lambda: fq.quantize(m, "float8_e4m3fn", granularity=fq.PerChannel(0))}))
-    out.append(("quantize mxfp8_e4m3", 5 * n + n // 32, {
-        "fastq": lambda: fq.quantize(m, "mxfp8_e4m3")}))
-    qt8 = fq.quantize(m, "mxfp8_e4m3")
-    out.append(("dequantize mxfp8_e4m3", 5 * n + n // 32, {
-        "fastq": lambda: fq.dequantize(qt8)}))
+    for name in ("mxfp8_e4m3", "mxfp8_e5m2", "mxint8"):  # (8-bit elements, E8M0 scales)
+        out.append((f"quantize {name}", 5 * n + n // 32, {
+            "fastq": lambda name=name: fq.quantize(m, name)}))
+        qt8 = fq.quantize(m, name)
+        out.append((f"dequantize {name}", 5 * n + n // 32, {
+            "fastq": lambda qt8=qt8: fq.dequantize(qt8)}))
     try:
         import gguf
         from gguf import quants
