@@ -159,12 +159,12 @@ def refuse_planning(monkeypatch):
 
 REPEATED = {  # a repeated call -> the Python functions it may run (no others)
     "dynamic per tensor": (lambda x, qt: fq.quantize(x, "uint8"),
-                           {"quantize", "is_block_format", "dynamic_per_tensor", "__call__",
-                            "checked_qtensor"}),
+                           {"quantize", "is_block_format", "dynamic_per_tensor", "_host_plan",
+                            "__call__", "checked_qtensor"}),
     "static per tensor": (
         lambda x, qt: fq.quantize(x, "int8", scale=0.02, zero_point=3),
-        {"quantize", "is_block_format", "static_per_tensor", "__call__", "scale_array",
-         "zero_array", "checked_qtensor"}),
+        {"quantize", "is_block_format", "static_per_tensor", "_host_plan", "__call__",
+         "scale_array", "zero_array", "checked_qtensor"}),
     "dequantize": (lambda x, qt: fq.dequantize(qt),
                    {"dequantize", "call", "dequantize_planned", "__call__", "_rows",
                     "__hash__"}),

@@ -88,6 +88,19 @@ def check_range(has_nan, has_inf, nan_policy):
                          "or use nan_policy='ignore')")
 
 
+def _host_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend):
+    """The cached plan of a host ndarray call, or None: its key built here as
+    ``plan_key`` builds it (a tuple and one dict lookup: the path of a repeated small
+    call, where each step is a visible share)."""
+    if type(x) is not np.ndarray or (backend != "auto" and backend != "cpu"):
+        return None
+    try:
+        return _plans.get((x.shape, x.dtype, x.flags.num & KEY_FLAGS, dtype, scheme,
+                           granularity, type(narrow_range), narrow_range, nan_policy))
+    except TypeError:  # (an unhashable argument: the general path says which)
+        return None
+
+
 def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
                       nan_policy, backend):
     """``quantize`` with one given scale and zero point, both scalars, of an input whose
@@ -95,18 +108,10 @@ def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_r
     the CPU), once parallel regions need no lock: Python checks only the plan and the
     zero point (integers); the kernel rounds and checks the scale in the default
     floating-point environment, and runs the codes.  None where this does not apply or
-    an argument is bad: the general path then runs (and raises, or caches the plan).
-
-    The plan's key is built here as ``plan_key`` builds it (a tuple and one dict lookup:
-    this is the path of a repeated small call, where each step is a visible share)."""
-    if type(x) is not np.ndarray or type(scale) not in SCALAR_SCALES or \
-            (backend != "auto" and backend != "cpu"):
+    an argument is bad: the general path then runs (and raises, or caches the plan)."""
+    if type(scale) not in SCALAR_SCALES:
         return None
-    try:
-        plan = _plans.get((x.shape, x.dtype, x.flags.num & KEY_FLAGS, dtype, scheme,
-                           granularity, type(narrow_range), narrow_range, nan_policy))
-    except TypeError:  # (an unhashable argument: the general path says which)
-        return None
+    plan = _host_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
     call = plan.tensor_call if plan is not None else None
     if call is None or not (call.nchunks == 1 or threads.regions_unlocked()):
         return None  # (serial: no region to lock)
@@ -132,13 +137,7 @@ def dynamic_per_tensor(x, dtype, scheme, granularity, narrow_range, nan_policy, 
     ``dynamic_call`` (native float32 C-contiguous, on the CPU): the kernels' prepared
     call, its NaN/inf flags checked as the general path checks them.  None where this
     does not apply: the general path then runs (and raises, or caches the plan)."""
-    if type(x) is not np.ndarray or (backend != "auto" and backend != "cpu"):
-        return None
-    try:
-        plan = _plans.get((x.shape, x.dtype, x.flags.num & KEY_FLAGS, dtype, scheme,
-                           granularity, type(narrow_range), narrow_range, nan_policy))
-    except TypeError:  # (an unhashable argument: the general path says which)
-        return None
+    plan = _host_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
     call = plan.dynamic_call if plan is not None else None
     if call is None:
         return None

@@ -300,6 +300,14 @@ def _dequantize_blocks(data, kind, b0, b1, out, stream):
         store_fence()
 
 
+def _int32_lanes(context, builder, value, ty):
+    """The integer ``value`` (Numba type ``ty``) as int32 in all ``V.WIDTH`` lanes (IR)."""
+    vi = ir.VectorType(ir.IntType(32), V.WIDTH)
+    v = context.cast(builder, value, ty, types.int32)
+    one = builder.insert_element(ir.Constant(vi, None), v, ir.IntType(32)(0))
+    return builder.shuffle_vector(one, ir.Constant(vi, None), ir.Constant(vi, [0] * V.WIDTH))
+
+
 @intrinsic
 def _bit_lanes(typingctx, a, i, shift, mask):
     """16 bytes ``a[i:i + 16]`` as float32 lanes ``float((a >> shift) & mask)``."""
@@ -311,10 +319,7 @@ def _bit_lanes(typingctx, a, i, shift, mask):
             vi = ir.VectorType(ir.IntType(32), V.WIDTH)
 
             def splat(value, ty):
-                v = context.cast(builder, value, ty, types.int32)
-                one = builder.insert_element(ir.Constant(vi, None), v, ir.IntType(32)(0))
-                return builder.shuffle_vector(one, ir.Constant(vi, None),
-                                              ir.Constant(vi, [0] * V.WIDTH))
+                return _int32_lanes(context, builder, value, ty)
             b = builder.load(builder.bitcast(builder.gep(data, [args[1]]), vb.as_pointer()),
                              align=1)
             q = builder.lshr(builder.zext(b, vi), splat(args[2], sig.args[2]))
@@ -336,10 +341,7 @@ def _q3_code_lanes(typingctx, a, q, shift, h, bit):
             vi = ir.VectorType(ir.IntType(32), V.WIDTH)
 
             def splat(value, ty):
-                v = context.cast(builder, value, ty, types.int32)
-                one = builder.insert_element(ir.Constant(vi, None), v, ir.IntType(32)(0))
-                return builder.shuffle_vector(one, ir.Constant(vi, None),
-                                              ir.Constant(vi, [0] * V.WIDTH))
+                return _int32_lanes(context, builder, value, ty)
 
             def field(at, at_ty, by, by_ty, mask):
                 ptr = builder.bitcast(builder.gep(data, [context.cast(
