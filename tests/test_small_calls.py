@@ -362,3 +362,31 @@ def test_repeated_dynamic_call_equals_two_passes(shape, dtype, scheme, nan_polic
         bad.flat[3] = np.inf
         with pytest.raises(ValueError, match="inf"):
             fq.quantize(bad, dtype, scheme=scheme)
+
+
+@pytest.mark.parametrize("granularity", [fq.PerChannel(-1), fq.PerChannel(0)],
+                         ids=["last axis", "first axis"])
+def test_one_call_per_channel_equals_two_passes(granularity, thread_count, monkeypatch):
+    """Dynamic per-channel quantization in one call (the parallel kernel on two threads,
+    its serial twin on one) gives the bits of separate range and quantize passes."""
+    from fastq.ops import quantization
+    x = np.random.default_rng(7).standard_normal(MID_SHAPE, dtype=np.float32).T.copy()
+    got = fq.quantize(x, "uint8", granularity=granularity)
+    with monkeypatch.context() as patch:
+        patch.setattr(quantization, "_force_two_passes", True)
+        want = fq.quantize(x, "uint8", granularity=granularity)
+    assert np.array_equal(got.data, want.data)
+    assert np.array_equal(got.scale.view(np.uint32), want.scale.view(np.uint32))
+    assert np.array_equal(got.zero_point, want.zero_point)
+
+
+def test_warmup_runs_parallel_regions_on_a_busy_machine(monkeypatch):
+    """``fastq warmup`` compiles the parallel kernels even while the machine is busy
+    (where calls would run their serial twins), and gives the count back after."""
+    import numba
+    monkeypatch.setattr(threads, "_load", dict(threads._load, checked=None, own=0.0))
+    monkeypatch.setattr(threads, "system_load", lambda: (50.0, 50.0))
+    assert threads.region_threads() == 1
+    with threads.every_thread():
+        assert threads.region_threads() == numba.config.NUMBA_NUM_THREADS
+    assert threads.region_threads() == 1

@@ -16,6 +16,7 @@ quantize took 16 ms instead of 1.7.  So when the count is left to fastq (no
 free (:func:`free_cores`), at least the calling thread: a steady core rather than a
 share of a busy one and a wait at the barrier.
 """
+import contextlib
 import math
 import os
 import threading
@@ -52,6 +53,21 @@ def set_num_threads(n):
     if not 1 <= n <= limit:
         raise ValueError(f"n must be between 1 and {limit}, got {n}")
     _num_threads = n
+
+
+@contextlib.contextmanager
+def every_thread():
+    """Inside the block, parallel regions use every thread (``NUMBA_NUM_THREADS``) whatever
+    the machine's load: ``fastq warmup`` then compiles the parallel kernels that a quieter
+    moment will run (a region left with one thread runs the serial kernel instead).  The
+    count is process-wide: for a tool's own process, not a library call."""
+    global _num_threads
+    saved = _num_threads
+    _num_threads = numba.config.NUMBA_NUM_THREADS
+    try:
+        yield
+    finally:
+        _num_threads = saved
 
 
 def get_num_threads():
