@@ -21,6 +21,13 @@ def launch(n, threads=THREADS):
     return max(1, min(-(-int(n) // threads), MAX_BLOCKS)), threads
 
 
+def run_over(kernel, n, *args):
+    """Launch the grid-stride ``kernel(*args)`` over ``n`` items (none when ``n`` is 0)."""
+    if n:
+        blocks, threads = launch(n)
+        kernel[blocks, threads](*args)
+
+
 def launch2(nx, ny):
     """``(blocks, threads)`` of a 2-D grid-stride launch: x over ``nx`` columns, y rows."""
     tx, ty = (4, 2) if SIMULATOR else (64, 4)

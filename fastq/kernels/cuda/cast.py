@@ -20,7 +20,6 @@ two and are exact, so a fused add rounds exactly as the separate one would.
 import numpy as np
 from numba import cuda
 
-from ...runtime import device
 from ...core import formats as F
 from . import launch
 

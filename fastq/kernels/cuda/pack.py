@@ -8,7 +8,7 @@ writes one byte (pack) or one code (unpack), in a grid-stride loop.
 import numpy as np
 from numba import cuda
 
-from . import launch
+from . import launch, run_over
 
 U64 = np.uint64
 
@@ -57,14 +57,10 @@ def narrow_codes(codes, qmin, qmax, out):
 
 def pack_into(codes, bits, out):
     """Pack the 1-D device codes (int8/uint8 viewed as uint8) into the device bytes ``out``."""
-    if out.size:
-        blocks, threads = launch(out.size)
-        _pack_kernel[blocks, threads](codes.view(np.uint8), bits, out)
+    run_over(_pack_kernel, out.size, codes.view(np.uint8), bits, out)
 
 
 def unpack_into(packed, bits, signed, out):
     """Unpack ``out.size`` codes from the device bytes ``packed`` into ``out`` (uint8 view)."""
-    if out.size:
-        half = U64(1 << (bits - 1)) if signed else U64(0)
-        blocks, threads = launch(out.size)
-        _unpack_kernel[blocks, threads](packed, bits, half, out.view(np.uint8))
+    half = U64(1 << (bits - 1)) if signed else U64(0)
+    run_over(_unpack_kernel, out.size, packed, bits, half, out.view(np.uint8))

@@ -21,7 +21,7 @@ produced by arithmetic on the GPU is the canonical NaN (0x7FFFFFFF), where x86 g
 import numpy as np
 from numba import cuda
 
-from .. import SIMULATOR, launch
+from .. import SIMULATOR, launch, run_over
 
 if SIMULATOR:  # Numba's CUDA simulator runs the kernels as Python on NumPy scalars
     @cuda.jit(device=True)
@@ -273,13 +273,9 @@ def quantize(x, kind, out):
 
 def dequantize(data, kind, out):
     """See ``fastq.kernels.cpu.blocks.ggml``: block bytes to the device float32 ``out``."""
-    if out.size:
-        blocks, threads = launch(out.size)
-        _dequantize_kernel[blocks, threads](data, kind, out)
+    run_over(_dequantize_kernel, out.size, data, kind, out)
 
 
 def codes(data, kind, out):
     """Each element's stored code into the device uint8 ``out`` (whole blocks of 32)."""
-    if out.size:
-        blocks, threads = launch(out.size)
-        _codes_kernel[blocks, threads](data, kind, out)
+    run_over(_codes_kernel, out.size, data, kind, out)

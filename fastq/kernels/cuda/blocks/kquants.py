@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from .. import launch
+from .. import launch, run_over
 from .ggml import as_bits, get_half, half_bits, mul, put_half
 
 
@@ -89,16 +89,12 @@ def _codes_kernel(data, kind, out):
 
 def dequantize(data, kind, out):
     """See ``fastq.kernels.cpu.blocks.kquants``: super-block bytes to device float32."""
-    if out.size:
-        blocks, threads = launch(out.size)
-        _dequantize_kernel[blocks, threads](data, kind, out)
+    run_over(_dequantize_kernel, out.size, data, kind, out)
 
 
 def codes(data, kind, out):
     """Each element's stored code (q4_K 0..15, q5_K 0..31, q6_K 0..63) into ``out``."""
-    if out.size:
-        blocks, threads = launch(out.size)
-        _codes_kernel[blocks, threads](data, kind, out)
+    run_over(_codes_kernel, out.size, data, kind, out)
 
 
 @cuda.jit(device=True, cache=True)

@@ -18,7 +18,7 @@ import numpy as np
 from numba import cuda
 
 from ....core import formats as F
-from .. import launch
+from .. import launch, run_over
 from ..cast import _rint
 from .ggml import as_bits, as_float, mul
 
@@ -34,9 +34,7 @@ def _amax_kernel(x_u, out):
 
 def block_amax_bits(x_u, out):
     """``out[r] = max_i (x_u[r, i] & 0x7FFFFFFF)`` for the device uint32 rows ``x_u``."""
-    if out.size:
-        blocks, threads = launch(out.size)
-        _amax_kernel[blocks, threads](x_u, out)
+    run_over(_amax_kernel, out.size, x_u, out)
 
 
 @cuda.jit(device=True, cache=True)
@@ -134,9 +132,7 @@ def _ggml_mxfp4_kernel(codes, exps, out):
 def ggml_mxfp4(codes, exps, out):
     """GGML ``block_mxfp4`` rows: ``out[r] = [exps[r], codes[r, j] | codes[r, j + 16] << 4
     for j < 16]`` (device arrays)."""
-    if out.size:
-        blocks, threads = launch(out.size)
-        _ggml_mxfp4_kernel[blocks, threads](codes, exps, out)
+    run_over(_ggml_mxfp4_kernel, out.size, codes, exps, out)
 
 
 @cuda.jit(cache=True)
@@ -148,7 +144,7 @@ def _decode_rows_kernel(codes, table, scale, block, out):
 def decode_rows(codes, table, scale, block, out):
     """``out[i] = table[codes[i]] * scale[i // block]`` in float32 (GPU only; ``table``
     and ``scale`` host float32, ``codes`` the flat device uint8 element codes)."""
-    if out.size:
+    if out.size:  # (no table copies for an empty output)
         blocks, threads = launch(out.size)
         _decode_rows_kernel[blocks, threads](codes, cuda.to_device(table),
                                              cuda.to_device(scale), block, out)

@@ -13,7 +13,7 @@ below ``v``, as on the CPU.
 import numpy as np
 from numba import cuda
 
-from .. import launch
+from .. import launch, run_over
 from .ggml import as_bits, as_float
 
 
@@ -29,9 +29,7 @@ def _absmax_kernel(x, block, out):
 def absmax(x, block, out):
     """``out[b] = max |x[b*block:(b+1)*block]|`` (device arrays; a NaN or inf in a block
     leaves a NaN or inf there)."""
-    if out.size:
-        blocks, threads = launch(out.size)
-        _absmax_kernel[blocks, threads](x, block, out)
+    run_over(_absmax_kernel, out.size, x, block, out)
 
 
 @cuda.jit(cache=True)
