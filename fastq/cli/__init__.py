@@ -11,7 +11,7 @@ def _bench(args):
         rows = sweep(sizes, repeat=max(repeat, 25), only=args.only)
         if not rows:
             raise ValueError(f"no benchmark matches --only {args.only!r}")
-        print(f"fastq bench --sizes: median per call, calls interleaved in one process")
+        print("fastq bench --sizes: median per call, calls interleaved in one process")
         print(format_sweep(rows, markdown=args.markdown))
         return 0
     size = args.size or (1 << 20 if args.quick else 1 << 24)

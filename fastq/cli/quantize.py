@@ -4,7 +4,6 @@ safetensors or GGUF in, safetensors or GGUF out (by extension), streamed one ten
 a time through ``fq.quantize_model``; an ONNX model in gives an ONNX model out, its
 MatMul/Gemm/Conv weights as integer initializers behind DequantizeLinear nodes.
 """
-import sys
 
 from .console import Progress, format_table, human_bytes
 
