@@ -28,7 +28,7 @@ from numba import config, njit, prange
 
 from ...core import formats as F
 from .parallel import BLOCK, SliceCall, chunk_bounds, launch
-from .rounding import decode_specials, encode_specials, random_word, rounded, stream_keys
+from .floatbits.rounding import decode_specials, encode_specials, random_word, rounded, stream_keys
 from .word import (FP_NEAREST_EVEN, FP_TOWARD_ZERO, add, as_bits, as_float, band,
                     bit_width, bor, float16_bits, float16_value, like,
                     finish_stream, local_block, prefetch_ahead, shl, shr, stream_out, sub,

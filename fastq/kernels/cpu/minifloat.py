@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...core import formats as F
-from .rounding import random_word, stream_keys
+from .floatbits.rounding import random_word, stream_keys
 from .parallel import BLOCK, chunk_bounds, launch
 from .word import add, band, bit_width, like, shl, shr, sub
 

@@ -6,8 +6,8 @@ stochastic rounding.  Inlined into the block loops of ``cast``, ``minifloat`` an
 import numpy as np
 from numba import njit
 
-from ...core import formats as F
-from .word import add, as_float, band, bit_width, bor, bxor, like, mul, shl, shr, sub
+from ....core import formats as F
+from ..word import add, as_float, band, bit_width, bor, bxor, like, mul, shl, shr, sub
 
 U64 = np.uint64
 
