@@ -152,6 +152,7 @@ def test_native_float16_kernel_equals_integer_kernel(src, rounding):
     the CUDA twins) give the same bits."""
     from fastq.core import formats as F
     from fastq.kernels.cpu import cast as K
+    from fastq.kernels.cpu.floatbits import decode, encode
     params, sub_scale = F.encode_params(F.FORMATS[src], F.FORMATS["float16"], False,
                                         truncate=rounding == 0)
     whole = sample(src)  # the parallel kernel, and the serial one on a slice with a NaN
@@ -159,13 +160,14 @@ def test_native_float16_kernel_equals_integer_kernel(src, rounding):
     for x in (whole, whole[nan_at - 600:nan_at + 600]):
         native, integer = np.empty(x.size, np.uint16), np.empty(x.size, np.uint16)
         K.encode(x, native, params, sub_scale, rounding, 0)
-        K._encode_slice(x.view(params.dtype), integer, params, sub_scale, bool(rounding), False)
+        encode.encode_slice(x.view(params.dtype), integer, params, sub_scale, bool(rounding),
+                            False)
         assert np.array_equal(native, integer)
     h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)  # and back: every pattern
     params, sub_magic = F.decode_params(F.FORMATS["float16"], F.FORMATS["float32"])
     native, integer = np.empty(h.size, np.uint32), np.empty(h.size, np.uint32)
     K.decode(h, native, params, sub_magic)
-    K._decode_slice(h, integer, params, sub_magic, False)
+    decode.decode_slice(h, integer, params, sub_magic, False)
     assert np.array_equal(native, integer)
     if platform.machine() in ("x86_64", "AMD64"):
         assert K.native_float16() == ("f16c" in open("/proc/cpuinfo").read())

@@ -276,14 +276,15 @@ def test_planned_paths_load_their_kernels_from_the_disk_cache(tmp_path):
     script = f"""
 import numpy as np, fastq as fq
 from fastq.kernels.cpu.linear import tensor
-from fastq.kernels.cpu import cast, quant
+from fastq.kernels.cpu import quant
+from fastq.kernels.cpu.floatbits import encode
 x = np.load({str(tmp_path / "x.npy")!r})
 for _ in range(2):
     got = [fq.quantize(x, "int8", scale=0.02, zero_point=3).data, fq.cast(x, "bfloat16"),
            fq.dequantize(fq.quantize(x, "int8", scale=0.02, zero_point=3))]
 np.savez({str(tmp_path / "got.npz")!r}, *[g.view(np.uint8) for g in got])
 misses = sum(sum(k.stats.cache_misses.values()) for k in (
-    tensor.quantize_tensor, quant._dequantize_rows, cast._encode_slice))
+    tensor.quantize_tensor, quant._dequantize_rows, encode.encode_slice))
 print("misses", misses)
 """
     import os

@@ -183,7 +183,7 @@ def encode_params(src, dst, saturate, truncate=False):
     if src.width == 64 and dst.width < 32 and dst.emin <= f32.emin and dst.bias == f32.bias:
         # bfloat16 from float64: a second block of E_LEN words holds the float32 -> dst
         # parameters, for a kernel that rounds to odd at float32 first
-        # (``fastq.kernels.cpu.cast``)
+        # (``fastq.kernels.cpu.floatbits.encode``)
         params = np.concatenate([params, encode_params(f32, dst, saturate, truncate)[0]])
     return params, sub_scale
 

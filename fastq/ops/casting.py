@@ -39,8 +39,8 @@ def cast(x, to, rounding="nearest_even", seed=None, saturate=None, out=None, bac
         word from a pure function of ``(seed, i)``: the seed is mixed into a 64-bit key
         by the SplitMix64 finalizer, and the word is Chris Wellons' lowbias32 hash of the
         low 32 bits of ``i`` under two 32-bit keys derived from that key and the high
-        bits of ``i`` (see ``fastq.kernels.cpu.cast``), so the same seed gives the same
-        bits on any thread count or backend.  ``None`` draws a fresh seed.
+        bits of ``i`` (see ``fastq.kernels.cpu.floatbits.rounding``), so the same seed
+        gives the same bits on any thread count or backend.  ``None`` draws a fresh seed.
     saturate : bool, optional
         Map values beyond the target's largest finite value (and ±inf) to ±max instead of
         ±inf.  Default ``False`` for IEEE-like formats (NumPy/ml_dtypes behaviour).  For

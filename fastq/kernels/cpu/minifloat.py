@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...core import formats as F
-from .rounding import random_word, stream_keys
+from .floatbits.rounding import random_word, stream_keys
 from .parallel import BLOCK, chunk_bounds, launch
 from .word import add, band, bit_width, like, shl, shr, sub
 
@@ -72,8 +72,9 @@ def _encode_e8m0_parallel(src, dst, p, nchunks, stream):
 
 @njit(cache=True, nogil=True)
 def _stochastic_e8m0_slice(src, dst, p, key, offset, stream):
-    """Up with probability equal to the discarded fraction of the exponent step, by
-    the random word of ``fastq.kernels.cpu.cast`` (the same stream for the same index)."""
+    """Up with probability equal to the discarded fraction of the exponent step, by the
+    random word of ``fastq.kernels.cpu.floatbits.rounding`` (the same stream for the same
+    index)."""
     m_bits = p[F.X_MANT_BITS]
     drop = sub(like(m_bits, bit_width(m_bits)), m_bits)
     for start in range(0, src.size, BLOCK):
@@ -99,7 +100,7 @@ def encode_e8m0(src, dst, params, rounding, key):
     """E8M0 codes of the 1-D float32/float64 bits ``src`` into the uint8 ``dst``.
 
     ``rounding``: 0 toward zero / 1 nearest (both in ``params``), 2 stochastic with the
-    64-bit ``key`` (element ``i``'s word as in ``fastq.kernels.cpu.cast``)."""
+    64-bit ``key`` (element ``i``'s word as in ``fastq.kernels.cpu.floatbits.rounding``)."""
     if rounding == 2:
         launch(_stochastic_e8m0_slice, _stochastic_e8m0_parallel, src, dst,
                (src, dst, params, key, 0))

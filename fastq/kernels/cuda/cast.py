@@ -1,7 +1,7 @@
 """Float format conversion kernels on integer bit views (CUDA twin of ``fastq.kernels.cpu.cast``).
 
 Same functions, same parameter arrays (``fastq.core.formats``), same rounding and the same
-stochastic-rounding stream as the CPU kernels (see that module's docstring): element
+stochastic-rounding stream as the CPU kernels (``fastq.kernels.cpu.floatbits.rounding``): element
 ``i`` (C order) draws ``lowbias32(lo32(i) ^ k1)`` (and, for float64 sources, that word
 shifted up 32 ORed with ``lowbias32(lo32(i) ^ k2)``), ``k1, k2 = stream_keys(key,
 hi32(i))``, so a seed gives the same bits on either backend.

@@ -29,7 +29,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from ....core import formats as F
-from ..rounding import rounded
+from ..floatbits.rounding import rounded
 from ..parallel import BLOCK, chunk_bounds, launch
 from .wide import (e8m0_scales, float_codes, float_values, int_codes, int_values, literal,
                    nvfp4_scales, prefetch_lines, scalar_as, splat, store_values, top_bits,

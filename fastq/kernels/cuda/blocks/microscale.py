@@ -6,8 +6,8 @@ Same functions and arithmetic as the CPU module (see its docstring): ``block_ama
 row: the shared exponent read exactly from the bits, then the row's codes of ``x /
 2**(e - shift)``), ``encode_rows`` (one thread per element: ``x / divisor[row]``, a true
 float32 division) and ``ggml_mxfp4`` (one thread per output byte).  The element
-rounding is ``fastq.kernels.cpu.rounding``'s ``rounded`` with the saturating parameters of
-``fastq.core.formats.encode_params``, in int64 (its unsigned wrap-around only ever
+rounding is ``fastq.kernels.cpu.floatbits.rounding``'s ``rounded`` with the saturating
+parameters of ``fastq.core.formats.encode_params``, in int64 (its unsigned wrap-around only ever
 reaches a value that the subnormal select replaces); round half to even of a float is
 the exact magic-number ``_rint``, products through ``mul`` (never fused into an FMA).
 

@@ -1,13 +1,30 @@
 """Per-element rounding rules of the float casts (CPU): the code of a finite magnitude,
 the codes of infs and NaNs in both directions, and the counter-based random words of
-stochastic rounding.  Inlined into the block loops of ``cast``, ``minifloat`` and
-``blocks/microscale``; the rules themselves are described in ``cast``'s docstring.
+stochastic rounding.  Inlined into the block loops of ``floatbits`` (behind
+``fastq.kernels.cpu.cast``), ``minifloat`` and ``blocks/microscale``.
+
+Rounding a magnitude ``a`` (the source bits without the sign) to a target with ``s``
+fewer mantissa bits:
+
+* normal targets: ``q = (a + bias) >> s`` then rebias the exponent; ``bias`` is
+  ``2**(s-1) - 1 + lsb`` (round half to even), 0 (truncate), or the top ``s`` bits of a
+  64-bit random number (stochastic).  A carry into the exponent is the correct rounding.
+* subnormal targets: ``|x| * 2**(M - emin)`` is exact; ``rint`` (half-even) or
+  truncation gives the code.  Stochastic rounding shifts the integer significand instead
+  (``floatbits.stochastic``).
+
+Stochastic rounding adds the top ``s`` bits of a W-bit random word ``r`` (W = 32 for
+float32 sources, 64 for float64) before truncating, so P(round up) is the discarded
+fraction, resolved to 2**-W.  ``r`` for element ``i`` (C order) is a pure function of
+(seed, i): ``lowbias32(lo32(i) ^ k1)``, and for W = 64 that word shifted up 32 ORed with
+``lowbias32(lo32(i) ^ k2)``, where ``k1, k2 = stream_keys(key, hi32(i))``.  Thread count,
+chunking and backend therefore never change the result.
 """
 import numpy as np
 from numba import njit
 
-from ...core import formats as F
-from .word import add, as_float, band, bit_width, bor, bxor, like, mul, shl, shr, sub
+from ....core import formats as F
+from ..word import add, as_float, band, bit_width, bor, bxor, like, mul, shl, shr, sub
 
 U64 = np.uint64
 
