@@ -16,7 +16,6 @@ prefetching the input a few KB ahead overlaps the two.
 ``half_bits`` / ``half_value`` are float16 in plain integer arithmetic, for bits that must
 not depend on the CPU's conversion instruction (GGML block scales: NumPy's rounding).
 """
-import platform
 
 import numpy as np
 from llvmlite import ir
