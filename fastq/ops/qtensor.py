@@ -67,14 +67,19 @@ class QTensor:
         out = unpacked_codes(self.data, codes.bits, codes.qmin < 0, self.size, codes.code_dtype)
         return out.reshape(self.shape)
 
-    @ieee_default
     def dequantize(self, backend="auto"):
         """``(codes - zero_point) * scale`` in float32, in the original shape."""
         if type(self.data) is np.ndarray and (backend == "auto" or backend == "cpu"):
+            # (a repeated call, its plan cached: its kernels set the default floating-point
+            # environment themselves, so no wrapper here; the rest is integer work)
             out = dequantize_planned(self.data, self.dtype, self.scale, self.zero_point,
                                      self.shape, self.granularity)
-            if out is not None:  # (a repeated call: its plan was cached)
+            if out is not None:
                 return out
+        return self._dequantize(backend)
+
+    @ieee_default
+    def _dequantize(self, backend):
         if blocks.is_block_format(self.dtype):
             return blocks.codec(self.dtype).dequantize(self, backend)
         if type(self.data) is np.ndarray and (backend == "auto" or backend == "cpu"):
