@@ -27,21 +27,21 @@ A port of llama.cpp's reference quantizer (``quantize_row_q2_K_ref`` and
 
 The independent sub-blocks of up to 4 super-blocks (64; q3_K 8, 128) are searched side by side as
 vector lanes, each lane C's algorithm step for step, C's branches as per-lane selects
-(``fastq.kernels.cpu.blocks.kquant_search_low``).
+(``fastq.kernels.cpu.blocks.kquant.search_low``).
 """
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from ....runtime.threads import parallel_region
-from ..parallel import n_chunks, streams
-from ..word import local_block, store_fence, unmanaged
-from . import lanes as V
-from ..word import get_half, half_bits, put_half
-from .ggml import put as _put
-from .kquant_search import clamp, nearest_int
-from .kquant_search_low import make_q3_lanes, make_qkx2_mad_lanes, requantize_lanes
+from .....runtime.threads import parallel_region
+from ...parallel import n_chunks, streams
+from ...word import local_block, store_fence, unmanaged
+from ...word import get_half, half_bits, put_half
+from .. import lanes as V
+from ..ggml import put as _put
+from .search import clamp, nearest_int
+from .search_low import make_q3_lanes, make_qkx2_mad_lanes, requantize_lanes
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -23,8 +23,8 @@ Three changes to C's work keep its bits:
 import numpy as np
 from numba import njit
 
-from ..word import as_bits, band, local_block, sub, unmanaged
-from . import lanes as V
+from ...word import as_bits, band, local_block, sub, unmanaged
+from .. import lanes as V
 
 MAGIC = 12582912.0  # 1.5 * 2**23: float32 addition rounds to an integer (half to even)
 FLOAT_PATH_LIMIT = 2097152.0  # 2**21: |f| below it, rint(f) is nearest_int(f)
