@@ -91,17 +91,11 @@ def bit_lanes(typingctx, a, i, shift, mask):
     if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8 \
             and isinstance(i, types.Integer):
         def codegen(context, builder, sig, args):
-            data = context.make_array(sig.args[0])(context, builder, args[0]).data
-            vb = ir.VectorType(ir.IntType(8), V.WIDTH)
-            vi = ir.VectorType(ir.IntType(32), V.WIDTH)
-
-            def splat(value, ty):
-                return _int_lanes(context, builder, value, ty)
-            b = builder.load(builder.bitcast(builder.gep(data, [args[1]]), vb.as_pointer()),
-                             align=1)
-            q = builder.lshr(builder.zext(b, vi), splat(args[2], sig.args[2]))
-            q = builder.and_(q, splat(args[3], sig.args[3]))
-            return builder.sitofp(q, ir.VectorType(ir.FloatType(), V.WIDTH))
+            b = builder.load(_bytes_at(context, builder, sig.args[0], *args[:2]), align=1)
+            q = builder.lshr(builder.zext(b, _VI),
+                             _int_lanes(context, builder, args[2], sig.args[2]))
+            q = builder.and_(q, _int_lanes(context, builder, args[3], sig.args[3]))
+            return builder.sitofp(q, V._VF)
         return V.vec(a, i, shift, mask), codegen
     return None
 
@@ -114,24 +108,19 @@ def q3_code_lanes(typingctx, a, q, shift, h, bit):
     if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8:
         def codegen(context, builder, sig, args):
             data = context.make_array(sig.args[0])(context, builder, args[0]).data
-            vb = ir.VectorType(ir.IntType(8), V.WIDTH)
-            vi = ir.VectorType(ir.IntType(32), V.WIDTH)
-
-            def splat(value, ty):
-                return _int_lanes(context, builder, value, ty)
 
             def field(at, at_ty, by, by_ty, mask):
                 ptr = builder.bitcast(builder.gep(data, [context.cast(
-                    builder, at, at_ty, types.intp)]), vb.as_pointer())
-                b = builder.zext(builder.load(ptr, align=1), vi)
-                return builder.and_(builder.lshr(b, splat(by, by_ty)),
-                                    ir.Constant(vi, [mask] * V.WIDTH))
+                    builder, at, at_ty, types.intp)]), _VB.as_pointer())
+                b = builder.zext(builder.load(ptr, align=1), _VI)
+                return builder.and_(builder.lshr(b, _int_lanes(context, builder, by, by_ty)),
+                                    ir.Constant(_VI, [mask] * V.WIDTH))
             t = sig.args
             low = field(args[1], t[1], args[2], t[2], 3)
             high = field(args[3], t[3], args[4], t[4], 1)
-            code = builder.or_(low, builder.shl(high, ir.Constant(vi, [2] * V.WIDTH)))
-            code = builder.sub(code, ir.Constant(vi, [4] * V.WIDTH))
-            return builder.sitofp(code, ir.VectorType(ir.FloatType(), V.WIDTH))
+            code = builder.or_(low, builder.shl(high, ir.Constant(_VI, [2] * V.WIDTH)))
+            code = builder.sub(code, ir.Constant(_VI, [4] * V.WIDTH))
+            return builder.sitofp(code, V._VF)
         return V.vec(a, q, shift, h, bit), codegen
     return None
 
