@@ -12,6 +12,7 @@ of a running sum), with IEEE float32 semantics per lane (no reassociation, no
 contraction into FMA), so a lane computes exactly what the scalar code computes.
 A ``mask`` is a lane mask (``<16 x i1>``).  Loads and stores take 16 consecutive float32
 at ``a[i]`` (1-D contiguous ``a``; ``i + 16 <= a.size`` is the caller's to ensure).
+``reduce_min``/``reduce_max`` reduce the 16 lanes to one float32 (by halving).
 """
 from llvmlite import ir
 from numba import types
