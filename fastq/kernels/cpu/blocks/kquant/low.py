@@ -36,8 +36,7 @@ from numba.extending import intrinsic
 
 from .....runtime.threads import parallel_region
 from ...parallel import n_chunks, streams
-from ...word import local_block, store_fence, unmanaged
-from ...word import get_half, half_bits, put_half
+from ...word import get_half, half_bits, local_block, put_half, store_fence, unmanaged
 from .. import lanes as V
 from ..ggml_lanes import bit_lanes, put, q3_code_lanes
 from .search import clamp, nearest_int
