@@ -73,7 +73,7 @@ def test_streamed_dequantize(monkeypatch, fmt, vectors):
     """Outputs past the last-level cache are written by non-temporal stores where the
     output is 16-byte aligned, plain stores elsewhere: the same bits either way."""
     from fastq.kernels.cpu import parallel as _parallel
-    from fastq.kernels.cpu.blocks import kquants_low as kernels
+    from fastq.kernels.cpu.blocks.kquant import low as kernels
     x = np.concatenate([vectors["x/" + n] for n in names(vectors)])
     qt = fq.quantize(x, fmt)
     want = gguf_dequantize(qt.data, qtype(fmt))

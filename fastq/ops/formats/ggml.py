@@ -15,7 +15,7 @@ Legacy formats are byte for byte ``gguf.quants.quantize`` (the NumPy port of lla
 ``quantize_row_q4_K_ref`` etc. (no importance matrix).  ``fq.dequantize`` equals
 ``gguf.quants.dequantize`` bit for bit.  The formulas are stated in
 ``fastq.kernels.cpu.blocks.ggml``, ``fastq.kernels.cpu.blocks.kquants`` and
-``fastq.kernels.cpu.blocks.kquants_low`` (q2_K, q3_K).
+``fastq.kernels.cpu.blocks.kquant.low`` (q2_K, q3_K).
 """
 import numpy as np
 
@@ -47,8 +47,8 @@ LAYOUTS = {
     "q4_K": Layout("blocks.kquants", 0, 256, 144),
     "q5_K": Layout("blocks.kquants", 1, 256, 176),
     "q6_K": Layout("blocks.kquants", 2, 256, 210),
-    "q2_K": Layout("blocks.kquants_low", 0, 256, 84),
-    "q3_K": Layout("blocks.kquants_low", 1, 256, 110),
+    "q2_K": Layout("blocks.kquant.low", 0, 256, 84),
+    "q3_K": Layout("blocks.kquant.low", 1, 256, 110),
 }
 NAN_POLICIES = ("raise", "ignore")
 GPU_FAMILIES = ("blocks.ggml", "blocks.kquants")  # the kernel families with CUDA twins

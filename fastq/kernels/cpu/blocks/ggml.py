@@ -23,20 +23,19 @@ NumPy's does there; a negative truncation wraps modulo 256 before the cap, as Nu
 
 The per-element work of q4_0/q4_1/q5_0/q5_1 quantize and of dequantize runs on
 explicit 16-lane float32 vectors (``lanes.vec``): a block's halves, elements 0..15 and
-16..31 (the low and high nibbles of the same 16 bytes), are one vector each, with
-byte-level loads and stores written here (``_pack_codes``, ``_nibble_lanes``,
-``_fifth_lanes``).
+16..31 (the low and high nibbles of the same 16 bytes), are one vector each, with the
+byte-level loads and stores of ``ggml_lanes`` (``pack_codes``, ``nibble_lanes``,
+``fifth_lanes``, ``put``).
 """
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks, streams
 from ..word import (as_bits, as_float, band, bor, get_half, half_bits, put_half, shl, shr,
                     store_fence, sub, unmanaged)
 from . import lanes as V
+from .ggml_lanes import fifth_lanes, int8_lanes, nibble_lanes, pack_codes, put
 
 BLOCK = 32  # elements of a block (GGML's QK4_0 etc.; the kernels spell it out)
 # Elements from which a pass runs on the thread pool: a legacy block costs a few ns per
@@ -113,33 +112,6 @@ def _last_equal(xb, width, v):
     return v
 
 
-def _reduction(pred, name):
-    def reduce(typingctx, v):
-        """The %s of the 16 lanes of ``v`` (no NaN lanes; which of +0/-0 is unspecified),
-        by halving: 4 lane-wise compares and selects (``minps``/``maxps``), where LLVM's
-        ``vector.reduce`` makes a NaN-checking scalar chain of 16."""
-        if v == V.vec:
-            def codegen(context, builder, sig, args):
-                x, width = args[0], V.WIDTH
-                while width > 1:
-                    half = width // 2
-                    lo = builder.shuffle_vector(x, x, ir.Constant(
-                        ir.VectorType(ir.IntType(32), half), list(range(half))))
-                    hi = builder.shuffle_vector(x, x, ir.Constant(
-                        ir.VectorType(ir.IntType(32), half), list(range(half, width))))
-                    x = builder.select(builder.fcmp_ordered(pred, lo, hi), lo, hi)
-                    width = half
-                return builder.extract_element(x, ir.IntType(32)(0))
-            return types.float32(v), codegen
-        return None
-    reduce.__doc__ = reduce.__doc__ % name
-    return intrinsic(reduce)
-
-
-_lanes_min = _reduction("<", "minimum")
-_lanes_max = _reduction(">", "maximum")
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _min_max(xb, width):
     """``min`` and ``max`` of the 32 elements of ``xb`` ignoring NaN (and whether it
@@ -151,8 +123,8 @@ def _min_max(xb, width):
     bottom = V.splat(np.float32(-3.4028234663852886e38))
     v0, v1 = V.load(xb, 0), V.load(xb, 16)
     ok0, ok1 = V.eq(v0, v0), V.eq(v1, v1)
-    lo = _lanes_min(V.minimum(V.select(ok0, v0, top), V.select(ok1, v1, top)))
-    hi = _lanes_max(V.maximum(V.select(ok0, v0, bottom), V.select(ok1, v1, bottom)))
+    lo = V.reduce_min(V.minimum(V.select(ok0, v0, top), V.select(ok1, v1, top)))
+    hi = V.reduce_max(V.maximum(V.select(ok0, v0, bottom), V.select(ok1, v1, bottom)))
     return (_last_equal(xb, width, lo), _last_equal(xb, width, hi),
             not V.every(V.both(ok0, ok1)))
 
@@ -174,37 +146,6 @@ def _flags(top, dh, nan, ovf):
 def _put_u32(ob, o, v):
     for k in range(4):
         ob[o + k] = np.uint8(band(shr(v, np.uint32(8 * k)), np.uint32(0xFF)))
-
-
-@intrinsic
-def _pack_codes(typingctx, out, o, flo, fhi, cap):
-    """Codes ``min(cap, int32(f) & 0xFF)`` of the 16 lanes ``flo`` (elements 0..15 of a
-    block) and ``fhi`` (16..31), whose lanes are whole-number-truncatable (``|f| <
-    2**31``: the caller zeroes the others, ``_truncatable``); their low nibbles packed into
-    ``out[o:o + 16]`` (``lo | hi << 4``).  Returns the fifth bits (uint32: bit ``j`` of
-    code ``j``, bit ``16 + j`` of code ``16 + j``), q5_0/q5_1's ``qh``."""
-    if isinstance(out, types.Array) and out.dtype == types.uint8 and flo == V.vec \
-            and fhi == V.vec and isinstance(cap, types.Integer):
-        def codegen(context, builder, sig, args):
-            cap = _int_lanes(context, builder, args[4], sig.args[4])
-
-            def codes(f):
-                q = builder.and_(builder.fptosi(f, _VI), ir.Constant(_VI, [255] * V.WIDTH))
-                return builder.select(builder.icmp_signed(">", q, cap), cap, q)
-            lo, hi = codes(args[2]), codes(args[3])
-            nib = ir.Constant(_VI, [15] * V.WIDTH)
-            byte = builder.or_(builder.and_(lo, nib), builder.shl(builder.and_(hi, nib),
-                                                                  ir.Constant(_VI, [4] * V.WIDTH)))
-            builder.store(builder.trunc(byte, _VB),
-                          _bytes_at(context, builder, sig.args[0], *args[:2]), align=1)
-
-            def fifth(q):  # (bit 4 of each lane, as a 16-bit mask)
-                bit = builder.icmp_unsigned("!=", builder.and_(q, ir.Constant(_VI, [16] * 16)),
-                                            ir.Constant(_VI, [0] * V.WIDTH))
-                return builder.zext(builder.bitcast(bit, ir.IntType(V.WIDTH)), ir.IntType(32))
-            return builder.or_(fifth(lo), builder.shl(fifth(hi), ir.IntType(32)(16)))
-        return types.uint32(out, o, flo, fhi, cap), codegen
-    return None
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -255,7 +196,7 @@ def _x_0_blocks(x, b0, b1, out, width, five):
         vi, vb = V.splat(ident), V.splat(bias)
         flo = _truncatable(V.add(V.mul(V.load(xb, 0), vi), vb))
         fhi = _truncatable(V.add(V.mul(V.load(xb, half), vi), vb))
-        qh = _pack_codes(ob, q0, flo, fhi, cap)
+        qh = pack_codes(ob, q0, flo, fhi, cap)
         if five:
             _put_u32(ob, 2, qh)
         nan, ovf = _flags(top, dh, nan, ovf)
@@ -283,7 +224,7 @@ def _x_1_blocks(x, b0, b1, out, width, five):
         vl, vi, vh = V.splat(lo), V.splat(ident), V.splat(np.float32(0.5))
         flo = _truncatable(V.add(V.mul(V.sub(V.load(xb, 0), vl), vi), vh))
         fhi = _truncatable(V.add(V.mul(V.sub(V.load(xb, half), vl), vi), vh))
-        qh = _pack_codes(ob, q0, flo, fhi, cap)
+        qh = pack_codes(ob, q0, flo, fhi, cap)
         if five:
             _put_u32(ob, 4, qh)
         nan, ovf = _flags(top, dh if (mh & 0x7FFF) != 0x7C00 else mh, nan, ovf)
@@ -318,89 +259,6 @@ def _quantize_parallel(x, kind, out, nchunks, width):
     return nan, ovf
 
 
-_VI = ir.VectorType(ir.IntType(32), V.WIDTH)  # (16 int32 lanes)
-_VB = ir.VectorType(ir.IntType(8), V.WIDTH)
-
-
-def _int_lanes(context, builder, value, ty):
-    """The integer ``value`` (Numba type ``ty``) as int32 in all 16 lanes."""
-    v = context.cast(builder, value, ty, types.int32)
-    one = builder.insert_element(ir.Constant(_VI, None), v, ir.IntType(32)(0))
-    return builder.shuffle_vector(one, ir.Constant(_VI, None), ir.Constant(_VI, [0] * V.WIDTH))
-
-
-def _bytes_at(context, builder, arrty, arr, i):
-    """A ``<16 x i8>`` pointer to ``arr[i]``."""
-    data = context.make_array(arrty)(context, builder, arr).data
-    return builder.bitcast(builder.gep(data, [i]), _VB.as_pointer())
-
-
-def _byte_lanes(signed):
-    def lanes(typingctx, a, i, shift, offset):
-        """16 bytes ``a[i:i + 16]`` as float32 lanes: ``float(int8(a))`` (``signed``) or
-        ``float(((a >> shift) & 15) - offset)`` (a nibble, ``shift`` 0 or 4)."""
-        if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8 \
-                and isinstance(i, types.Integer):
-            def codegen(context, builder, sig, args):
-                b = builder.load(_bytes_at(context, builder, sig.args[0], *args[:2]), align=1)
-                if signed:
-                    q = builder.sext(b, _VI)
-                else:
-                    q = builder.lshr(builder.zext(b, _VI),
-                                     _int_lanes(context, builder, args[2], sig.args[2]))
-                    q = builder.and_(q, ir.Constant(_VI, [15] * V.WIDTH))
-                    q = builder.sub(q, _int_lanes(context, builder, args[3], sig.args[3]))
-                return builder.sitofp(q, V._VF)
-            return V.vec(a, i, shift, offset), codegen
-        return None
-    return intrinsic(lanes)
-
-
-_int8_lanes = _byte_lanes(True)
-_nibble_lanes = _byte_lanes(False)
-
-
-@intrinsic
-def _fifth_lanes(typingctx, qh, first):
-    """16 float32 lanes ``16.0 * ((qh >> (first + j)) & 1)``, ``j`` the lane: the fifth
-    bits of q5_0/q5_1 codes ``first..first + 15`` (a shift per lane, ``vpsrlvd``)."""
-    if isinstance(qh, types.Integer) and isinstance(first, types.Integer):
-        def codegen(context, builder, sig, args):
-            shifts = builder.add(_int_lanes(context, builder, args[1], sig.args[1]),
-                                 ir.Constant(_VI, list(range(V.WIDTH))))
-            q = builder.lshr(_int_lanes(context, builder, args[0], sig.args[0]), shifts)
-            bits = builder.and_(q, ir.Constant(_VI, [1] * V.WIDTH))
-            return builder.sitofp(builder.shl(bits, ir.Constant(_VI, [4] * V.WIDTH)), V._VF)
-        return V.vec(qh, first), codegen
-    return None
-
-
-@intrinsic
-def stream_store(typingctx, a, i, v):
-    """``a[i:i + 16] = v`` (float32) by non-temporal stores, which need ``a[i]`` 16-byte
-    aligned (``store_fence`` orders them)."""
-    if isinstance(a, types.Array) and a.dtype == types.float32 and v == V.vec:
-        def codegen(context, builder, sig, args):
-            data = context.make_array(sig.args[0])(context, builder, args[0]).data
-            ptr = builder.bitcast(builder.gep(data, [args[1]]), V._VF.as_pointer())
-            store = builder.store(args[2], ptr, align=16)
-            store.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
-            return context.get_dummy_value()
-        return types.none(a, i, v), codegen
-    return None
-
-
-@njit(cache=True, nogil=True, inline="always")
-def put(dst, stream, y, v):
-    """``dst[y:y + 16] = v``; with ``stream`` (a literal after inlining) by non-temporal
-    stores: an output past the last-level cache is then written without first reading
-    each of its cache lines (16M elements: 5.1 -> 3.7 ms for q4_0, C 5.7 ms)."""
-    if stream:
-        stream_store(dst, y, v)
-    else:
-        V.store(dst, y, v)
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _vector_block(data, o, kind, dst, y, stream):
     """The block at byte ``o`` of ``data`` into ``dst[y:y + 32]``, 16 lanes a vector (a
@@ -410,22 +268,22 @@ def _vector_block(data, o, kind, dst, y, stream):
     ``stream``: non-temporal stores (``put``)."""
     d = V.splat(get_half(data, o))
     if kind == 0:
-        put(dst, stream, y, V.mul(_int8_lanes(data, o + 2, 0, 0), d))
-        put(dst, stream, y + 16, V.mul(_int8_lanes(data, o + 18, 0, 0), d))
+        put(dst, stream, y, V.mul(int8_lanes(data, o + 2, 0, 0), d))
+        put(dst, stream, y + 16, V.mul(int8_lanes(data, o + 18, 0, 0), d))
     elif kind == 1:
-        put(dst, stream, y, V.mul(d, _nibble_lanes(data, o + 2, 0, 8)))
-        put(dst, stream, y + 16, V.mul(d, _nibble_lanes(data, o + 2, 4, 8)))
+        put(dst, stream, y, V.mul(d, nibble_lanes(data, o + 2, 0, 8)))
+        put(dst, stream, y + 16, V.mul(d, nibble_lanes(data, o + 2, 4, 8)))
     elif kind == 2:
         m = V.splat(get_half(data, o + 2))
-        put(dst, stream, y, V.add(V.mul(d, _nibble_lanes(data, o + 4, 0, 0)), m))
-        put(dst, stream, y + 16, V.add(V.mul(d, _nibble_lanes(data, o + 4, 4, 0)), m))
+        put(dst, stream, y, V.add(V.mul(d, nibble_lanes(data, o + 4, 0, 0)), m))
+        put(dst, stream, y + 16, V.add(V.mul(d, nibble_lanes(data, o + 4, 4, 0)), m))
     else:
         h = 2 if kind == 3 else 4  # (qh after d, or after d and m)
         qh = np.uint32(0)
         for k in range(4):
             qh = bor(qh, shl(np.uint32(data[o + h + k]), np.uint32(8 * k)))
-        lo = V.add(_nibble_lanes(data, o + h + 4, 0, 0), _fifth_lanes(qh, 0))
-        hi = V.add(_nibble_lanes(data, o + h + 4, 4, 0), _fifth_lanes(qh, 16))
+        lo = V.add(nibble_lanes(data, o + h + 4, 0, 0), fifth_lanes(qh, 0))
+        hi = V.add(nibble_lanes(data, o + h + 4, 4, 0), fifth_lanes(qh, 16))
         if kind == 3:
             off = V.splat(np.float32(16.0))
             put(dst, stream, y, V.mul(d, V.sub(lo, off)))

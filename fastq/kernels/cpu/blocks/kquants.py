@@ -11,8 +11,8 @@ licence, Copyright (c) 2023-2024 The ggml authors), no importance matrix, writte
 give the same bytes: every operation in float32 in C's order (no contraction into FMA,
 no reassociation), ``nearest_int`` by its own magic-number trick (``f + 12582912``, the
 low 23 bits), C's conversions to ``uint8_t``/``int8_t`` (low byte).  The searches
-(``kquant_search``), weights, codes and byte packing run on 16-lane float32 vectors
-(``lanes``), one sub-block a lane, each lane in C's order.
+(``kquant.search``, ``kquant.search_q6``), weights, codes and byte packing run on
+16-lane float32 vectors (``lanes``), one sub-block a lane, each lane in C's order.
 
 * q4_K / q5_K: per sub-block of 32, weights ``sqrt(sum(x^2)/32) + |x|``; scale and min
   from ``make_qkx2_quants(32, nmax=15/31, rmin=-1/-0.5, rdelta=0.1, nstep=20/15)``: the
@@ -32,7 +32,8 @@ from ..parallel import n_chunks
 from ..word import local_block, unmanaged
 from ..word import get_half, half_bits, put_half
 from . import lanes as V
-from .kquant_search import make_qkx2_scales, make_qx_scales, nearest_int
+from .kquant.search import make_qkx2_scales, nearest_int
+from .kquant.search_q6 import make_qx_scales
 
 
 @njit(cache=True, nogil=True, inline="always")

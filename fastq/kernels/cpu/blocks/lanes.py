@@ -12,6 +12,7 @@ of a running sum), with IEEE float32 semantics per lane (no reassociation, no
 contraction into FMA), so a lane computes exactly what the scalar code computes.
 A ``mask`` is a lane mask (``<16 x i1>``).  Loads and stores take 16 consecutive float32
 at ``a[i]`` (1-D contiguous ``a``; ``i + 16 <= a.size`` is the caller's to ensure).
+``reduce_min``/``reduce_max`` reduce the 16 lanes to one float32 (by halving).
 """
 from llvmlite import ir
 from numba import types
@@ -197,6 +198,33 @@ def _minmax(pred, doc):
 
 minimum = _minmax("<", "Lane by lane ``a if a < b else b``.")
 maximum = _minmax(">", "Lane by lane ``a if a > b else b``.")
+
+
+def _reduction(pred, name):
+    def reduce(typingctx, v):
+        """The %s of the 16 lanes of ``v`` (no NaN lanes; which of +0/-0 is unspecified),
+        by halving: 4 lane-wise compares and selects (``minps``/``maxps``), where LLVM's
+        ``vector.reduce`` makes a NaN-checking scalar chain of 16."""
+        if v == vec:
+            def codegen(context, builder, sig, args):
+                x, width = args[0], WIDTH
+                while width > 1:
+                    half = width // 2
+                    lo = builder.shuffle_vector(x, x, ir.Constant(
+                        ir.VectorType(ir.IntType(32), half), list(range(half))))
+                    hi = builder.shuffle_vector(x, x, ir.Constant(
+                        ir.VectorType(ir.IntType(32), half), list(range(half, width))))
+                    x = builder.select(builder.fcmp_ordered(pred, lo, hi), lo, hi)
+                    width = half
+                return builder.extract_element(x, ir.IntType(32)(0))
+            return types.float32(v), codegen
+        return None
+    reduce.__doc__ = reduce.__doc__ % name
+    return intrinsic(reduce)
+
+
+reduce_min = _reduction("<", "minimum")
+reduce_max = _reduction(">", "maximum")
 
 
 @intrinsic

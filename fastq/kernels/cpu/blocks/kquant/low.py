@@ -27,21 +27,20 @@ A port of llama.cpp's reference quantizer (``quantize_row_q2_K_ref`` and
 
 The independent sub-blocks of up to 4 super-blocks (64; q3_K 8, 128) are searched side by side as
 vector lanes, each lane C's algorithm step for step, C's branches as per-lane selects
-(``fastq.kernels.cpu.blocks.kquant_search_low``).
+(``fastq.kernels.cpu.blocks.kquant.search_low``).
 """
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from ....runtime.threads import parallel_region
-from ..parallel import n_chunks, streams
-from ..word import local_block, store_fence, unmanaged
-from . import lanes as V
-from ..word import get_half, half_bits, put_half
-from .ggml import put as _put
-from .kquant_search import clamp, nearest_int
-from .kquant_search_low import make_q3_lanes, make_qkx2_mad_lanes, requantize_lanes
+from .....runtime.threads import parallel_region
+from ...parallel import n_chunks, streams
+from ...word import get_half, half_bits, local_block, put_half, store_fence, unmanaged
+from .. import lanes as V
+from ..ggml_lanes import bit_lanes, put, q3_code_lanes
+from .search import clamp, nearest_int
+from .search_low import make_q3_lanes, make_qkx2_mad_lanes, requantize_lanes
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -134,7 +133,7 @@ def _pack_q3_high(L, out, o):
     for m0 in range(0, 32, 16):
         h = V.splat(np.float32(0.0))
         for bit in range(8):
-            h = V.add(h, V.mul(_bit_lanes(L, 32 * bit + m0, 2, 1),
+            h = V.add(h, V.mul(bit_lanes(L, 32 * bit + m0, 2, 1),
                                V.splat(np.float32(1 << bit))))
         V.store_bytes(out, o + m0, h)
 
@@ -147,7 +146,7 @@ def _pack_2bit(L, out, q):
         for l0 in range(0, 32, 16):
             v = V.splat(np.float32(0.0))
             for t in range(4):
-                v = V.add(v, V.mul(_bit_lanes(L, j + l0 + 32 * t, 0, 3),
+                v = V.add(v, V.mul(bit_lanes(L, j + l0 + 32 * t, 0, 3),
                                    V.splat(np.float32(1 << (2 * t)))))
             V.store_bytes(out, q + j // 4 + l0, v)
 
@@ -287,7 +286,7 @@ def _dequantize_blocks(data, kind, b0, b1, out, stream):
     code bytes ``32 * (j // 8) + 16 * (j % 2)..`` and q3_K's high bits at bit ``j // 2``
     of hmask bytes ``16 * (j % 2)..``; a sub-block is one 16-lane vector.)"""
     data, out = unmanaged(data), unmanaged(out)
-    if kind == 0:  # (``stream`` a literal in each copy: see ``blocks.ggml.put``)
+    if kind == 0:  # (``stream`` a literal in each copy: see ``ggml_lanes.put``)
         if stream:
             _dequantize_q2(data, b0, b1, out, True)
         else:
@@ -300,68 +299,9 @@ def _dequantize_blocks(data, kind, b0, b1, out, stream):
         store_fence()
 
 
-def _int32_lanes(context, builder, value, ty):
-    """The integer ``value`` (Numba type ``ty``) as int32 in all ``V.WIDTH`` lanes (IR)."""
-    vi = ir.VectorType(ir.IntType(32), V.WIDTH)
-    v = context.cast(builder, value, ty, types.int32)
-    one = builder.insert_element(ir.Constant(vi, None), v, ir.IntType(32)(0))
-    return builder.shuffle_vector(one, ir.Constant(vi, None), ir.Constant(vi, [0] * V.WIDTH))
-
-
-@intrinsic
-def _bit_lanes(typingctx, a, i, shift, mask):
-    """16 bytes ``a[i:i + 16]`` as float32 lanes ``float((a >> shift) & mask)``."""
-    if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8 \
-            and isinstance(i, types.Integer):
-        def codegen(context, builder, sig, args):
-            data = context.make_array(sig.args[0])(context, builder, args[0]).data
-            vb = ir.VectorType(ir.IntType(8), V.WIDTH)
-            vi = ir.VectorType(ir.IntType(32), V.WIDTH)
-
-            def splat(value, ty):
-                return _int32_lanes(context, builder, value, ty)
-            b = builder.load(builder.bitcast(builder.gep(data, [args[1]]), vb.as_pointer()),
-                             align=1)
-            q = builder.lshr(builder.zext(b, vi), splat(args[2], sig.args[2]))
-            q = builder.and_(q, splat(args[3], sig.args[3]))
-            return builder.sitofp(q, ir.VectorType(ir.FloatType(), V.WIDTH))
-        return V.vec(a, i, shift, mask), codegen
-    return None
-
-
-@intrinsic
-def _q3_code_lanes(typingctx, a, q, shift, h, bit):
-    """16 q3_K codes as float32 lanes, ``((a[q:q + 16] >> shift) & 3 | ((a[h:h + 16] >>
-    bit) & 1) << 2) - 4`` (C's ``q - (hmask bit ? 0 : 4)``), combined as int32 lanes
-    and converted once."""
-    if isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8:
-        def codegen(context, builder, sig, args):
-            data = context.make_array(sig.args[0])(context, builder, args[0]).data
-            vb = ir.VectorType(ir.IntType(8), V.WIDTH)
-            vi = ir.VectorType(ir.IntType(32), V.WIDTH)
-
-            def splat(value, ty):
-                return _int32_lanes(context, builder, value, ty)
-
-            def field(at, at_ty, by, by_ty, mask):
-                ptr = builder.bitcast(builder.gep(data, [context.cast(
-                    builder, at, at_ty, types.intp)]), vb.as_pointer())
-                b = builder.zext(builder.load(ptr, align=1), vi)
-                return builder.and_(builder.lshr(b, splat(by, by_ty)),
-                                    ir.Constant(vi, [mask] * V.WIDTH))
-            t = sig.args
-            low = field(args[1], t[1], args[2], t[2], 3)
-            high = field(args[3], t[3], args[4], t[4], 1)
-            code = builder.or_(low, builder.shl(high, ir.Constant(vi, [2] * V.WIDTH)))
-            code = builder.sub(code, ir.Constant(vi, [4] * V.WIDTH))
-            return builder.sitofp(code, ir.VectorType(ir.FloatType(), V.WIDTH))
-        return V.vec(a, q, shift, h, bit), codegen
-    return None
-
-
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _dequantize_q2(data, b0, b1, out, stream):
-    """A sub-block's 16 codes are one vector (``_bit_lanes``)."""
+    """A sub-block's 16 codes are one vector (``bit_lanes``)."""
     for b in range(b0, b1):
         o, y = b * 84, b * 256
         d_all = get_half(data, o + 80)
@@ -371,13 +311,13 @@ def _dequantize_q2(data, b0, b1, out, stream):
             dl = V.splat(d_all * np.float32(sc & 0xF))
             ml = V.splat(m_all * np.float32(sc >> 4))
             q = o + 16 + 32 * (j // 8) + 16 * (j % 2)
-            code = _bit_lanes(data, q, 2 * ((j % 8) // 2), 3)
-            _put(out, stream, y + 16 * j, V.sub(V.mul(dl, code), ml))
+            code = bit_lanes(data, q, 2 * ((j % 8) // 2), 3)
+            put(out, stream, y + 16 * j, V.sub(V.mul(dl, code), ml))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _dequantize_q3(data, b0, b1, out, stream):
-    """A sub-block's 16 codes are one vector (``_q3_code_lanes``)."""
+    """A sub-block's 16 codes are one vector (``q3_code_lanes``)."""
     for b in range(b0, b1):
         o, y = b * 110, b * 256
         d_all = get_half(data, o + 108)
@@ -385,8 +325,8 @@ def _dequantize_q3(data, b0, b1, out, stream):
             dl = V.splat(d_all * np.float32(_q3_scale(data, o + 96, j)))
             q = o + 32 + 32 * (j // 8) + 16 * (j % 2)
             h = o + 16 * (j % 2)
-            code = _q3_code_lanes(data, q, 2 * ((j % 8) // 2), h, j // 2)
-            _put(out, stream, y + 16 * j, V.mul(dl, code))
+            code = q3_code_lanes(data, q, 2 * ((j % 8) // 2), h, j // 2)
+            put(out, stream, y + 16 * j, V.mul(dl, code))
 
 
 @njit(parallel=True, cache=True, nogil=True)

@@ -1,12 +1,14 @@
-"""The scale searches of llama.cpp's K-quants (CPU): ``nearest_int``, ``make_qkx2_quants``
-and ``make_qx_quants`` of ``ggml/src/ggml-quants.c`` (ggml, MIT licence, Copyright (c)
-2023-2024 The ggml authors), ported to give C's bits (see
+"""The scale searches of llama.cpp's K-quants (CPU): ``nearest_int`` and
+``make_qkx2_quants`` (q4_K, q5_K) of ``ggml/src/ggml-quants.c`` (ggml, MIT licence,
+Copyright (c) 2023-2024 The ggml authors), ported to give C's bits (see
 ``fastq.kernels.cpu.blocks.kquants``) with independent sub-blocks side by side in the 16
 lanes of ``lanes.vec`` vectors: each lane runs C's algorithm on its own sub-block, step
 for step, in float32 and in C's order (its sums over the elements one after the other,
-kept in registers), and C's branches become per-lane selects.
+kept in registers), and C's branches become per-lane selects.  ``make_qx_quants``
+(q6_K) is in ``search_q6``, on the same rounding of a candidate's codes
+(``round_codes``).
 
-Three changes to C's work keep its bits:
+Two changes to C's work keep its bits (and a third for q6_K, see ``search_q6``):
 
 * A candidate's codes are rounded in float, ``rint(f)`` clamped in float: equal to C's
   ``(float)clamp(nearest_int(f))`` whenever ``|f| < 2**21``, with no trip through int32
@@ -17,14 +19,12 @@ Three changes to C's work keep its bits:
   here keeps the inverse scale and min it rounded with (``make_*_scales``), from which
   the codes are rounded again (the same operations on the same values) only where they
   are needed: ``make_qkx2_lanes``, or where a super-block keeps the search's codes.
-* q6_K's ``w * x`` (``w = x * x``) once per element, not once per candidate (C's
-  ``w * x[i] * l`` is ``(w * x[i]) * l``).
 """
 import numpy as np
 from numba import njit
 
-from ..word import as_bits, band, local_block, sub, unmanaged
-from . import lanes as V
+from ...word import as_bits, band, local_block, sub, unmanaged
+from .. import lanes as V
 
 MAGIC = 12582912.0  # 1.5 * 2**23: float32 addition rounds to an integer (half to even)
 FLOAT_PATH_LIMIT = 2097152.0  # 2**21: |f| below it, rint(f) is nearest_int(f)
@@ -48,14 +48,14 @@ def nearest_int32(f):
                np.int32(0x400000))
 
 
-# how a candidate's codes are rounded (``_codes``): C's integer trick, or rint and a clamp
-# in float to both bounds, to the upper or lower one only, or none (the extreme codes of
-# every lane already in range)
+# how a candidate's codes are rounded (``round_codes``): C's integer trick, or rint and a
+# clamp in float to both bounds, to the upper or lower one only, or none (the extreme
+# codes of every lane already in range)
 EXACT, CLAMP, CLAMP_HIGH, CLAMP_LOW, NO_CLAMP = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _codes(f, lo, hi, mode):
+def round_codes(f, lo, hi, mode):
     """``float(clamp(nearest_int(f), lo, hi))`` lane by lane, rounded as ``mode`` says."""
     if mode == EXACT:
         return V.nearest_int_clamped(f, lo, hi)
@@ -114,7 +114,7 @@ def _qkx2_sums(xt, wt, fl, nk, g, iscale, lo, nmax, mode):
     for i in range(32):
         v = V.load(xt, nk * i + g)
         w = V.load(wt, nk * i + g)
-        l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, mode)
+        l = round_codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, mode)
         V.store(fl, 16 * i, l)
         wl = V.mul(w, l)
         sum_l = V.add(sum_l, wl)
@@ -237,7 +237,7 @@ def _qkx2_first(xt, wt, nk, g, nmax):
     exact = _needs_exact(iscale, lo, xmin, hi, flat)
     for i in range(32):
         v = V.load(xt, nk * i + g)
-        l = _codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, EXACT if exact else CLAMP)
+        l = round_codes(V.mul(iscale, V.sub(v, lo)), 0, nmax, EXACT if exact else CLAMP)
         diff = V.sub(V.add(V.mul(scale, l), lo), v)
         best = V.add(best, V.mul(V.load(wt, nk * i + g), V.mul(diff, diff)))
     return lo, hi, xmin, flat, sum_w, sum_x, iscale, scale, best
@@ -299,110 +299,3 @@ def _qkx2_store(scales, mins, iscales, offsets, g, flat, scale, lo, hi, best_is,
     V.store(mins, g, V.sub(zero, V.select(flat, hi, lo)))
     V.store(iscales, g, V.select(flat, zero, best_is))
     V.store(offsets, g, V.select(flat, zero, best_lo))
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def make_qx_scales(xt, nmax, nk, scales, iscales):
-    """``make_qx_quants(16, nmax, x_k, L_k, rmse_type=1, qw=NULL)`` for ``nk`` sub-blocks
-    ``k`` at once (a multiple of 16, 64 at most: the 16 sub-blocks of up to 4 q6_K
-    super-blocks), element ``i`` of sub-block ``k`` at ``nk * i + k`` in ``xt``; the
-    scales into ``scales``.  Sub-block ``k``'s codes are
-    ``clamp(nearest_int(iscales[k] * x), -nmax, nmax - 1) + nmax``, or all 0 where
-    ``iscales[k]`` is NaN (an all-zero sub-block).  C's 19 candidate scales
-    ``-(nmax + 0.1 * is) / max`` do not depend on each other's outcome; only the choice
-    among them runs in C's order."""
-    for g in range(0, nk, 16):
-        _qx_vectors(xt, nmax, nk, scales, iscales, g)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _qx_sums(xt, ww, wx, nk, g, iscale, nmax, mode):
-    """One candidate's ``sumlx``, ``suml2``."""
-    zero = V.splat(np.float32(0.0))
-    sum_lx, sum_l2 = zero, zero
-    for i in range(16):
-        l = _codes(V.mul(iscale, V.load(xt, nk * i + g)), -nmax, nmax - 1, mode)
-        sum_lx = V.add(sum_lx, V.mul(V.load(wx, 16 * i), l))
-        sum_l2 = V.add(sum_l2, V.mul(V.mul(V.load(ww, 16 * i), l), l))
-    return sum_lx, sum_l2
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _qx_vectors(xt, nmax, nk, scales, iscales, g):
-    xt = unmanaged(xt)  # (no reference counts: a call in the candidate loop spills)
-    ww = local_block(xt, 256)  # x * x, element i at 16 * i + lane
-    wx = local_block(xt, 256)  # (x * x) * x
-    inv = local_block(xt, 304)  # the candidates' inverse scales
-    zero = V.splat(np.float32(0.0))
-    fnmax = np.float32(nmax)
-    xmin = xmax = finite = zero
-    for i in range(16):
-        v = V.load(xt, nk * i + g)
-        xmin = V.minimum(v, xmin)  # (a NaN element never enters)
-        xmax = V.maximum(v, xmax)
-        w = V.mul(v, v)
-        V.store(ww, 16 * i, w)
-        V.store(wx, 16 * i, V.mul(w, v))
-        finite = V.add(finite, w)  # (inf or NaN once an element is: see `exact`)
-    # C's max: the first element of the largest magnitude, the larger of the extremes
-    # unless a lane holds both +a and -a (then the first of them, by a scan)
-    neg = V.sub(zero, xmin)
-    amax = V.maximum(xmax, neg)
-    big = V.select(V.gt(neg, xmax), xmin, xmax)
-    if V.any(V.both(V.eq(neg, xmax), V.gt(xmax, zero))):
-        big = amax = zero
-        for i in range(16):
-            v = V.load(xt, nk * i + g)
-            ax = V.maximum(v, V.sub(zero, v))  # (|v|; a NaN lane stays NaN, never wins)
-            more = V.gt(ax, amax)
-            amax = V.select(more, ax, amax)
-            big = V.select(more, v, big)
-    flat = V.lt(amax, V.splat(np.float32(1e-15)))  # GROUP_MAX_EPS: all zero
-    # |iscale * x| <= ~33 for finite x: C's integer trick only where a (not flat) lane
-    # holds an inf or NaN, or x * x overflows the sum (|x| > ~4e18: the exact path is
-    # right for any input, just slower)
-    exact = not V.every(V.either(V.lt(finite, V.splat(np.float32(np.inf))), flat))
-    # the 19 inverse scales first: divided inside the candidate loop, each one's
-    # latency stalled the start of its candidate's sums
-    for c in range(19):  # is = 0 (C's first pass), then -9..-1, 1..9
-        step = 0 if c == 0 else (c - 10 if c < 10 else c - 9)
-        top = -fnmax if c == 0 else -(fnmax + np.float32(0.1) * np.float32(step))
-        V.store(inv, 16 * c, V.div(V.splat(top), big))
-    # Which clamps a candidate needs: |iscale * x| <= |top| * (1 + 2**-22) for finite
-    # x, below nmax + 0.5 (no code under -nmax) up to is = 4 and below nmax - 0.5 (none
-    # over nmax - 1) for is = -9..-6.  Codes over nmax - 1 come from elements of the
-    # sign opposite to max only, the largest from the most extreme of them and the
-    # largest |iscale| (is = 9, rounding is monotone): if its code is in range in every
-    # lane, no candidate needs the upper clamp.  One test per group (a test per
-    # candidate saved more clamps and lost it to mispredicted branches).
-    high_free = False
-    if not exact:
-        opposite = V.select(V.gt(big, zero), xmin, xmax)
-        top_code = V.rint(V.mul(V.load(inv, 16 * 18), opposite))
-        high_free = V.every(V.either(flat, V.lt(top_code, V.splat(fnmax - np.float32(0.5)))))
-    scale = best = best_is = zero
-    for c in range(19):
-        iscale = V.load(inv, 16 * c)
-        if exact:
-            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, EXACT)
-        elif c <= 13 and (high_free or (c >= 1 and c <= 4)):
-            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, NO_CLAMP)
-        elif c <= 13:
-            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP_HIGH)
-        elif high_free:
-            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP_LOW)
-        else:
-            sum_lx, sum_l2 = _qx_sums(xt, ww, wx, nk, g, iscale, nmax, CLAMP)
-        if c == 0:  # C: scale = suml2 ? sumlx / suml2 : 0; best = scale * sumlx
-            scale = V.select(V.eq(sum_l2, zero), zero, V.div(sum_lx, sum_l2))
-            best = V.mul(scale, sum_lx)
-            best_is = iscale
-            continue
-        # C: if (suml2 > 0 && sumlx * sumlx > best * suml2) take this candidate
-        take = V.both(V.gt(sum_l2, zero), V.gt(V.mul(sum_lx, sum_lx), V.mul(best, sum_l2)))
-        s = V.div(sum_lx, sum_l2)
-        scale = V.select(take, s, scale)
-        best = V.select(take, V.mul(s, sum_lx), best)
-        best_is = V.select(take, iscale, best_is)
-    V.store(scales, g, V.select(flat, zero, scale))
-    V.store(iscales, g, V.select(flat, V.splat(np.float32(np.nan)), best_is))

@@ -2,7 +2,7 @@
 as q2_K calls it (16 elements, mean absolute error) and ``make_q3_quants``, of
 ``ggml/src/ggml-quants.c`` (ggml, MIT licence, Copyright (c) 2023-2024 The ggml
 authors), and the last code pass of both, ported to give C's bits (see
-``fastq.kernels.cpu.blocks.kquants_low``) with independent sub-blocks of 16 side by
+``fastq.kernels.cpu.blocks.kquant.low``) with independent sub-blocks of 16 side by
 side in vector lanes: element ``i`` of lane ``k`` at ``nk * i + k``, at most 64 lanes
 (q3_K's search: 128).
 """
@@ -11,9 +11,9 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from ..word import local_block
-from .kquant_search import nearest_int32
-from . import lanes as V
+from ...word import local_block
+from .. import lanes as V
+from .search import nearest_int32
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -22,7 +22,7 @@ def make_qkx2_mad_lanes(xt, wt, L, nmax, rmin, rdelta, nstep, scales, mins, nk):
     use_mad=true)`` for ``nk`` (at most 64) sub-blocks ``k`` at once: element ``i`` of
     sub-block ``k`` at ``nk * i + k`` in ``xt``, ``wt`` and ``L``.  The error of a
     candidate is ``sum(w * |scale * l + min - x|)``; otherwise as
-    ``kquant_search.make_qkx2_lanes`` (which is the squared-error, 32-element one)."""
+    ``search.make_qkx2_lanes`` (which is the squared-error, 32-element one)."""
     lo = local_block(xt, 64)
     hi = local_block(xt, 64)
     sum_w = local_block(xt, 64)
