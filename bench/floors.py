@@ -3,8 +3,8 @@ what fastq and its peers take, in one process on the same data (medians of N).
 
 * ``read``: 16M float32 read once (fastq's largest-magnitude pass, the first of NVFP4's
   two: the tensor scale needs the whole tensor's amax before any block's scale), beside
-  ``np.copyto`` of the bytes that ``bench/block_float_fractions.py`` counts for NVFP4
-  (half read, half written).  NVFP4 reads its input twice, so its fraction of that copy
+  the copy of the bytes that ``fastq bench`` and ``bench/block_float_fractions.py``
+  count for NVFP4 (half read, half written; their parallel copy, on all threads).  NVFP4 reads its input twice, so its fraction of that copy
   is at most ``copy / (2 * read)``.
 * ``gguf``: ``gguf.quants.quantize`` of q8_0 and q4_0 beside fastq's, on all threads.
   Any quantizer reads its input once, so its speed-up over gguf is at most
@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit
 
 import fastq as fq
+from fastq.cli.bench import _copy_roof as copy_roof  # (the copy that fastq bench divides by)
 from fastq.core.layout import MAX_CHUNKS
 from fastq.kernels.cpu.blocks import microscale
 
@@ -51,10 +52,8 @@ def read_floor(x):
     top = np.zeros(MAX_CHUNKS, np.uint32)
     n = x.size
     nvfp4_bytes = 4 * n + n // 2 + n // 16
-    src = np.ones(nvfp4_bytes // 2, np.uint8)
-    dst = np.empty_like(src)
     read = median_ms(lambda: microscale.abs_max_bits(x, top))
-    copy = median_ms(lambda: np.copyto(dst, src))
+    copy = median_ms(copy_roof(nvfp4_bytes))
     nvfp4 = median_ms(lambda: fq.quantize(x.reshape(-1, 4096), "nvfp4"))
     print(f"read 16M float32 once   {read:7.2f} ms")
     print(f"copy of NVFP4's bytes   {copy:7.2f} ms  -> NVFP4 at most {copy / (2 * read):.2f}"

@@ -21,8 +21,8 @@ leave undefined (NaN, inf: met when ``1 / d`` overflows for subnormal ``d``) giv
 NumPy's does there; a negative truncation wraps modulo 256 before the cap, as NumPy's
 ``astype(np.uint8)`` does.
 
-The per-element work of q4_0/q4_1/q5_0/q5_1 quantize and of dequantize runs on
-explicit 16-lane float32 vectors (``lanes.vec``): a block's halves, elements 0..15 and
+The per-element work of quantize and dequantize runs on explicit 16-lane float32
+vectors (``lanes.vec``): a block's halves, elements 0..15 and
 16..31 (the low and high nibbles of the same 16 bytes), are one vector each, with the
 byte-level loads and stores of ``ggml_lanes`` (``pack_codes``, ``nibble_lanes``,
 ``fifth_lanes``, ``put``).
@@ -32,8 +32,8 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks, streams
-from ..word import (as_bits, as_float, band, bor, get_half, half_bits, put_half, shl, shr,
-                    store_fence, sub, unmanaged)
+from ..word import (as_bits, as_float, band, bor, get_half, half_bits, local_block, put_half, shl,
+                    shr, store_fence, unmanaged)
 from . import lanes as V
 from .ggml_lanes import fifth_lanes, int8_lanes, nibble_lanes, pack_codes, put
 
@@ -50,31 +50,24 @@ def block_bytes(kind):
     return 34 if kind == 0 else 18 + 2 * (kind - 1)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def round_away_byte(v):
-    """The low byte of ``roundf(v)`` (half away from zero, as ``gguf.quants.np_roundf``),
-    0 where the conversion is undefined.  ``roundf(a) = trunc(a + 0.49999997)`` for
-    ``a >= 0`` (the float32 below 0.5; equal to the truncate-and-compare form on all
-    2**32 float32 values, whose int-to-float round trip kept the loop scalar)."""
-    a = abs(v)
-    a = a if a < np.float32(2147483648.0) else np.float32(0.0)
-    i = np.int32(a + np.float32(0.49999997))
-    i = sub(np.int32(0), i) if v < 0 else i
-    return np.uint8(band(i, np.int32(0xFF)))
-
-
 # The block loops take the block width as an argument and slice each block once: see
 # docs/design.md ("Legacy formats") for why (loops of a constant 32 trips and indexing
 # with Numba's negative-index wrap-around both kept LLVM from vectorizing them).
+# q8_0, q4_0 and q5_0 run in tiles of TILE blocks, the scales before the codes, so that
+# the scale chains of different blocks (a reduction, divisions, float16 rounding) overlap.
+TILE = 8
+NAN_TOP = np.uint32(0x7FC00000)  # (a block's top when it holds a NaN: above inf)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _abs_top(xb, width):
-    """Bits of the largest magnitude of ``xb`` (above 0x7f800000: a NaN)."""
-    top = np.uint32(0)
-    for j in range(width):  # (band: 32-bit lanes; a plain & widens to 64)
-        top = max(top, band(as_bits(xb[j]), np.uint32(0x7FFFFFFF)))
-    return top
+def _abs_top_lanes(xb):
+    """Bits of the largest magnitude of the block of 32 at ``xb`` (two 16-lane vectors:
+    the float max of the magnitudes, the unsigned max of their bits for non-NaN
+    values), NAN_TOP where it holds a NaN."""
+    v0, v1 = V.load(xb, 0), V.load(xb, 16)
+    if not V.every(V.both(V.eq(v0, v0), V.eq(v1, v1))):
+        return NAN_TOP
+    return as_bits(V.reduce_max(V.maximum(V.fabs(v0), V.fabs(v1))))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -99,6 +92,22 @@ def _abs_max(xb, width):
             if band(as_bits(xb[j]), mask) == top:
                 return top, xb[j]
     return top, big
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _abs_max_lanes(xb, width):
+    """``_abs_max`` of a block of 32 as two 16-lane vectors: the largest positive and
+    negative magnitudes by float max reductions; a NaN or a tie takes ``_abs_max``."""
+    zero = V.splat(np.float32(0.0))
+    v0, v1 = V.load(xb, 0), V.load(xb, 16)
+    if V.every(V.both(V.eq(v0, v0), V.eq(v1, v1))):
+        pos = V.reduce_max(V.maximum(V.select(V.lt(zero, v0), v0, zero),
+                                     V.select(V.lt(zero, v1), v1, zero)))
+        neg = V.reduce_max(V.maximum(V.select(V.lt(v0, zero), V.sub(zero, v0), zero),
+                                     V.select(V.lt(v1, zero), V.sub(zero, v1), zero)))
+        if pos != neg:  # (a select: which sign wins is a coin flip on real data)
+            return as_bits(max(pos, neg)), pos if pos > neg else -neg
+    return _abs_max(xb, width)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -156,21 +165,40 @@ def _truncatable(f):
                     V.splat(np.float32(0.0)))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _round_away_lanes(v):
+    """``roundf(v)`` (half away from zero, as ``gguf.quants.np_roundf``) lane by lane,
+    0 where the int32 conversion is undefined (NaN, inf, ``|v| >= 2**31``, as NumPy's x86
+    cast), before ``lanes.store_bytes`` converts it (truncating) and keeps the low byte:
+    ``roundf(a) = trunc(a + 0.49999997)`` for ``a >= 0`` (the float32 below 0.5; equal
+    to the truncate-and-compare form on all 2**32 float32 values, whose int-to-float round
+    trip kept the loop scalar), with ``v``'s sign."""
+    zero = V.splat(np.float32(0.0))
+    r = V.add(V.fabs(_truncatable(v)), V.splat(np.float32(0.49999997)))
+    return V.select(V.lt(v, zero), V.sub(zero, r), r)
+
+
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _q8_0_blocks(x, b0, b1, out, width):
     """q8_0: ``roundf(x / d)``, ``d = amax / 127``."""
     nan = ovf = 0
     nbytes = width + 2
-    for b in range(b0, b1):
-        xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
-        top = _abs_top(xb, width)
-        d = as_float(top) / np.float32(127.0)
-        dh = half_bits(d)
-        put_half(ob, 0, dh)
-        ident = _inverse(d)
-        for j in range(width):
-            ob[2 + j] = round_away_byte(xb[j] * ident)
-        nan, ovf = _flags(top, dh, nan, ovf)
+    tops, ds, ids = local_block(x, TILE), local_block(x, TILE), local_block(x, TILE)
+    for t in range(b0, b1, TILE):
+        nt = min(TILE, b1 - t)
+        for g in range(nt):  # (the tile's scales)
+            top = _abs_top_lanes(x[(t + g) * width:(t + g + 1) * width])
+            d = as_float(top) / np.float32(127.0)
+            tops[g], ds[g], ids[g] = as_float(top), d, _inverse(d)
+        for g in range(nt):  # (its codes)
+            b = t + g
+            xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
+            dh = half_bits(ds[g])
+            put_half(ob, 0, dh)
+            vi = V.splat(ids[g])
+            V.store_bytes(ob, 2, _round_away_lanes(V.mul(V.load(xb, 0), vi)))
+            V.store_bytes(ob, 18, _round_away_lanes(V.mul(V.load(xb, 16), vi)))
+            nan, ovf = _flags(as_bits(tops[g]), dh, nan, ovf)
     return nan, ovf
 
 
@@ -185,21 +213,25 @@ def _x_0_blocks(x, b0, b1, out, width, five):
     bias = nmax + np.float32(0.5)
     step = np.float32(-1.0) / nmax
     nan = ovf = 0
-    for b in range(b0, b1):
-        xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
-        top, big = _abs_max(xb, width)
-        d = big * step  # (= big / -nmax exactly: a power of two)
-        dh = half_bits(d)
-        put_half(ob, 0, dh)
-        ident = _inverse(d)
-        # (16-lane vectors: the block's halves are one vector each)
-        vi, vb = V.splat(ident), V.splat(bias)
-        flo = _truncatable(V.add(V.mul(V.load(xb, 0), vi), vb))
-        fhi = _truncatable(V.add(V.mul(V.load(xb, half), vi), vb))
-        qh = pack_codes(ob, q0, flo, fhi, cap)
-        if five:
-            _put_u32(ob, 2, qh)
-        nan, ovf = _flags(top, dh, nan, ovf)
+    tops, ds, ids = local_block(x, TILE), local_block(x, TILE), local_block(x, TILE)
+    for t in range(b0, b1, TILE):
+        nt = min(TILE, b1 - t)
+        for g in range(nt):  # (the tile's scales)
+            top, big = _abs_max_lanes(x[(t + g) * width:(t + g + 1) * width], width)
+            d = big * step  # (= big / -nmax exactly: a power of two)
+            tops[g], ds[g], ids[g] = as_float(top), d, _inverse(d)
+        for g in range(nt):  # (its codes; 16-lane vectors: the block's halves)
+            b = t + g
+            xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
+            dh = half_bits(ds[g])
+            put_half(ob, 0, dh)
+            vi, vb = V.splat(ids[g]), V.splat(bias)
+            flo = _truncatable(V.add(V.mul(V.load(xb, 0), vi), vb))
+            fhi = _truncatable(V.add(V.mul(V.load(xb, half), vi), vb))
+            qh = pack_codes(ob, q0, flo, fhi, cap)
+            if five:
+                _put_u32(ob, 2, qh)
+            nan, ovf = _flags(as_bits(tops[g]), dh, nan, ovf)
     return nan, ovf
 
 
