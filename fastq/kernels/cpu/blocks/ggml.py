@@ -35,7 +35,8 @@ from ..parallel import n_chunks, streams
 from ..word import (as_bits, as_float, band, bor, get_half, half_bits, local_block, put_half, shl,
                     shr, store_fence, unmanaged)
 from . import lanes as V
-from .ggml_lanes import fifth_lanes, int8_lanes, nibble_lanes, pack_codes, put
+from .ggml_lanes import (fifth_lanes, int8_lanes, nibble_lanes, pack_codes, put, round_away,
+                         truncatable)
 
 BLOCK = 32  # elements of a block (GGML's QK4_0 etc.; the kernels spell it out)
 # Elements from which a pass runs on the thread pool: a legacy block costs a few ns per
@@ -57,6 +58,7 @@ def block_bytes(kind):
 # the scale chains of different blocks (a reduction, divisions, float16 rounding) overlap.
 TILE = 8
 NAN_TOP = np.uint32(0x7FC00000)  # (a block's top when it holds a NaN: above inf)
+INF_BITS = np.uint32(0x7F800000)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -96,17 +98,15 @@ def _abs_max(xb, width):
 
 @njit(cache=True, nogil=True, inline="always")
 def _abs_max_lanes(xb, width):
-    """``_abs_max`` of a block of 32 as two 16-lane vectors: the largest positive and
-    negative magnitudes by float max reductions; a NaN or a tie takes ``_abs_max``."""
-    zero = V.splat(np.float32(0.0))
+    """``_abs_max`` of a block of 32 as two 16-lane vectors: of its max and min (float
+    reductions), the one of larger magnitude; a NaN or a tie (+v and -v, all zeros) takes
+    ``_abs_max``."""
     v0, v1 = V.load(xb, 0), V.load(xb, 16)
     if V.every(V.both(V.eq(v0, v0), V.eq(v1, v1))):
-        pos = V.reduce_max(V.maximum(V.select(V.lt(zero, v0), v0, zero),
-                                     V.select(V.lt(zero, v1), v1, zero)))
-        neg = V.reduce_max(V.maximum(V.select(V.lt(v0, zero), V.sub(zero, v0), zero),
-                                     V.select(V.lt(v1, zero), V.sub(zero, v1), zero)))
-        if pos != neg:  # (a select: which sign wins is a coin flip on real data)
-            return as_bits(max(pos, neg)), pos if pos > neg else -neg
+        hi = V.reduce_max(V.maximum(v0, v1))
+        lo = V.reduce_min(V.minimum(v0, v1))
+        if hi != -lo:  # (a select: which sign wins is a coin flip on real data)
+            return as_bits(max(hi, -lo)), hi if hi > -lo else lo
     return _abs_max(xb, width)
 
 
@@ -157,27 +157,6 @@ def _put_u32(ob, o, v):
         ob[o + k] = np.uint8(band(shr(v, np.uint32(8 * k)), np.uint32(0xFF)))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _truncatable(f):
-    """``f``, 0 in the lanes where its int32 conversion is undefined (NaN, inf, out of
-    range): NumPy's (x86) float32 -> uint8 gives 0 there."""
-    return V.select(V.lt(V.fabs(f), V.splat(np.float32(2147483648.0))), f,
-                    V.splat(np.float32(0.0)))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _round_away_lanes(v):
-    """``roundf(v)`` (half away from zero, as ``gguf.quants.np_roundf``) lane by lane,
-    0 where the int32 conversion is undefined (NaN, inf, ``|v| >= 2**31``, as NumPy's x86
-    cast), before ``lanes.store_bytes`` converts it (truncating) and keeps the low byte:
-    ``roundf(a) = trunc(a + 0.49999997)`` for ``a >= 0`` (the float32 below 0.5; equal
-    to the truncate-and-compare form on all 2**32 float32 values, whose int-to-float round
-    trip kept the loop scalar), with ``v``'s sign."""
-    zero = V.splat(np.float32(0.0))
-    r = V.add(V.fabs(_truncatable(v)), V.splat(np.float32(0.49999997)))
-    return V.select(V.lt(v, zero), V.sub(zero, r), r)
-
-
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _q8_0_blocks(x, b0, b1, out, width):
     """q8_0: ``roundf(x / d)``, ``d = amax / 127``."""
@@ -196,8 +175,12 @@ def _q8_0_blocks(x, b0, b1, out, width):
             dh = half_bits(ds[g])
             put_half(ob, 0, dh)
             vi = V.splat(ids[g])
-            V.store_bytes(ob, 2, _round_away_lanes(V.mul(V.load(xb, 0), vi)))
-            V.store_bytes(ob, 18, _round_away_lanes(V.mul(V.load(xb, 16), vi)))
+            v0, v1 = V.mul(V.load(xb, 0), vi), V.mul(V.load(xb, 16), vi)
+            # (finite elements and 1 / d: every |x / d| <= 127, all lanes convert)
+            if not (as_bits(tops[g]) < INF_BITS and abs(ids[g]) < np.float32(np.inf)):
+                v0, v1 = truncatable(v0), truncatable(v1)
+            V.store_bytes(ob, 2, round_away(v0))
+            V.store_bytes(ob, 18, round_away(v1))
             nan, ovf = _flags(as_bits(tops[g]), dh, nan, ovf)
     return nan, ovf
 
@@ -226,8 +209,11 @@ def _x_0_blocks(x, b0, b1, out, width, five):
             dh = half_bits(ds[g])
             put_half(ob, 0, dh)
             vi, vb = V.splat(ids[g]), V.splat(bias)
-            flo = _truncatable(V.add(V.mul(V.load(xb, 0), vi), vb))
-            fhi = _truncatable(V.add(V.mul(V.load(xb, half), vi), vb))
+            flo = V.add(V.mul(V.load(xb, 0), vi), vb)
+            fhi = V.add(V.mul(V.load(xb, half), vi), vb)
+            # (finite elements and 1 / d: every |x / d| <= nmax, all lanes convert)
+            if not (as_bits(tops[g]) < INF_BITS and abs(ids[g]) < np.float32(np.inf)):
+                flo, fhi = truncatable(flo), truncatable(fhi)
             qh = pack_codes(ob, q0, flo, fhi, cap)
             if five:
                 _put_u32(ob, 2, qh)
@@ -254,8 +240,11 @@ def _x_1_blocks(x, b0, b1, out, width, five):
         put_half(ob, 2, mh)
         ident = _inverse(d)
         vl, vi, vh = V.splat(lo), V.splat(ident), V.splat(np.float32(0.5))
-        flo = _truncatable(V.add(V.mul(V.sub(V.load(xb, 0), vl), vi), vh))
-        fhi = _truncatable(V.add(V.mul(V.sub(V.load(xb, half), vl), vi), vh))
+        flo = V.add(V.mul(V.sub(V.load(xb, 0), vl), vi), vh)
+        fhi = V.add(V.mul(V.sub(V.load(xb, half), vl), vi), vh)
+        # (no NaN, finite d and 1 / d: every (x - min) / d <= cap, all lanes convert)
+        if has_nan or not (abs(d) < np.float32(np.inf) and abs(ident) < np.float32(np.inf)):
+            flo, fhi = truncatable(flo), truncatable(fhi)
         qh = pack_codes(ob, q0, flo, fhi, cap)
         if five:
             _put_u32(ob, 4, qh)

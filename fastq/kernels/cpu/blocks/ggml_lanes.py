@@ -2,10 +2,12 @@
 legacy formats (``ggml``) and of q2_K/q3_K (``kquant.low``): LLVM intrinsics that read
 16 codes from their bytes into float32 lanes (int8, a nibble, a 2-bit field, q5's fifth
 bits, q3_K's codes with their hmask bit), pack 32 codes back into nibbles, and store a
-vector by non-temporal stores (``put``).  Each is a few vector instructions (a 16-byte
+vector by non-temporal stores (``put``); and the lane-wise steps before a conversion to
+bytes that NumPy's x86 casts fix (``truncatable``, ``round_away``).  Each is a few vector instructions (a 16-byte
 load widened in registers, shifts and masks, one conversion), where LLVM's vectorized
 loop over a block's bytes paid runtime alias checks and a trip-count dispatch per block;
 see docs/design.md ("Legacy formats")."""
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
@@ -58,7 +60,7 @@ nibble_lanes = _byte_lanes(False)
 def pack_codes(typingctx, out, o, flo, fhi, cap):
     """Codes ``min(cap, int32(f) & 0xFF)`` of the 16 lanes ``flo`` (elements 0..15 of a
     block) and ``fhi`` (16..31), whose lanes are whole-number-truncatable (``|f| <
-    2**31``: the caller zeroes the others, ``ggml._truncatable``); their low nibbles
+    2**31``: the caller zeroes the others, ``truncatable``); their low nibbles
     packed into ``out[o:o + 16]`` (``lo | hi << 4``).  Returns the fifth bits (uint32: bit ``j`` of
     code ``j``, bit ``16 + j`` of code ``16 + j``), q5_0/q5_1's ``qh``."""
     if isinstance(out, types.Array) and out.dtype == types.uint8 and flo == V.vec \
@@ -164,3 +166,24 @@ def put(dst, stream, y, v):
         stream_store(dst, y, v)
     else:
         V.store(dst, y, v)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def truncatable(f):
+    """``f``, 0 in the lanes where its int32 conversion is undefined (NaN, inf, out of
+    range): NumPy's (x86) float32 -> uint8 gives 0 there."""
+    return V.select(V.lt(V.fabs(f), V.splat(np.float32(2147483648.0))), f,
+                    V.splat(np.float32(0.0)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def round_away(v):
+    """``roundf(v)`` (half away from zero, as ``gguf.quants.np_roundf``) lane by lane for
+    ``|v| < 2**31`` (``truncatable`` zeroes the others: NaN, inf, out of range, as NumPy's
+    x86 cast), before ``lanes.store_bytes`` converts it (truncating) and keeps the low byte:
+    ``roundf(a) = trunc(a + 0.49999997)`` for ``a >= 0`` (the float32 below 0.5; equal
+    to the truncate-and-compare form on all 2**32 float32 values, whose int-to-float round
+    trip kept the loop scalar), with ``v``'s sign."""
+    zero = V.splat(np.float32(0.0))
+    r = V.add(V.fabs(v), V.splat(np.float32(0.49999997)))
+    return V.select(V.lt(v, zero), V.sub(zero, r), r)
