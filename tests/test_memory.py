@@ -59,8 +59,8 @@ def test_pool_is_bounded():
     arrays = [_memory.host_array(BIG, np.float32) for _ in range(_memory.POOL_BUFFERS + 3)]
     del arrays
     gc.collect()
-    assert len(_memory._free) <= _memory.POOL_BUFFERS
-    assert sum(b[0].size for b in _memory._free) <= _memory.POOL_BYTES
+    free = _memory.free_buffers()
+    assert len(free) <= _memory.POOL_BUFFERS and sum(free) <= _memory.POOL_BYTES
 
 
 def test_results_survive_reuse():

@@ -181,7 +181,7 @@ OUT16 = np.empty(SHAPE, np.float16)
 MID_SIZE_CALLS = {"region_threads", "free_cores", "system_load", "get_num_threads",
                   "parallel_region", "__enter__", "__exit__", "apply_thread_count",
                   "note_thread_count", "regions_unlocked", "host_array", "size_class",
-                  "_trim", "<genexpr>", "__init__", "data", "empty", "_entry"}
+                  "_free_buffer", "_free_at", "_trim", "<genexpr>", "empty", "_entry"}
 MID_SHAPE = (4, 1 << 16)  # 256K elements: chunks on the threads, or one thread
 
 

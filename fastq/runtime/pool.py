@@ -10,14 +10,20 @@ and 25-60 ms, the slow calls being ~520 huge-page faults and 30-60 ms of system 
 every output of ``POOLED_FROM`` bytes or more comes from this pool, as ONNX Runtime's
 arena recycles its outputs.
 
-An array from ``host_array`` is an ordinary C-contiguous ndarray whose ``base`` is a lease
-on a pooled buffer (it does not own its data, so ``ndarray.resize`` refuses it).  The
-buffer goes back to the pool when the last view of the array is gone; the pool keeps
-at most ``POOL_BUFFERS`` free buffers and ``POOL_BYTES`` bytes, dropping the oldest.
-Buffer sizes are rounded up by at most 1/16 (``size_class``), so a held result wastes
-little.  ``release()`` empties it.
+An array from ``host_array`` is an ordinary C-contiguous view of a pooled uint8 buffer
+(it does not own its data, so ``ndarray.resize`` refuses it).  Every view of a buffer,
+and every view of those, holds a reference to it, so a buffer is free exactly when
+the pool's own references are all that is left: ``host_array`` reads the reference
+count (a view made under the lock takes the buffer).  There is no callback when the
+last view dies; an object whose ``__del__`` returned the buffer, behind
+``__array_interface__``, cost 4.5 of the 10 us a pooled output took.  The pool tracks
+at most ``POOL_BUFFERS`` buffers, in use or free, and at most ``POOL_BYTES`` bytes of
+free ones, forgetting the oldest (a forgotten buffer in use is freed by NumPy with
+its last view).  Buffer sizes are rounded up by at most 1/16 (``size_class``), so a
+held result wastes little.  ``release()`` empties the pool.
 """
 import math
+import sys
 import threading
 
 import numpy as np
@@ -26,31 +32,20 @@ POOLED_FROM = 1 << 20  # bytes: below it, page faults cost less than the pool's 
 POOL_BUFFERS = 4
 POOL_BYTES = 1 << 30
 
-# buffers not leased, oldest first, as ``(uint8 array, its data address)`` (asking NumPy
-# for the address costs 2.6 us); appended to without the lock
-_free = []
-_lock = threading.Lock()  # for taking from and trimming ``_free``
+# pooled uint8 buffers, oldest first (changed under the lock)
+_buffers = []
+_lock = threading.Lock()
 
 
-class _Lease:
-    """Holds a pooled buffer for the arrays made from it (NumPy keeps it as their base)."""
-    __slots__ = ("__array_interface__", "_buffer")
+def _free_at(i):
+    """Whether no array uses ``_buffers[i]`` (held by the list alone: always asked this
+    way, with no other name for the buffer, so the count compares with ``FREE_REFS``)."""
+    return sys.getrefcount(_buffers[i]) == FREE_REFS
 
-    def __init__(self, buffer):
-        self._buffer = buffer  # (array, address)
-        self.__array_interface__ = {"data": (buffer[1], False), "shape": (buffer[0].size,),
-                                    "typestr": "|u1", "version": 3}
 
-    def __del__(self):
-        try:
-            _free.append(self._buffer)  # (atomic; the collector may run this anywhere,
-            if _lock.acquire(blocking=False):  # even inside ``host_array``: never wait here)
-                try:
-                    _trim()
-                finally:
-                    _lock.release()
-        except Exception:  # interpreter shutdown
-            pass
+_probe = [np.empty(0, np.uint8)]
+FREE_REFS = sys.getrefcount(_probe[0])  # (the same expression: the list's reference and
+del _probe                              # whatever the call itself counts)
 
 
 def host_array(shape, dtype):
@@ -61,17 +56,39 @@ def host_array(shape, dtype):
     if nbytes < POOLED_FROM:
         return np.empty(shape, dtype)
     size = size_class(nbytes)
+    with _lock:  # (the array made here takes the buffer)
+        return np.ndarray(shape, dtype, _free_buffer(size))
+
+
+def _free_buffer(size):
+    """A free buffer of ``size`` bytes, a new one if none is free (under the lock)."""
+    for i in range(len(_buffers)):
+        if _buffers[i].size == size and _free_at(i):
+            return _buffers[i]
+    _buffers.append(np.empty(size, np.uint8))
+    _trim()
+    return _buffers[-1]
+
+
+def _trim():
+    """Forget the oldest buffers past ``POOL_BUFFERS``, and the oldest free ones past
+    ``POOL_BYTES`` of free bytes; never the newest (about to be handed out)."""
+    del _buffers[:max(0, len(_buffers) - POOL_BUFFERS)]
+    free = [i for i in range(len(_buffers) - 1) if _free_at(i)]
+    spare = sum(_buffers[i].size for i in free) - POOL_BYTES
+    drop = set()
+    for i in free:
+        if spare <= 0:
+            break
+        spare -= _buffers[i].size
+        drop.add(i)
+    _buffers[:] = [_buffers[i] for i in range(len(_buffers)) if i not in drop]
+
+
+def free_buffers():
+    """The sizes of the pooled buffers that no array uses now, oldest first."""
     with _lock:
-        buffer = None
-        for i, candidate in enumerate(_free):
-            if candidate[0].size == size:
-                buffer = _free.pop(i)
-                break
-        _trim()
-    if buffer is None:
-        array = np.empty(size, np.uint8)
-        buffer = (array, array.ctypes.data)
-    return np.asarray(_Lease(buffer))[:nbytes].view(dtype).reshape(shape)
+        return [_buffers[i].size for i in range(len(_buffers)) if _free_at(i)]
 
 
 def size_class(nbytes):
@@ -81,12 +98,7 @@ def size_class(nbytes):
     return -(-nbytes // step) * step
 
 
-def _trim():
-    while len(_free) > POOL_BUFFERS or sum(b[0].size for b in _free) > POOL_BYTES:
-        _free.pop(0)
-
-
 def release():
-    """Return every free pooled buffer to the OS."""
+    """Return every free pooled buffer to the OS (and forget the ones in use)."""
     with _lock:
-        del _free[:]
+        del _buffers[:]
