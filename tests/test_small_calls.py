@@ -14,6 +14,7 @@ from fastq.ops import plans
 from fastq.runtime import threads
 
 SHAPE = (4, 1024)  # 4K elements, as a model's small tensors
+CHANNELS = fq.PerChannel(0)
 
 
 @pytest.fixture
@@ -159,8 +160,19 @@ def refuse_planning(monkeypatch):
 
 REPEATED = {  # a repeated call -> the Python functions it may run (no others)
     "dynamic per tensor": (lambda x, qt: fq.quantize(x, "uint8"),
-                           {"quantize", "is_block_format", "dynamic_per_tensor", "_host_plan",
-                            "__call__", "checked_qtensor"}),
+                           {"quantize", "is_block_format", "dynamic_plan", "dynamic_per_tensor",
+                            "_host_plan", "__call__", "checked_qtensor"}),
+    "dynamic per channel": (
+        lambda x, qt: fq.quantize(x, "int8", scheme="symmetric", granularity=CHANNELS),
+        {"quantize", "is_block_format", "dynamic_plan", "_host_plan", "__hash__", "__eq__",
+         "_dynamic_planned", "call", "grid3", "<genexpr>", "empty", "host_array",
+         "quantize_dynamic", "quantize_tensor_dynamic", "_quantize_channels", "_quantize_any",
+         "region_threads", "free_cores", "get_num_threads", "parallel_region", "__enter__",
+         "__exit__", "check_range", "check_nan", "checked_qtensor",
+         # (the dispatch of fastq.kernels.cpu.quant.quantize_dynamic, the kernels by Numba's
+         # dispatcher: a call with keywords runs the kernel function's signature binding)
+         "_long_row", "_split", "chunk_count", "_kernel_outputs", "unsigned_codes",
+         "_byte_align", "code_scratch", "streams", "quantize_rows", "quantize_rows_parallel"}),
     "static per tensor": (
         lambda x, qt: fq.quantize(x, "int8", scale=0.02, zero_point=3),
         {"quantize", "is_block_format", "static_per_tensor", "_host_plan", "__call__",
@@ -391,3 +403,35 @@ def test_warmup_runs_parallel_regions_on_a_busy_machine(monkeypatch):
     with threads.every_thread():
         assert threads.region_threads() == numba.config.NUMBA_NUM_THREADS
     assert threads.region_threads() == 1
+
+
+@pytest.mark.parametrize("granularity", [fq.PerChannel(0), fq.PerChannel(1),
+                                         fq.PerGroup(128, axis=1), fq.PerGroup(4, axis=0)],
+                         ids=repr)
+@pytest.mark.parametrize("dtype,scheme", [("int8", "symmetric"), ("uint8", "asymmetric"),
+                                          ("int4", "asymmetric")])
+def test_repeated_dynamic_call_equals_the_general_path(granularity, dtype, scheme):
+    """A repeated dynamic call of any granularity that runs in one kernel call takes the
+    planned path (``one_call``), with the general path's codes, parameters and errors."""
+    x = np.random.default_rng(5).standard_normal((64, 256), dtype=np.float32)
+    x[7] *= 50  # (one row of a larger range)
+    first = fq.quantize(x, dtype, scheme, granularity)  # (builds the plan)
+    plan = plans._host_plan(x, dtype, scheme, granularity, False, "raise", "auto")
+    assert plan.one_call
+    again = fq.quantize(x, dtype, scheme, granularity)
+    assert np.array_equal(first.data.view(np.uint8), again.data.view(np.uint8))
+    assert np.array_equal(first.scale.view(np.uint32), again.scale.view(np.uint32))
+    assert (first.zero_point is None) == (again.zero_point is None)
+    if first.zero_point is not None:
+        assert first.zero_point.dtype == again.zero_point.dtype
+        assert np.array_equal(first.zero_point, again.zero_point)
+    assert (again.shape, again.granularity, again.dtype) == (x.shape, granularity, dtype)
+    for special, word in ((np.nan, "NaN"), (np.inf, "inf")):
+        bad = x.copy()
+        bad[3, 5] = special
+        with pytest.raises(ValueError, match=word):
+            fq.quantize(bad, dtype, scheme, granularity)
+        kept = fq.quantize(bad, dtype, scheme, granularity, nan_policy="ignore")
+        again = fq.quantize(bad, dtype, scheme, granularity, nan_policy="ignore")
+        assert np.array_equal(kept.data.view(np.uint8), again.data.view(np.uint8))
+        assert np.array_equal(kept.scale, again.scale)

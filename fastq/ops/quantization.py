@@ -20,7 +20,7 @@ from . import plans
 from .blocks import codec, is_block_format
 from .linear import (check_static_params, float32_input, grid3, lead_dims, packed_codes,
                      qparams_from_range, to_float32, view3)
-from .qtensor import QParams, QTensor, to_host
+from .qtensor import QParams, QTensor, checked_qtensor, to_host
 
 SCHEMES = ("asymmetric", "symmetric")
 NAN_POLICIES = ("raise", "ignore")
@@ -64,10 +64,12 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
         if qt is not None:
             return qt
     elif zero_point is None and not _force_two_passes:  # (as ``in_one_call`` says)
-        qt = plans.dynamic_per_tensor(x, dtype, scheme, granularity, narrow_range,
-                                      nan_policy, backend)
-        if qt is not None:
-            return qt
+        plan = plans.dynamic_plan(x, dtype, scheme, granularity, narrow_range, nan_policy,
+                                  backend)
+        if plan is not None:
+            if plan.dynamic_call is not None:
+                return plans.dynamic_per_tensor(plan, x)
+            return _dynamic_planned(plan, x)
     return _quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
                      nan_policy, backend)
 
@@ -94,6 +96,30 @@ def _quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range, na
     job.check_nan(nan)
     return job.result(QTensor(job.finish_codes(data), dtype, scale, zero_point, job.plan.shape,
                               job.plan.granularity))
+
+
+@ieee_default
+def _dynamic_planned(plan, x):
+    """Dynamic ``quantize`` of a host input whose plan is cached and runs in one call
+    (``one_call``): what ``_quantize`` does for it, without the per-call layout."""
+    shape3, blocks3 = plan.view
+    g3 = grid3(shape3, blocks3)
+    scale, zero = np.empty(g3, np.float32), np.empty(g3, np.float32)
+    if plan.bits < 8:
+        data = plan.backend.empty(-(-plan.size * plan.bits // 8), np.uint8)
+        out = data
+    else:
+        data = plan.backend.empty(plan.shape, plan.code_dtype)
+        out = data.reshape(shape3)
+    symmetric = plan.scheme == "symmetric"
+    nan, inf = plan.kernels.quantize_dynamic(x.reshape(shape3), blocks3, scale, zero,
+                                             plan.qmin, plan.qmax, plan.bits, out,
+                                             symmetric, plan.nan_policy == "ignore")
+    plans.check_range(nan, inf, plan.nan_policy)
+    zero = None if symmetric and plan.qmin < 0 else \
+        zero.reshape(plan.param_shape).astype(plan.code_dtype)
+    return checked_qtensor(data, plan.dtype, scale.reshape(plan.param_shape), zero,
+                           plan.shape, plan.granularity)
 
 
 @ieee_default
@@ -146,13 +172,15 @@ class QuantizeCall:
         key = plans.plan_key(x, dtype, scheme, granularity, narrow_range, nan_policy,
                              backend)
         plan = plans.cached(key)
+        self.plan, self.source = plan, None  # (source: an input taken in pieces)
         if plan is None:
             plan, x = self._plan(x, dtype, scheme, granularity, narrow_range, nan_policy,
                                  backend)
+            self.plan = plan
+            # (a repeated dynamic call of a ready host input: ``_dynamic_planned``)
+            plan.one_call = plan.ready and not plan.lead and self.in_one_call()
             if key is not None and not plan.backend.on_gpu:
                 plans.remember(key, plan)
-        self.plan = plan
-        self.source = None  # an input that needs converting: taken in pieces
         if (not plan.ready and x.ndim) or plan.lead:
             self.source = x  # converted (or, past 3 blocked dimensions, taken) in pieces
             return
@@ -199,7 +227,7 @@ class QuantizeCall:
             code_dtype=code_dtype, scheme=scheme, nan_policy=nan_policy,
             granularity=granularity, on_host=on_host, ready=ready, shape=shape,
             size=math.prod(shape), blocks=blocks, param_shape=param_shape,
-            tensor_call=tensor_call, dynamic_call=dynamic_call,
+            tensor_call=tensor_call, dynamic_call=dynamic_call, one_call=False,
             grid=tuple(-(-n // max(b, 1)) for n, b in zip(shape, blocks)),
             view=view3(shape[lead:], blocks[lead:]), lead=lead,
             kernel_bits=8 if lead and bits < 8 else bits), x
