@@ -272,7 +272,8 @@ def dequantize(codes3, blocks, scale3, zero3, out3):
         c_head, c_tail, b_head, b_tail = _as_rows(codes3, blocks)
         o_head, o_tail, _, _ = _as_rows(out3, blocks)
         with parallel_region():
-            _dequantize_parallel(c_head, *b_head, scale3, zero3, o_head, MAX_CHUNKS, stream)
+            _dequantize_parallel(c_head, *b_head, scale3, zero3, o_head,
+                                 min(MAX_CHUNKS, b_head[1]), stream)  # (a chunk per row at most)
         _dequantize_rows(c_tail, *b_tail, scale3, zero3, 0, 1, o_tail, False)
     elif nchunks:
         with parallel_region():
@@ -299,7 +300,7 @@ class DequantizeCall:
         if self.rows == 1 and size >= SERIAL_BELOW and blocks3[2] == shape3[2]:  # (_long_row)
             head = size - size % ROW
             self.head = (head, (1, head // ROW, ROW), (1, 1, max(size - head, 1)))
-            self.nchunks = MAX_CHUNKS
+            self.nchunks = min(MAX_CHUNKS, head // ROW)  # (a chunk per row at most)
         self.entries = [None, None]  # the compiled rows kernel, and the parallel one
 
     def __call__(self, codes3, scale3, zero3, out3):
