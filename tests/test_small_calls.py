@@ -410,14 +410,18 @@ def test_warmup_runs_parallel_regions_on_a_busy_machine(monkeypatch):
                          ids=repr)
 @pytest.mark.parametrize("dtype,scheme", [("int8", "symmetric"), ("uint8", "asymmetric"),
                                           ("int4", "asymmetric")])
-def test_repeated_dynamic_call_equals_the_general_path(granularity, dtype, scheme):
+@pytest.mark.parametrize("shape", [(64, 256), (1, 4096)])
+def test_repeated_dynamic_call_equals_the_general_path(granularity, dtype, scheme, shape):
     """A repeated dynamic call of any granularity that runs in one kernel call takes the
-    planned path (``one_call``), with the general path's codes, parameters and errors."""
-    x = np.random.default_rng(5).standard_normal((64, 256), dtype=np.float32)
-    x[7] *= 50  # (one row of a larger range)
+    planned path (``one_call``; one parameter group, as ``PerChannel(0)`` of a (1, n)
+    input: the per-tensor ``dynamic_call``), with the general path's codes, parameters
+    and errors."""
+    x = np.random.default_rng(5).standard_normal(shape, dtype=np.float32)
+    x[min(7, shape[0] - 1), :100] *= 50  # (a part of a larger range)
     first = fq.quantize(x, dtype, scheme, granularity)  # (builds the plan)
     plan = plans._host_plan(x, dtype, scheme, granularity, False, "raise", "auto")
     assert plan.one_call
+    assert (plan.dynamic_call is not None) == (first.scale.size == 1)
     again = fq.quantize(x, dtype, scheme, granularity)
     assert np.array_equal(first.data.view(np.uint8), again.data.view(np.uint8))
     assert np.array_equal(first.scale.view(np.uint32), again.scale.view(np.uint32))
@@ -428,7 +432,7 @@ def test_repeated_dynamic_call_equals_the_general_path(granularity, dtype, schem
     assert (again.shape, again.granularity, again.dtype) == (x.shape, granularity, dtype)
     for special, word in ((np.nan, "NaN"), (np.inf, "inf")):
         bad = x.copy()
-        bad[3, 5] = special
+        bad[min(3, shape[0] - 1), 5] = special
         with pytest.raises(ValueError, match=word):
             fq.quantize(bad, dtype, scheme, granularity)
         kept = fq.quantize(bad, dtype, scheme, granularity, nan_policy="ignore")

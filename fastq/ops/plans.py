@@ -27,8 +27,9 @@ class QuantizePlan:
     last dimensions from ``lead`` on (``lead`` > 0: more than 3 blocked dimensions, the
     first ``lead`` taken an index at a time), whether the input is ``ready`` (native float32,
     C-contiguous) and ``on_host``, ``tensor_call`` (static per tensor, or None),
-    ``dynamic_call`` (dynamic per tensor, or None) and ``one_call`` (dynamic quantization
-    of a ready input runs in one kernel call: ``quantization._dynamic_planned``)."""
+    ``dynamic_call`` (dynamic, one parameter group, or None) and ``one_call`` (dynamic
+    quantization of a ready input runs in one kernel call:
+    ``quantization._dynamic_planned``)."""
     __slots__ = ("backend", "kernels", "dtype", "qmin", "qmax", "bits", "kernel_bits",
                  "code_dtype", "scheme", "nan_policy", "granularity", "on_host", "ready",
                  "shape", "size", "blocks", "param_shape", "tensor_call", "dynamic_call",
@@ -135,7 +136,7 @@ def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_r
 
 def dynamic_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend):
     """The cached plan of a dynamic ``quantize`` call that has a prepared path (a
-    ``dynamic_call`` per tensor, or ``one_call``), or None: the general path then runs
+    ``dynamic_call`` for one group, or ``one_call``), or None: the general path then runs
     (and raises, or caches the plan)."""
     plan = _host_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
     if plan is None or (plan.dynamic_call is None and not plan.one_call):
@@ -144,17 +145,18 @@ def dynamic_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backen
 
 
 def dynamic_per_tensor(plan, x):
-    """Dynamic ``quantize`` per tensor of a ``plan`` with a ``dynamic_call`` (native
-    float32 C-contiguous, on the CPU): the kernels' prepared call, its NaN/inf flags
-    checked as the general path checks them."""
+    """Dynamic ``quantize`` of one parameter group (per tensor, or a granularity with
+    one group) of a ``plan`` with a ``dynamic_call`` (native float32 C-contiguous, on
+    the CPU): the kernels' prepared call, its NaN/inf flags checked as the general path
+    checks them."""
     call = plan.dynamic_call
     data, scale3, zero3, flags = call(x)
     if flags:
         check_range(flags & NAN, flags & INF, plan.nan_policy)
     zero = None if call.symmetric and plan.qmin < 0 else \
-        zero3.reshape(()).astype(plan.code_dtype)
-    return checked_qtensor(data, plan.dtype, scale3.reshape(()), zero, plan.shape,
-                           plan.granularity)
+        zero3.reshape(plan.param_shape).astype(plan.code_dtype)
+    return checked_qtensor(data, plan.dtype, scale3.reshape(plan.param_shape), zero,
+                           plan.shape, plan.granularity)
 
 
 # Read-only 0-d arrays of recent scales (by the bits of the float32) and zero points (by

@@ -215,10 +215,13 @@ class QuantizeCall:
                              "blocked dimensions, which the GPU backend does not take: "
                              "quantize on the CPU")
         tensor_call = None  # (static per tensor: the kernel call laid out once)
-        dynamic_call = None  # (dynamic per tensor: the kernels' call laid out once)
-        if ready and param_shape == () and hasattr(kernels, "TensorCall"):
-            tensor_call = kernels.TensorCall(shape, code_dtype, qmin, qmax, bits)
-            if x.size and not lead:
+        dynamic_call = None  # (dynamic, one parameter group: the kernels' call laid out once)
+        if ready and hasattr(kernels, "TensorCall"):
+            if param_shape == ():
+                tensor_call = kernels.TensorCall(shape, code_dtype, qmin, qmax, bits)
+            # (any granularity of one group, as PerChannel(0) of a (1, n) input, runs the
+            # per-tensor kernels on the general path too)
+            if x.size and not lead and math.prod(param_shape) == 1:
                 dynamic_call = kernels.DynamicTensorCall(
                     shape, code_dtype, qmin, qmax, bits, scheme == "symmetric",
                     nan_policy == "ignore")
