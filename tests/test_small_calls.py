@@ -177,9 +177,11 @@ REPEATED = {  # a repeated call -> the Python functions it may run (no others)
         lambda x, qt: fq.quantize(x, "int8", scale=0.02, zero_point=3),
         {"quantize", "is_block_format", "static_per_tensor", "_host_plan", "__call__",
          "scale_array", "zero_array", "checked_qtensor"}),
+    # (``__eq__``: the plan's key holds the QTensor's granularity, which is compared when
+    # it is another object than the one the plan was cached with, after a full cache)
     "dequantize": (lambda x, qt: fq.dequantize(qt),
                    {"dequantize", "call", "dequantize_planned", "__call__", "_rows",
-                    "__hash__"}),
+                    "__hash__", "__eq__"}),
     "cast bfloat16": (lambda x, qt: fq.cast(x, "bfloat16"), {"cast", "call", "__call__"}),
     "cast float16": (lambda x, qt: fq.cast(x, "float16"), {"cast", "call", "__call__"}),
     "cast float16 out=": (lambda x, qt: fq.cast(x, "float16", out=OUT16),
