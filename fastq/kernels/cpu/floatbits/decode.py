@@ -8,8 +8,9 @@ from numba import njit, prange
 
 from ....core import formats as F
 from ..parallel import BLOCK, chunk_bounds
-from ..word import (FP_NEAREST_EVEN, add, as_bits, as_float, band, bor, finish_stream, like,
-                    local_block, prefetch_ahead, shl, stream_out, swap_fp_control)
+from ..word import (FP_NEAREST_EVEN, add, as_bits, as_float, band, bor, finish_stream,
+                    like, local_block, shl, swap_fp_control)
+from .blocks import block_views, block_written
 from .rounding import decode_specials
 
 
@@ -20,9 +21,7 @@ def _decode_blocks(src, dst, p, sub_magic, with_sub, buf, stream):
     special_min, abs_mask = p[F.D_SPECIAL_MIN], p[F.D_ABS_MASK]
     sign_mask, sign_shift = p[F.D_SIGN_MASK], p[F.D_SIGN_SHIFT]
     for start in range(0, src.size, BLOCK):
-        prefetch_ahead(src, start, BLOCK)
-        src_b, out_b = src[start:start + BLOCK], dst[start:start + BLOCK]
-        dst_b = buf[:out_b.size] if stream else out_b
+        src_b, out_b, dst_b = block_views(src, dst, buf, start, stream)
         top = like(shift, 0)
         for i in range(src_b.size):
             h = like(shift, src_b[i])
@@ -35,8 +34,7 @@ def _decode_blocks(src, dst, p, sub_magic, with_sub, buf, stream):
             top = max(top, a)
         if top >= special_min:  # an inf or NaN in the block (rare)
             decode_specials(src_b, dst_b, p)
-        if stream:
-            stream_out(out_b, dst_b)
+        block_written(out_b, dst_b, stream)
 
 
 @njit(cache=True, nogil=True)

@@ -13,9 +13,9 @@ from numba import njit, prange
 
 from ....core import formats as F
 from ..parallel import BLOCK, chunk_bounds
-from ..word import (FP_NEAREST_EVEN, FP_TOWARD_ZERO, add, as_bits, band, bor, finish_stream,
-                    like, local_block, prefetch_ahead, shr, stream_out, swap_fp_control,
-                    wide_vectors)
+from ..word import (FP_NEAREST_EVEN, FP_TOWARD_ZERO, add, as_bits, band, bor,
+                    finish_stream, like, local_block, shr, swap_fp_control, wide_vectors)
+from .blocks import block_views, block_written
 from .rounding import encode_specials, rounded
 
 
@@ -26,9 +26,7 @@ def _encode_blocks(src_u, dst, p, sub_scale, rne, with_sub, buf, stream):
     inf_bits, abs_mask = p[F.E_INF_BITS], p[F.E_ABS_MASK]
     sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
     for start in range(0, src_u.size, BLOCK):
-        prefetch_ahead(src_u, start, BLOCK)
-        src_b, out_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
-        dst_b = buf[:out_b.size] if stream else out_b
+        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream)
         top = like(s, 0)
         for i in range(src_b.size):
             b = src_b[i]
@@ -39,8 +37,7 @@ def _encode_blocks(src_u, dst, p, sub_scale, rne, with_sub, buf, stream):
             top = max(top, a)
         if top >= inf_bits:  # an inf or NaN in the block (rare)
             encode_specials(src_b, dst_b, p)
-        if stream:
-            stream_out(out_b, dst_b)
+        block_written(out_b, dst_b, stream)
 
 
 @njit(cache=True, nogil=True)
@@ -77,9 +74,7 @@ def encode_halved_slice(src_u, dst, p, stream):
     half, one, shift = like(inf_bits, 0x7FFF), like(inf_bits, 1), like(inf_bits, 16)
     buf = local_block(dst, BLOCK)
     for start in range(0, src_u.size, BLOCK):
-        prefetch_ahead(src_u, start, BLOCK)
-        src_b, out_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
-        dst_b = buf[:out_b.size] if stream else out_b
+        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream)
         top = like(inf_bits, 0)
         for i in range(src_b.size):
             b = src_b[i]
@@ -87,8 +82,7 @@ def encode_halved_slice(src_u, dst, p, stream):
             top = max(top, band(b, abs_mask))
         if top >= inf_bits:  # an inf or NaN in the block (rare)
             encode_specials(src_b, dst_b, p)
-        if stream:
-            stream_out(out_b, dst_b)
+        block_written(out_b, dst_b, stream)
     finish_stream(stream)
 
 
@@ -114,9 +108,7 @@ def encode_via32_slice(src_f, src_u, dst, p64, p32, rne, stream):
     saved = swap_fp_control(np.uint32(FP_TOWARD_ZERO))
     buf = local_block(dst, BLOCK)
     for start in range(0, src_u.size, BLOCK):
-        prefetch_ahead(src_u, start, BLOCK)
-        src_b, out_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
-        dst_b = buf[:out_b.size] if stream else out_b
+        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream)
         f_b = src_f[start:start + BLOCK]
         top = np.uint32(0)
         for i in range(src_b.size):
@@ -129,8 +121,7 @@ def encode_via32_slice(src_f, src_u, dst, p64, p32, rne, stream):
             top = max(top, a)
         if top >= inf_bits:
             encode_specials(src_b, dst_b, p64)
-        if stream:
-            stream_out(out_b, dst_b)
+        block_written(out_b, dst_b, stream)
     finish_stream(stream)
     swap_fp_control(saved)
 

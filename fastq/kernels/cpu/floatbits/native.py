@@ -10,8 +10,8 @@ from numba import njit, prange
 from ....core import formats as F
 from ..parallel import BLOCK, chunk_bounds
 from ..word import (FP_NEAREST_EVEN, as_bits, band, bor, finish_stream, float16_bits,
-                    float16_value, local_block, prefetch_ahead, shr, stream_out,
-                    swap_fp_control)
+                    float16_value, local_block, shr, swap_fp_control)
+from .blocks import block_views, block_written
 from .rounding import decode_specials
 
 
@@ -28,9 +28,7 @@ def encode_native16_slice(src_f, src_u, dst, p, control, stream):
     saved = swap_fp_control(control)
     buf = local_block(dst, BLOCK)
     for start in range(0, src_u.size, BLOCK):
-        prefetch_ahead(src_u, start, BLOCK)
-        src_b, out_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
-        dst_b = buf[:out_b.size] if stream else out_b
+        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream)
         f_b = src_f[start:start + BLOCK]
         top = np.uint16(0)
         for i in range(src_b.size):
@@ -43,8 +41,7 @@ def encode_native16_slice(src_f, src_u, dst, p, control, stream):
                 payload = band(np.uint16(shr(src_b[i], s)), nan_mask)
                 nan = bor(max(bor(nan_base, payload), nan_min), band(h, sign))
                 dst_b[i] = nan if band(h, magnitude) > inf_code else h
-        if stream:
-            stream_out(out_b, dst_b)
+        block_written(out_b, dst_b, stream)
     finish_stream(stream)
     swap_fp_control(saved)
 
@@ -64,9 +61,7 @@ def decode_native16_slice(src, dst, p, stream):
     magnitude = np.uint16(p[F.D_ABS_MASK])
     buf = local_block(dst, BLOCK)
     for start in range(0, src.size, BLOCK):
-        prefetch_ahead(src, start, BLOCK)
-        src_b, out_b = src[start:start + BLOCK], dst[start:start + BLOCK]
-        dst_b = buf[:out_b.size] if stream else out_b
+        src_b, out_b, dst_b = block_views(src, dst, buf, start, stream)
         top = np.uint16(0)
         for i in range(src_b.size):
             h = src_b[i]
@@ -74,8 +69,7 @@ def decode_native16_slice(src, dst, p, stream):
             top = max(top, band(h, magnitude))
         if top >= special_min:  # an inf or NaN in the block (rare)
             decode_specials(src_b, dst_b, p)
-        if stream:
-            stream_out(out_b, dst_b)
+        block_written(out_b, dst_b, stream)
     finish_stream(stream)
 
 
@@ -91,13 +85,10 @@ def widen_slice(src, dst, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (no denormals-are-zero)
     buf = local_block(dst, BLOCK)
     for start in range(0, src.size, BLOCK):
-        prefetch_ahead(src, start, BLOCK)
-        src_b, out_b = src[start:start + BLOCK], dst[start:start + BLOCK]
-        dst_b = buf[:out_b.size] if stream else out_b
+        src_b, out_b, dst_b = block_views(src, dst, buf, start, stream)
         for i in range(src_b.size):
             dst_b[i] = np.float64(src_b[i])
-        if stream:
-            stream_out(out_b, dst_b)
+        block_written(out_b, dst_b, stream)
     finish_stream(stream)
     swap_fp_control(saved)
 

@@ -10,8 +10,9 @@ from numba import njit, prange
 
 from ....core import formats as F
 from ..parallel import BLOCK, chunk_bounds
-from ..word import (add, band, bit_width, bor, finish_stream, like, local_block,
-                    prefetch_ahead, shl, shr, stream_out, sub, wide_vectors)
+from ..word import (add, band, bit_width, bor, finish_stream, like, local_block, shl, shr,
+                    sub, wide_vectors)
+from .blocks import block_views, block_written
 from .rounding import encode_specials, random_word, stream_keys
 
 U64 = np.uint64
@@ -28,12 +29,10 @@ def _stochastic_blocks(src_u, dst, p, key, offset, with_sub, buf, stream):
     top = sub(width, one)  # largest legal shift
     mant_mask = sub(shl(one, mant_bits), one)
     for start in range(0, src_u.size, BLOCK):
-        prefetch_ahead(src_u, start, BLOCK)
+        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream)
         base = U64(offset + start)  # blocks never straddle a multiple of 2**32
         k1, k2 = stream_keys(key, base >> U64(32))
         lo = np.uint32(base & U64(0xFFFFFFFF))
-        src_b, out_b = src_u[start:start + BLOCK], dst[start:start + BLOCK]
-        dst_b = buf[:out_b.size] if stream else out_b
         smallest, largest = abs_mask, like(s, 0)
         for i in range(src_b.size):
             b = src_b[i]
@@ -58,8 +57,7 @@ def _stochastic_blocks(src_u, dst, p, key, offset, with_sub, buf, stream):
                 dst_b[i] = code if a < norm_min else dst_b[i]
         if largest >= inf_bits:  # an inf or NaN in the block (rare)
             encode_specials(src_b, dst_b, p)
-        if stream:
-            stream_out(out_b, dst_b)
+        block_written(out_b, dst_b, stream)
 
 
 @njit(cache=True, nogil=True)
