@@ -43,6 +43,10 @@ CALLS = textwrap.dedent("""
             "dynamic planned": lambda: both(*[fq.quantize(x, "int8", scheme="symmetric")
                                               for _ in range(2)]),
             "per-channel scale": lambda: fq.quantize(x, "uint8", granularity=fq.PerChannel(0)).scale,
+            # second calls from their plans (the kernels' prepared call, no ``ieee_default``)
+            "per-channel planned": lambda: planned(x, fq.PerChannel(0)),
+            "per-column planned": lambda: planned(x, fq.PerChannel(1)),
+            "per-group planned": lambda: planned(x, fq.PerGroup(32)),
             "symmetric scale": lambda: fq.choose_qparams(x, "int8", scheme="symmetric").scale,
             "fake": lambda: fq.fake_quantize(x, "int8", granularity=fq.PerChannel(0)),
             "dequantize": lambda: fq.dequantize(fq.quantize(x, "int8", granularity=fq.PerChannel(0))),
@@ -53,6 +57,14 @@ CALLS = textwrap.dedent("""
     def both(first, second):
         assert first.scale == second.scale and np.array_equal(first.data, second.data)
         return np.frombuffer(second.scale.tobytes() + second.data.tobytes(), np.uint8)
+
+    def planned(x, granularity):
+        first, second = [fq.quantize(x, "uint8", granularity=granularity) for _ in range(2)]
+        for a, b in ((first.scale, second.scale), (first.zero_point, second.zero_point),
+                     (first.data, second.data)):
+            assert np.array_equal(a, b)
+        return np.frombuffer(second.scale.tobytes() + second.zero_point.tobytes()
+                             + second.data.tobytes(), np.uint8)
 
     def digests(shape):
         return {k: hashlib.sha1(np.ascontiguousarray(f()).tobytes()).hexdigest()

@@ -160,19 +160,13 @@ def refuse_planning(monkeypatch):
 
 REPEATED = {  # a repeated call -> the Python functions it may run (no others)
     "dynamic per tensor": (lambda x, qt: fq.quantize(x, "uint8"),
-                           {"quantize", "is_block_format", "dynamic_plan", "dynamic_per_tensor",
-                            "_host_plan", "__call__", "checked_qtensor"}),
+                           {"quantize", "is_block_format", "dynamic_plan", "dynamic_prepared",
+                            "_host_plan", "call", "checked_qtensor"}),
+    # (``__hash__``, ``__eq__``: the granularity in the plan's key)
     "dynamic per channel": (
         lambda x, qt: fq.quantize(x, "int8", scheme="symmetric", granularity=CHANNELS),
         {"quantize", "is_block_format", "dynamic_plan", "_host_plan", "__hash__", "__eq__",
-         "_dynamic_planned", "call", "grid3", "<genexpr>", "empty", "host_array",
-         "quantize_dynamic", "quantize_tensor_dynamic", "_quantize_channels", "_quantize_any",
-         "region_threads", "free_cores", "get_num_threads", "parallel_region", "__enter__",
-         "__exit__", "check_range", "check_nan", "checked_qtensor",
-         # (the dispatch of fastq.kernels.cpu.quant.quantize_dynamic, the kernels by Numba's
-         # dispatcher: a call with keywords runs the kernel function's signature binding)
-         "_long_row", "_split", "chunk_count", "_kernel_outputs", "unsigned_codes",
-         "_byte_align", "code_scratch", "streams", "quantize_rows", "quantize_rows_parallel"}),
+         "dynamic_prepared", "call", "_run", "_scratch", "_kernel", "checked_qtensor"}),
     "static per tensor": (
         lambda x, qt: fq.quantize(x, "int8", scale=0.02, zero_point=3),
         {"quantize", "is_block_format", "static_per_tensor", "_host_plan", "__call__",
@@ -415,15 +409,16 @@ def test_warmup_runs_parallel_regions_on_a_busy_machine(monkeypatch):
 @pytest.mark.parametrize("shape", [(64, 256), (1, 4096)])
 def test_repeated_dynamic_call_equals_the_general_path(granularity, dtype, scheme, shape):
     """A repeated dynamic call of any granularity that runs in one kernel call takes the
-    planned path (``one_call``; one parameter group, as ``PerChannel(0)`` of a (1, n)
-    input: the per-tensor ``dynamic_call``), with the general path's codes, parameters
-    and errors."""
+    planned path (``one_call``: the kernels' prepared call, ``DynamicRowsCall``; one
+    parameter group, as ``PerChannel(0)`` of a (1, n) input: the per-tensor one), with
+    the general path's codes, parameters and errors."""
     x = np.random.default_rng(5).standard_normal(shape, dtype=np.float32)
     x[min(7, shape[0] - 1), :100] *= 50  # (a part of a larger range)
     first = fq.quantize(x, dtype, scheme, granularity)  # (builds the plan)
     plan = plans._host_plan(x, dtype, scheme, granularity, False, "raise", "auto")
-    assert plan.one_call
-    assert (plan.dynamic_call is not None) == (first.scale.size == 1)
+    assert plan.one_call and plan.dynamic_call is not None
+    assert type(plan.dynamic_call).__name__ == (
+        "DynamicTensorCall" if first.scale.size == 1 else "DynamicRowsCall")
     again = fq.quantize(x, dtype, scheme, granularity)
     assert np.array_equal(first.data.view(np.uint8), again.data.view(np.uint8))
     assert np.array_equal(first.scale.view(np.uint32), again.scale.view(np.uint32))

@@ -27,9 +27,9 @@ class QuantizePlan:
     last dimensions from ``lead`` on (``lead`` > 0: more than 3 blocked dimensions, the
     first ``lead`` taken an index at a time), whether the input is ``ready`` (native float32,
     C-contiguous) and ``on_host``, ``tensor_call`` (static per tensor, or None),
-    ``dynamic_call`` (dynamic, one parameter group, or None) and ``one_call`` (dynamic
-    quantization of a ready input runs in one kernel call:
-    ``quantization._dynamic_planned``)."""
+    ``one_call`` (dynamic quantization of a ready input runs in one kernel call) and
+    ``dynamic_call`` (then, or for one parameter group: the kernels' prepared call, as
+    ``dynamic_prepared`` runs it; else None)."""
     __slots__ = ("backend", "kernels", "dtype", "qmin", "qmax", "bits", "kernel_bits",
                  "code_dtype", "scheme", "nan_policy", "granularity", "on_host", "ready",
                  "shape", "size", "blocks", "param_shape", "tensor_call", "dynamic_call",
@@ -136,21 +136,19 @@ def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_r
 
 def dynamic_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend):
     """The cached plan of a dynamic ``quantize`` call that has a prepared path (a
-    ``dynamic_call`` for one group, or ``one_call``), or None: the general path then runs
-    (and raises, or caches the plan)."""
+    ``dynamic_call``), or None: the general path then runs (and raises, or caches the
+    plan)."""
     plan = _host_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
-    if plan is None or (plan.dynamic_call is None and not plan.one_call):
-        return None
-    return plan
+    return None if plan is None or plan.dynamic_call is None else plan
 
 
-def dynamic_per_tensor(plan, x):
-    """Dynamic ``quantize`` of one parameter group (per tensor, or a granularity with
-    one group) of a ``plan`` with a ``dynamic_call`` (native float32 C-contiguous, on
-    the CPU): the kernels' prepared call, its NaN/inf flags checked as the general path
-    checks them."""
+def dynamic_prepared(plan, x):
+    """Dynamic ``quantize`` of a ``plan`` with a ``dynamic_call`` (native float32
+    C-contiguous, on the CPU; per tensor or one parameter group: ``DynamicTensorCall``;
+    groups of whole rows or block rows: ``DynamicRowsCall``): the kernels' prepared
+    call, its NaN/inf flags checked as the general path checks them."""
     call = plan.dynamic_call
-    data, scale3, zero3, flags = call(x)
+    data, scale3, zero3, flags = call.call(x)
     if flags:
         check_range(flags & NAN, flags & INF, plan.nan_policy)
     zero = None if call.symmetric and plan.qmin < 0 else \

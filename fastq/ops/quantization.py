@@ -67,9 +67,7 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
         plan = plans.dynamic_plan(x, dtype, scheme, granularity, narrow_range, nan_policy,
                                   backend)
         if plan is not None:
-            if plan.dynamic_call is not None:
-                return plans.dynamic_per_tensor(plan, x)
-            return _dynamic_planned(plan, x)
+            return plans.dynamic_prepared(plan, x)
     return _quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
                      nan_policy, backend)
 
@@ -96,30 +94,6 @@ def _quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range, na
     job.check_nan(nan)
     return job.result(QTensor(job.finish_codes(data), dtype, scale, zero_point, job.plan.shape,
                               job.plan.granularity))
-
-
-@ieee_default
-def _dynamic_planned(plan, x):
-    """Dynamic ``quantize`` of a host input whose plan is cached and runs in one call
-    (``one_call``): what ``_quantize`` does for it, without the per-call layout."""
-    shape3, blocks3 = plan.view
-    g3 = grid3(shape3, blocks3)
-    scale, zero = np.empty(g3, np.float32), np.empty(g3, np.float32)
-    if plan.bits < 8:
-        data = plan.backend.empty(-(-plan.size * plan.bits // 8), np.uint8)
-        out = data
-    else:
-        data = plan.backend.empty(plan.shape, plan.code_dtype)
-        out = data.reshape(shape3)
-    symmetric = plan.scheme == "symmetric"
-    nan, inf = plan.kernels.quantize_dynamic(x.reshape(shape3), blocks3, scale, zero,
-                                             plan.qmin, plan.qmax, plan.bits, out,
-                                             symmetric, plan.nan_policy == "ignore")
-    plans.check_range(nan, inf, plan.nan_policy)
-    zero = None if symmetric and plan.qmin < 0 else \
-        zero.reshape(plan.param_shape).astype(plan.code_dtype)
-    return checked_qtensor(data, plan.dtype, scale.reshape(plan.param_shape), zero,
-                           plan.shape, plan.granularity)
 
 
 @ieee_default
@@ -177,8 +151,12 @@ class QuantizeCall:
             plan, x = self._plan(x, dtype, scheme, granularity, narrow_range, nan_policy,
                                  backend)
             self.plan = plan
-            # (a repeated dynamic call of a ready host input: ``_dynamic_planned``)
+            # (a repeated dynamic call of a ready host input: the kernels' prepared call)
             plan.one_call = plan.ready and not plan.lead and self.in_one_call()
+            if plan.one_call and plan.dynamic_call is None:  # (more than one group)
+                plan.dynamic_call = plan.kernels.DynamicRowsCall.planned(
+                    plan.shape, plan.code_dtype, *plan.view, plan.bits, plan.qmin, plan.qmax,
+                    plan.scheme == "symmetric", plan.nan_policy == "ignore")
             if key is not None and not plan.backend.on_gpu:
                 plans.remember(key, plan)
         if (not plan.ready and x.ndim) or plan.lead:

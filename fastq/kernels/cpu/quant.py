@@ -29,18 +29,16 @@ from numba import njit, prange
 from ...runtime.threads import parallel_region, region_threads
 from ...core.flags import INF, NAN
 from ...core.layout import MAX_CHUNKS, SERIAL_BELOW, chunk_count
-from .parallel import AHEAD, STREAM_ABOVE, entry_point, serial_twin, streams
+from .parallel import AHEAD, STREAM_ABOVE, entry_point, streams
 from .word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
                     swap_fp_control, unmanaged)
 from .linear.codes import PIECE
-from .linear.params import column_params
-from .linear.ranges import NO_SIGNED, column_max
+from .linear.dynamic import DynamicRowsCall  # (more than one group: see there)
 from .linear.ranges import minmax  # noqa: F401  (the backend interface: see fastq.kernels.cpu.linear.ranges)
-from .linear.rows import (ROW, chunk_rows, code_scratch, quantize_columns, unsigned_codes,
-                   quantize_columns_parallel, quantize_rows, quantize_rows_parallel)
+from .linear.rows import (ROW, byte_align, code_scratch, quantize_columns, unsigned_codes,
+                          quantize_columns_parallel, quantize_rows, quantize_rows_parallel)
 from .linear.tensor import TensorCall  # noqa: F401  (static per tensor: see fastq.kernels.cpu.linear.tensor)
 from .linear.tensor import DynamicTensorCall, quantize_tensor_dynamic  # noqa: F401  (per tensor: see there)
-from .linear.tensor import NO, ONE, ZERO
 
 
 @njit(cache=True, nogil=True)
@@ -115,18 +113,12 @@ def _kernel_outputs(out, bits):
     return unsigned_codes(out), np.empty(0, np.uint8)
 
 
-def _byte_align(Q, bits):
-    """Rows to a chunk start so that it falls on a byte of packed codes (rows of Q)."""
-    return (8 // bits) // math.gcd(Q, 8 // bits) if bits < 8 else 1
-
-
 def _long_row(a3, blocks):
     rows = a3.shape[0] * a3.shape[1]
     return rows == 1 and a3.size >= SERIAL_BELOW and blocks[2] == a3.shape[2]
 
 
-def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check, fused=False,
-                  symmetric=False, ignore=False):
+def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check):
     """Dispatch: a scale per column or not, serial or chunked; a long single row
     (per-tensor) is cut into rows.  A float32 ``out`` means fake quantization.  Returns
     the flags of ``quantize_rows``."""
@@ -145,35 +137,29 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check, fused
             o_head, o_tail, _, _ = _as_rows(out3, blocks)
             parts = [(x_head, o_head, b_head, 0), (x_tail, o_tail, b_tail, 0)]
     flags, stream = 0, streams(x3, out)
-    # every zero point 0 (signed symmetric; the fused path writes them in the kernel)
-    zero_free = bool(symmetric and qmin < 0) if fused else not zero3.any()
+    zero_free = not zero3.any()
+    # (check, fused, symmetric, ignore: given parameters; dynamic ones: DynamicRowsCall)
+    given = (check, False, False, False)
     for x, o, (bp, bk, bq), base in parts:
         rows, nchunks = _split(x)
-        align = _byte_align(x.shape[2], bits)
-        if fused and bq == 1:  # chunks of whole block rows
-            align = math.lcm(align, bk)
+        align = byte_align(x.shape[2], bits)
         scratch = code_scratch(nchunks, bits)
         if nchunks and bq == 1:
             with parallel_region():
                 flags |= quantize_columns_parallel(x, bp, bk, scale3, zero3, qmin, qmax, o,
                                                    bits, base, align, scratch, packed_out,
-                                                   check=check, fused=fused,
-                                                   symmetric=symmetric, ignore=ignore,
-                                                   zero_free=zero_free)
+                                                   *given, zero_free)
         elif nchunks:
             with parallel_region():
                 flags |= quantize_rows_parallel(x, bp, bk, bq, scale3, zero3, qmin, qmax, o,
                                                 bits, base, align, scratch, packed_out,
-                                                stream=stream, check=check, fused=fused,
-                                                symmetric=symmetric, ignore=ignore)
+                                                stream, *given)
         elif x.size and bq == 1:
             flags |= quantize_columns(x, bp, bk, scale3, zero3, qmin, qmax, 0, rows, o, bits,
-                                      base, scratch, packed_out, check=check, fused=fused,
-                                      symmetric=symmetric, ignore=ignore, zero_free=zero_free)
+                                      base, scratch, packed_out, *given, zero_free)
         elif x.size:
             flags |= quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, 0, rows, o, bits,
-                                   base, scratch, packed_out, stream=False, check=check,
-                                   fused=fused, symmetric=symmetric, ignore=ignore)
+                                   base, scratch, packed_out, False, *given)
     return flags
 
 
@@ -205,58 +191,10 @@ def quantize_dynamic(x3, blocks, scale3, zero3, qmin, qmax, bits, out, symmetric
     if scale3.size == 1:
         flags = quantize_tensor_dynamic(x3.reshape(x3.size), scale3, zero3, qmin, qmax, bits,
                                         out.reshape(out.size), symmetric, ignore)
-    elif x3.shape[0] == 1 and blocks[1:] == (x3.shape[1], 1):  # a group per column
-        flags = _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric,
-                                   ignore)
-    else:
-        flags = _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, False, True,
-                              symmetric, ignore)
+    else:  # (laid out for this call: a cached plan keeps its own, DynamicRowsCall)
+        flags = DynamicRowsCall(x3.shape, tuple(blocks), bits, qmin, qmax, symmetric, ignore,
+                                streams(x3, out)).run(x3, scale3, zero3, out)
     return bool(flags & NAN), bool(flags & INF)
-
-
-def _quantize_channels(x3, scale3, zero3, qmin, qmax, bits, out, symmetric, ignore):
-    """A group per column of one block row (``PerChannel`` on the last axis), in one
-    call: its column ranges in parts of its rows, parameters, then its codes."""
-    nchunks = max(_split(x3)[1], 1)
-    (out3, packed), scratch = _kernel_outputs(out, bits), code_scratch(nchunks, bits)
-    if x3.size < SERIAL_BELOW or region_threads() == 1:  # (the same bits in one thread)
-        return _quantize_channels_serial(
-            x3, scale3, zero3, np.float32(qmin), np.float32(qmax), out3, bits,
-            _byte_align(x3.shape[2], bits), scratch, packed, 1, symmetric, ignore)
-    with parallel_region():
-        return _quantize_channels_parallel(
-            x3, scale3, zero3, np.float32(qmin), np.float32(qmax), out3, bits,
-            _byte_align(x3.shape[2], bits), scratch, packed,
-            max(1, min(x3.shape[1] // 4, 4 * region_threads())), symmetric, ignore)
-
-
-@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def _quantize_channels_parallel(x3, scale3, zero3, qmin, qmax, out3, bits, align, scratch,
-                                packed, nsplit, symmetric, ignore):
-    """The column ranges of the rows of ``x3`` (shape ``(1, K, Q)``) in ``nsplit``
-    parts, each column's scale and zero point (``column_params``), then the codes as
-    ``quantize_columns_parallel``.  Returns the flags (a NaN or inf without ``ignore``:
-    no codes).  The chunks are coded in order: reverse order, to start on rows the
-    range pass read last, does not pay."""
-    K = x3.shape[1]
-    rows = x3[0].view(np.uint32)
-    umax = np.zeros((nsplit, x3.shape[2]), np.uint32)
-    smax = np.full((nsplit, x3.shape[2]), NO_SIGNED, np.int32)
-    for part in prange(nsplit):
-        column_max(rows, part * K // nsplit, (part + 1) * K // nsplit, umax[part], smax[part])
-    flags = column_params(x3[0], umax, smax, scale3[0, 0], zero3[0, 0], symmetric, ignore,
-                          qmin, qmax)
-    if flags and not ignore:  # (the caller raises)
-        return flags
-    nchunks = scratch.shape[0]
-    for c in prange(nchunks):  # (their flags: those of the range pass)
-        r0, r1 = chunk_rows(K, c, nchunks, align)
-        # (ONE, ZERO, NO: as the other callers pass them, where literals would compile
-        # another specialization of the per-column kernel)
-        quantize_columns(x3, ONE, K, scale3, zero3, qmin, qmax, r0, r1, out3, bits, ZERO,
-                         scratch[c], packed, check=flags & NAN != 0, fused=NO,
-                         symmetric=symmetric, ignore=ignore, zero_free=symmetric and qmin < 0)
-    return flags
 
 
 def dequantize(codes3, blocks, scale3, zero3, out3):
@@ -332,5 +270,3 @@ class DequantizeCall:
         with parallel_region():
             entry(*args)
 
-
-_quantize_channels_serial = serial_twin(_quantize_channels_parallel)

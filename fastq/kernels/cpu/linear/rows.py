@@ -2,6 +2,8 @@
 ``quantize_rows`` (a scale per row or per group along it), ``quantize_columns`` (a
 scale per column), and their parallel wrappers over chunks of rows.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -22,6 +24,11 @@ def code_scratch(nchunks, bits):
     no elements for 8/16 bits.  uint8 for either sign (packing keeps the low bits)."""
     n = PIECE if bits < 8 else 0
     return np.empty((nchunks, n) if nchunks else n, np.uint8)
+
+
+def byte_align(Q, bits):
+    """Rows to a chunk start so that it falls on a byte of packed codes (rows of Q)."""
+    return (8 // bits) // math.gcd(Q, 8 // bits) if bits < 8 else 1
 
 
 def unsigned_codes(out):

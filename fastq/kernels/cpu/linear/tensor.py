@@ -96,7 +96,7 @@ class DynamicTensorCall:
     """Dynamic per-tensor quantization of native float32 C-contiguous inputs of one
     ``shape`` (and one set of flags: aligned, writeable) into codes of ``code_dtype``
     (``bits`` 4 or 2: packed bytes), ``symmetric`` or not, NaN and inf ignored or not:
-    ``call(x) -> (data, scale3, zero3, flags)`` as ``quantize_tensor_dynamic``, the
+    ``call.call(x) -> (data, scale3, zero3, flags)`` as ``quantize_tensor_dynamic``, the
     kernels' compiled code called directly (found on the first call of each:
     ``fastq.kernels.cpu.parallel.entry_point``)."""
     __slots__ = ("shape", "code_dtype", "qmin", "qmax", "bits", "nchunks", "nbytes",
@@ -116,7 +116,7 @@ class DynamicTensorCall:
         self.scratches = (code_scratch(1, 8), code_scratch(self.nchunks, 8))
         self.entries = [None, None]  # the serial kernel's compiled code, the parallel one's
 
-    def __call__(self, x):
+    def call(self, x):
         parallel = self.nchunks > 1 and region_threads() > 1
         scratch = self.scratches[parallel] if self.bits >= 8 else \
             code_scratch(self.nchunks if parallel else 1, self.bits)
