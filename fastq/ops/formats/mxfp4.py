@@ -40,10 +40,10 @@ def quantize(x, dtype="mxfp4", scheme=None, granularity="tensor", scale=None,
                                          element_params)
     x, flat = blocks_of(x, dtype, MX_BLOCK, nan_policy)
     data = CPU.empty((flat.size // MX_BLOCK, BLOCK_BYTES), np.uint8)
+    e = np.empty(flat.size // MX_BLOCK, np.uint8)
     if flat.size:
         CPU.kernels("blocks.microscale").ggml_mxfp4(
-            flat, *small_float_params("float4_e2m1fn"), data.reshape(-1))
-    e = data[:, 0].copy()
+            flat, *small_float_params("float4_e2m1fn"), data.reshape(-1), e)
     if e.size and e.max() == 0xFF:
         raise nonfinite(dtype)
     scale_shape = x.shape[:-1] + (x.shape[-1] // MX_BLOCK,)

@@ -155,7 +155,7 @@ def mx_rows(x, emax, shift, fp, up, codes, exps):
 
 
 @njit(cache=True, nogil=True)
-def _mxfp4_slice(x, fp, up, out, stream):
+def _mxfp4_slice(x, fp, up, out, exps, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))
     scale, heads = local_block(x, TILE), local_block(out, TILE)
     rows = out.size // 17
@@ -170,7 +170,7 @@ def _mxfp4_slice(x, fp, up, out, stream):
             heads[r] = code
             scale[r] = as_float(_power_bits(127 - min(code, np.int32(254))))
         for r in range(nb):
-            out[(first + r) * 17] = heads[r]
+            out[(first + r) * 17] = exps[first + r] = heads[r]
         for r in range(nb):  # (codes j and j + 16 into byte j: pack mode 1)
             float_codes(x, (first + r) * 32, 32, scale[r], scale[r], False, fp, up, out,
                         (first + r) * 17 + 1, 1)
@@ -178,19 +178,21 @@ def _mxfp4_slice(x, fp, up, out, stream):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _mxfp4_parallel(x, fp, up, out, nchunks, stream):
+def _mxfp4_parallel(x, fp, up, out, exps, nchunks, stream):
     for c in prange(nchunks):
         start, stop = chunk_bounds(out.size // 17, c, nchunks)
-        _mxfp4_slice(x[start * 32:stop * 32], fp, up, out[start * 17:stop * 17], stream)
+        _mxfp4_slice(x[start * 32:stop * 32], fp, up, out[start * 17:stop * 17],
+                     exps[start:stop], stream)
 
 
-def ggml_mxfp4(x, fp, up, out):
+def ggml_mxfp4(x, fp, up, out, exps):
     """GGML ``block_mxfp4`` rows (17 bytes each, flat ``out``) of the flat float32 ``x``:
     row ``r`` = ``[e, c[j] | c[j +
     16] << 4 for j < 16]``, ``e`` the OCP E8M0 exponent (0xFF: inf or NaN in the block,
     the rest of that row meaningless), ``c`` the E2M1 codes of ``x * 2**-(e - 127)``
-    (``fp``, ``up``: E2M1's parameters of ``_small_float``)."""
-    launch(_mxfp4_slice, _mxfp4_parallel, x, out, (x, fp, up, out))
+    (``fp``, ``up``: E2M1's parameters of ``_small_float``); the ``e`` of each row into
+    ``exps`` too (uint8, one per row: the scales, without a strided pass over the rows)."""
+    launch(_mxfp4_slice, _mxfp4_parallel, x, out, (x, fp, up, out, exps))
 
 
 @njit(cache=True, nogil=True)
