@@ -47,6 +47,7 @@ CALLS = textwrap.dedent("""
             "per-channel planned": lambda: planned(x, fq.PerChannel(0)),
             "per-column planned": lambda: planned(x, fq.PerChannel(1)),
             "per-group planned": lambda: planned(x, fq.PerGroup(32)),
+            "fake planned": lambda: fake_planned(x),
             "symmetric scale": lambda: fq.choose_qparams(x, "int8", scheme="symmetric").scale,
             "fake": lambda: fq.fake_quantize(x, "int8", granularity=fq.PerChannel(0)),
             "dequantize": lambda: fq.dequantize(fq.quantize(x, "int8", granularity=fq.PerChannel(0))),
@@ -65,6 +66,12 @@ CALLS = textwrap.dedent("""
             assert np.array_equal(a, b)
         return np.frombuffer(second.scale.tobytes() + second.zero_point.tobytes()
                              + second.data.tobytes(), np.uint8)
+
+    def fake_planned(x):
+        out = [fq.fake_quantize(x, "int8", granularity=g) for g in
+               (fq.PerChannel(1), fq.PerChannel(1), "tensor", "tensor")]
+        assert np.array_equal(out[0], out[1]) and np.array_equal(out[2], out[3])
+        return np.concatenate([out[1], out[3]])
 
     def digests(shape):
         return {k: hashlib.sha1(np.ascontiguousarray(f()).tobytes()).hexdigest()

@@ -167,6 +167,13 @@ REPEATED = {  # a repeated call -> the Python functions it may run (no others)
         lambda x, qt: fq.quantize(x, "int8", scheme="symmetric", granularity=CHANNELS),
         {"quantize", "is_block_format", "dynamic_plan", "_host_plan", "__hash__", "__eq__",
          "dynamic_prepared", "call", "_run", "_scratch", "_kernel", "checked_qtensor"}),
+    "fake per tensor": (lambda x, qt: fq.fake_quantize(x, "uint8"),
+                        {"fake_quantize", "dynamic_plan", "fake_prepared", "_host_plan",
+                         "call"}),
+    "fake per channel": (
+        lambda x, qt: fq.fake_quantize(x, "int8", scheme="symmetric", granularity=CHANNELS),
+        {"fake_quantize", "dynamic_plan", "_host_plan", "__hash__", "__eq__",
+         "fake_prepared", "call", "_run", "_scratch", "_kernel"}),
     "static per tensor": (
         lambda x, qt: fq.quantize(x, "int8", scale=0.02, zero_point=3),
         {"quantize", "is_block_format", "static_per_tensor", "_host_plan", "__call__",
@@ -411,7 +418,8 @@ def test_repeated_dynamic_call_equals_the_general_path(granularity, dtype, schem
     """A repeated dynamic call of any granularity that runs in one kernel call takes the
     planned path (``one_call``: the kernels' prepared call, ``DynamicRowsCall``; one
     parameter group, as ``PerChannel(0)`` of a (1, n) input: the per-tensor one), with
-    the general path's codes, parameters and errors."""
+    the general path's codes, parameters and errors; so does fake quantization, whose
+    values are those of ``dequantize(quantize(x))``."""
     x = np.random.default_rng(5).standard_normal(shape, dtype=np.float32)
     x[min(7, shape[0] - 1), :100] *= 50  # (a part of a larger range)
     first = fq.quantize(x, dtype, scheme, granularity)  # (builds the plan)
@@ -427,9 +435,21 @@ def test_repeated_dynamic_call_equals_the_general_path(granularity, dtype, schem
         assert first.zero_point.dtype == again.zero_point.dtype
         assert np.array_equal(first.zero_point, again.zero_point)
     assert (again.shape, again.granularity, again.dtype) == (x.shape, granularity, dtype)
+    for _ in range(2):  # (the second: the plan's fake_call)
+        fake = fq.fake_quantize(x, dtype, scheme, granularity)
+        assert plan.fake_call is not None
+        assert np.array_equal(fake.view(np.uint32), fq.dequantize(first).view(np.uint32))
     for special, word in ((np.nan, "NaN"), (np.inf, "inf")):
         bad = x.copy()
         bad[min(3, shape[0] - 1), 5] = special
+        for _ in range(2):
+            with pytest.raises(ValueError, match=word):
+                fq.fake_quantize(bad, dtype, scheme, granularity)
+            kept = fq.fake_quantize(bad, dtype, scheme, granularity, nan_policy="ignore")
+            with np.errstate(invalid="ignore"):
+                want = fq.dequantize(fq.quantize(bad, dtype, scheme, granularity,
+                                                 nan_policy="ignore"))
+            assert np.array_equal(kept.view(np.uint32), want.view(np.uint32))
         with pytest.raises(ValueError, match=word):
             fq.quantize(bad, dtype, scheme, granularity)
         kept = fq.quantize(bad, dtype, scheme, granularity, nan_policy="ignore")

@@ -27,13 +27,14 @@ class QuantizePlan:
     last dimensions from ``lead`` on (``lead`` > 0: more than 3 blocked dimensions, the
     first ``lead`` taken an index at a time), whether the input is ``ready`` (native float32,
     C-contiguous) and ``on_host``, ``tensor_call`` (static per tensor, or None),
-    ``one_call`` (dynamic quantization of a ready input runs in one kernel call) and
+    ``one_call`` (dynamic quantization of a ready input runs in one kernel call),
     ``dynamic_call`` (then, or for one parameter group: the kernels' prepared call, as
-    ``dynamic_prepared`` runs it; else None)."""
+    ``dynamic_prepared`` runs it; else None) and ``fake_call`` (the same for dynamic fake
+    quantization, ``fake_prepared``; None unless ``one_call``)."""
     __slots__ = ("backend", "kernels", "dtype", "qmin", "qmax", "bits", "kernel_bits",
                  "code_dtype", "scheme", "nan_policy", "granularity", "on_host", "ready",
                  "shape", "size", "blocks", "param_shape", "tensor_call", "dynamic_call",
-                 "grid", "view", "lead", "one_call")
+                 "fake_call", "grid", "view", "lead", "one_call")
 
     def __init__(self, **facts):
         for name, value in facts.items():
@@ -134,6 +135,24 @@ def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_r
                            plan.shape, plan.granularity)
 
 
+def prepare_calls(plan):
+    """The kernels' prepared calls of a ``one_call`` plan: ``dynamic_call`` for
+    several groups (one group has its per-tensor one already), and ``fake_call``."""
+    one_group = plan.dynamic_call is not None
+    symmetric, ignore = plan.scheme == "symmetric", plan.nan_policy == "ignore"
+
+    def prepared(code_dtype, bits):
+        if one_group:
+            return plan.kernels.DynamicTensorCall(plan.shape, code_dtype, plan.qmin,
+                                                  plan.qmax, bits, symmetric, ignore)
+        return plan.kernels.DynamicRowsCall.planned(
+            plan.shape, code_dtype, *plan.view, bits, plan.qmin, plan.qmax, symmetric,
+            ignore)
+    if not one_group:
+        plan.dynamic_call = prepared(plan.code_dtype, plan.bits)
+    plan.fake_call = prepared(np.float32, 8)  # (float32 values; codes of 8 bits)
+
+
 def dynamic_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend):
     """The cached plan of a dynamic ``quantize`` call that has a prepared path (a
     ``dynamic_call``), or None: the general path then runs (and raises, or caches the
@@ -155,6 +174,15 @@ def dynamic_prepared(plan, x):
         zero3.reshape(plan.param_shape).astype(plan.code_dtype)
     return checked_qtensor(data, plan.dtype, scale3.reshape(plan.param_shape), zero,
                            plan.shape, plan.granularity)
+
+
+def fake_prepared(plan, x):
+    """Dynamic ``fake_quantize`` of a ``plan`` with a ``fake_call``: as
+    ``dynamic_prepared``, the float32 values (``x``'s shape) its result."""
+    data, _, _, flags = plan.fake_call.call(x)
+    if flags:
+        check_range(flags & NAN, flags & INF, plan.nan_policy)
+    return data
 
 
 # Read-only 0-d arrays of recent scales (by the bits of the float32) and zero points (by

@@ -96,10 +96,21 @@ def _quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range, na
                               job.plan.granularity))
 
 
-@ieee_default
 def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None,
                   zero_point=None, narrow_range=False, nan_policy="raise", backend="auto"):
     """``dequantize(quantize(x, ...))`` fused in one pass: float32 of ``x``'s shape."""
+    if scale is None and zero_point is None and not _force_two_passes:
+        plan = plans.dynamic_plan(x, dtype, scheme, granularity, narrow_range, nan_policy,
+                                  backend)
+        if plan is not None and plan.fake_call is not None:
+            return plans.fake_prepared(plan, x)
+    return _fake_quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
+                          nan_policy, backend)
+
+
+@ieee_default
+def _fake_quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range, nan_policy,
+                   backend):
     job = QuantizeCall(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
     if scale is None and zero_point is None and job.in_one_call():
         out = job.empty(np.float32)
@@ -153,10 +164,8 @@ class QuantizeCall:
             self.plan = plan
             # (a repeated dynamic call of a ready host input: the kernels' prepared call)
             plan.one_call = plan.ready and not plan.lead and self.in_one_call()
-            if plan.one_call and plan.dynamic_call is None:  # (more than one group)
-                plan.dynamic_call = plan.kernels.DynamicRowsCall.planned(
-                    plan.shape, plan.code_dtype, *plan.view, plan.bits, plan.qmin, plan.qmax,
-                    plan.scheme == "symmetric", plan.nan_policy == "ignore")
+            if plan.one_call:
+                plans.prepare_calls(plan)
             if key is not None and not plan.backend.on_gpu:
                 plans.remember(key, plan)
         if (not plan.ready and x.ndim) or plan.lead:
@@ -208,7 +217,7 @@ class QuantizeCall:
             code_dtype=code_dtype, scheme=scheme, nan_policy=nan_policy,
             granularity=granularity, on_host=on_host, ready=ready, shape=shape,
             size=math.prod(shape), blocks=blocks, param_shape=param_shape,
-            tensor_call=tensor_call, dynamic_call=dynamic_call, one_call=False,
+            tensor_call=tensor_call, dynamic_call=dynamic_call, fake_call=None, one_call=False,
             grid=tuple(-(-n // max(b, 1)) for n, b in zip(shape, blocks)),
             view=view3(shape[lead:], blocks[lead:]), lead=lead,
             kernel_bits=8 if lead and bits < 8 else bits), x

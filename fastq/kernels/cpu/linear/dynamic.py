@@ -43,7 +43,7 @@ class DynamicRowsCall:
     flags`` writes the parameters and codes; with ``planned`` the kernels' compiled
     code is kept (found on the first run of each: later runs must pass arrays of the
     first run's types, which the caller's plan key fixes) and ``call(x)`` makes the
-    outputs too (codes of ``code_dtype`` in ``shape``)."""
+    outputs too (codes of ``code_dtype`` in ``shape``; float32: fake quantization)."""
     __slots__ = ("shape", "shape3", "blocks3", "grid", "code_dtype", "unsigned", "nbytes", "bits",
                  "qmin", "qmax", "symmetric", "ignore", "zero_free", "kind", "rows",
                  "nchunks", "align", "serial", "stream", "scratch", "entries")
@@ -56,9 +56,10 @@ class DynamicRowsCall:
         self.grid = tuple(-(-n // b) for n, b in zip(shape3, blocks3))
         self.code_dtype = None if code_dtype is None else np.dtype(code_dtype)
         self.unsigned = None if code_dtype is None else \
-            np.dtype(f"u{self.code_dtype.itemsize}")
+            unsigned_codes(np.empty(0, self.code_dtype)).dtype
         self.bits, self.qmin, self.qmax = bits, np.float32(qmin), np.float32(qmax)
-        self.nbytes = -(-size * bits // 8)
+        self.nbytes = -(-size * bits // 8) if code_dtype is None or bits < 8 else \
+            size * self.code_dtype.itemsize
         self.symmetric, self.ignore, self.stream = bool(symmetric), bool(ignore), bool(stream)
         self.zero_free = self.symmetric and qmin < 0  # (every zero point 0)
         self.rows, self.align = P * K, byte_align(Q, bits)
@@ -76,10 +77,12 @@ class DynamicRowsCall:
     @classmethod
     def planned(cls, shape, code_dtype, shape3, blocks3, bits, qmin, qmax, symmetric, ignore):
         """The call a cached plan keeps for native float32 C-contiguous inputs of
-        ``shape``, coded to ``code_dtype`` (streamed as the general path streams them:
+        ``shape``, coded to ``code_dtype`` (float32: fake quantization, ``bits`` 8;
+        streamed as the general path streams them:
         ``fastq.kernels.cpu.parallel.streams`` of the input and the codes)."""
         size = math.prod(shape3)
-        stream = size * 4 + -(-size * bits // 8) > STREAM_ABOVE
+        nbytes = size * np.dtype(code_dtype).itemsize if bits >= 8 else -(-size * bits // 8)
+        stream = size * 4 + nbytes > STREAM_ABOVE
         return cls(shape3, blocks3, bits, qmin, qmax, symmetric, ignore, stream, planned=True,
                    shape=shape, code_dtype=code_dtype)
 

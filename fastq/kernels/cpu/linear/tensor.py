@@ -95,9 +95,10 @@ class TensorCall:
 class DynamicTensorCall:
     """Dynamic per-tensor quantization of native float32 C-contiguous inputs of one
     ``shape`` (and one set of flags: aligned, writeable) into codes of ``code_dtype``
-    (``bits`` 4 or 2: packed bytes), ``symmetric`` or not, NaN and inf ignored or not:
-    ``call.call(x) -> (data, scale3, zero3, flags)`` as ``quantize_tensor_dynamic``, the
-    kernels' compiled code called directly (found on the first call of each:
+    (``bits`` 4 or 2: packed bytes; ``code_dtype`` float32: fake quantization, with
+    ``bits`` 8), ``symmetric`` or not, NaN and inf ignored or not: ``.call(x) -> (data,
+    scale3, zero3, flags)`` as ``quantize_tensor_dynamic``, the kernels' compiled code
+    called directly (found on the first call of each:
     ``fastq.kernels.cpu.parallel.entry_point``)."""
     __slots__ = ("shape", "code_dtype", "qmin", "qmax", "bits", "nchunks", "nbytes",
                  "stream", "symmetric", "ignore", "unsigned", "codes_like", "scratches",
@@ -106,10 +107,11 @@ class DynamicTensorCall:
     def __init__(self, shape, code_dtype, qmin, qmax, bits, symmetric, ignore):
         size = int(np.prod(shape))
         self.shape, self.code_dtype, self.bits = shape, np.dtype(code_dtype), bits
-        self.unsigned = np.dtype(f"u{self.code_dtype.itemsize}")
+        self.unsigned = unsigned_codes(np.empty(0, self.code_dtype)).dtype
         self.qmin, self.qmax = np.float32(qmin), np.float32(qmax)
         self.symmetric, self.ignore = bool(symmetric), bool(ignore)
-        self.nchunks, self.nbytes = tensor_chunks(size), -(-size * bits // 8)
+        self.nchunks = tensor_chunks(size)
+        self.nbytes = size * self.code_dtype.itemsize if bits >= 8 else -(-size * bits // 8)
         self.stream = self.nchunks > 1 and size * 4 + self.nbytes > STREAM_ABOVE
         self.codes_like = np.empty(0, np.uint8)  # (packed: no code array)
         # 8/16 bits: scratch rows of no elements, for one chunk and for all
