@@ -160,20 +160,19 @@ def refuse_planning(monkeypatch):
 
 REPEATED = {  # a repeated call -> the Python functions it may run (no others)
     "dynamic per tensor": (lambda x, qt: fq.quantize(x, "uint8"),
-                           {"quantize", "is_block_format", "dynamic_plan", "dynamic_prepared",
-                            "_host_plan", "call", "checked_qtensor"}),
+                           {"quantize", "is_block_format", "dynamic_prepared", "_host_plan", "call",
+                            "checked_qtensor"}),
     # (``__hash__``, ``__eq__``: the granularity in the plan's key)
     "dynamic per channel": (
         lambda x, qt: fq.quantize(x, "int8", scheme="symmetric", granularity=CHANNELS),
-        {"quantize", "is_block_format", "dynamic_plan", "_host_plan", "__hash__", "__eq__",
+        {"quantize", "is_block_format", "_host_plan", "__hash__", "__eq__",
          "dynamic_prepared", "call", "_run", "_scratch", "_kernel", "checked_qtensor"}),
     "fake per tensor": (lambda x, qt: fq.fake_quantize(x, "uint8"),
-                        {"fake_quantize", "dynamic_plan", "fake_prepared", "_host_plan",
-                         "call"}),
+                        {"fake_quantize", "dynamic_prepared", "_host_plan", "call"}),
     "fake per channel": (
         lambda x, qt: fq.fake_quantize(x, "int8", scheme="symmetric", granularity=CHANNELS),
-        {"fake_quantize", "dynamic_plan", "_host_plan", "__hash__", "__eq__",
-         "fake_prepared", "call", "_run", "_scratch", "_kernel"}),
+        {"fake_quantize", "dynamic_prepared", "_host_plan", "__hash__", "__eq__", "call",
+         "_run", "_scratch", "_kernel"}),
     "static per tensor": (
         lambda x, qt: fq.quantize(x, "int8", scale=0.02, zero_point=3),
         {"quantize", "is_block_format", "static_per_tensor", "_host_plan", "__call__",

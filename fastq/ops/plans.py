@@ -30,7 +30,7 @@ class QuantizePlan:
     ``one_call`` (dynamic quantization of a ready input runs in one kernel call),
     ``dynamic_call`` (then, or for one parameter group: the kernels' prepared call, as
     ``dynamic_prepared`` runs it; else None) and ``fake_call`` (the same for dynamic fake
-    quantization, ``fake_prepared``; None unless ``one_call``)."""
+    quantization; None unless ``one_call``)."""
     __slots__ = ("backend", "kernels", "dtype", "qmin", "qmax", "bits", "kernel_bits",
                  "code_dtype", "scheme", "nan_policy", "granularity", "on_host", "ready",
                  "shape", "size", "blocks", "param_shape", "tensor_call", "dynamic_call",
@@ -153,36 +153,27 @@ def prepare_calls(plan):
     plan.fake_call = prepared(np.float32, 8)  # (float32 values; codes of 8 bits)
 
 
-def dynamic_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend):
-    """The cached plan of a dynamic ``quantize`` call that has a prepared path (a
-    ``dynamic_call``), or None: the general path then runs (and raises, or caches the
-    plan)."""
+def dynamic_prepared(x, dtype, scheme, granularity, narrow_range, nan_policy, backend,
+                     fake=False):
+    """Dynamic ``quantize`` (``fake``: ``fake_quantize``) of an input whose plan is cached
+    and has the prepared call (``dynamic_call``: per tensor or one parameter group,
+    ``DynamicTensorCall``; groups of whole rows or block rows, ``DynamicRowsCall``;
+    ``fake_call``): the kernels' call, its NaN/inf flags checked as the general path
+    checks them.  None where there is none: the general path then runs (and raises, or
+    caches the plan)."""
     plan = _host_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
-    return None if plan is None or plan.dynamic_call is None else plan
-
-
-def dynamic_prepared(plan, x):
-    """Dynamic ``quantize`` of a ``plan`` with a ``dynamic_call`` (native float32
-    C-contiguous, on the CPU; per tensor or one parameter group: ``DynamicTensorCall``;
-    groups of whole rows or block rows: ``DynamicRowsCall``): the kernels' prepared
-    call, its NaN/inf flags checked as the general path checks them."""
-    call = plan.dynamic_call
+    call = None if plan is None else plan.fake_call if fake else plan.dynamic_call
+    if call is None:
+        return None
     data, scale3, zero3, flags = call.call(x)
     if flags:
         check_range(flags & NAN, flags & INF, plan.nan_policy)
+    if fake:
+        return data
     zero = None if call.symmetric and plan.qmin < 0 else \
         zero3.reshape(plan.param_shape).astype(plan.code_dtype)
     return checked_qtensor(data, plan.dtype, scale3.reshape(plan.param_shape), zero,
                            plan.shape, plan.granularity)
-
-
-def fake_prepared(plan, x):
-    """Dynamic ``fake_quantize`` of a ``plan`` with a ``fake_call``: as
-    ``dynamic_prepared``, the float32 values (``x``'s shape) its result."""
-    data, _, _, flags = plan.fake_call.call(x)
-    if flags:
-        check_range(flags & NAN, flags & INF, plan.nan_policy)
-    return data
 
 
 # Read-only 0-d arrays of recent scales (by the bits of the float32) and zero points (by

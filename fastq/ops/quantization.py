@@ -64,10 +64,10 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
         if qt is not None:
             return qt
     elif zero_point is None and not _force_two_passes:  # (as ``in_one_call`` says)
-        plan = plans.dynamic_plan(x, dtype, scheme, granularity, narrow_range, nan_policy,
-                                  backend)
-        if plan is not None:
-            return plans.dynamic_prepared(plan, x)
+        qt = plans.dynamic_prepared(x, dtype, scheme, granularity, narrow_range, nan_policy,
+                                    backend)
+        if qt is not None:
+            return qt
     return _quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
                      nan_policy, backend)
 
@@ -100,10 +100,10 @@ def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=Non
                   zero_point=None, narrow_range=False, nan_policy="raise", backend="auto"):
     """``dequantize(quantize(x, ...))`` fused in one pass: float32 of ``x``'s shape."""
     if scale is None and zero_point is None and not _force_two_passes:
-        plan = plans.dynamic_plan(x, dtype, scheme, granularity, narrow_range, nan_policy,
-                                  backend)
-        if plan is not None and plan.fake_call is not None:
-            return plans.fake_prepared(plan, x)
+        out = plans.dynamic_prepared(x, dtype, scheme, granularity, narrow_range, nan_policy,
+                                     backend, fake=True)
+        if out is not None:
+            return out
     return _fake_quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
                           nan_policy, backend)
 
