@@ -8,7 +8,7 @@ copies of that place.  ``select`` chooses one per call.  ``fastq.kernels.cuda`` 
 """
 import importlib
 
-from ..runtime import device, kernel_cache, pool
+from ..runtime import device, kernel_cache, pool, threads
 
 BACKENDS = ("auto", "cpu", "cuda")
 
@@ -29,6 +29,8 @@ class Backend:
             if self.on_gpu:
                 from .cuda_support import require_cuda
                 require_cuda()
+            else:  # (before a cached kernel that refers to it loads)
+                threads.start_layer()
             kernel_cache.drop_stale()  # (once per process: before a kernel module loads)
             module = importlib.import_module(f"fastq.kernels.{self.name}.{family}")
             self._modules[family] = module

@@ -190,6 +190,20 @@ def regions_unlocked():
     return bool(_layer_is_safe)
 
 
+def start_layer():
+    """Start Numba's threading layer (once; later calls return at once), before the
+    first CPU kernel module loads.  A cached kernel that calls a parallel one (the
+    static per-tensor kernel calls the row kernels' parallel version, and sets the
+    thread count: ``set_thread_count``) refers to the layer's C functions by name.
+    Numba starts the layer when it loads a parallel kernel's own cache entry, but a
+    caller compiled in a process that took the parallel kernel from the cache is cached
+    without that hook; loading it in a process where no parallel kernel has run yet
+    left those names unresolved, and its first call jumped to address 0 (seen with a
+    repeated 4K static quantize as a process's first parallel-capable call).  ~8 ms."""
+    from numba.np.ufunc.parallel import _launch_threads
+    _launch_threads()
+
+
 @intrinsic
 def set_thread_count(typingctx, n):
     """``numba.set_num_threads(n)`` in a kernel that stays cacheable (Numba's own version
