@@ -363,16 +363,18 @@ def test_eight_threads_get_the_single_threaded_bits():
     try:
         expected = [np.asarray(fq.quantize(x, d, granularity=g, scheme=s).data).copy()
                     for d, g, s in runs]
+        fakes = [fq.fake_quantize(x, d, granularity=g, scheme=s) for d, g, s in runs]
     finally:
         fq.set_num_threads(None)
-    results, errors = {}, []
+    results, faked, errors = {}, {}, []
 
     def work(i):
         try:
             d, g, s = runs[i % len(runs)]
-            for _ in range(3):
+            for _ in range(3):  # (after the first call: the plans' prepared calls)
                 results.setdefault(i, []).append(np.asarray(fq.quantize(x, d, granularity=g,
                                                                         scheme=s).data).copy())
+                faked.setdefault(i, []).append(fq.fake_quantize(x, d, granularity=g, scheme=s))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -385,6 +387,8 @@ def test_eight_threads_get_the_single_threaded_bits():
     for i, got in results.items():
         for data in got:
             assert np.array_equal(data, expected[i % len(runs)])
+        for values in faked[i]:
+            assert np.array_equal(values.view(np.uint32), fakes[i % len(runs)].view(np.uint32))
 
 
 def test_repeated_calls_reuse_only_what_their_arguments_fix():
