@@ -415,7 +415,7 @@ def test_warmup_runs_parallel_regions_on_a_busy_machine(monkeypatch):
 @pytest.mark.parametrize("shape", [(64, 256), (1, 4096)])
 def test_repeated_dynamic_call_equals_the_general_path(granularity, dtype, scheme, shape):
     """A repeated dynamic call of any granularity that runs in one kernel call takes the
-    planned path (``one_call``: the kernels' prepared call, ``DynamicRowsCall``; one
+    planned path (``one_call``: the kernels' prepared call, ``RowsCall``; one
     parameter group, as ``PerChannel(0)`` of a (1, n) input: the per-tensor one), with
     the general path's codes, parameters and errors; so does fake quantization, whose
     values are those of ``dequantize(quantize(x))``."""
@@ -425,7 +425,7 @@ def test_repeated_dynamic_call_equals_the_general_path(granularity, dtype, schem
     plan = plans._host_plan(x, dtype, scheme, granularity, False, "raise", "auto")
     assert plan.one_call and plan.dynamic_call is not None
     assert type(plan.dynamic_call).__name__ == (
-        "DynamicTensorCall" if first.scale.size == 1 else "DynamicRowsCall")
+        "DynamicTensorCall" if first.scale.size == 1 else "RowsCall")
     again = fq.quantize(x, dtype, scheme, granularity)
     assert np.array_equal(first.data.view(np.uint8), again.data.view(np.uint8))
     assert np.array_equal(first.scale.view(np.uint32), again.scale.view(np.uint32))

@@ -8,8 +8,7 @@ import numpy as np
 from numba import types
 
 import fastq as fq
-from fastq.kernels.cpu import quant
-from fastq.kernels.cpu.linear import dynamic, rows, tensor
+from fastq.kernels.cpu.linear import rowcalls, rows, tensor
 
 
 def _run_every_code_dtype():
@@ -29,7 +28,7 @@ def _array_args(sig):
 
 def test_kernels_see_no_signed_codes_and_no_literals():
     _run_every_code_dtype()
-    kernels = (rows.quantize_columns, rows.quantize_rows, dynamic._quantize_channels_serial,
+    kernels = (rows.quantize_columns, rows.quantize_rows, rowcalls._quantize_channels_serial,
                tensor._dynamic_serial)
     for kernel in kernels:
         assert kernel.signatures, kernel

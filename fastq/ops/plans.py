@@ -145,7 +145,7 @@ def prepare_calls(plan):
         if one_group:
             return plan.kernels.DynamicTensorCall(plan.shape, code_dtype, plan.qmin,
                                                   plan.qmax, bits, symmetric, ignore)
-        return plan.kernels.DynamicRowsCall.planned(
+        return plan.kernels.RowsCall.planned(
             plan.shape, code_dtype, *plan.view, bits, plan.qmin, plan.qmax, symmetric,
             ignore)
     if not one_group:
@@ -157,7 +157,7 @@ def dynamic_prepared(x, dtype, scheme, granularity, narrow_range, nan_policy, ba
                      fake=False):
     """Dynamic ``quantize`` (``fake``: ``fake_quantize``) of an input whose plan is cached
     and has the prepared call (``dynamic_call``: per tensor or one parameter group,
-    ``DynamicTensorCall``; groups of whole rows or block rows, ``DynamicRowsCall``;
+    ``DynamicTensorCall``; groups of whole rows or block rows, ``RowsCall``;
     ``fake_call``): the kernels' call, its NaN/inf flags checked as the general path
     checks them.  None where there is none: the general path then runs (and raises, or
     caches the plan)."""

@@ -20,7 +20,7 @@ from . import plans
 from .blocks import codec, is_block_format
 from .linear import (check_static_params, float32_input, grid3, lead_dims, packed_codes,
                      qparams_from_range, to_float32, view3)
-from .qtensor import QParams, QTensor, checked_qtensor, to_host
+from .qtensor import QParams, QTensor, to_host
 
 SCHEMES = ("asymmetric", "symmetric")
 NAN_POLICIES = ("raise", "ignore")

@@ -33,10 +33,9 @@ from .parallel import AHEAD, STREAM_ABOVE, entry_point, streams
 from .word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
                     swap_fp_control, unmanaged)
 from .linear.codes import PIECE
-from .linear.dynamic import DynamicRowsCall  # (more than one group: see there)
+from .linear.rowcalls import RowsCall  # (the row kernels' calls: see there)
 from .linear.ranges import minmax  # noqa: F401  (the backend interface: see fastq.kernels.cpu.linear.ranges)
-from .linear.rows import (ROW, byte_align, code_scratch, quantize_columns, unsigned_codes,
-                          quantize_columns_parallel, quantize_rows, quantize_rows_parallel)
+from .linear.rows import ROW, unsigned_codes
 from .linear.tensor import TensorCall  # noqa: F401  (static per tensor: see fastq.kernels.cpu.linear.tensor)
 from .linear.tensor import DynamicTensorCall, quantize_tensor_dynamic  # noqa: F401  (per tensor: see there)
 
@@ -138,28 +137,11 @@ def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check):
             parts = [(x_head, o_head, b_head, 0), (x_tail, o_tail, b_tail, 0)]
     flags, stream = 0, streams(x3, out)
     zero_free = not zero3.any()
-    # (check, fused, symmetric, ignore: given parameters; dynamic ones: DynamicRowsCall)
-    given = (check, False, False, False)
-    for x, o, (bp, bk, bq), base in parts:
-        rows, nchunks = _split(x)
-        align = byte_align(x.shape[2], bits)
-        scratch = code_scratch(nchunks, bits)
-        if nchunks and bq == 1:
-            with parallel_region():
-                flags |= quantize_columns_parallel(x, bp, bk, scale3, zero3, qmin, qmax, o,
-                                                   bits, base, align, scratch, packed_out,
-                                                   *given, zero_free)
-        elif nchunks:
-            with parallel_region():
-                flags |= quantize_rows_parallel(x, bp, bk, bq, scale3, zero3, qmin, qmax, o,
-                                                bits, base, align, scratch, packed_out,
-                                                stream, *given)
-        elif x.size and bq == 1:
-            flags |= quantize_columns(x, bp, bk, scale3, zero3, qmin, qmax, 0, rows, o, bits,
-                                      base, scratch, packed_out, *given, zero_free)
-        elif x.size:
-            flags |= quantize_rows(x, bp, bk, bq, scale3, zero3, qmin, qmax, 0, rows, o, bits,
-                                   base, scratch, packed_out, False, *given)
+    for x, o, part_blocks, base in parts:
+        if x.size:  # (given parameters: not fused)
+            flags |= RowsCall(x.shape, part_blocks, bits, qmin, qmax, stream,
+                              fused=False)._run(x, scale3, zero3, o, packed_out, check,
+                                                zero_free, base)
     return flags
 
 
@@ -191,9 +173,9 @@ def quantize_dynamic(x3, blocks, scale3, zero3, qmin, qmax, bits, out, symmetric
     if scale3.size == 1:
         flags = quantize_tensor_dynamic(x3.reshape(x3.size), scale3, zero3, qmin, qmax, bits,
                                         out.reshape(out.size), symmetric, ignore)
-    else:  # (laid out for this call: a cached plan keeps its own, DynamicRowsCall)
-        flags = DynamicRowsCall(x3.shape, tuple(blocks), bits, qmin, qmax, symmetric, ignore,
-                                streams(x3, out)).run(x3, scale3, zero3, out)
+    else:  # (laid out for this call: a cached plan keeps its own RowsCall)
+        flags = RowsCall(x3.shape, tuple(blocks), bits, qmin, qmax, streams(x3, out),
+                         symmetric=symmetric, ignore=ignore).run(x3, scale3, zero3, out)
     return bool(flags & NAN), bool(flags & INF)
 
 

@@ -1,12 +1,17 @@
-"""Dynamic quantization of more than one parameter group in one kernel call (CPU), for
-``fastq.kernels.cpu.quant.quantize_dynamic``: ``DynamicRowsCall``, the layout of a view
-whose rows (or block rows) hold whole groups, and the per-column kernel of one block
-row, ``_quantize_channels_parallel``.
+"""The row kernels' calls over a view (CPU), for ``fastq.kernels.cpu.quant``:
+``RowsCall``, which lays out the rows (or block rows) of one view once (which kernel:
+a parameter group per row or per run along a row, per column of each block row, or
+per column of one block row; serial or chunked; the chunks' alignment on packed bytes;
+the scratch; streaming), and the per-column kernel of one block row that computes its
+own parameters, ``_quantize_channels_parallel``.
 
+Quantization with given parameters and dynamic quantization with the parameters in the
+same call (``fused``: each group's range, parameters, then codes) both run through it.
 The general path lays a call out each time and runs it through Numba's dispatchers; a
-cached plan keeps one ``DynamicRowsCall`` for its input's shape, whose repeated calls
-run the kernels' compiled code directly (``entry_point``) with no layout in Python.
-Both run the same kernels on the same chunks, so they give the same bits.
+cached plan keeps one ``RowsCall`` for its input's shape (dynamic quantization of
+several groups), whose repeated calls run the kernels' compiled code directly
+(``entry_point``) with no layout in Python.  Both run the same kernels on the same
+chunks, so they give the same bits.
 """
 import math
 
@@ -34,45 +39,41 @@ NO_CODES = np.empty((0, 0, 0), np.uint8)  # (packed codes: no code array; never 
 NO_BYTES = np.empty(0, np.uint8)  # (codes of 8 bits or more: no packed bytes)
 
 
-class DynamicRowsCall:
-    """Dynamic quantization, with each group's range and parameters, of the float32 view
-    ``shape3`` with ``blocks3`` (more than one group: see ``quantize_dynamic``) into
-    codes of ``bits`` in ``[qmin, qmax]`` (4 or 2: packed bytes; fake quantization:
-    float32 values), ``symmetric`` or not, NaN and inf ``ignore``d or not, its output
-    streamed past the caches or not (``stream``).  ``run(x3, scale3, zero3, out) ->
-    flags`` writes the parameters and codes; with ``planned`` the kernels' compiled
-    code is kept (found on the first run of each: later runs must pass arrays of the
-    first run's types, which the caller's plan key fixes) and ``call(x)`` makes the
-    outputs too (codes of ``code_dtype`` in ``shape``; float32: fake quantization)."""
-    __slots__ = ("shape", "shape3", "blocks3", "grid", "code_dtype", "unsigned", "nbytes", "bits",
-                 "qmin", "qmax", "symmetric", "ignore", "zero_free", "kind", "rows",
-                 "nchunks", "align", "serial", "stream", "scratch", "entries")
+class RowsCall:
+    """Quantization of the float32 view ``shape3`` with ``blocks3`` by the row kernels
+    into codes of ``bits`` in ``[qmin, qmax]`` (4 or 2: packed bytes; fake quantization:
+    float32 values), its output streamed past the caches or not (``stream``): with
+    given parameters, or ``fused`` (dynamic, each row or block row whole groups: see
+    ``quantize_dynamic``), ``symmetric`` or not, NaN and inf ``ignore``d or not.
+    ``run(x3, scale3, zero3, out) -> flags`` writes the codes (fused: the parameters
+    first).  A call made by ``planned`` keeps the kernels' compiled code (found on the
+    first run of each: later runs must pass arrays of the first run's types, which the
+    caller's plan key fixes), and its ``call(x)`` makes the outputs too."""
+    __slots__ = ("shape", "shape3", "blocks3", "grid", "code_dtype", "unsigned", "nbytes",
+                 "bits", "qmin", "qmax", "fused", "symmetric", "ignore", "zero_free", "kind",
+                 "rows", "nchunks", "align", "serial", "stream", "scratch", "entries")
 
-    def __init__(self, shape3, blocks3, bits, qmin, qmax, symmetric, ignore, stream,
-                 planned=False, shape=None, code_dtype=None):
+    def __init__(self, shape3, blocks3, bits, qmin, qmax, stream, fused=True,
+                 symmetric=False, ignore=False):
         (P, K, Q), (bp, bk, bq) = shape3, blocks3
         size = P * K * Q
-        self.shape, self.shape3, self.blocks3 = shape, tuple(shape3), (bp, bk, bq)
-        self.grid = tuple(-(-n // b) for n, b in zip(shape3, blocks3))
-        self.code_dtype = None if code_dtype is None else np.dtype(code_dtype)
-        self.unsigned = None if code_dtype is None else \
-            unsigned_codes(np.empty(0, self.code_dtype)).dtype
+        self.shape3, self.blocks3 = shape3, (bp, bk, bq)
         self.bits, self.qmin, self.qmax = bits, np.float32(qmin), np.float32(qmax)
-        self.nbytes = -(-size * bits // 8) if code_dtype is None or bits < 8 else \
-            size * self.code_dtype.itemsize
-        self.symmetric, self.ignore, self.stream = bool(symmetric), bool(ignore), bool(stream)
-        self.zero_free = self.symmetric and qmin < 0  # (every zero point 0)
+        self.fused, self.symmetric, self.ignore = bool(fused), bool(symmetric), bool(ignore)
+        self.stream = bool(stream)
+        self.zero_free = self.symmetric and qmin < 0  # (fused: every zero point 0)
         self.rows, self.align = P * K, byte_align(Q, bits)
         self.nchunks = chunk_count(self.rows, size)
         self.serial = size < SERIAL_BELOW  # (CHANNELS: in this thread)
-        if P == 1 and (bk, bq) == (K, 1):
+        if fused and P == 1 and (bk, bq) == (K, 1):
             self.kind, self.nchunks = CHANNELS, max(self.nchunks, 1)
-        elif bq == 1:  # (chunks of whole block rows)
-            self.kind, self.align = COLUMNS, math.lcm(self.align, bk)
+        elif bq == 1:  # (fused: chunks of whole block rows, each a group per column)
+            self.kind = COLUMNS
+            self.align = math.lcm(self.align, bk) if fused else self.align
         else:
             self.kind = ROWS
         self.scratch = code_scratch(self.nchunks, 8)  # (8/16 bits: rows of no elements)
-        self.entries = [None, None] if planned else None  # (the serial kernel, the parallel)
+        self.entries = None  # (planned: the serial kernel's compiled code, the parallel's)
 
     @classmethod
     def planned(cls, shape, code_dtype, shape3, blocks3, bits, qmin, qmax, symmetric, ignore):
@@ -80,11 +81,15 @@ class DynamicRowsCall:
         ``shape``, coded to ``code_dtype`` (float32: fake quantization, ``bits`` 8;
         streamed as the general path streams them:
         ``fastq.kernels.cpu.parallel.streams`` of the input and the codes)."""
-        size = math.prod(shape3)
-        nbytes = size * np.dtype(code_dtype).itemsize if bits >= 8 else -(-size * bits // 8)
-        stream = size * 4 + nbytes > STREAM_ABOVE
-        return cls(shape3, blocks3, bits, qmin, qmax, symmetric, ignore, stream, planned=True,
-                   shape=shape, code_dtype=code_dtype)
+        size, code_dtype = math.prod(shape3), np.dtype(code_dtype)
+        nbytes = size * code_dtype.itemsize if bits >= 8 else -(-size * bits // 8)
+        call = cls(tuple(shape3), blocks3, bits, qmin, qmax, size * 4 + nbytes > STREAM_ABOVE,
+                   symmetric=symmetric, ignore=ignore)
+        call.shape, call.code_dtype, call.nbytes = shape, code_dtype, nbytes
+        call.unsigned = unsigned_codes(np.empty(0, code_dtype)).dtype
+        call.grid = tuple(-(-n // b) for n, b in zip(shape3, blocks3))
+        call.entries = [None, None]
+        return call
 
     def call(self, x):
         """``(data, scale3, zero3, flags)`` of the native float32 C-contiguous ``x`` of
@@ -108,7 +113,10 @@ class DynamicRowsCall:
             return self._run(x3, scale3, zero3, NO_CODES, out)
         return self._run(x3, scale3, zero3, unsigned_codes(out), NO_BYTES)
 
-    def _run(self, x3, scale3, zero3, out3, packed):
+    def _run(self, x3, scale3, zero3, out3, packed, check=False, zero_free=None, base=0):
+        """``run`` with the kernels' two outputs (``out3``: codes, or fake values, in
+        x3's view; ``packed``: bytes, the codes' from byte ``base * bits / 8``).  Given
+        parameters: ``check`` (look for NaN), ``zero_free`` (every zero point 0)."""
         bp, bk, bq = self.blocks3
         if self.kind == CHANNELS:
             if self.serial or region_threads() == 1:  # (the same bits in one thread)
@@ -120,21 +128,22 @@ class DynamicRowsCall:
                 x3, scale3, zero3, self.qmin, self.qmax, out3, self.bits, self.align,
                 self._scratch(), packed, nsplit, self.symmetric, self.ignore))
         common = (self.qmin, self.qmax)
-        flags = (False, True, self.symmetric, self.ignore)  # check, fused, symmetric, ignore
+        flags = (check, self.fused, self.symmetric, self.ignore)  # (the kernels' order)
+        zero_free = self.zero_free if zero_free is None else zero_free
         if self.kind == COLUMNS:
             if self.nchunks:
                 return self._kernel(1, quantize_columns_parallel, (
-                    x3, bp, bk, scale3, zero3, *common, out3, self.bits, 0, self.align,
-                    self._scratch(), packed, *flags, self.zero_free))
+                    x3, bp, bk, scale3, zero3, *common, out3, self.bits, base, self.align,
+                    self._scratch(), packed, *flags, zero_free))
             return self._kernel(0, quantize_columns, (
-                x3, bp, bk, scale3, zero3, *common, 0, self.rows, out3, self.bits, 0,
-                self._scratch(), packed, *flags, self.zero_free))
+                x3, bp, bk, scale3, zero3, *common, 0, self.rows, out3, self.bits, base,
+                self._scratch(), packed, *flags, zero_free))
         if self.nchunks:
             return self._kernel(1, quantize_rows_parallel, (
-                x3, bp, bk, bq, scale3, zero3, *common, out3, self.bits, 0, self.align,
+                x3, bp, bk, bq, scale3, zero3, *common, out3, self.bits, base, self.align,
                 self._scratch(), packed, self.stream, *flags))
         return self._kernel(0, quantize_rows, (
-            x3, bp, bk, bq, scale3, zero3, *common, 0, self.rows, out3, self.bits, 0,
+            x3, bp, bk, bq, scale3, zero3, *common, 0, self.rows, out3, self.bits, base,
             self._scratch(), packed, False, *flags))
 
     def _scratch(self):
