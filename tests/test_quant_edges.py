@@ -92,7 +92,7 @@ def test_partial_last_group_and_block():
 
 @pytest.mark.parametrize("dtype", ["int4", "uint2"])
 @pytest.mark.parametrize("shape,granularity", [
-    ((2 * 65536 + 3,), "tensor"),               # one long row, split, with a tail
+    ((2 * 131072 + 3,), "tensor"),              # one long row, split, with a tail
     ((301, 257), ("channel", 1)),               # odd rows: chunks start on byte bounds
     ((257, 301), ("channel", 0)),
     ((70, 1030), ("channel", 0)),               # rows longer than a kernel block

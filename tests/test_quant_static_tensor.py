@@ -8,7 +8,7 @@ import pytest
 import reference_quant as ref
 
 import fastq as fq
-from fastq.core.layout import SERIAL_BELOW
+from fastq.kernels.cpu.linear.tensor import TENSOR_PARALLEL_FROM
 from fastq.ops import plans as _plans
 
 DTYPES = ["int8", "uint8", "int16", "uint16", "int4", "uint4", "int2", "uint2"]
@@ -17,7 +17,7 @@ DTYPES = ["int8", "uint8", "int16", "uint16", "int4", "uint4", "int2", "uint2"]
 @pytest.fixture(autouse=True, scope="module")
 def regions_unlocked():
     """The prepared path runs once a parallel region has (the threading layer known)."""
-    fq.quantize(np.ones(1 << 17, np.float32), "int8", scale=1.0)
+    fq.quantize(np.ones(TENSOR_PARALLEL_FROM, np.float32), "int8", scale=1.0)
 
 
 def takes_prepared_path(x, dtype, scale, zero_point=None, **kwargs):
@@ -42,7 +42,7 @@ def takes_prepared_path(x, dtype, scale, zero_point=None, **kwargs):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("size", [0, 1, 1000, (1 << 16) + 1237])
+@pytest.mark.parametrize("size", [0, 1, 1000, (1 << 16) + 1237, TENSOR_PARALLEL_FROM + 1237])
 def test_matches_reference_at_every_input_offset(dtype, size):
     """Inputs starting 0..15 float32 elements past a 64-byte line (a lead before the
     first line, rows, a tail); codes of whole lines on lines."""
@@ -59,7 +59,7 @@ def test_matches_reference_at_every_input_offset(dtype, size):
         want = ref.quantize_codes(x, np.float32(0.25), zero_point, dtype)
         assert np.array_equal(qt.codes(), want)
         lead = min((16 - offset) % 16, size)  # (elements before x's first line)
-        if dtype[-1] in "86" and size >= SERIAL_BELOW:
+        if dtype[-1] in "86" and size >= TENSOR_PARALLEL_FROM:
             # (8 and 16 bits in chunks: the codes of that line on one too; a serial size
             # takes its codes from np.empty as they come, in cache either way)
             assert (qt.data.ctypes.data + lead * qt.data.itemsize) % 64 == 0

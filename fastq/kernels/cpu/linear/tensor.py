@@ -15,7 +15,7 @@ from numba import njit, prange
 from ....runtime import pool
 from ....runtime.threads import note_thread_count, parallel_region, region_threads
 from ....core.flags import BAD_SCALE, NAN
-from ..parallel import MAX_CHUNKS, SERIAL_BELOW, STREAM_ABOVE, entry_point, serial_twin
+from ..parallel import MAX_CHUNKS, STREAM_ABOVE, entry_point, serial_twin
 from ..word import FP_NEAREST_EVEN, address, set_thread_count, swap_fp_control
 from .params import scale_zero, tensor_range
 from .ranges import row_range
@@ -28,6 +28,13 @@ LINE = 64  # bytes
 # (Numba types constants as literals), a long compile where these reuse the general
 # path's.
 ONE, ZERO, YES, NO = np.int64(1), np.int64(0), np.bool_(True), np.bool_(False)
+# Per-tensor kernels run in the calling thread below this many elements, later than the
+# casts (``SERIAL_BELOW``, 64K): their regions cost more to start (the static kernel
+# hands a dozen arrays to each chunk, the dynamic one starts two regions), so the threads
+# win only from about 200K elements on 2 cores, and later where another library's
+# OpenMP threads still spin after its own calls (``bench/tensor_chunks.py``; the
+# numbers are in docs/design.md, "Small calls").
+TENSOR_PARALLEL_FROM = 1 << 18
 
 
 class TensorCall:
@@ -145,7 +152,7 @@ class DynamicTensorCall:
 
 def tensor_chunks(size):
     """Chunks of rows for a per-tensor kernel over ``size`` elements (1: serial)."""
-    return min(size // ROW, MAX_CHUNKS) if size >= SERIAL_BELOW else 1
+    return min(size // ROW, MAX_CHUNKS) if size >= TENSOR_PARALLEL_FROM else 1
 
 
 @njit(cache=True, nogil=True, inline="always")
