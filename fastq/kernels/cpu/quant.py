@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from ...runtime.threads import parallel_region, region_threads
 from ...core.flags import INF, NAN
-from ...core.layout import MAX_CHUNKS, SERIAL_BELOW, chunk_count
+from ...core.layout import MAX_CHUNKS, chunk_count
 from .parallel import AHEAD, STREAM_ABOVE, entry_point, streams
 from .word import (FP_NEAREST_EVEN, finish_stream, local_block, prefetch_span, stream_out,
                     swap_fp_control, unmanaged)
@@ -36,6 +36,7 @@ from .linear.codes import PIECE
 from .linear.rowcalls import RowsCall  # (the row kernels' calls: see there)
 from .linear.ranges import minmax  # noqa: F401  (the backend interface: see fastq.kernels.cpu.linear.ranges)
 from .linear.rows import ROW, unsigned_codes
+from .linear.tensor import TENSOR_PARALLEL_FROM
 from .linear.tensor import TensorCall  # noqa: F401  (static per tensor: see fastq.kernels.cpu.linear.tensor)
 from .linear.tensor import DynamicTensorCall, quantize_tensor_dynamic  # noqa: F401  (per tensor: see there)
 
@@ -113,8 +114,11 @@ def _kernel_outputs(out, bits):
 
 
 def _long_row(a3, blocks):
+    """Whether ``a3`` is one row under one parameter (per tensor) long enough to be cut
+    into rows for the threads (``TENSOR_PARALLEL_FROM``, as the prepared calls of
+    ``fastq.kernels.cpu.linear.tensor``); a shorter one runs whole, in this thread."""
     rows = a3.shape[0] * a3.shape[1]
-    return rows == 1 and a3.size >= SERIAL_BELOW and blocks[2] == a3.shape[2]
+    return rows == 1 and a3.size >= TENSOR_PARALLEL_FROM and blocks[2] == a3.shape[2]
 
 
 def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check):
@@ -227,7 +231,7 @@ class DequantizeCall:
         self.blocks3, self.rows, self.head = tuple(blocks3), shape3[0] * shape3[1], None
         self.nchunks = chunk_count(self.rows, size)
         self.stream = size * (codes_itemsize + 4) > STREAM_ABOVE
-        if self.rows == 1 and size >= SERIAL_BELOW and blocks3[2] == shape3[2]:  # (_long_row)
+        if self.rows == 1 and size >= TENSOR_PARALLEL_FROM and blocks3[2] == shape3[2]:  # (_long_row)
             head = size - size % ROW
             self.head = (head, (1, head // ROW, ROW), (1, 1, max(size - head, 1)))
             self.nchunks = min(MAX_CHUNKS, head // ROW)  # (a chunk per row at most)
