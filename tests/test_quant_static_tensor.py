@@ -65,9 +65,15 @@ def test_matches_reference_at_every_input_offset(dtype, size):
             assert (qt.data.ctypes.data + lead * qt.data.itemsize) % 64 == 0
 
 
-@pytest.mark.parametrize("scale", [0.1, np.float64(1e-40), np.float16(0.3), np.float32(7)])
-@pytest.mark.parametrize("zero_point", [None, 3, np.uint8(250), np.int64(0)])
+@pytest.mark.parametrize("scale", [0.1, np.float64(1e-40), np.float16(0.3), np.float32(7),
+                                   np.array(0.1, np.float32), np.array(1e-40),
+                                   np.array(0.3, np.float16), np.array(7, ">f4")])
+@pytest.mark.parametrize("zero_point", [None, 3, np.uint8(250), np.int64(0),
+                                        np.array(3), np.array(250, np.uint8),
+                                        np.array(5, ">i2")])
 def test_scalar_types(scale, zero_point):
+    """Python and NumPy scalars, and 0-d arrays (as ``choose_qparams`` returns them, of
+    either byte order), take the prepared path with the general path's results."""
     x = np.random.default_rng(1).standard_normal(5000).astype(np.float32)
     qt = takes_prepared_path(x, "uint8", scale, zero_point)
     codes, scale32, zp = ref.quantize_codes(x, np.float32(scale), zero_point or 0, "uint8"), \
@@ -75,7 +81,42 @@ def test_scalar_types(scale, zero_point):
     assert np.array_equal(qt.data, codes) and qt.scale == scale32 and qt.zero_point == zp
 
 
-@pytest.mark.parametrize("scale", [0.0, -1.0, np.nan, np.inf, np.float32(-np.inf), 1e-46])
+@pytest.mark.parametrize("dtype,scheme", [("uint8", "asymmetric"), ("int8", "asymmetric"),
+                                          ("int8", "symmetric"), ("uint4", "asymmetric")])
+def test_choose_qparams_result_takes_the_prepared_path(dtype, scheme):
+    """The parameters of ``choose_qparams`` given back to ``quantize`` (0-d arrays) run
+    the prepared path, with the codes of the dynamic quantization that chose them."""
+    x = np.random.default_rng(4).standard_normal(3000).astype(np.float32)
+    qp = fq.choose_qparams(x, dtype, scheme)
+    qt = takes_prepared_path(x, dtype, qp.scale, qp.zero_point)
+    want = fq.quantize(x, dtype, scheme)
+    assert np.array_equal(qt.data, want.data)
+    assert qt.scale.view(np.uint32) == want.scale.view(np.uint32)
+
+
+@pytest.mark.parametrize("scale,zero_point", [
+    (np.array(0.5, np.longdouble), None),      # (float() would round it to float64 first)
+    (np.array([0.5], np.float32), None),       # (one element, not 0-d)
+    (np.array(0.5, np.float32), np.array(3.0)),  # (a float zero point)
+    (np.array(0.5, np.float32), np.array(300)),  # (out of range: the general path raises)
+])
+def test_other_parameter_arrays_take_the_general_path(scale, zero_point):
+    x = np.random.default_rng(6).standard_normal(2000).astype(np.float32)
+    fq.quantize(x, "uint8", scale=0.5)
+    assert _plans.static_per_tensor(x, "uint8", "asymmetric", "tensor", scale, zero_point,
+                                    False, "raise", "auto") is None
+    try:
+        want = fq.quantize(x.copy(), "uint8", scale=scale, zero_point=zero_point)
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            fq.quantize(x, "uint8", scale=scale, zero_point=zero_point)
+    else:
+        got = fq.quantize(x, "uint8", scale=scale, zero_point=zero_point)
+        assert np.array_equal(got.data, want.data)
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, np.nan, np.inf, np.float32(-np.inf), 1e-46,
+                                   np.array(0.0, np.float32), np.array(np.nan)])
 def test_bad_scale_raises_on_a_cached_plan(scale):
     x = np.ones(300, np.float32)
     fq.quantize(x, "int8", scale=1.0)

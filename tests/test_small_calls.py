@@ -177,6 +177,10 @@ REPEATED = {  # a repeated call -> the Python functions it may run (no others)
         lambda x, qt: fq.quantize(x, "int8", scale=0.02, zero_point=3),
         {"quantize", "is_block_format", "static_per_tensor", "_host_plan", "__call__",
          "scale_array", "zero_array", "checked_qtensor"}),
+    "static per tensor, 0-d parameters": (  # (as choose_qparams returns them)
+        lambda x, qt: fq.quantize(x, "int8", scale=qt.scale, zero_point=qt.zero_point),
+        {"quantize", "is_block_format", "static_per_tensor", "_float_0d", "_int_0d",
+         "_host_plan", "__call__", "scale_array", "zero_array", "checked_qtensor"}),
     # (``__eq__``: the plan's key holds the QTensor's granularity, which is compared when
     # it is another object than the one the plan was cached with, after a full cache)
     "dequantize": (lambda x, qt: fq.dequantize(qt),

@@ -104,15 +104,28 @@ def _host_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
         return None
 
 
+def _float_0d(a):
+    """Whether ``a`` is a 0-d float array of at most 64 bits (a ``QParams``' scale):
+    ``float(a)`` is then its exact value, which the kernel rounds as a scalar's."""
+    return type(a) is np.ndarray and a.ndim == 0 and a.dtype.kind == "f" \
+        and a.dtype.itemsize <= 8
+
+
+def _int_0d(a):
+    """Whether ``a`` is a 0-d integer array (a ``QParams``' zero point)."""
+    return type(a) is np.ndarray and a.ndim == 0 and a.dtype.kind in "iu"
+
+
 def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
                       nan_policy, backend):
-    """``quantize`` with one given scale and zero point, both scalars, of an input whose
-    plan is cached and has a ``tensor_call`` (per tensor, native float32 C-contiguous, on
-    the CPU), once parallel regions need no lock: Python checks only the plan and the
-    zero point (integers); the kernel rounds and checks the scale in the default
-    floating-point environment, and runs the codes.  None where this does not apply or
-    an argument is bad: the general path then runs (and raises, or caches the plan)."""
-    if type(scale) not in SCALAR_SCALES:
+    """``quantize`` with one given scale and zero point, both scalars or 0-d arrays (as
+    ``choose_qparams`` returns them), of an input whose plan is cached and has a
+    ``tensor_call`` (per tensor, native float32 C-contiguous, on the CPU), once parallel
+    regions need no lock: Python checks only the plan and the zero point (integers); the
+    kernel rounds and checks the scale in the default floating-point environment, and
+    runs the codes.  None where this does not apply or an argument is bad: the general
+    path then runs (and raises, or caches the plan)."""
+    if type(scale) not in SCALAR_SCALES and not _float_0d(scale):
         return None
     plan = _host_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
     call = plan.tensor_call if plan is not None else None
@@ -121,8 +134,10 @@ def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_r
     qmin = plan.qmin
     if zero_point is None:
         zero = None if qmin < 0 else 0
-    elif type(zero_point) in SCALAR_ZEROS and qmin <= zero_point <= plan.qmax:
+    elif type(zero_point) in SCALAR_ZEROS or _int_0d(zero_point):
         zero = int(zero_point)
+        if not qmin <= zero <= plan.qmax:
+            return None
     else:
         return None
     data, flags, bits = call(x, scale, 0 if zero is None else zero)
