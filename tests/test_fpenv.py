@@ -48,6 +48,7 @@ CALLS = textwrap.dedent("""
             "per-column planned": lambda: planned(x, fq.PerChannel(1)),
             "per-group planned": lambda: planned(x, fq.PerGroup(32)),
             "fake planned": lambda: fake_planned(x),
+            "static per-channel planned": lambda: static_planned(x),
             "symmetric scale": lambda: fq.choose_qparams(x, "int8", scheme="symmetric").scale,
             "fake": lambda: fq.fake_quantize(x, "int8", granularity=fq.PerChannel(0)),
             "dequantize": lambda: fq.dequantize(fq.quantize(x, "int8", granularity=fq.PerChannel(0))),
@@ -72,6 +73,15 @@ CALLS = textwrap.dedent("""
                (fq.PerChannel(1), fq.PerChannel(1), "tensor", "tensor")]
         assert np.array_equal(out[0], out[1]) and np.array_equal(out[2], out[3])
         return np.concatenate([out[1], out[3]])
+
+    def static_planned(x):
+        # given parameters (choose_qparams' own, computed in the default environment)
+        qp = fq.choose_qparams(x, "uint8", granularity=fq.PerChannel(0))
+        args = dict(granularity=fq.PerChannel(0), scale=qp.scale, zero_point=qp.zero_point)
+        codes = [fq.quantize(x, "uint8", **args).data for _ in range(2)]
+        fake = [fq.fake_quantize(x, "uint8", **args) for _ in range(2)]
+        assert np.array_equal(codes[0], codes[1]) and np.array_equal(fake[0], fake[1])
+        return np.frombuffer(codes[1].tobytes() + fake[1].tobytes(), np.uint8)
 
     def digests(shape):
         return {k: hashlib.sha1(np.ascontiguousarray(f()).tobytes()).hexdigest()

@@ -181,6 +181,17 @@ REPEATED = {  # a repeated call -> the Python functions it may run (no others)
         lambda x, qt: fq.quantize(x, "int8", scale=qt.scale, zero_point=qt.zero_point),
         {"quantize", "is_block_format", "static_per_tensor", "_float_0d", "_int_0d",
          "_host_plan", "__call__", "scale_array", "zero_array", "checked_qtensor"}),
+    "static per channel": (  # (the 4 rows of both shapes; NumPy's _methods: the checks)
+        lambda x, qt: fq.quantize(x, "uint8", granularity=CHANNELS, scale=ROW_SCALES,
+                                  zero_point=ROW_ZEROS),
+        {"quantize", "is_block_format", "static_per_tensor", "_float_0d", "static_prepared",
+         "_host_plan", "__hash__", "__eq__", "_all", "_any", "_amin", "_amax", "call", "_run",
+         "_scratch", "_kernel", "checked_qtensor"}),
+    "fake static per channel": (
+        lambda x, qt: fq.fake_quantize(x, "uint8", granularity=CHANNELS, scale=ROW_SCALES,
+                                       zero_point=ROW_ZEROS),
+        {"fake_quantize", "static_prepared", "_host_plan", "__hash__", "__eq__", "_all",
+         "_any", "_amin", "_amax", "call", "_run", "_scratch", "_kernel"}),
     # (``__eq__``: the plan's key holds the QTensor's granularity, which is compared when
     # it is another object than the one the plan was cached with, after a full cache)
     "dequantize": (lambda x, qt: fq.dequantize(qt),
@@ -192,6 +203,8 @@ REPEATED = {  # a repeated call -> the Python functions it may run (no others)
                           {"cast", "call", "__call__", "_direct_out", "may_share_memory"}),
 }
 OUT16 = np.empty(SHAPE, np.float16)
+ROW_SCALES = np.float32(0.02) * np.arange(1, 5, dtype=np.float32)
+ROW_ZEROS = np.array([3, 0, 128, 255], np.uint8)
 
 
 # What a repeated call past the serial size may run besides: the thread count for the

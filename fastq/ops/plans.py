@@ -7,6 +7,8 @@ pass over a large input.  A repeated static per-tensor call with scalar paramete
 further (``static_per_tensor``): its plan's ``tensor_call`` runs the kernel with the
 least Python.
 """
+import math
+
 import numpy as np
 
 from ..core.flags import BAD_SCALE, INF, NAN
@@ -29,14 +31,18 @@ class QuantizePlan:
     C-contiguous) and ``on_host``, ``tensor_call`` (static per tensor, or None),
     ``one_call`` (dynamic quantization of a ready input runs in one kernel call),
     ``dynamic_call`` (then, or for one parameter group: the kernels' prepared call, as
-    ``dynamic_prepared`` runs it; else None) and ``fake_call`` (the same for dynamic fake
-    quantization; None unless ``one_call``)."""
+    ``dynamic_prepared`` runs it; else None), ``fake_call`` (the same for dynamic fake
+    quantization; None unless ``one_call``) and ``static_calls`` (given parameters of
+    several groups: the kernels' prepared calls of codes and of fake values, made on
+    the first such call (``static_prepared``); None until then, False where there are
+    none)."""
     __slots__ = ("backend", "kernels", "dtype", "qmin", "qmax", "bits", "kernel_bits",
                  "code_dtype", "scheme", "nan_policy", "granularity", "on_host", "ready",
                  "shape", "size", "blocks", "param_shape", "tensor_call", "dynamic_call",
-                 "fake_call", "grid", "view", "lead", "one_call")
+                 "fake_call", "static_calls", "grid", "view", "lead", "one_call")
 
     def __init__(self, **facts):
+        self.static_calls = None
         for name, value in facts.items():
             setattr(self, name, value)
 
@@ -148,6 +154,64 @@ def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_r
     return checked_qtensor(data, dtype, scale_array(bits),
                            None if zero is None else zero_array(plan.code_dtype, zero),
                            plan.shape, plan.granularity)
+
+
+def static_prepared(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
+                    nan_policy, backend, fake=False):
+    """``quantize`` (``fake``: ``fake_quantize``) with given parameters of several groups
+    (``PerChannel``, ``PerGroup``, ``PerBlock``) of an input whose plan is cached and
+    ready (native float32 C-contiguous on the CPU, at most 3 blocked dimensions): a
+    native float32 C-contiguous ``scale`` of the parameter shape and an integer
+    ``zero_point`` of that shape or None (as ``choose_qparams`` returns them), checked
+    as ``check_static_params`` checks them, then the kernels' prepared call
+    (``static_calls``): the general path's kernels on the same view.  None where this
+    does not apply or an argument is bad: the general path then runs (and raises, or
+    caches the plan)."""
+    if type(scale) is not np.ndarray or not scale.ndim:
+        return None
+    plan = _host_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
+    if plan is None:
+        return None
+    calls = plan.static_calls
+    if calls is None:  # (two threads may both make them: the same calls)
+        calls = plan.static_calls = _static_calls(plan)
+    shape = plan.param_shape
+    if not calls or not (scale.shape == shape and scale.dtype == np.float32
+                         and scale.dtype.isnative and scale.flags.c_contiguous):
+        return None
+    if zero_point is not None and not (type(zero_point) is np.ndarray
+                                       and zero_point.shape == shape
+                                       and zero_point.dtype.kind in "iu"):
+        return None
+    if not ((scale > 0) & (scale < np.inf)).all() or (zero_point is not None and (
+            zero_point.min() < plan.qmin or zero_point.max() > plan.qmax)):
+        return None  # (the general path raises)
+    call = calls[1 if fake else 0]
+    scale = scale.copy()  # (the QTensor's own, as the general path's; writeable)
+    zero3 = np.zeros(call.grid, np.float32) if zero_point is None else \
+        zero_point.astype(np.float32).reshape(call.grid)
+    data, _, _, flags = call.call(x, scale.reshape(call.grid), zero3,
+                                  zero_point is None or not zero_point.any())
+    if flags:
+        check_nan(flags & NAN, plan.nan_policy)
+    if fake:
+        return data
+    zero = None if zero_point is None and plan.qmin < 0 else \
+        np.zeros(shape, plan.code_dtype) if zero_point is None else \
+        zero_point.astype(plan.code_dtype)
+    return checked_qtensor(data, plan.dtype, scale, zero, plan.shape, plan.granularity)
+
+
+def _static_calls(plan):
+    """``[codes, fake values]``: the prepared calls of quantization with given parameters
+    of several groups for ``plan``, as the general path lays them out (``fused=False``,
+    neither symmetric nor ignoring: its kernels' flags), or False where it has none."""
+    if not (plan.ready and plan.on_host and not plan.lead and plan.size
+            and math.prod(plan.param_shape) > 1 and hasattr(plan.kernels, "RowsCall")):
+        return False
+    return [plan.kernels.RowsCall.planned(plan.shape, code_dtype, *plan.view, bits, plan.qmin,
+                                          plan.qmax, False, False, fused=False)
+            for code_dtype, bits in ((plan.code_dtype, plan.bits), (np.float32, 8))]
 
 
 def prepare_calls(plan):

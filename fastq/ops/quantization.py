@@ -60,7 +60,9 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
                         f"{next(iter(format_options))!r} for dtype {dtype!r}")
     if scale is not None:  # (no floating-point arithmetic here before the kernel's own)
         qt = plans.static_per_tensor(x, dtype, scheme, granularity, scale, zero_point,
-                                      narrow_range, nan_policy, backend)
+                                      narrow_range, nan_policy, backend) or \
+            plans.static_prepared(x, dtype, scheme, granularity, scale, zero_point,
+                                  narrow_range, nan_policy, backend)
         if qt is not None:
             return qt
     elif zero_point is None and not _force_two_passes:  # (as ``in_one_call`` says)
@@ -102,8 +104,11 @@ def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=Non
     if scale is None and zero_point is None and not _force_two_passes:
         out = plans.dynamic_prepared(x, dtype, scheme, granularity, narrow_range, nan_policy,
                                      backend, fake=True)
-        if out is not None:
-            return out
+    else:  # (None unless scale is an array)
+        out = plans.static_prepared(x, dtype, scheme, granularity, scale, zero_point,
+                                    narrow_range, nan_policy, backend, fake=True)
+    if out is not None:
+        return out
     return _fake_quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
                           nan_policy, backend)
 

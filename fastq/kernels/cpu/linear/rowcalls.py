@@ -76,33 +76,41 @@ class RowsCall:
         self.entries = None  # (planned: the serial kernel's compiled code, the parallel's)
 
     @classmethod
-    def planned(cls, shape, code_dtype, shape3, blocks3, bits, qmin, qmax, symmetric, ignore):
+    def planned(cls, shape, code_dtype, shape3, blocks3, bits, qmin, qmax, symmetric, ignore,
+                fused=True):
         """The call a cached plan keeps for native float32 C-contiguous inputs of
         ``shape``, coded to ``code_dtype`` (float32: fake quantization, ``bits`` 8;
         streamed as the general path streams them:
-        ``fastq.kernels.cpu.parallel.streams`` of the input and the codes)."""
+        ``fastq.kernels.cpu.parallel.streams`` of the input and the codes), dynamic
+        (``fused``) or with given parameters."""
         size, code_dtype = math.prod(shape3), np.dtype(code_dtype)
         nbytes = size * code_dtype.itemsize if bits >= 8 else -(-size * bits // 8)
         call = cls(tuple(shape3), blocks3, bits, qmin, qmax, size * 4 + nbytes > STREAM_ABOVE,
-                   symmetric=symmetric, ignore=ignore)
+                   fused=fused, symmetric=symmetric, ignore=ignore)
         call.shape, call.code_dtype, call.nbytes = shape, code_dtype, nbytes
         call.unsigned = unsigned_codes(np.empty(0, code_dtype)).dtype
         call.grid = tuple(-(-n // b) for n, b in zip(shape3, blocks3))
         call.entries = [None, None]
         return call
 
-    def call(self, x):
+    def call(self, x, scale3=None, zero3=None, zero_free=None):
         """``(data, scale3, zero3, flags)`` of the native float32 C-contiguous ``x`` of
-        ``shape``: new codes (packed bytes), parameters of the grid shape, flags."""
-        scale3, zero3 = np.empty(self.grid, np.float32), np.empty(self.grid, np.float32)
+        ``shape``: new codes (packed bytes) or fake values, the parameters, the flags.
+        Dynamic (``fused``): new parameters of the grid shape; else the given float32
+        ``scale3`` and ``zero3`` of that shape (``zero_free``: every zero point 0), NaN
+        looked for."""
+        given = scale3 is not None
+        if not given:
+            scale3, zero3 = np.empty(self.grid, np.float32), np.empty(self.grid, np.float32)
         raw = np.empty(self.nbytes, np.uint8) if self.nbytes < pool.POOLED_FROM else \
             pool.host_array(self.nbytes, np.uint8)
+        x3 = x.reshape(self.shape3)
         if self.bits < 8:
-            return raw, scale3, zero3, self._run(x.reshape(self.shape3), scale3, zero3,
-                                                 NO_CODES, raw)
+            return raw, scale3, zero3, self._run(x3, scale3, zero3, NO_CODES, raw, given,
+                                                 zero_free)
         # (codes of either sign through their unsigned view: one compiled kernel for both)
-        flags = self._run(x.reshape(self.shape3), scale3, zero3,
-                          raw.view(self.unsigned).reshape(self.shape3), NO_BYTES)
+        flags = self._run(x3, scale3, zero3, raw.view(self.unsigned).reshape(self.shape3),
+                          NO_BYTES, given, zero_free)
         return raw.view(self.code_dtype).reshape(self.shape), scale3, zero3, flags
 
     def run(self, x3, scale3, zero3, out):
