@@ -364,6 +364,7 @@ def test_eight_threads_get_the_single_threaded_bits():
         expected = [np.asarray(fq.quantize(x, d, granularity=g, scheme=s).data).copy()
                     for d, g, s in runs]
         fakes = [fq.fake_quantize(x, d, granularity=g, scheme=s) for d, g, s in runs]
+        given = [fq.choose_qparams(x, d, s, g) for d, g, s in runs]  # (static calls' own)
     finally:
         fq.set_num_threads(None)
     results, faked, errors = {}, {}, []
@@ -371,10 +372,15 @@ def test_eight_threads_get_the_single_threaded_bits():
     def work(i):
         try:
             d, g, s = runs[i % len(runs)]
+            qp = given[i % len(runs)]
             for _ in range(3):  # (after the first call: the plans' prepared calls)
                 results.setdefault(i, []).append(np.asarray(fq.quantize(x, d, granularity=g,
                                                                         scheme=s).data).copy())
                 faked.setdefault(i, []).append(fq.fake_quantize(x, d, granularity=g, scheme=s))
+                static = fq.quantize(x, d, s, g, scale=qp.scale, zero_point=qp.zero_point)
+                results[i].append(np.asarray(static.data).copy())
+                faked[i].append(fq.fake_quantize(x, d, s, g, scale=qp.scale,
+                                                 zero_point=qp.zero_point))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
