@@ -49,6 +49,10 @@ CALLS = textwrap.dedent("""
             "per-group planned": lambda: planned(x, fq.PerGroup(32)),
             "fake planned": lambda: fake_planned(x),
             "static per-channel planned": lambda: static_planned(x),
+            # a float64 scale that rounds to float32 in Python on the prepared call
+            "fake static per tensor planned": lambda: np.concatenate([
+                fq.fake_quantize(x, "uint8", scale=s, zero_point=3)
+                for s in (0.7, 0.7, np.array(0.3), np.array(0.3))]),
             "symmetric scale": lambda: fq.choose_qparams(x, "int8", scheme="symmetric").scale,
             "fake": lambda: fq.fake_quantize(x, "int8", granularity=fq.PerChannel(0)),
             "dequantize": lambda: fq.dequantize(fq.quantize(x, "int8", granularity=fq.PerChannel(0))),

@@ -185,13 +185,17 @@ REPEATED = {  # a repeated call -> the Python functions it may run (no others)
         lambda x, qt: fq.quantize(x, "uint8", granularity=CHANNELS, scale=ROW_SCALES,
                                   zero_point=ROW_ZEROS),
         {"quantize", "is_block_format", "static_per_tensor", "_float_0d", "static_prepared",
-         "_host_plan", "__hash__", "__eq__", "_all", "_any", "_amin", "_amax", "call", "_run",
-         "_scratch", "_kernel", "checked_qtensor"}),
+         "_host_plan", "_given_arrays", "__hash__", "__eq__", "_all", "_any", "_amin",
+         "_amax", "call", "_run", "_scratch", "_kernel", "checked_qtensor"}),
     "fake static per channel": (
         lambda x, qt: fq.fake_quantize(x, "uint8", granularity=CHANNELS, scale=ROW_SCALES,
                                        zero_point=ROW_ZEROS),
-        {"fake_quantize", "static_prepared", "_host_plan", "__hash__", "__eq__", "_all",
-         "_any", "_amin", "_amax", "call", "_run", "_scratch", "_kernel"}),
+        {"fake_quantize", "static_prepared", "_host_plan", "_given_arrays", "__hash__",
+         "__eq__", "_all", "_any", "_amin", "_amax", "call", "_run", "_scratch", "_kernel"}),
+    "fake static per tensor": (  # (a float64 scale: rounded to float32 in Python)
+        lambda x, qt: fq.fake_quantize(x, "uint8", scale=0.021, zero_point=3),
+        {"fake_quantize", "static_prepared", "_host_plan", "_given_scalars",
+         "_nearest_float32", "call", "_run", "_scratch", "_kernel"}),
     # (``__eq__``: the plan's key holds the QTensor's granularity, which is compared when
     # it is another object than the one the plan was cached with, after a full cache)
     "dequantize": (lambda x, qt: fq.dequantize(qt),
@@ -239,6 +243,8 @@ def test_repeated_call_takes_the_planned_path(name, shape, thread_count, monkeyp
     if shape != SHAPE:
         if "out=" in name:
             pytest.skip("out= has the small shape")
+        if name == "fake static per tensor":
+            pytest.skip("a row the general path cuts for the threads: no prepared call")
         allowed = allowed | MID_SIZE_CALLS
     elif thread_count > 1:
         pytest.skip("a serial size runs on one thread")

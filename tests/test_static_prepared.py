@@ -148,3 +148,69 @@ def test_chunks_on_the_threads(granularity, dtype):
     same(prepared(x, dtype, **args), general(x, dtype, **args))
     assert np.array_equal(fq.fake_quantize(x, dtype, **args),
                           fq.fake_quantize(x.astype(">f4"), dtype, **args))
+
+
+@pytest.mark.parametrize("scale,zero_point", [
+    (0.1, None), (np.float64(0.3), 3), (np.float16(0.25), np.uint8(7)),
+    (np.float32(0.02), np.int64(0)), (np.array(0.02, np.float32), np.array(5)),
+    (np.array(0.7), np.array(250, np.uint8)),
+    (float(np.float32(0.1)) + 2.0 ** -28, None),   # a tie: half an ulp above, to even
+    (float(np.float32(0.1)) - 2.0 ** -28, 9),      # a tie below
+])
+def test_fake_per_tensor_with_scalars(scale, zero_point):
+    """Per-tensor fake quantization with given scalars (or 0-d arrays), the float64
+    ones rounded to float32 in Python, half to even: the general path's values."""
+    x = sample()
+    want = fq.fake_quantize(x.astype(">f4"), "uint8", scale=scale, zero_point=zero_point)
+    fq.fake_quantize(x, "uint8", scale=scale, zero_point=zero_point)
+    assert plans.static_prepared(x, "uint8", "asymmetric", "tensor", scale, zero_point,
+                                 False, "raise", "auto", fake=True) is not None
+    got = fq.fake_quantize(x, "uint8", scale=scale, zero_point=zero_point)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("scale,zero_point,error", [
+    (0.0, None, ValueError), (-0.5, None, ValueError), (np.nan, None, ValueError),
+    (1e39, None, ValueError), (1e-46, None, ValueError), (0.5, 256, ValueError),
+    (0.5, -1, ValueError), (0.5, 2.5, TypeError),
+])
+def test_fake_per_tensor_bad_scalars_raise(scale, zero_point, error):
+    x = sample()
+    fq.fake_quantize(x, "uint8", scale=0.5)
+    with pytest.raises(error):
+        fq.fake_quantize(x, "uint8", scale=scale, zero_point=zero_point)
+
+
+def test_fake_per_tensor_cut_for_the_threads_takes_the_general_path():
+    from fastq.kernels.cpu.linear.tensor import TENSOR_PARALLEL_FROM
+    x = np.random.default_rng(8).standard_normal(TENSOR_PARALLEL_FROM).astype(np.float32)
+    fq.fake_quantize(x, "int8", scale=0.05)
+    assert plans.static_prepared(x, "int8", "asymmetric", "tensor", 0.05, None, False,
+                                 "raise", "auto", fake=True) is None
+    small = x[:TENSOR_PARALLEL_FROM - 1].copy()
+    fq.fake_quantize(small, "int8", scale=0.05)
+    got = fq.fake_quantize(small, "int8", scale=0.05)
+    assert np.array_equal(got, fq.fake_quantize(x, "int8", scale=0.05)[:small.size])
+
+
+def test_nearest_float32_in_any_rounding_mode():
+    """``_nearest_float32`` is NumPy's conversion in the default mode (half to even),
+    also under round-up with flush-to-zero: random doubles, exact midpoints, and
+    values next to them."""
+    from numba import njit
+
+    from fastq.runtime.fpenv import swap_fp_control
+    rng = np.random.default_rng(9)
+    f = (rng.uniform(1e-3, 1e3, 20000)).astype(np.float32)
+    mid = (f.astype(np.float64) + np.nextafter(f, np.float32(np.inf)).astype(np.float64)) / 2
+    values = np.concatenate([rng.uniform(1e-30, 1e30, 20000), mid, np.nextafter(mid, 0),
+                             np.nextafter(mid, np.inf), f.astype(np.float64)])
+    want = values.astype(np.float32)
+    swap = njit(lambda w: swap_fp_control(w))
+    for word in (0x1F80, 0x1F80 | 0x8040 | 0x4000, 0x1F80 | 0x2000, 0x1F80 | 0x6000):
+        saved = swap(np.uint32(word))
+        try:
+            got = [plans._nearest_float32(v) for v in values]
+        finally:
+            swap(np.uint32(saved))
+        assert np.array_equal(np.array(got, np.float32).view(np.uint32), want.view(np.uint32))

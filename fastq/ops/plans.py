@@ -158,16 +158,18 @@ def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_r
 
 def static_prepared(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
                     nan_policy, backend, fake=False):
-    """``quantize`` (``fake``: ``fake_quantize``) with given parameters of several groups
-    (``PerChannel``, ``PerGroup``, ``PerBlock``) of an input whose plan is cached and
-    ready (native float32 C-contiguous on the CPU, at most 3 blocked dimensions): a
-    native float32 C-contiguous ``scale`` of the parameter shape and an integer
-    ``zero_point`` of that shape or None (as ``choose_qparams`` returns them), checked
-    as ``check_static_params`` checks them, then the kernels' prepared call
-    (``static_calls``): the general path's kernels on the same view.  None where this
+    """``quantize`` (``fake``: ``fake_quantize``) with given parameters of an input whose
+    plan is cached and ready (native float32 C-contiguous on the CPU, at most 3 blocked
+    dimensions), by the kernels' prepared call (``static_calls``: the general path's
+    kernels on the same view): for several groups (``PerChannel``, ``PerGroup``,
+    ``PerBlock``) a native float32 C-contiguous ``scale`` of the parameter shape and an
+    integer ``zero_point`` of that shape or None, as ``choose_qparams`` returns them;
+    for fake quantization per tensor also scalars (as ``static_per_tensor`` takes them).
+    The parameters are checked as ``check_static_params`` checks them.  None where this
     does not apply or an argument is bad: the general path then runs (and raises, or
     caches the plan)."""
-    if type(scale) is not np.ndarray or not scale.ndim:
+    arrays = type(scale) is np.ndarray and scale.ndim > 0
+    if not (arrays or fake and (type(scale) in SCALAR_SCALES or _float_0d(scale))):
         return None
     plan = _host_plan(x, dtype, scheme, granularity, narrow_range, nan_policy, backend)
     if plan is None:
@@ -175,9 +177,29 @@ def static_prepared(x, dtype, scheme, granularity, scale, zero_point, narrow_ran
     calls = plan.static_calls
     if calls is None:  # (two threads may both make them: the same calls)
         calls = plan.static_calls = _static_calls(plan)
+    call = calls and calls[1 if fake else 0]
+    if not call:
+        return None
+    given = (_given_arrays if arrays else _given_scalars)(plan, call.grid, scale, zero_point)
+    if given is None:
+        return None
+    scale3, zero3, zero_free, zero = given
+    data, _, _, flags = call.call(x, scale3, zero3, zero_free)
+    if flags:
+        check_nan(flags & NAN, plan.nan_policy)
+    if fake:
+        return data
+    return checked_qtensor(data, plan.dtype, scale3.reshape(plan.param_shape), zero,
+                           plan.shape, plan.granularity)
+
+
+def _given_arrays(plan, grid, scale, zero_point):
+    """``(scale3, zero3, zero_free, zero)`` of given parameter arrays (see
+    ``static_prepared``): the scale and zero point on the view's ``grid`` (float32, new
+    arrays), whether every zero point is 0, the zero point a QTensor holds; or None."""
     shape = plan.param_shape
-    if not calls or not (scale.shape == shape and scale.dtype == np.float32
-                         and scale.dtype.isnative and scale.flags.c_contiguous):
+    if not (scale.shape == shape and scale.dtype == np.float32 and scale.dtype.isnative
+            and scale.flags.c_contiguous):
         return None
     if zero_point is not None and not (type(zero_point) is np.ndarray
                                        and zero_point.shape == shape
@@ -186,32 +208,75 @@ def static_prepared(x, dtype, scheme, granularity, scale, zero_point, narrow_ran
     if not ((scale > 0) & (scale < np.inf)).all() or (zero_point is not None and (
             zero_point.min() < plan.qmin or zero_point.max() > plan.qmax)):
         return None  # (the general path raises)
-    call = calls[1 if fake else 0]
-    scale = scale.copy()  # (the QTensor's own, as the general path's; writeable)
-    zero3 = np.zeros(call.grid, np.float32) if zero_point is None else \
-        zero_point.astype(np.float32).reshape(call.grid)
-    data, _, _, flags = call.call(x, scale.reshape(call.grid), zero3,
-                                  zero_point is None or not zero_point.any())
-    if flags:
-        check_nan(flags & NAN, plan.nan_policy)
-    if fake:
-        return data
-    zero = None if zero_point is None and plan.qmin < 0 else \
-        np.zeros(shape, plan.code_dtype) if zero_point is None else \
-        zero_point.astype(plan.code_dtype)
-    return checked_qtensor(data, plan.dtype, scale, zero, plan.shape, plan.granularity)
+    if zero_point is None:
+        return (scale.reshape(grid).copy(), np.zeros(grid, np.float32), True,
+                None if plan.qmin < 0 else np.zeros(shape, plan.code_dtype))
+    return (scale.reshape(grid).copy(), zero_point.astype(np.float32).reshape(grid),
+            not zero_point.any(), zero_point.astype(plan.code_dtype))
+
+
+def _given_scalars(plan, grid, scale, zero_point):
+    """``_given_arrays`` of a per-tensor scale and zero point, scalars or 0-d arrays."""
+    s = _nearest_float32(scale) if plan.param_shape == () else None
+    if s is None:
+        return None
+    if zero_point is None:
+        zero = 0
+    elif type(zero_point) in SCALAR_ZEROS or _int_0d(zero_point):
+        zero = int(zero_point)
+        if not plan.qmin <= zero <= plan.qmax:
+            return None
+    else:
+        return None
+    scale3, zero3 = np.empty(grid, np.float32), np.empty(grid, np.float32)
+    scale3[...], zero3[...] = s, zero  # (exact: a float32, and an integer under 2**16)
+    return scale3, zero3, zero == 0, None
+
+
+FLOAT32_NORMAL, FLOAT32_MAX = 2.0 ** -126, float(np.finfo(np.float32).max)
+
+
+def _nearest_float32(scale):
+    """The float32 nearest the float ``scale`` (ties to even), whatever the caller's
+    rounding mode: NumPy's conversion rounds in the current mode, so its result is
+    compared with its neighbour on the other side of ``scale`` in float64 arithmetic
+    that is exact in any mode (differences of floats within a factor 2 of each other).
+    None unless it is a normal positive finite float32 (the general path converts and
+    checks the others; a flush-to-zero mode would flush subnormals)."""
+    s = float(scale)  # (exact: float16, float32 or float64)
+    if not FLOAT32_NORMAL <= s < FLOAT32_MAX:  # (NaN too; no overflow warning)
+        return None
+    f = np.float32(s)
+    if not (f >= FLOAT32_NORMAL and f < np.inf):  # (flush-to-zero, or a mode's overflow)
+        return None
+    below = s - float(f)
+    if below == 0:
+        return f
+    other = np.nextafter(f, np.float32(np.inf) if below > 0 else np.float32(0))
+    if not other < np.inf:
+        return None
+    a, b = abs(below), abs(float(other) - s)
+    if a != b:
+        return f if a < b else other
+    return f if not f.view(np.uint32) & 1 else other
 
 
 def _static_calls(plan):
     """``[codes, fake values]``: the prepared calls of quantization with given parameters
-    of several groups for ``plan``, as the general path lays them out (``fused=False``,
-    neither symmetric nor ignoring: its kernels' flags), or False where it has none."""
+    for ``plan``, as the general path lays them out (``fused=False``, neither symmetric
+    nor ignoring: its kernels' flags); codes for several groups (one: ``tensor_call``),
+    fake values unless the general path cuts the view for the threads
+    (``cut_for_threads``); or False where there are none."""
+    kernels = plan.kernels
     if not (plan.ready and plan.on_host and not plan.lead and plan.size
-            and math.prod(plan.param_shape) > 1 and hasattr(plan.kernels, "RowsCall")):
+            and hasattr(kernels, "RowsCall")):
         return False
-    return [plan.kernels.RowsCall.planned(plan.shape, code_dtype, *plan.view, bits, plan.qmin,
-                                          plan.qmax, False, False, fused=False)
-            for code_dtype, bits in ((plan.code_dtype, plan.bits), (np.float32, 8))]
+
+    def planned(code_dtype, bits):
+        return kernels.RowsCall.planned(plan.shape, code_dtype, *plan.view, bits, plan.qmin,
+                                        plan.qmax, False, False, fused=False)
+    return [planned(plan.code_dtype, plan.bits) if math.prod(plan.param_shape) > 1 else None,
+            None if kernels.cut_for_threads(*plan.view) else planned(np.float32, 8)]
 
 
 def prepare_calls(plan):

@@ -113,12 +113,17 @@ def _kernel_outputs(out, bits):
     return unsigned_codes(out), np.empty(0, np.uint8)
 
 
+def cut_for_threads(shape3, blocks3):
+    """Whether the view ``shape3`` is one row under one parameter (per tensor) long
+    enough to be cut into rows for the threads (``TENSOR_PARALLEL_FROM``, as the
+    prepared calls of ``fastq.kernels.cpu.linear.tensor``); a shorter one runs whole,
+    in this thread."""
+    P, K, Q = shape3
+    return P * K == 1 and Q >= TENSOR_PARALLEL_FROM and blocks3[2] == Q
+
+
 def _long_row(a3, blocks):
-    """Whether ``a3`` is one row under one parameter (per tensor) long enough to be cut
-    into rows for the threads (``TENSOR_PARALLEL_FROM``, as the prepared calls of
-    ``fastq.kernels.cpu.linear.tensor``); a shorter one runs whole, in this thread."""
-    rows = a3.shape[0] * a3.shape[1]
-    return rows == 1 and a3.size >= TENSOR_PARALLEL_FROM and blocks[2] == a3.shape[2]
+    return cut_for_threads(a3.shape, blocks)
 
 
 def _quantize_any(x3, blocks, scale3, zero3, qmin, qmax, bits, out, check):
