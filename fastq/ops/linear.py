@@ -46,7 +46,8 @@ def check_static_params(scale, zero_point, dtype, shape, granularity, qmin, qmax
     param_shape = granularity.param_shape(shape)
     code_dtype = dtype_info(dtype)[3]
     try:
-        scale = np.array(scale, dtype=np.float32)
+        with np.errstate(over="ignore"):  # (a scale past float32's range raises below)
+            scale = np.array(scale, dtype=np.float32)
     except (TypeError, ValueError):
         raise TypeError("scale must be a float or an array of floats") from None
     if scale.shape != param_shape and not (param_shape == () and scale.size == 1):
