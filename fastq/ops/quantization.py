@@ -60,9 +60,10 @@ def quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=None, ze
                         f"{next(iter(format_options))!r} for dtype {dtype!r}")
     if scale is not None:  # (no floating-point arithmetic here before the kernel's own)
         qt = plans.static_per_tensor(x, dtype, scheme, granularity, scale, zero_point,
-                                      narrow_range, nan_policy, backend) or \
-            plans.static_prepared(x, dtype, scheme, granularity, scale, zero_point,
-                                  narrow_range, nan_policy, backend)
+                                      narrow_range, nan_policy, backend)
+        if qt is None:
+            qt = plans.static_prepared(x, dtype, scheme, granularity, scale, zero_point,
+                                       narrow_range, nan_policy, backend)
         if qt is not None:
             return qt
     elif zero_point is None and not _force_two_passes:  # (as ``in_one_call`` says)
@@ -104,7 +105,7 @@ def fake_quantize(x, dtype, scheme="asymmetric", granularity="tensor", scale=Non
     if scale is None and zero_point is None and not _force_two_passes:
         out = plans.dynamic_prepared(x, dtype, scheme, granularity, narrow_range, nan_policy,
                                      backend, fake=True)
-    else:  # (None unless scale is an array)
+    else:  # (given parameters: their prepared call, or None)
         out = plans.static_prepared(x, dtype, scheme, granularity, scale, zero_point,
                                     narrow_range, nan_policy, backend, fake=True)
     if out is not None:

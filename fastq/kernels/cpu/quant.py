@@ -236,7 +236,7 @@ class DequantizeCall:
         self.blocks3, self.rows, self.head = tuple(blocks3), shape3[0] * shape3[1], None
         self.nchunks = chunk_count(self.rows, size)
         self.stream = size * (codes_itemsize + 4) > STREAM_ABOVE
-        if self.rows == 1 and size >= TENSOR_PARALLEL_FROM and blocks3[2] == shape3[2]:  # (_long_row)
+        if cut_for_threads(shape3, blocks3):  # (as ``dequantize`` cuts it)
             head = size - size % ROW
             self.head = (head, (1, head // ROW, ROW), (1, 1, max(size - head, 1)))
             self.nchunks = min(MAX_CHUNKS, head // ROW)  # (a chunk per row at most)
