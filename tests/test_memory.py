@@ -120,3 +120,15 @@ def test_repeated_large_outputs_do_not_fault():
             del result
         # 2 MB of fresh pages would be 512 faults (or 1 huge page); allow a little noise
         assert sorted(faults)[2] < 64, (name, faults)
+
+
+@pytest.mark.parametrize("nbytes", [_memory.POOLED_FROM, _memory.POOLED_FROM + 5, 3 << 20])
+def test_pooled_arrays_start_on_a_cache_line(nbytes):
+    # (a 64-byte vector store to an output 16 bytes past a line, NumPy's usual placement
+    # of large arrays, touches two lines: dequantizing 16M elements took twice as long)
+    held = [_memory.host_array(nbytes, np.uint8) for _ in range(3)]
+    assert all(address(a) % _memory.LINE == 0 for a in held)
+    del held
+    gc.collect()
+    again = _memory.host_array(nbytes, np.uint8)  # a reused buffer too
+    assert address(again) % _memory.LINE == 0 and again.size == nbytes
