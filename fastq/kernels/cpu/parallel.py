@@ -39,8 +39,12 @@ def _last_level_cache(default=32 << 20):
 
 # Non-temporal stores pay off only when the data does not fit in the cache anyway:
 # below that, the output would have stayed in cache for its next reader and streaming
-# it out is slower; above it, skipping the read for ownership makes it faster.
-STREAM_ABOVE = _last_level_cache()
+# it out is slower; above it, skipping the read for ownership makes it faster.  A
+# virtual machine reports the whole socket's last-level cache (480 MiB on a 2-vCPU
+# Xeon VM, which gets a share of it; there streaming won from 8 MB), so the cache
+# counts for at most STREAM_CACHE_CAP (docs/design.md, "Non-temporal stores").
+STREAM_CACHE_CAP = 32 << 20
+STREAM_ABOVE = min(_last_level_cache(), STREAM_CACHE_CAP)
 
 
 def streams(*arrays):
