@@ -2,6 +2,7 @@
 thread (no parallel region: on a busy machine waking the threads costs milliseconds),
 and a repeated call reuses its plan; results are those of the general path."""
 import sys
+import threading
 import types
 
 import ml_dtypes
@@ -93,6 +94,7 @@ def test_busy_machine_runs_parallel_regions_on_the_calling_thread(monkeypatch):
     def machine(load, runnable):
         monkeypatch.setattr(threads, "_load", dict(threads._load, checked=None, own=0.0))
         monkeypatch.setattr(threads, "system_load", lambda: (load, runnable))
+        monkeypatch.setattr(threads, "own_runnable_threads", lambda: 1)  # (no own spinning)
 
     machine(cores + 3.0, cores + 3.0)
     assert threads.region_threads() == 1
@@ -116,6 +118,32 @@ def test_busy_machine_runs_parallel_regions_on_the_calling_thread(monkeypatch):
         machine(1.0, 1.0)
         assert threads.free_cores() == cores - 1
     assert np.array_equal(busy.data, quiet.data) and busy.scale == quiet.scale
+
+
+def test_own_runnable_threads_are_not_other_work(monkeypatch):
+    """A runnable thread of this process (a worker spinning after a region) does not
+    take a core from the next region, however busy the last minute was; another
+    process's does."""
+    import os
+    cores = os.cpu_count() or 1
+    if cores < 2:
+        pytest.skip("one core")
+    monkeypatch.setattr(threads, "system_load", lambda: (1.0, 1.0))
+    for own, free in ((2, cores), (1, cores - 1)):  # (the calling thread, and one spinning)
+        monkeypatch.setattr(threads, "_load", dict(threads._load, checked=None, own=0.0))
+        monkeypatch.setattr(threads, "own_runnable_threads", lambda: own)
+        assert threads.free_cores() == free
+    monkeypatch.undo()
+    assert threads.own_runnable_threads() >= 1  # (reading it here: the calling thread runs)
+    stop = threading.Event()
+    spinner = threading.Thread(target=lambda: [None for _ in iter(stop.is_set, True)])
+    spinner.start()
+    try:
+        seen = max(threads.own_runnable_threads() for _ in range(200))
+    finally:
+        stop.set()
+        spinner.join()
+    assert seen >= 2 or sys.platform != "linux"
 
 
 def calls_made(f):

@@ -97,6 +97,23 @@ def system_load():
         return load, max(0.0, load - 1.0)
 
 
+def own_runnable_threads():
+    """This process's runnable threads, the calling one included (Linux's
+    ``/proc/self/task``; elsewhere 1).  ~6 us a thread."""
+    count = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                count += f.read().rpartition(b")")[2][1:2] == b"R"  # (the state field)
+        except OSError:  # (a thread that has ended)
+            pass
+    return max(count, 1)
+
+
 def free_cores():
     """Cores not taken by other processes, 1 to ``os.cpu_count()``.
 
@@ -104,13 +121,19 @@ def free_cores():
     the 1-minute load average less this process's share of it (its CPU time per second,
     averaged the same way: fastq's own threads, spinning ones too, are not other work),
     which lags by a minute; and the runnable threads counted now, averaged over
-    ``RUNNABLE_WINDOW_S``, which counts a worker still spinning after a region.  Read at
-    most every ``LOAD_CHECK_S``."""
+    ``RUNNABLE_WINDOW_S``.  Where that count would take a core, this process's own
+    runnable threads are left out of it (``own_runnable_threads``): its workers spin a
+    few milliseconds after each region (fastq's, or any other parallel code's in the
+    process), and counted as other work they took a core while the load average still
+    held an earlier process's minute, so a new process's back-to-back calls settled on
+    one thread.  Read at most every ``LOAD_CHECK_S``."""
     now = time.monotonic()
     state = _load
     if state["checked"] is not None and now - state["checked"] <= LOAD_CHECK_S:
         return state["free"]
     load, runnable = system_load()
+    if runnable and load - state["own"] >= 0.5:  # (the count could take a core: whose?)
+        runnable = max(0.0, runnable + 1 - own_runnable_threads())
     cpu = time.process_time()
     if state["checked"] is None:
         state["runnable"] = runnable
