@@ -94,7 +94,7 @@ def _quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_range, na
         nan |= plan.kernels.quantize(x3, blocks3, *job.grids(scale, zero_point, x3, blocks3,
                                                              rows), plan.qmin, plan.qmax,
                                      plan.kernel_bits, out, nan_free=nan_free)
-    job.check_nan(nan)
+    plans.check_nan(nan, job.plan.nan_policy)
     return job.result(QTensor(job.finish_codes(data), dtype, scale, zero_point, job.plan.shape,
                               job.plan.granularity))
 
@@ -132,7 +132,7 @@ def _fake_quantize(x, dtype, scheme, granularity, scale, zero_point, narrow_rang
                                           *job.grids(scale, zero_point, x3, blocks3, rows),
                                           plan.qmin, plan.qmax,
                                           job.piece_of(out, part, x3.shape), nan_free=nan_free)
-    job.check_nan(nan)
+    plans.check_nan(nan, job.plan.nan_policy)
     return job.result(out)
 
 
@@ -336,9 +336,6 @@ class QuantizeCall:
         look for them)."""
         return scale is None and self.plan.nan_policy == "raise"
 
-    def check_nan(self, has_nan):
-        plans.check_nan(has_nan, self.plan.nan_policy)
-
     def in_one_call(self):
         """Whether dynamic quantization can run in one call of a backend that has it
         (``quantize_dynamic``): per tensor, or each row of the view one parameter group
@@ -372,19 +369,15 @@ class QuantizeCall:
                 self.piece_of(out, part, x3.shape, packed=self.plan.bits < 8 and not fake),
                 symmetric, self.plan.nan_policy == "ignore", fake)
             has_nan, has_inf = has_nan or nan, has_inf or inf
-        self.check_range(has_nan, has_inf)
+        plans.check_range(has_nan, has_inf, self.plan.nan_policy)  # (raises unless ignored)
         scale = scale.reshape(self.plan.param_shape)
         if symmetric and self.plan.qmin < 0:
             return scale, None
         return scale, zero.reshape(self.plan.param_shape).astype(self.plan.code_dtype)
 
-    def check_range(self, has_nan, has_inf):
-        """After a range pass: a NaN or inf in a range raises unless ignored."""
-        plans.check_range(has_nan, has_inf, self.plan.nan_policy)
-
     def value_range(self):
         rmin, rmax, has_nan, has_inf = self.ranges_and_flags()
-        self.check_range(has_nan, has_inf)
+        plans.check_range(has_nan, has_inf, self.plan.nan_policy)  # (raises unless ignored)
         return rmin, rmax
 
     def ranges_and_flags(self):
