@@ -14,8 +14,8 @@ An array from ``host_array`` is an ordinary C-contiguous view of a pooled uint8 
 (it does not own its data, so ``ndarray.resize`` refuses it).  Buffers start on a 64-byte
 cache line: NumPy places a large array 16 bytes past one, where each 64-byte vector
 store of a kernel straddles two lines (dequantizing 16M elements to float32 took 2-3x
-as long on an AVX-512 machine).  Every view of a buffer,
-and every view of those, holds a reference to it, so a buffer is free exactly when
+as long on an AVX-512 machine).  Every view of a buffer, and every view of those,
+holds a reference to it, so a buffer is free exactly when
 the pool's own references are all that is left: ``host_array`` reads the reference
 count (a view made under the lock takes the buffer).  There is no callback when the
 last view dies; an object whose ``__del__`` returned the buffer, behind
