@@ -203,12 +203,13 @@ REPEATED = {  # a repeated call -> the Python functions it may run (no others)
          "_run", "_scratch", "_kernel"}),
     "static per tensor": (
         lambda x, qt: fq.quantize(x, "int8", scale=0.02, zero_point=3),
-        {"quantize", "is_block_format", "static_per_tensor", "_host_plan", "__call__",
-         "scale_array", "zero_array", "checked_qtensor"}),
+        {"quantize", "is_block_format", "static_per_tensor", "_host_plan", "scalar_zero",
+         "__call__", "scale_array", "zero_array", "checked_qtensor"}),
     "static per tensor, 0-d parameters": (  # (as choose_qparams returns them)
         lambda x, qt: fq.quantize(x, "int8", scale=qt.scale, zero_point=qt.zero_point),
         {"quantize", "is_block_format", "static_per_tensor", "_float_0d", "_int_0d",
-         "_host_plan", "__call__", "scale_array", "zero_array", "checked_qtensor"}),
+         "_host_plan", "scalar_zero", "__call__", "scale_array", "zero_array",
+         "checked_qtensor"}),
     "static per channel": (  # (the 4 rows of both shapes; NumPy's _methods: the checks)
         lambda x, qt: fq.quantize(x, "uint8", granularity=CHANNELS, scale=ROW_SCALES,
                                   zero_point=ROW_ZEROS),
@@ -223,7 +224,7 @@ REPEATED = {  # a repeated call -> the Python functions it may run (no others)
     "fake static per tensor": (  # (a float64 scale: rounded to float32 in Python)
         lambda x, qt: fq.fake_quantize(x, "uint8", scale=0.021, zero_point=3),
         {"fake_quantize", "static_prepared", "_host_plan", "_given_scalars",
-         "_nearest_float32", "call", "_run", "_scratch", "_kernel"}),
+         "_nearest_float32", "scalar_zero", "call", "_run", "_scratch", "_kernel"}),
     # (``__eq__``: the plan's key holds the QTensor's granularity, which is compared when
     # it is another object than the one the plan was cached with, after a full cache)
     "dequantize": (lambda x, qt: fq.dequantize(qt),

@@ -137,23 +137,29 @@ def static_per_tensor(x, dtype, scheme, granularity, scale, zero_point, narrow_r
     call = plan.tensor_call if plan is not None else None
     if call is None or not (call.nchunks == 1 or threads.regions_unlocked()):
         return None  # (serial: no region to lock)
-    qmin = plan.qmin
-    if zero_point is None:
-        zero = None if qmin < 0 else 0
-    elif type(zero_point) in SCALAR_ZEROS or _int_0d(zero_point):
-        zero = int(zero_point)
-        if not qmin <= zero <= plan.qmax:
-            return None
-    else:
+    zero = scalar_zero(plan, zero_point)
+    if zero is None:
         return None
-    data, flags, bits = call(x, scale, 0 if zero is None else zero)
+    data, flags, bits = call(x, scale, zero)
     if flags:
         if flags & BAD_SCALE:  # (the general path raises)
             return None
         check_nan(flags & NAN, nan_policy)
+    no_zero_point = zero_point is None and plan.qmin < 0  # (signed codes: symmetric)
     return checked_qtensor(data, dtype, scale_array(bits),
-                           None if zero is None else zero_array(plan.code_dtype, zero),
+                           None if no_zero_point else zero_array(plan.code_dtype, zero),
                            plan.shape, plan.granularity)
+
+
+def scalar_zero(plan, zero_point):
+    """The given zero point as an int (0 when None), or None where it is not a scalar
+    or 0-d integer within the codes' range (the general path then runs, and raises)."""
+    if zero_point is None:
+        return 0
+    if type(zero_point) in SCALAR_ZEROS or _int_0d(zero_point):
+        zero = int(zero_point)
+        return zero if plan.qmin <= zero <= plan.qmax else None
+    return None
 
 
 def static_prepared(x, dtype, scheme, granularity, scale, zero_point, narrow_range,
@@ -220,13 +226,8 @@ def _given_scalars(plan, grid, scale, zero_point):
     s = _nearest_float32(scale) if plan.param_shape == () else None
     if s is None:
         return None
-    if zero_point is None:
-        zero = 0
-    elif type(zero_point) in SCALAR_ZEROS or _int_0d(zero_point):
-        zero = int(zero_point)
-        if not plan.qmin <= zero <= plan.qmax:
-            return None
-    else:
+    zero = scalar_zero(plan, zero_point)
+    if zero is None:
         return None
     scale3, zero3 = np.empty(grid, np.float32), np.empty(grid, np.float32)
     scale3[...], zero3[...] = s, zero  # (exact: a float32, and an integer under 2**16)
