@@ -116,8 +116,11 @@ def quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
     with a NaN or inf is coded only with ``ignore`` (its range from the finite values).
 
     Rows go in pieces of at most ``PIECE`` elements within one parameter group (of
-    ``bq > 1`` elements along the row), the input prefetched ``AHEAD`` elements ahead in
-    the flat array.  8/16-bit codes (or fake values) go to ``out3``, by non-temporal
+    ``bq > 1`` elements along the row); with ``fused``, the input prefetched ``AHEAD``
+    elements ahead in the flat array (the next row, for its range pass).  Without, the
+    hardware prefetchers see one long stream and the software prefetch only costs: on an
+    Intel VM, 16M elements static per tensor on 2 threads 2.9 -> 2.3 ms without it
+    (docs/design.md, "Prefetch only where it helps").  8/16-bit codes (or fake values) go to ``out3``, by non-temporal
     stores with ``stream``; with ``bits`` 4 or 2 each piece's codes go through
     ``scratch`` (in cache) into the packed bytes ``packed``, where ``x3[0, 0, 0]`` has
     flat index ``base`` (``r0`` must then start on a byte boundary)."""
@@ -150,7 +153,8 @@ def quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
             s, z = srow[g], zrow[g]
             for start in range(g * bq, min(g * bq + bq, Q), step):
                 stop = min(start + step, g * bq + bq, Q)
-                prefetch_span(flat, r * Q + start + AHEAD, step)
+                if fused:  # (see above)
+                    prefetch_span(flat, r * Q + start + AHEAD, step)
                 xs = row[start:stop]
                 if not fake and bits < 8:  # codes in cache, then packed
                     cs = scratch[:xs.size]
