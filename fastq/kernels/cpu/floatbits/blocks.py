@@ -1,8 +1,12 @@
-"""The block step that every cast loop of ``fastq.kernels.cpu.floatbits`` shares (CPU):
-the input in blocks of ``BLOCK`` elements, each prefetched ahead and written straight to
-the output, or when streaming to a block in cache (``local_block``) sent on past the
-caches with non-temporal stores (``stream_out``).  Inlined: the loops compile as if
-written out."""
+"""The block step that every cast loop of ``fastq.kernels.cpu.floatbits`` shares (CPU).
+
+Streaming, the input goes in blocks of ``BLOCK`` elements, each prefetched ahead, coded
+into a block in cache (``local_block``) and sent on past the caches with non-temporal
+stores (``stream_out``).  Otherwise the whole slice is one block, written straight to the
+output: a loop that checks its block for infs and NaNs after every ``BLOCK`` elements
+(a horizontal reduction and a branch) ran at half the speed of one that checks once
+(float32 -> float16 of 64K elements in cache, one thread: 8.9 -> 4.2 us; see
+docs/design.md, "One block per slice").  Inlined: the loops compile as if written out."""
 from numba import njit
 
 from ..parallel import BLOCK
@@ -10,12 +14,19 @@ from ..word import prefetch_ahead, stream_out
 
 
 @njit(cache=True, nogil=True, inline="always")
-def block_views(src, dst, buf, start, stream):
-    """``(src_b, out_b, dst_b)`` for the block from ``start``: the source's and the
-    output's views, and where the loop writes (``buf``'s start when ``stream``, else
-    ``out_b``); the block four blocks ahead is prefetched."""
+def block_step(n, stream):
+    """Elements per block of a slice of ``n``: ``BLOCK`` when streaming, else all."""
+    return BLOCK if stream else max(n, 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def block_views(src, dst, buf, start, stream, step=BLOCK):
+    """``(src_b, out_b, dst_b)`` for the block of ``step`` elements from ``start``
+    (``block_step``): the source's and the output's views, and where the loop writes
+    (``buf``'s start when ``stream``, else ``out_b``); the input four ``BLOCK`` ahead is
+    prefetched."""
     prefetch_ahead(src, start, BLOCK)
-    src_b, out_b = src[start:start + BLOCK], dst[start:start + BLOCK]
+    src_b, out_b = src[start:start + step], dst[start:start + step]
     return src_b, out_b, buf[:out_b.size] if stream else out_b
 
 

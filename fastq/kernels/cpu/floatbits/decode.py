@@ -10,7 +10,7 @@ from ....core import formats as F
 from ..parallel import BLOCK, chunk_bounds
 from ..word import (FP_NEAREST_EVEN, add, as_bits, as_float, band, bor, finish_stream,
                     like, local_block, shl, swap_fp_control)
-from .blocks import block_views, block_written
+from .blocks import block_step, block_views, block_written
 from .rounding import decode_specials
 
 
@@ -20,8 +20,9 @@ def _decode_blocks(src, dst, p, sub_magic, with_sub, buf, stream):
     one_exp = p[F.D_ONE_EXP]
     special_min, abs_mask = p[F.D_SPECIAL_MIN], p[F.D_ABS_MASK]
     sign_mask, sign_shift = p[F.D_SIGN_MASK], p[F.D_SIGN_SHIFT]
-    for start in range(0, src.size, BLOCK):
-        src_b, out_b, dst_b = block_views(src, dst, buf, start, stream)
+    step = block_step(src.size, stream)
+    for start in range(0, src.size, step):
+        src_b, out_b, dst_b = block_views(src, dst, buf, start, stream, step)
         top = like(shift, 0)
         for i in range(src_b.size):
             h = like(shift, src_b[i])

@@ -15,7 +15,7 @@ from ....core import formats as F
 from ..parallel import BLOCK, chunk_bounds
 from ..word import (FP_NEAREST_EVEN, FP_TOWARD_ZERO, add, as_bits, band, bor,
                     finish_stream, like, local_block, shr, swap_fp_control, wide_vectors)
-from .blocks import block_views, block_written
+from .blocks import block_step, block_views, block_written
 from .rounding import encode_specials, rounded
 
 
@@ -25,8 +25,9 @@ def _encode_blocks(src_u, dst, p, sub_scale, rne, with_sub, buf, stream):
     ovf_code, norm_min = p[F.E_OVF_CODE], p[F.E_NORM_MIN]
     inf_bits, abs_mask = p[F.E_INF_BITS], p[F.E_ABS_MASK]
     sign_shift, sign_bit = p[F.E_SIGN_SHIFT], p[F.E_SIGN_BIT]
-    for start in range(0, src_u.size, BLOCK):
-        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream)
+    step = block_step(src_u.size, stream)
+    for start in range(0, src_u.size, step):
+        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream, step)
         top = like(s, 0)
         for i in range(src_b.size):
             b = src_b[i]
@@ -73,8 +74,9 @@ def encode_halved_slice(src_u, dst, p, stream):
     inf_bits, abs_mask = p[F.E_INF_BITS], p[F.E_ABS_MASK]
     half, one, shift = like(inf_bits, 0x7FFF), like(inf_bits, 1), like(inf_bits, 16)
     buf = local_block(dst, BLOCK)
-    for start in range(0, src_u.size, BLOCK):
-        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream)
+    step = block_step(src_u.size, stream)
+    for start in range(0, src_u.size, step):
+        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream, step)
         top = like(inf_bits, 0)
         for i in range(src_b.size):
             b = src_b[i]
@@ -107,9 +109,10 @@ def encode_via32_slice(src_f, src_u, dst, p64, p32, rne, stream):
     wide_vectors()
     saved = swap_fp_control(np.uint32(FP_TOWARD_ZERO))
     buf = local_block(dst, BLOCK)
-    for start in range(0, src_u.size, BLOCK):
-        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream)
-        f_b = src_f[start:start + BLOCK]
+    step = block_step(src_u.size, stream)
+    for start in range(0, src_u.size, step):
+        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream, step)
+        f_b = src_f[start:start + step]
         top = np.uint32(0)
         for i in range(src_b.size):
             d = f_b[i]

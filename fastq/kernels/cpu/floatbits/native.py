@@ -11,7 +11,7 @@ from ....core import formats as F
 from ..parallel import BLOCK, chunk_bounds
 from ..word import (FP_NEAREST_EVEN, as_bits, band, bor, finish_stream, float16_bits,
                     float16_value, local_block, shr, swap_fp_control)
-from .blocks import block_views, block_written
+from .blocks import block_step, block_views, block_written
 from .rounding import decode_specials
 
 
@@ -27,9 +27,10 @@ def encode_native16_slice(src_f, src_u, dst, p, control, stream):
     inf_code, sign, magnitude = np.uint16(0x7C00), np.uint16(0x8000), np.uint16(0x7FFF)
     saved = swap_fp_control(control)
     buf = local_block(dst, BLOCK)
-    for start in range(0, src_u.size, BLOCK):
-        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream)
-        f_b = src_f[start:start + BLOCK]
+    step = block_step(src_u.size, stream)
+    for start in range(0, src_u.size, step):
+        src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream, step)
+        f_b = src_f[start:start + step]
         top = np.uint16(0)
         for i in range(src_b.size):
             h = float16_bits(f_b[i])
@@ -60,8 +61,9 @@ def decode_native16_slice(src, dst, p, stream):
     special_min = p[F.D_SPECIAL_MIN]
     magnitude = np.uint16(p[F.D_ABS_MASK])
     buf = local_block(dst, BLOCK)
-    for start in range(0, src.size, BLOCK):
-        src_b, out_b, dst_b = block_views(src, dst, buf, start, stream)
+    step = block_step(src.size, stream)
+    for start in range(0, src.size, step):
+        src_b, out_b, dst_b = block_views(src, dst, buf, start, stream, step)
         top = np.uint16(0)
         for i in range(src_b.size):
             h = src_b[i]
@@ -84,8 +86,9 @@ def decode_native16_parallel(src, dst, p, nchunks, stream):
 def widen_slice(src, dst, stream):
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (no denormals-are-zero)
     buf = local_block(dst, BLOCK)
-    for start in range(0, src.size, BLOCK):
-        src_b, out_b, dst_b = block_views(src, dst, buf, start, stream)
+    step = block_step(src.size, stream)
+    for start in range(0, src.size, step):
+        src_b, out_b, dst_b = block_views(src, dst, buf, start, stream, step)
         for i in range(src_b.size):
             dst_b[i] = np.float64(src_b[i])
         block_written(out_b, dst_b, stream)

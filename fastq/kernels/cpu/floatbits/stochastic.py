@@ -28,6 +28,9 @@ def _stochastic_blocks(src_u, dst, p, key, offset, with_sub, buf, stream):
     width = like(s, bit_width(s))
     top = sub(width, one)  # largest legal shift
     mant_mask = sub(shl(one, mant_bits), one)
+    # (blocks of BLOCK even in cache, unlike the other casts: the counter ``lo + i`` must
+    # not wrap within a block, the subnormal pass runs only on blocks that need it, and
+    # the hash, not the per-block checks, is the work)
     for start in range(0, src_u.size, BLOCK):
         src_b, out_b, dst_b = block_views(src_u, dst, buf, start, stream)
         base = U64(offset + start)  # blocks never straddle a multiple of 2**32
