@@ -212,3 +212,36 @@ def test_block_vector_element_codec_on_whole_binades(dtype):
             want = np.clip(np.rint(v.astype(np.float64) * 64), -127, 127).astype(
                 np.int8).view(np.uint8)
         assert np.array_equal(got, want), (dtype, binade)
+
+
+@pytest.mark.parametrize("nblocks,nchunks", [(16384, 64), (9600, 18), (1, 4), (13, 64),
+                                             (32768, 64), (100003, 7)])
+def test_block_chunks_are_even_and_cover_every_block(nblocks, nchunks):
+    """The parallel block-format passes split their blocks evenly over the chunks, in
+    groups of 8 blocks (NF4 of 1M elements is 16K blocks in 64 chunks: rounding each
+    chunk up to 512 blocks left half the chunks, and so one of two threads, idle)."""
+    from fastq.kernels.cpu.parallel import block_bounds
+    bounds = [block_bounds(nblocks, c, nchunks) for c in range(nchunks)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == nblocks
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(start % 8 == 0 and stop >= start for start, stop in bounds)
+    sizes = [stop - start for start, stop in bounds]
+    assert max(sizes) - min(sizes) <= 8 + nblocks % 8
+
+
+@pytest.mark.parametrize("dtype", ["mxfp8_e4m3", "mxfp4", "nf4"])
+def test_block_formats_on_threads_at_uneven_chunk_sizes(dtype):
+    """75 rows of 4096: 9600 blocks of 32 in 18 chunks (533 a chunk) and 4800 NF4 blocks:
+    the parallel split's codes are the rule's."""
+    x = np.random.default_rng(75).standard_normal((75, 4096)).astype(np.float32)
+    qt = fq.quantize(x, dtype)
+    if dtype == "nf4":
+        absmax, codes = nf4_rule(x.reshape(-1), 64)
+        assert np.array_equal(qt.scale, absmax)
+        assert np.array_equal(qt.codes().reshape(-1), codes)
+        want = TABLE[codes] * np.repeat(absmax, 64)
+        assert np.array_equal(fq.dequantize(qt).reshape(-1), want)
+        return
+    e, codes = ocp_reference(x, dtype)
+    assert np.array_equal(qt.scale.view(np.uint8).reshape(-1), e)
+    assert np.array_equal(qt.codes().reshape(-1, 32).view(np.uint8), codes.view(np.uint8))

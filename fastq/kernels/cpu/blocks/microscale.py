@@ -30,7 +30,7 @@ from numba.extending import intrinsic
 
 from ....core import formats as F
 from ..floatbits.rounding import rounded
-from ..parallel import BLOCK, chunk_bounds, launch
+from ..parallel import BLOCK, block_bounds, chunk_bounds, launch
 from .wide import (e8m0_scales, float_codes, float_values, int_codes, int_values, literal,
                    nvfp4_scales, prefetch_lines, scalar_as, splat, store_values, top_bits,
                    values_ok, vector_at)
@@ -138,7 +138,7 @@ def _mx_slice(x, emax, shift, fp, up, codes, exps, stream):
 @njit(parallel=True, cache=True, nogil=True)
 def _mx_parallel(x, emax, shift, fp, up, codes, exps, nchunks, stream):
     for c in prange(nchunks):
-        start, stop = chunk_bounds(exps.size, c, nchunks)
+        start, stop = block_bounds(exps.size, c, nchunks)
         _mx_slice(x[start * 32:stop * 32], emax, shift, fp, up, codes[start * 32:stop * 32],
                   exps[start:stop], stream)
 
@@ -180,7 +180,7 @@ def _mxfp4_slice(x, fp, up, out, exps, stream):
 @njit(parallel=True, cache=True, nogil=True)
 def _mxfp4_parallel(x, fp, up, out, exps, nchunks, stream):
     for c in prange(nchunks):
-        start, stop = chunk_bounds(out.size // 17, c, nchunks)
+        start, stop = block_bounds(out.size // 17, c, nchunks)
         _mxfp4_slice(x[start * 32:stop * 32], fp, up, out[start * 17:stop * 17],
                      exps[start:stop], stream)
 
@@ -254,7 +254,7 @@ def _nvfp4_slice(x, tensor_scale, p8, scale_table, fp, up, scales, out, stream):
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _nvfp4_parallel(x, tensor_scale, p8, scale_table, fp, up, scales, out, nchunks, stream):
     for c in prange(nchunks):
-        start, stop = chunk_bounds(scales.size, c, nchunks)
+        start, stop = block_bounds(scales.size, c, nchunks)
         _nvfp4_slice(x[start * 16:stop * 16], tensor_scale, p8, scale_table, fp, up,
                      scales[start:stop], out[start * 8:stop * 8], stream)
 
@@ -299,7 +299,7 @@ def _mx_decode_slice(codes, exps, shift, up, special_min, table, out, stream):
 @njit(parallel=True, cache=True, nogil=True)
 def _mx_decode_parallel(codes, exps, shift, up, special_min, table, out, nchunks, stream):
     for c in prange(nchunks):
-        start, stop = chunk_bounds(exps.size, c, nchunks)
+        start, stop = block_bounds(exps.size, c, nchunks)
         _mx_decode_slice(codes[start * 32:stop * 32], exps[start:stop], shift, up,
                          special_min, table, out[start * 32:stop * 32], stream)
 
@@ -384,7 +384,7 @@ def _fp4_decode_slice(data, s8, table, tensor_scale, ggml, out, stream):
 def _fp4_decode_parallel(data, s8, table, tensor_scale, ggml, out, nchunks, stream):
     unit = 32 if ggml else 16  # (elements per block)
     for c in prange(nchunks):
-        start, stop = chunk_bounds(out.size // unit, c, nchunks)
+        start, stop = block_bounds(out.size // unit, c, nchunks)
         if ggml:
             _fp4_decode_slice(data[start * 17:stop * 17], s8, table, tensor_scale, ggml,
                               out[start * 32:stop * 32], stream)

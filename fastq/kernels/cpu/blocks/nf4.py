@@ -11,7 +11,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from ..parallel import chunk_bounds, launch
+from ..parallel import block_bounds, launch
 from .wide import (contiguous, literal, prefetch_lines, scalar_as, splat, store_codes,
                    store_values, top_bits, values_ok, vector_at)
 from ..word import (add, address, as_bits, as_float, band, bor, finish_stream, like, local_block,
@@ -92,7 +92,7 @@ def _absmax_slice(x, block, out, stream):
 @njit(parallel=True, cache=True, nogil=True)
 def _absmax_parallel(x, block, out, nchunks, stream):
     for c in prange(nchunks):
-        start, stop = chunk_bounds(out.size, c, nchunks)
+        start, stop = block_bounds(out.size, c, nchunks)
         _absmax_slice(x[start * block:stop * block], block, out[start:stop], stream)
 
 
@@ -120,7 +120,7 @@ def _encode_slice(x, block, amax, mid, codes, stream):
 @njit(parallel=True, cache=True, nogil=True)
 def _encode_parallel(x, block, amax, mid, codes, nchunks, stream):
     for c in prange(nchunks):
-        start, stop = chunk_bounds(amax.size, c, nchunks)
+        start, stop = block_bounds(amax.size, c, nchunks)
         _encode_slice(x[start * block:stop * block], block, amax[start:stop], mid,
                       codes[start * block:stop * block], stream)
 
@@ -185,7 +185,7 @@ def _packed_slice(x, block, mid, absmax, out, stream):
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _packed_parallel(x, block, mid, absmax, out, nchunks, stream):
     for c in prange(nchunks):
-        start, stop = chunk_bounds(absmax.size, c, nchunks)
+        start, stop = block_bounds(absmax.size, c, nchunks)
         _packed_slice(x[start * block:stop * block], block, mid, absmax[start:stop],
                       out[start * block // 2:(stop * block + 1) // 2], stream)
 
@@ -221,7 +221,7 @@ def _decode_slice(data, block, table, absmax, out, stream):
 @njit(parallel=True, cache=True, nogil=True)
 def _decode_parallel(data, block, table, absmax, out, nchunks, stream):
     for c in prange(nchunks):
-        start, stop = chunk_bounds(absmax.size, c, nchunks)
+        start, stop = block_bounds(absmax.size, c, nchunks)
         _decode_slice(data[start * block // 2:(stop * block + 1) // 2], block, table,
                       absmax[start:stop], out[start * block:stop * block], stream)
 
