@@ -171,6 +171,17 @@ def float16_value(typingctx, h):
     return None
 
 
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (IEEE fusedMultiplyAdd; x86 ``vfmadd``), for three
+    floats of one type.  LLVM never forms one from ``a * b + c`` without fastmath."""
+    if isinstance(a, types.Float) and a == b == c:
+        def codegen(context, builder, sig, args):
+            return builder.fma(*args)
+        return a(a, b, c), codegen
+    return None
+
+
 # x86 MXCSR: all exceptions masked, no flush-to-zero, no denormals-are-zero, and the
 # rounding control (bits 13-14): half to even or toward zero.
 @intrinsic

@@ -9,7 +9,7 @@ from numba import njit, prange
 
 from ....core.flags import NAN
 from ..parallel import AHEAD, BLOCK
-from ..word import (FP_NEAREST_EVEN, finish_stream, is_float, local_block,
+from ..word import (FP_NEAREST_EVEN, finish_stream, is_float, local_block, wide_vectors,
                     prefetch_span, stream_out, swap_fp_control, unmanaged)
 from .codes import PIECE, code_piece, code_rows
 from ..pack import pack_at
@@ -132,6 +132,7 @@ def quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
     buf = local_block(out3, PIECE)
     fake = is_float(out3)  # (float values out: fake quantization; a compile-time constant)
     saved = swap_fp_control(np.uint32(FP_NEAREST_EVEN))  # (rint rounds as it says)
+    wide_vectors()  # (512-bit lanes where the CPU has them: the FMAs of ``codes.quotient``)
     flags = 0
     p, k = r0 // K, r0 % K
     for r in range(r0, r1):
@@ -144,7 +145,7 @@ def quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
             row_flags, lo, hi = row_range(row, ignore)
             flags |= row_flags
             srow[0], zrow[0] = scale_zero(lo, hi, symmetric, qmin, qmax)
-            check = row_flags & NAN != 0
+            check = row_flags != 0  # (a NaN or an inf: see codes.quotient)
             if row_flags and not ignore:  # (the caller raises)
                 k += 1
                 continue

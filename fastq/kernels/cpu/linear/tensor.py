@@ -14,7 +14,7 @@ from numba import njit, prange
 
 from ....runtime import pool
 from ....runtime.threads import note_thread_count, parallel_region, region_threads
-from ....core.flags import BAD_SCALE, NAN
+from ....core.flags import BAD_SCALE
 from ..parallel import MAX_CHUNKS, STREAM_ABOVE, entry_point, serial_twin
 from ..word import FP_NEAREST_EVEN, address, set_thread_count, swap_fp_control
 from .params import scale_zero, tensor_range
@@ -278,7 +278,7 @@ def _dynamic_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch
         swap_fp_control(saved)
         return flags
     scale3[0, 0, 0], zero3[0, 0, 0] = scale_zero(lo, hi, symmetric, qmin, qmax)
-    check = flags & NAN != 0
+    check = flags != 0  # (a NaN, or an inf: its quotient by the reciprocal is NaN, see codes)
     for c in prange(nchunks):  # (their flags: those of the range pass)
         r0, r1 = chunk_rows(rows, c, nchunks, 1)
         quantize_rows(x3, ONE, max(rows, ONE), x3.shape[2], scale3, zero3, qmin, qmax, r0, r1,
