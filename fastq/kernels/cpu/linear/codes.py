@@ -40,7 +40,12 @@ def code_bits(v, s, lo, hi):
     integers.  A NaN stays NaN, whose exponent bits are all ones where every other
     result's are those of 2**23: bit ``NAN_BIT`` set in an OR of results marks a NaN
     (one integer OR, cheaper than comparing each input with itself)."""
-    a = v / s
+    return rounded_bits(v / s, lo, hi)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def rounded_bits(a, lo, hi):
+    """``code_bits`` of the quotient ``a``."""
     a = lo if a < lo else a
     a = hi if a > hi else a
     return np.float32(a + np.float32(12582912.0)).view(np.int32)
@@ -75,10 +80,7 @@ def quotient(v, ns, r):
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def reciprocal_bits(v, ns, r, lo, hi):
     """``code_bits`` with the quotient from ``quotient``."""
-    a = quotient(v, ns, r)
-    a = lo if a < lo else a
-    a = hi if a > hi else a
-    return np.float32(a + np.float32(12582912.0)).view(np.int32)
+    return rounded_bits(quotient(v, ns, r), lo, hi)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
