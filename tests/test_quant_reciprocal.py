@@ -55,7 +55,8 @@ def hard_inputs(s, qmin, qmax, z, rng):
 
 
 @pytest.mark.parametrize("dtype,zero", [("int8", 0), ("int8", 3), ("uint8", 128),
-                                        ("int16", -7)])
+                                        ("int16", -7), ("uint16", 40000), ("int4", -1),
+                                        ("uint2", 1)])
 def test_static_codes_equal_true_division(dtype, zero):
     rng = np.random.default_rng(5)
     qmin, qmax = ref.QRANGE[dtype]
@@ -67,6 +68,23 @@ def test_static_codes_equal_true_division(dtype, zero):
         bad = np.flatnonzero(got != want)
         assert bad.size == 0, (f"scale {s!r} ({np.float32(s).view(np.uint32):#x}): x "
                                f"{x[bad[:4]]!r} gave {got[bad[:4]]}, want {want[bad[:4]]}")
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint4"])
+def test_a_scale_per_row_equals_true_division(dtype):
+    """Per channel along the first axis (a scale per row of the view): each row's
+    quotients by its own reciprocal, beside rows whose scale is past the range."""
+    rng = np.random.default_rng(11)
+    qmin, qmax = ref.QRANGE[dtype]
+    zero = (qmin + qmax + 1) // 2
+    picked = scales()[::9]
+    rows = [hard_inputs(s, qmin, qmax, zero, rng)[:4096] for s in picked]
+    x = np.stack([np.resize(r, 4096) for r in rows])
+    scale = np.array(picked, np.float32)
+    zp = np.full(scale.size, zero, ref.CODE_DTYPE[dtype])
+    qt = fq.quantize(x, dtype, scale=scale, zero_point=zp, granularity=fq.PerChannel(0))
+    want = ref.quantize_codes(x, scale, zp, dtype, ("channel", 0))
+    assert np.array_equal(np.asarray(qt.codes()), want)
 
 
 def test_nan_codes_as_zero_point_and_inf_saturates_on_the_reciprocal_path():
