@@ -22,7 +22,7 @@ from .ranges import row_range
 from .rows import (ROW, chunk_rows, code_scratch, quantize_rows, quantize_rows_parallel,
                    unsigned_codes)
 
-LINE = 64  # bytes
+LINE = pool.LINE  # bytes: a cache line, as the pool places its buffers
 # Constant arguments of the row kernels as the general path passes them (int64, bool):
 # a literal 1 or True in a kernel's call would compile another specialization of them
 # (Numba types constants as literals), a long compile where these reuse the general
