@@ -128,6 +128,39 @@ def test_legacy_ties_and_signed_zeros(fmt):
         assert same_bits(fq.dequantize(qt), gguf_dequantize(ref, qtype(fmt))), name
 
 
+@pytest.mark.parametrize("fmt", LEGACY)
+def test_legacy_tiles_with_one_odd_block(fmt):
+    """The scales of 16 blocks at a time run on lanes, a block a lane, with a tile holding
+    a NaN, and a block whose signs tie or whose min or max is a zero, sent back to the
+    block-by-block path: one such block at each position of a tile, among Gaussian
+    ones, gives gguf's bytes in every block (a block holding a NaN, which ``fq.quantize``
+    refuses, only counted) and the same NaN and overflow counts."""
+    from fastq.kernels.cpu.blocks import ggml as kernels
+    from fastq.ops.formats.ggml import LAYOUTS
+    rng = np.random.default_rng(13)
+    odd = [np.zeros(32), np.where(rng.random(32) < 0.5, -0.0, 0.0),
+           rng.standard_normal(32) * 1e-41, np.r_[1.5, np.zeros(30), -1.5],
+           np.r_[-1.5, np.zeros(30), 1.5], np.full(32, -2.0),
+           np.abs(rng.standard_normal(32)), -np.abs(rng.standard_normal(32)),
+           np.r_[0.0, np.abs(rng.standard_normal(31))],
+           np.r_[-0.0, -np.abs(rng.standard_normal(31))], np.full(32, 1e38),
+           np.r_[np.inf, np.ones(31)], np.full(32, -np.inf), np.r_[np.nan, np.ones(31)]]
+    tiles = 16 * len(odd) + 1  # (and a partial tile at the end)
+    x = rng.standard_normal((16 * tiles, 32))
+    for t in range(tiles - 1):
+        x[16 * t + t % 16] = odd[t // 16]
+    x = x.astype(np.float32).ravel()
+    ref = reference(x[None], fmt).ravel()
+    out = np.zeros_like(ref)
+    nan, overflow = kernels.quantize(x, LAYOUTS[fmt].kind, out)
+    nbytes = ref.size // (16 * tiles)
+    has_nan = np.isnan(x.reshape(-1, 32)).any(axis=1)
+    got, want = out.reshape(-1, nbytes), ref.reshape(-1, nbytes)
+    assert np.array_equal(got[~has_nan], want[~has_nan])
+    assert nan == has_nan.sum() == 16
+    assert overflow == 16 * 3  # (1e38, +inf and -inf: each scale, or minimum, overflows)
+
+
 def test_codes():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 64)).astype(np.float32)

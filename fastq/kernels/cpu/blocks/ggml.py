@@ -32,11 +32,12 @@ from numba import njit, prange
 
 from ....runtime.threads import parallel_region
 from ..parallel import n_chunks, streams
-from ..word import (as_bits, as_float, band, bor, get_half, half_bits, local_block, put_half, shl,
+from ..word import (as_bits, band, bor, get_half, half_bits, local_block, put_half, shl,
                     shr, store_fence, unmanaged)
 from . import lanes as V
 from .ggml_lanes import (fifth_lanes, int8_lanes, nibble_lanes, pack_codes, put, round_away,
                          truncatable)
+from .ggml_scales import TILE, abs_top_scales, min_max_scales, signed_max_scales
 
 BLOCK = 32  # elements of a block (GGML's QK4_0 etc.; the kernels spell it out)
 # Elements from which a pass runs on the thread pool: a legacy block costs a few ns per
@@ -54,93 +55,9 @@ def block_bytes(kind):
 # The block loops take the block width as an argument and slice each block once: see
 # docs/design.md ("Legacy formats") for why (loops of a constant 32 trips and indexing
 # with Numba's negative-index wrap-around both kept LLVM from vectorizing them).
-# q8_0, q4_0 and q5_0 run in tiles of TILE blocks, the scales before the codes, so that
-# the scale chains of different blocks (a reduction, divisions, float16 rounding) overlap.
-TILE = 8
-NAN_TOP = np.uint32(0x7FC00000)  # (a block's top when it holds a NaN: above inf)
+# Each format's loop runs in tiles of TILE blocks: the tile's scales (``ggml_scales``)
+# before its codes.
 INF_BITS = np.uint32(0x7F800000)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _abs_top_lanes(xb):
-    """Bits of the largest magnitude of the block of 32 at ``xb`` (two 16-lane vectors:
-    the float max of the magnitudes, the unsigned max of their bits for non-NaN
-    values), NAN_TOP where it holds a NaN."""
-    v0, v1 = V.load(xb, 0), V.load(xb, 16)
-    if not V.every(V.both(V.eq(v0, v0), V.eq(v1, v1))):
-        return NAN_TOP
-    return as_bits(V.reduce_max(V.maximum(V.fabs(v0), V.fabs(v1))))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _abs_max(xb, width):
-    """Bits of the largest magnitude of ``xb`` (above 0x7f800000: a NaN) and the first
-    element with it (NumPy's ``argmax`` of ``abs``): the larger of the largest positive
-    and negative magnitudes (two vectorized max reductions); a tie (+v and -v, or all
-    zeros) scans for the first."""
-    mask = np.uint32(0x7FFFFFFF)
-    pos = neg = np.uint32(0)
-    for j in range(width):
-        u = as_bits(xb[j])
-        a = band(u, mask)
-        negative = u > mask
-        pos = max(pos, np.uint32(0) if negative else a)
-        neg = max(neg, a if negative else np.uint32(0))
-    top = max(pos, neg)
-    # (a select, not a branch: which sign wins is a coin flip on real data)
-    big = as_float(pos if pos > neg else bor(neg, np.uint32(0x80000000)))
-    if pos == neg:
-        for j in range(width):
-            if band(as_bits(xb[j]), mask) == top:
-                return top, xb[j]
-    return top, big
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _abs_max_lanes(xb, width):
-    """``_abs_max`` of a block of 32 as two 16-lane vectors: of its max and min (float
-    reductions), the one of larger magnitude; a NaN or a tie (+v and -v, all zeros) takes
-    ``_abs_max``."""
-    v0, v1 = V.load(xb, 0), V.load(xb, 16)
-    if V.every(V.both(V.eq(v0, v0), V.eq(v1, v1))):
-        hi = V.reduce_max(V.maximum(v0, v1))
-        lo = V.reduce_min(V.minimum(v0, v1))
-        if hi != -lo:  # (a select: which sign wins is a coin flip on real data)
-            return as_bits(max(hi, -lo)), hi if hi > -lo else lo
-    return _abs_max(xb, width)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _last_equal(xb, width, v):
-    """``v``, or when it is a zero, the last element of ``xb`` equal to it (+0 or -0)."""
-    if v != 0:
-        return v
-    for j in range(width - 1, -1, -1):
-        if xb[j] == 0:
-            return xb[j]
-    return v
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _min_max(xb, width):
-    """``min`` and ``max`` of the 32 elements of ``xb`` ignoring NaN (and whether it
-    holds one), of equal ones (+0 and -0) the last, as NumPy's reductions give them (C
-    keeps the first).  Two 16-lane vectors, NaN lanes replaced by the start values
-    (+-FLT_MAX), a lane-wise min/max and one across the lanes; only a zero result needs
-    the last-of-equal rule, by a scan."""
-    top = V.splat(np.float32(3.4028234663852886e38))
-    bottom = V.splat(np.float32(-3.4028234663852886e38))
-    v0, v1 = V.load(xb, 0), V.load(xb, 16)
-    ok0, ok1 = V.eq(v0, v0), V.eq(v1, v1)
-    lo = V.reduce_min(V.minimum(V.select(ok0, v0, top), V.select(ok1, v1, top)))
-    hi = V.reduce_max(V.maximum(V.select(ok0, v0, bottom), V.select(ok1, v1, bottom)))
-    return (_last_equal(xb, width, lo), _last_equal(xb, width, hi),
-            not V.every(V.both(ok0, ok1)))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _inverse(d):
-    return np.float32(1.0) / d if d != 0 else np.float32(0.0)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -165,10 +82,7 @@ def _q8_0_blocks(x, b0, b1, out, width):
     tops, ds, ids = local_block(x, TILE), local_block(x, TILE), local_block(x, TILE)
     for t in range(b0, b1, TILE):
         nt = min(TILE, b1 - t)
-        for g in range(nt):  # (the tile's scales)
-            top = _abs_top_lanes(x[(t + g) * width:(t + g + 1) * width])
-            d = as_float(top) / np.float32(127.0)
-            tops[g], ds[g], ids[g] = as_float(top), d, _inverse(d)
+        abs_top_scales(x, t, nt, width, tops, ds, ids)
         for g in range(nt):  # (its codes)
             b = t + g
             xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
@@ -199,10 +113,7 @@ def _x_0_blocks(x, b0, b1, out, width, five):
     tops, ds, ids = local_block(x, TILE), local_block(x, TILE), local_block(x, TILE)
     for t in range(b0, b1, TILE):
         nt = min(TILE, b1 - t)
-        for g in range(nt):  # (the tile's scales)
-            top, big = _abs_max_lanes(x[(t + g) * width:(t + g + 1) * width], width)
-            d = big * step  # (= big / -nmax exactly: a power of two)
-            tops[g], ds[g], ids[g] = as_float(top), d, _inverse(d)
+        signed_max_scales(x, t, nt, width, step, tops, ds, ids)
         for g in range(nt):  # (its codes; 16-lane vectors: the block's halves)
             b = t + g
             xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
@@ -230,25 +141,30 @@ def _x_1_blocks(x, b0, b1, out, width, five):
     nbytes = half + (8 if five else 4)
     q0 = 8 if five else 4
     nan = ovf = 0
-    for b in range(b0, b1):
-        xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
-        lo, hi, has_nan = _min_max(xb, width)
-        top = np.uint32(0x7FC00000) if has_nan else np.uint32(0)  # (for ``_flags``)
-        d = (hi - lo) / np.float32(cap)
-        dh, mh = half_bits(d), half_bits(lo)
-        put_half(ob, 0, dh)
-        put_half(ob, 2, mh)
-        ident = _inverse(d)
-        vl, vi, vh = V.splat(lo), V.splat(ident), V.splat(np.float32(0.5))
-        flo = V.add(V.mul(V.sub(V.load(xb, 0), vl), vi), vh)
-        fhi = V.add(V.mul(V.sub(V.load(xb, half), vl), vi), vh)
-        # (no NaN, finite d and 1 / d: every (x - min) / d <= cap, all lanes convert)
-        if has_nan or not (abs(d) < np.float32(np.inf) and abs(ident) < np.float32(np.inf)):
-            flo, fhi = truncatable(flo), truncatable(fhi)
-        qh = pack_codes(ob, q0, flo, fhi, cap)
-        if five:
-            _put_u32(ob, 4, qh)
-        nan, ovf = _flags(top, dh if (mh & 0x7FFF) != 0x7C00 else mh, nan, ovf)
+    los, ds, ids = local_block(x, TILE), local_block(x, TILE), local_block(x, TILE)
+    nans = local_block(x, TILE)
+    for t in range(b0, b1, TILE):
+        nt = min(TILE, b1 - t)
+        min_max_scales(x, t, nt, width, np.float32(cap), los, ds, ids, nans)
+        for g in range(nt):
+            b = t + g
+            xb, ob = x[b * width:(b + 1) * width], out[b * nbytes:(b + 1) * nbytes]
+            lo, d, ident, has_nan = los[g], ds[g], ids[g], nans[g] != 0
+            top = np.uint32(0x7FC00000) if has_nan else np.uint32(0)  # (for ``_flags``)
+            dh, mh = half_bits(d), half_bits(lo)
+            put_half(ob, 0, dh)
+            put_half(ob, 2, mh)
+            vl, vi, vh = V.splat(lo), V.splat(ident), V.splat(np.float32(0.5))
+            flo = V.add(V.mul(V.sub(V.load(xb, 0), vl), vi), vh)
+            fhi = V.add(V.mul(V.sub(V.load(xb, half), vl), vi), vh)
+            # (no NaN, finite d and 1 / d: every (x - min) / d <= cap, all lanes convert)
+            if has_nan or not (abs(d) < np.float32(np.inf)
+                               and abs(ident) < np.float32(np.inf)):
+                flo, fhi = truncatable(flo), truncatable(fhi)
+            qh = pack_codes(ob, q0, flo, fhi, cap)
+            if five:
+                _put_u32(ob, 4, qh)
+            nan, ovf = _flags(top, dh if (mh & 0x7FFF) != 0x7C00 else mh, nan, ovf)
     return nan, ovf
 
 

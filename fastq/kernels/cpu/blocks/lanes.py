@@ -227,6 +227,33 @@ reduce_min = _reduction("<", "minimum")
 reduce_max = _reduction(">", "maximum")
 
 
+def _fold(pred, name):
+    def fold(typingctx, a, b, group):
+        """One step of a %s across 16 vectors at once: ``a`` and ``b`` hold groups of
+        ``2 * group`` lanes (a constant: 8, 4, 2 or 1), one group per vector being reduced;
+        the result holds the groups of both, each halved to ``group`` lanes (lane ``i``
+        the %s of two lanes of its group).  Folding 16 vectors pairwise at groups 8, 4,
+        2, 1 leaves vector ``k``'s reduction in lane ``k``: 15 folds of two shuffles and
+        a compare and select each, where 16 reductions take 64 (no NaN lanes; which of
+        +0/-0 is unspecified)."""
+        if a == vec and b == vec and isinstance(group, types.IntegerLiteral):
+            g = group.literal_value
+            low = [(i // g) * 2 * g + i % g for i in range(WIDTH)]
+            indices = [ir.Constant(_VI, low), ir.Constant(_VI, [k + g for k in low])]
+
+            def codegen(context, builder, sig, args):
+                lo, hi = (builder.shuffle_vector(args[0], args[1], i) for i in indices)
+                return builder.select(builder.fcmp_ordered(pred, lo, hi), lo, hi)
+            return vec(a, b, group), codegen
+        return None
+    fold.__doc__ = fold.__doc__ % (name, name)
+    return intrinsic(fold)
+
+
+fold_min = _fold("<", "minimum")
+fold_max = _fold(">", "maximum")
+
+
 @intrinsic
 def nearest_int_clamped(typingctx, a, lo, hi):
     """Lane by lane ``float(clamp(nearest_int(a), lo, hi))`` with llama.cpp's
