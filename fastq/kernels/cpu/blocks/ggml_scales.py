@@ -84,34 +84,20 @@ def _halves(x, b, width):
     return V.maximum(v0, v1), V.minimum(v0, v1), V.both(V.eq(v0, v0), V.eq(v1, v1))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _folded2(x, b, width):
-    h0, l0, k0 = _halves(x, b, width)
-    h1, l1, k1 = _halves(x, b + 1, width)
-    return V.fold_max(h0, h1, 8), V.fold_min(l0, l1, 8), V.both(k0, k1)
+def _fold_level(inner, blocks, group):
+    """The max and min of each of ``2 * blocks`` blocks from ``b`` (and where no element
+    is NaN): ``inner``'s results for the first and the second ``blocks`` blocks, folded
+    at ``group`` lanes (``lanes.fold_max``).  After the levels of 1, 2, 4 and 8 blocks,
+    lane ``k`` holds block ``b + k``'s."""
+    @njit(nogil=True, inline="always")
+    def folded(x, b, width):
+        h0, l0, k0 = inner(x, b, width)
+        h1, l1, k1 = inner(x, b + blocks, width)
+        return V.fold_max(h0, h1, group), V.fold_min(l0, l1, group), V.both(k0, k1)
+    return folded
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _folded4(x, b, width):
-    h0, l0, k0 = _folded2(x, b, width)
-    h1, l1, k1 = _folded2(x, b + 2, width)
-    return V.fold_max(h0, h1, 4), V.fold_min(l0, l1, 4), V.both(k0, k1)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _folded8(x, b, width):
-    h0, l0, k0 = _folded4(x, b, width)
-    h1, l1, k1 = _folded4(x, b + 4, width)
-    return V.fold_max(h0, h1, 2), V.fold_min(l0, l1, 2), V.both(k0, k1)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _folded16(x, b, width):
-    """The max and min of each of the 16 blocks from ``b`` (lane ``k``: block ``b + k``),
-    and whether no element is NaN (all lanes of the mask)."""
-    h0, l0, k0 = _folded8(x, b, width)
-    h1, l1, k1 = _folded8(x, b + 8, width)
-    return V.fold_max(h0, h1, 1), V.fold_min(l0, l1, 1), V.both(k0, k1)
+_folded16 = _fold_level(_fold_level(_fold_level(_fold_level(_halves, 1, 8), 2, 4), 4, 2), 8, 1)
 
 
 @njit(cache=True, nogil=True, inline="always")
