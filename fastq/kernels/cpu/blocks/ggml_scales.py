@@ -77,7 +77,7 @@ def _abs_max_lanes(xb, width):
     return _abs_max(xb, width)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _halves(x, b, width):
     """Lane by lane max and min of block ``b``'s two halves, and where neither is NaN."""
     v0, v1 = V.load(x, b * width), V.load(x, b * width + 16)
@@ -88,8 +88,11 @@ def _fold_level(inner, blocks, group):
     """The max and min of each of ``2 * blocks`` blocks from ``b`` (and where no element
     is NaN): ``inner``'s results for the first and the second ``blocks`` blocks, folded
     at ``group`` lanes (``lanes.fold_max``).  After the levels of 1, 2, 4 and 8 blocks,
-    lane ``k`` holds block ``b + k``'s."""
-    @njit(nogil=True, inline="always")
+    lane ``k`` holds block ``b + k``'s.  (Plain functions, which LLVM inlines into the
+    kernel: Numba's own ``inline="always"`` retypes each of a tree's 31 nested calls, and
+    with the tree in five format loops the cold compile went from 4.6 to 24 s.  Not
+    cached themselves: they exist only inside the cached kernels.)"""
+    @njit(nogil=True)
     def folded(x, b, width):
         h0, l0, k0 = inner(x, b, width)
         h1, l1, k1 = inner(x, b + blocks, width)
@@ -100,7 +103,7 @@ def _fold_level(inner, blocks, group):
 _folded16 = _fold_level(_fold_level(_fold_level(_fold_level(_halves, 1, 8), 2, 4), 4, 2), 8, 1)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _signed_max_scale(x, b, width, step, tops, ds, ids, g):
     top, big = _abs_max_lanes(x[b * width:(b + 1) * width], width)
     d = big * step  # (= big / -nmax exactly: a power of two)
@@ -134,6 +137,15 @@ def signed_max_scales(x, t, nt, width, step, tops, ds, ids):
         _signed_max_scale(x, t + g, width, step, tops, ds, ids, g)
 
 
+# (The block-by-block forms are calls, not inlined: they run for the odd block and the
+# partial tile only, and each inlined copy of them added seconds to the cold compile.)
+@njit(cache=True, nogil=True)
+def _abs_top_scale(x, b, width, tops, ds, ids, g):
+    top = _abs_top_lanes(x[b * width:(b + 1) * width])
+    d = as_float(top) / np.float32(127.0)
+    tops[g], ds[g], ids[g] = as_float(top), d, _inverse(d)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def abs_top_scales(x, t, nt, width, tops, ds, ids):
     """Blocks ``t..t + nt``: ``tops[g]`` the largest magnitude (NaN where the block holds
@@ -151,9 +163,7 @@ def abs_top_scales(x, t, nt, width, tops, ds, ids):
                                      V.div(V.splat(np.float32(1.0)), d)))
             return
     for g in range(nt):
-        top = _abs_top_lanes(x[(t + g) * width:(t + g + 1) * width])
-        d = as_float(top) / np.float32(127.0)
-        tops[g], ds[g], ids[g] = as_float(top), d, _inverse(d)
+        _abs_top_scale(x, t + g, width, tops, ds, ids, g)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -189,7 +199,7 @@ def _inverse(d):
     return np.float32(1.0) / d if d != 0 else np.float32(0.0)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _min_max_scale(x, b, width, cap, los, ds, ids, nans, g):
     lo, hi, has_nan = _min_max(x[b * width:(b + 1) * width], width)
     d = (hi - lo) / cap
