@@ -25,7 +25,8 @@ The per-element work of quantize and dequantize runs on explicit 16-lane float32
 vectors (``lanes.vec``): a block's halves, elements 0..15 and
 16..31 (the low and high nibbles of the same 16 bytes), are one vector each, with the
 byte-level loads and stores of ``ggml_lanes`` (``pack_codes``, ``nibble_lanes``,
-``fifth_lanes``, ``put``).
+``fifth_lanes``, ``put``).  Quantize runs in tiles of 16 blocks: the tile's scales
+first, a block a lane (``ggml_scales``), then each block's codes.
 """
 import numpy as np
 from numba import njit, prange
