@@ -89,9 +89,10 @@ def _fold_level(inner, blocks, group):
     is NaN): ``inner``'s results for the first and the second ``blocks`` blocks, folded
     at ``group`` lanes (``lanes.fold_max``).  After the levels of 1, 2, 4 and 8 blocks,
     lane ``k`` holds block ``b + k``'s.  (Plain functions, which LLVM inlines into the
-    kernel: Numba's own ``inline="always"`` retypes each of a tree's 31 nested calls, and
-    with the tree in five format loops the cold compile went from 4.6 to 24 s.  Not
-    cached themselves: they exist only inside the cached kernels.)"""
+    kernel: Numba's own ``inline="always"`` retypes each of a tree's 31 nested calls in
+    each of the five format loops, a cold compile several times longer; docs/design.md,
+    "Legacy formats".  Not cached themselves: they exist only inside the cached
+    kernels.)"""
     @njit(nogil=True)
     def folded(x, b, width):
         h0, l0, k0 = inner(x, b, width)
@@ -138,7 +139,7 @@ def signed_max_scales(x, t, nt, width, step, tops, ds, ids):
 
 
 # (The block-by-block forms are calls, not inlined: they run for the odd block and the
-# partial tile only, and each inlined copy of them added seconds to the cold compile.)
+# partial tile only, and every inlined copy of them lengthens the cold compile.)
 @njit(cache=True, nogil=True)
 def _abs_top_scale(x, b, width, tops, ds, ids, g):
     top = _abs_top_lanes(x[b * width:(b + 1) * width])

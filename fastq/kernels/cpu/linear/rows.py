@@ -118,8 +118,7 @@ def quantize_rows(x3, bp, bk, bq, scale3, zero3, qmin, qmax, r0, r1, out3, bits,
     Rows go in pieces of at most ``PIECE`` elements within one parameter group (of
     ``bq > 1`` elements along the row); with ``fused``, the input prefetched ``AHEAD``
     elements ahead in the flat array (the next row, for its range pass).  Without, the
-    hardware prefetchers see one long stream and the software prefetch only costs: on an
-    Intel VM, 16M elements static per tensor on 2 threads 2.9 -> 2.3 ms without it
+    hardware prefetchers see one long stream and the software prefetch only costs
     (docs/design.md, "Prefetch only where it helps").  8/16-bit codes (or fake values)
     go to ``out3``, by non-temporal stores with ``stream``; with ``bits`` 4 or 2 each
     piece's codes go through ``scratch`` (in cache) into the packed bytes ``packed``,
