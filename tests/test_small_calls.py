@@ -225,11 +225,9 @@ REPEATED = {  # a repeated call -> the Python functions it may run (no others)
         lambda x, qt: fq.fake_quantize(x, "uint8", scale=0.021, zero_point=3),
         {"fake_quantize", "static_prepared", "_host_plan", "_given_scalars",
          "_nearest_float32", "scalar_zero", "call", "_run", "_scratch", "_kernel"}),
-    # (``__eq__``: the plan's key holds the QTensor's granularity, which is compared when
-    # it is another object than the one the plan was cached with, after a full cache)
+    # (a QTensor dequantized again: its own prepared call, no plan key)
     "dequantize": (lambda x, qt: fq.dequantize(qt),
-                   {"dequantize", "call", "dequantize_planned", "__call__", "_rows",
-                    "__hash__", "__eq__"}),
+                   {"dequantize", "run", "__call__", "_rows"}),
     "cast bfloat16": (lambda x, qt: fq.cast(x, "bfloat16"), {"cast", "call", "__call__"}),
     "cast float16": (lambda x, qt: fq.cast(x, "float16"), {"cast", "call", "__call__"}),
     "cast float16 out=": (lambda x, qt: fq.cast(x, "float16", out=OUT16),
@@ -330,6 +328,46 @@ def test_planned_paths_equal_the_general_ones_and_check_new_input():
     bad = fq.QTensor(qt.data, "int8", np.ones(3, np.float32), None, qt.shape, qt.granularity)
     with pytest.raises(ValueError):
         bad.dequantize()
+
+
+@pytest.mark.parametrize("granularity", [fq.PerTensor(), CHANNELS], ids=["tensor", "channel"])
+def test_prepared_dequantize_follows_the_qtensor(granularity):
+    """A QTensor dequantized again reuses its prepared call only while its parts are the
+    objects it was made of; values changed in place and parts replaced give what the
+    general path gives for the QTensor as it is now."""
+    from fastq.ops import linear
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(SHAPE, dtype=np.float32)
+    qt = fq.quantize(x, "uint8", granularity=granularity)
+
+    def general():
+        return linear.dequantize_codes(qt.data, qt.scale, qt.zero_point, qt.shape,
+                                       qt.granularity, linear.CPU,
+                                       np.empty(qt.shape, np.float32))
+
+    def check():
+        for _ in range(2):  # (the first call prepares, the second runs prepared)
+            assert np.array_equal(qt.dequantize().view(np.uint32), general().view(np.uint32))
+    check()
+    assert qt._prepared is not None
+    qt.zero_point[...] = 7  # (in place: a 0-d zero point is read again on each call)
+    check()
+    qt.scale[...] = qt.scale * np.float32(3)
+    qt.data[0, :5] = [0, 1, 254, 255, 9]
+    check()
+    qt.scale = qt.scale * np.float32(0.5)  # (parts replaced: planned again)
+    check()
+    qt.zero_point = np.full_like(qt.zero_point, 200)
+    check()
+    qt.data = rng.integers(0, 256, SHAPE, dtype=np.uint8)
+    check()
+    qt.shape = (SHAPE[1], SHAPE[0])  # (a shape the per-channel scale does not fit: an error)
+    if granularity == CHANNELS:
+        with pytest.raises(ValueError):
+            qt.dequantize()
+    else:
+        qt.data = qt.data.reshape(qt.shape)
+        check()
 
 
 def test_planned_paths_load_their_kernels_from_the_disk_cache(tmp_path):

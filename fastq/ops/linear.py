@@ -157,34 +157,68 @@ _dequantize_plans = {}
 
 def dequantize_planned(codes, dtype, scale, zero_point, shape, granularity):
     """The float32 values of a repeated host dequantization (what ``dequantize_codes``
-    computes, the same kernels on the same view), or None where the general path must
-    run.  A plan, cached by every fact that fixes it (the arrays' shapes, dtypes and
-    flags, the QTensor's dtype, shape and granularity), holds the checked view and the
-    kernels' prepared call (``DequantizeCall``): a repeated call reshapes, converts the
-    zero point and calls it."""
+    computes, the same kernels on the same view) and its ``PreparedDequantize``, or
+    ``(None, None)`` where the general path must run.  A plan, cached by every fact that
+    fixes it (the arrays' shapes, dtypes and flags, the QTensor's dtype, shape and
+    granularity), holds the checked view and the kernels' prepared call
+    (``DequantizeCall``): a repeated call reshapes, converts the zero point and calls
+    it."""
     if type(scale) is not np.ndarray or (zero_point is not None
                                          and type(zero_point) is not np.ndarray):
-        return None
+        return None, None
     key = (codes.shape, codes.dtype, codes.flags.num & KEY_FLAGS, dtype, shape, granularity,
            scale.shape, scale.dtype, scale.flags.num & KEY_FLAGS,
            None if zero_point is None else (zero_point.shape, zero_point.dtype))
     try:
         plan = _dequantize_plans.get(key)
     except TypeError:  # (an unhashable part: the general path says what is wrong)
-        return None
+        return None, None
     if plan is None:
         plan = _dequantize_plan(codes, dtype, scale, zero_point, shape, granularity)
         if len(_dequantize_plans) >= MAX_PLANS:
             _dequantize_plans.clear()
         _dequantize_plans[key] = plan
     if not plan:
-        return None
-    call, shape3, g3, zeros, pooled = plan
-    out = CPU.empty(shape, np.float32) if pooled else np.empty(shape, np.float32)
-    call(codes.reshape(shape3), scale.reshape(g3),
-         zeros if zero_point is None else zero_point.astype(np.float32).reshape(g3),
-         out.reshape(shape3))
-    return out
+        return None, None
+    prepared = PreparedDequantize(plan, codes, dtype, scale, zero_point, shape,
+                                  granularity)
+    return prepared.run(), prepared
+
+
+class PreparedDequantize:
+    """One QTensor's planned dequantization, kept by it for its later calls: the plan's
+    call with the codes and scale already in the plan's view.  The QTensor calls
+    ``run`` while its parts are the very objects this was made of (``data``, ``dtype``,
+    ``scale``, ``zero_point``, ``shape``, ``granularity``, compared by identity: a part
+    replaced, and the general path plans again); the views share
+    the arrays' memory, so values changed in place are read.  A 0-d zero point is
+    converted once and read again (``int``) on each call; a larger one is converted on
+    each call."""
+    __slots__ = ("data", "dtype", "scale", "zero_point", "shape", "granularity", "call",
+                 "codes3", "scale3", "zero3", "zero_value", "grid3", "shape3", "pooled")
+
+    def __init__(self, plan, codes, dtype, scale, zero_point, shape, granularity):
+        self.data, self.dtype, self.scale, self.zero_point = codes, dtype, scale, zero_point
+        self.granularity = granularity  # (with shape: the parts, see above)
+        call, shape3, g3, zeros, pooled = plan
+        self.call, self.shape, self.shape3, self.grid3, self.pooled = call, shape, shape3, \
+            g3, pooled
+        self.codes3, self.scale3 = codes.reshape(shape3), scale.reshape(g3)
+        self.zero3, self.zero_value = zeros, None
+        if zero_point is not None and zero_point.ndim == 0:
+            self.zero_value = int(zero_point)
+            self.zero3 = zero_point.astype(np.float32).reshape(g3)
+
+    def run(self):
+        """The float32 values (a new array of the QTensor's shape)."""
+        out = CPU.empty(self.shape, np.float32) if self.pooled else \
+            np.empty(self.shape, np.float32)
+        zero3, zero_point = self.zero3, self.zero_point
+        if zero_point is not None and (self.zero_value is None
+                                       or int(zero_point) != self.zero_value):
+            zero3 = zero_point.astype(np.float32).reshape(self.grid3)
+        self.call(self.codes3, self.scale3, zero3, out.reshape(self.shape3))
+        return out
 
 
 def _dequantize_plan(codes, dtype, scale, zero_point, shape, granularity):

@@ -67,15 +67,26 @@ class QTensor:
         out = unpacked_codes(self.data, codes.bits, codes.qmin < 0, self.size, codes.code_dtype)
         return out.reshape(self.shape)
 
+    # this QTensor's planned dequantization (``fastq.ops.linear.PreparedDequantize``),
+    # once made: valid while its parts are the objects it was made of
+    _prepared = None
+
     def dequantize(self, backend="auto"):
         """``(codes - zero_point) * scale`` in float32, in the original shape."""
-        if type(self.data) is np.ndarray and (backend == "auto" or backend == "cpu"):
+        if backend == "auto" or backend == "cpu":
             # (a repeated call, its plan cached: its kernels set the default floating-point
             # environment themselves, so no wrapper here; the rest is integer work)
-            out = dequantize_planned(self.data, self.dtype, self.scale, self.zero_point,
-                                     self.shape, self.granularity)
-            if out is not None:
-                return out
+            p = self._prepared
+            if (p is not None and p.data is self.data and p.scale is self.scale
+                    and p.zero_point is self.zero_point and p.shape is self.shape
+                    and p.dtype is self.dtype and p.granularity is self.granularity):
+                return p.run()
+            if type(self.data) is np.ndarray:
+                out, self._prepared = dequantize_planned(
+                    self.data, self.dtype, self.scale, self.zero_point, self.shape,
+                    self.granularity)
+                if out is not None:
+                    return out
         return self._dequantize(backend)
 
     @ieee_default
