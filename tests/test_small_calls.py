@@ -1,6 +1,8 @@
 """The small-call path: below the serial threshold every operation runs in the calling
 thread (no parallel region: on a busy machine waking the threads costs milliseconds),
 and a repeated call reuses its plan; results are those of the general path."""
+import copy
+import pickle
 import sys
 import threading
 import types
@@ -350,6 +352,8 @@ def test_prepared_dequantize_follows_the_qtensor(granularity):
             assert np.array_equal(qt.dequantize().view(np.uint32), general().view(np.uint32))
     check()
     assert qt._prepared is not None
+    for copied in (pickle.loads(pickle.dumps(qt)), copy.deepcopy(qt), copy.copy(qt)):
+        assert np.array_equal(copied.dequantize(), qt.dequantize())
     qt.zero_point[...] = 7  # (in place: a 0-d zero point is read again on each call)
     check()
     qt.scale[...] = qt.scale * np.float32(3)

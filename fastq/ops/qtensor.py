@@ -71,6 +71,11 @@ class QTensor:
     # once made: valid while its parts are the objects it was made of
     _prepared = None
 
+    def __getstate__(self):  # (pickle, copy: without the prepared call, made again)
+        state = self.__dict__.copy()
+        state.pop("_prepared", None)
+        return state
+
     def dequantize(self, backend="auto"):
         """``(codes - zero_point) * scale`` in float32, in the original shape."""
         if backend == "auto" or backend == "cpu":
