@@ -135,6 +135,28 @@ def test_nvfp4_follows_torchao():
     assert z.tensor_scale == 1 and not fq.dequantize(z).any()
 
 
+@pytest.mark.parametrize("shape", [(1, 16 * k) for k in range(1, 41)] + [(4099, 32)],
+                         ids=lambda s: f"{s[0] * s[1] // 16} blocks")
+def test_nvfp4_every_block_count(shape):
+    """Each block's amax comes from the first pass (eight blocks at a time, then one by
+    one) and is read back by the second from the bytes its codes then take: every
+    count of blocks up to 40 (tiles of 16, groups of 8 and the blocks after them), and
+    a parallel input whose last chunk ends in a partial group.  Each block's largest
+    magnitude sits at another position, with either sign, every position in turn."""
+    rng = np.random.default_rng(shape[1])
+    for shift in range(16) if shape[0] == 1 else (0,):
+        x = rng.standard_normal(shape).astype(np.float32)
+        rows = x.reshape(-1, 16)
+        at = np.arange(rows.shape[0])
+        rows[at, (at + shift) % 16] = np.where(at % 3 == 1, -1, 1) * (4 + at % 7)
+        rows[4::5] = 0  # (all-zero blocks: the smallest scale)
+        qt = fq.quantize(x, "nvfp4")
+        ts, s8, data = torchao_nvfp4(x)
+        assert qt.tensor_scale == ts
+        assert np.array_equal(qt.scale.view(np.uint8).reshape(-1), s8)
+        assert np.array_equal(bits(qt.codes()).reshape(-1, 16), bits(data))
+
+
 def nf4_reference(x, block=64):
     from fastq.ops.formats.nf4 import TABLE
     flat = x.astype(np.float32).reshape(-1)
