@@ -111,12 +111,19 @@ def dtype_named(name):
     return dtype
 
 
+def is_added_dtype(dtype):
+    """Whether ``dtype`` is one that a library added to NumPy (ml_dtypes' formats), not
+    one of NumPy's own: their kind does not say it (``"V"`` for most of ml_dtypes', but
+    ``"f"`` for float8_e5m2), their type number does (``NPY_USERDEF`` = 256 on)."""
+    return dtype.num >= 256
+
+
 def format_of_dtype(dtype):
     """The FloatFormat of a NumPy/ml_dtypes dtype, or None."""
     dtype = np.dtype(dtype).newbyteorder("=")
     fmt = _BY_DTYPE.get(dtype)
-    if fmt is None and dtype.kind == "V" and len(_BY_DTYPE) < len(FORMATS):
-        # an ml_dtypes array (kind "V"): ml_dtypes is loaded already, since it exists
+    if fmt is None and is_added_dtype(dtype) and len(_BY_DTYPE) < len(FORMATS):
+        # an ml_dtypes array: ml_dtypes is loaded already, since it exists
         _BY_DTYPE.update({f.dtype: f for f in FORMATS.values()})
         fmt = _BY_DTYPE.get(dtype)
     return fmt

@@ -45,7 +45,7 @@ def _as_real_device(a, name):
         raise TypeError(f"{name} must be a real numeric array, got dtype {d.dtype}")
     if not d.is_c_contiguous():
         raise ValueError(f"{name} must be C-contiguous when it lives on the GPU")
-    if d.dtype.kind == "V":  # bfloat16: its exact float32 widening, on the device
+    if formats.is_added_dtype(d.dtype):  # (bfloat16...: the exact float32, on the device)
         from .casting import cast
         return cast(d, "float32", backend="cuda")
     return d

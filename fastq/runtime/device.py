@@ -58,7 +58,7 @@ def to_device(a):
     """Copy the host array ``a`` to the device (native byte order, C order)."""
     a = checks.native_contiguous(a).reshape(a.shape)  # (ascontiguousarray makes 0-d 1-d)
     word = formats.format_of_dtype(a.dtype)
-    if word is not None and a.dtype.kind == "V":  # ml_dtypes: move the bits
+    if word is not None and formats.is_added_dtype(a.dtype):  # ml_dtypes: the bits
         return _cuda().to_device(a.view(word.word)).view(a.dtype)
     return _cuda().to_device(a)
 
@@ -67,7 +67,7 @@ def device_array(shape, dtype):
     """An uninitialized C-contiguous device array."""
     dtype = np.dtype(dtype)
     fmt = formats.format_of_dtype(dtype)
-    if fmt is not None and dtype.kind == "V":
+    if fmt is not None and formats.is_added_dtype(dtype):
         return _cuda().device_array(shape, fmt.word).view(dtype)
     return _cuda().device_array(shape, dtype)
 
@@ -93,7 +93,7 @@ def to_host(a):
         return a
     if is_device(a):
         d = wrap(a, "a")
-        fmt = formats.format_of_dtype(d.dtype) if d.dtype.kind == "V" else None
+        fmt = formats.format_of_dtype(d.dtype) if formats.is_added_dtype(d.dtype) else None
         if fmt is not None and d.size:
             return d.view(fmt.word).copy_to_host().view(d.dtype)
         return d.copy_to_host()
