@@ -17,7 +17,7 @@ LEGACY = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
 KQUANTS = ("q4_K", "q5_K", "q6_K")
 BITS = {"q8_0": 8.5, "q4_0": 4.5, "q4_1": 5.0, "q5_0": 5.5, "q5_1": 6.0, "q4_K": 4.5,
         "q5_K": 5.5, "q6_K": 6.5625}
-VECTORS = os.path.join(os.path.dirname(__file__), "data", "kquant_vectors.npz")
+VECTORS = os.path.join(os.path.dirname(__file__), "..", "data", "kquant_vectors.npz")
 
 
 def qtype(fmt):
@@ -260,7 +260,7 @@ def test_kquants_rows_and_parallel(fmt, vectors):
 
 
 
-EDGE_VECTORS = os.path.join(os.path.dirname(__file__), "data", "kquant_edge_vectors.npz")
+EDGE_VECTORS = os.path.join(os.path.dirname(__file__), "..", "data", "kquant_edge_vectors.npz")
 
 
 @pytest.mark.parametrize("fmt", KQUANTS)

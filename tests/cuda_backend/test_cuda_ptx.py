@@ -18,7 +18,7 @@ def test_every_cuda_kernel_compiles_to_exact_ptx():
     # whatever the signatures: the check needs the package the CUDA backend is built on.
     pytest.importorskip("numba_cuda", reason="the PTX check needs numba-cuda (fastq[cuda])")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    script = os.path.join(os.path.dirname(__file__), "_ptx_check.py")
+    script = os.path.join(os.path.dirname(__file__), "..", "_ptx_check.py")
     run = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True,
                          timeout=600)
     if run.returncode == 77:

@@ -11,7 +11,7 @@ import pytest
 import fastq as fq
 from fastq.cli import main
 
-TESTS = pathlib.Path(__file__).resolve().parent
+TESTS = pathlib.Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
 
 

@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent / "fastq"
+ROOT = pathlib.Path(__file__).resolve().parent.parent.parent / "fastq"
 LAYERS = {"core": 1, "runtime": 2, "kernels": 3, "backend": 4, "ops": 5, "calibration": 6,
           "io": 6, "dask": 6, "integrations": 6, "cli": 7, "__main__": 7}
 MAX_MODULES_PER_FOLDER = 8  # (the package's __init__ aside)

@@ -306,7 +306,7 @@ def test_gpu_benchmark_script_runs(cuda, tmp_path):
     import os
     if not os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         pytest.skip("on a real GPU the benchmark is run by hand")
-    script = os.path.join(os.path.dirname(__file__), "..", "bench", "gpu_bench.py")
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "gpu_bench.py")
     out = tmp_path / "RESULTS.md"
     subprocess.run([sys.executable, script, "--elements", "2048", "--reps", "1", "--out",
                     str(out)], check=True, capture_output=True)

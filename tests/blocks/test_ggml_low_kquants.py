@@ -15,7 +15,7 @@ from gguf.quants import dequantize as gguf_dequantize  # noqa: E402
 FORMATS = ("q2_K", "q3_K")
 BITS = {"q2_K": 2.625, "q3_K": 3.4375}  # llama.cpp's "effectively ... bits per weight"
 BLOCK_BYTES = {"q2_K": 84, "q3_K": 110}
-VECTORS = os.path.join(os.path.dirname(__file__), "data", "kquant_vectors.npz")
+VECTORS = os.path.join(os.path.dirname(__file__), "..", "data", "kquant_vectors.npz")
 
 
 def qtype(fmt):

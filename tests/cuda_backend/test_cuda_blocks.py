@@ -1,6 +1,6 @@
 """The block formats on the CUDA backend equal the CPU backend bit for bit.
 
-As ``tests/test_cuda.py``: on a GPU when there is one, else under Numba's CUDA
+As ``tests/cuda_backend/test_cuda.py``: on a GPU when there is one, else under Numba's CUDA
 simulator (``tests/conftest.py`` switches it on), which runs one Python thread per CUDA
 thread, so inputs stay a few blocks.  Dequantized values are compared on their bits,
 NaN aside: a NaN that GPU arithmetic produces is the canonical NaN, whose bits differ

@@ -10,7 +10,7 @@ import pytest
 
 import fastq as fq
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TENSORS, SHAPE = 8, (8192, 4096)  # 8 x 128 MB of float32: 1 GiB
 
 

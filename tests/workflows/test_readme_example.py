@@ -1,9 +1,10 @@
 """The README's worked example: one 4x4 float32 tensor quantized to int8 four ways.
 
 ``readme_numbers()`` computes the codes and mean absolute round-trip errors with the NumPy
-reference (``tests/reference_quant.py``); run ``python tests/test_readme_example.py`` to
-print them for the README.  The tests pin the per-tensor asymmetric numbers and check that
-fastq reproduces every variant bit for bit.
+reference (``tests/reference_quant.py``); run
+``PYTHONPATH=tests python tests/workflows/test_readme_example.py`` to print them for the
+README.  The tests pin the per-tensor asymmetric numbers and check that fastq reproduces
+every variant bit for bit.
 """
 import numpy as np
 import pytest
