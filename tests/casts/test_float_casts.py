@@ -180,6 +180,26 @@ def test_shapes_strides_and_out():
     assert e.dtype == np.float32 and not e.any()
 
 
+def test_float8_e5m2_input_as_the_first_call():
+    """ml_dtypes gives float8_e5m2 NumPy's kind "f" (the others "V"): fastq knows its
+    formats by type number, also when such an array is the first it sees (a fresh
+    process, ml_dtypes' formats not yet looked up)."""
+    import subprocess
+    import sys
+    code = ("import ml_dtypes, numpy as np, fastq as fq; "
+            "v = fq.cast(np.array([1.5, -2, 0.0625], ml_dtypes.float8_e5m2), 'float32'); "
+            "print(v.tolist())")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["[1.5,", "-2.0,", "0.0625]"]
+    from fastq.core.formats import is_added_dtype
+    added = [np.dtype(getattr(ml_dtypes, n)) for n in ("bfloat16", *EXTENDED)]
+    assert all(map(is_added_dtype, added))
+    assert not any(is_added_dtype(np.dtype(t)) for t in (np.float16, np.float32, np.float64,
+                                                        np.longdouble, "V8", np.int8))
+
+
 @pytest.mark.parametrize("name", EXTENDED)
 def test_cuda_twin_matches_cpu(name):
     """The CUDA codec (a real GPU, or Numba's simulator: small arrays) equals the CPU's."""

@@ -2,6 +2,7 @@
 thread (no parallel region: on a busy machine waking the threads costs milliseconds),
 and a repeated call reuses its plan; results are those of the general path."""
 import copy
+import gc
 import pickle
 import sys
 import threading
@@ -150,7 +151,8 @@ def test_own_runnable_threads_are_not_other_work(monkeypatch):
 
 def calls_made(f):
     """What ``f()`` runs, as ``sys.setprofile`` sees it: the code of each Python function
-    and each C function (a kernel's compiled code is one) called."""
+    and each C function (a kernel's compiled code is one) called.  The garbage collector
+    is off meanwhile: its callbacks (hypothesis registers one) are not the call's."""
     seen = []
 
     def profile(frame, event, arg):
@@ -158,11 +160,15 @@ def calls_made(f):
             seen.append(frame.f_code)
         elif event == "c_call":
             seen.append(arg)
+    collecting = gc.isenabled()
+    gc.disable()
     sys.setprofile(profile)
     try:
         f()
     finally:
         sys.setprofile(None)
+        if collecting:
+            gc.enable()
     return seen
 
 
