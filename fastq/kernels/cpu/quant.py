@@ -192,7 +192,7 @@ def quantize_dynamic(x3, blocks, scale3, zero3, qmin, qmax, bits, out, symmetric
 # instructions an element, so a region pays only from about 256K on 2 cores (median per
 # call, threads against the calling thread: 8.9 against 7.2 us at 64K, 20.3 against
 # 18.2 us at 128K, 30.8 against 30.5 us at 256K, 67.3 against 96.4 us at 1M;
-# ``bench/tensor_chunks.py``).
+# ``bench/studies/tensor_chunks.py``).
 DEQUANTIZE_PARALLEL_FROM = 1 << 18
 
 

@@ -32,7 +32,7 @@ ONE, ZERO, YES, NO = np.int64(1), np.int64(0), np.bool_(True), np.bool_(False)
 # casts (``SERIAL_BELOW``, 64K): their regions cost more to start (the static kernel
 # hands a dozen arrays to each chunk, the dynamic one starts two regions), so the threads
 # win only from about 200K elements on 2 cores, and later where another library's
-# OpenMP threads still spin after its own calls (``bench/tensor_chunks.py``; the
+# OpenMP threads still spin after its own calls (``bench/studies/tensor_chunks.py``; the
 # numbers are in docs/design.md, "Small calls").
 TENSOR_PARALLEL_FROM = 1 << 18
 

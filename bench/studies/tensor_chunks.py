@@ -6,7 +6,7 @@ call swapped between one laid out in chunks and one of a single chunk (the seria
 kernel), interleaved in one process; medians of N calls.  ``company`` puts a ``torch.quantize_per_tensor`` call before each
 (torch's OpenMP threads then still spin when fastq's region starts).
 
-    python bench/tensor_chunks.py [N=151] [company]
+    python bench/studies/tensor_chunks.py [N=151] [company]
 """
 import sys
 import time

@@ -5,7 +5,7 @@ process that uses them together).  The ratio company / alone shows what the othe
 thread pools cost each library; ONNX Runtime's sessions keep their default (worker
 threads spin after a run).
 
-    python bench/in_company.py [OP=cast|static] [N=25] [SIZES=262144 1048576 16777216]
+    python bench/studies/in_company.py [OP=cast|static] [N=25] [SIZES=262144 1048576 16777216]
 
 Prints, per size, each library's median alone, in company and the ratio.  A library
 whose parallel region waits at its end for a worker thread that the scheduler has not

@@ -5,7 +5,7 @@ kernel).  Copy and format calls alternate in one process on the same data; media
 N.  Single-threaded (``NUMBA_NUM_THREADS=1``) it times CPU time (steadier on a shared
 machine); otherwise wall clock.
 
-    NUMBA_NUM_THREADS=1 python bench/block_float_fractions.py [SIZE=16777216] [N=9] [FILTER]
+    NUMBA_NUM_THREADS=1 python bench/studies/block_float_fractions.py [SIZE=16777216] [N=9] [FILTER]
 """
 import os
 import sys

@@ -4,7 +4,7 @@ the placement before (pool buffers as NumPy places them, 16 bytes past a line, a
 last-level cache as the system reports it), the same call alternating between the two
 in one process on the same data; medians of N, wall clock.
 
-    python bench/output_placement.py [SIZE ...] [N=15]
+    python bench/studies/output_placement.py [SIZE ...] [N=15]
 
 Sizes default to 1M, 4M and 16M float32 elements; a number below 1000 is N.
 """

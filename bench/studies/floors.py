@@ -3,7 +3,7 @@ what fastq and its peers take, in one process on the same data (medians of N).
 
 * ``read``: 16M float32 read once (fastq's largest-magnitude pass, the first of NVFP4's
   two: the tensor scale needs the whole tensor's amax before any block's scale), beside
-  the copy of the bytes that ``fastq bench`` and ``bench/block_float_fractions.py``
+  the copy of the bytes that ``fastq bench`` and ``bench/studies/block_float_fractions.py``
   count for NVFP4 (half read, half written; their parallel copy, on all threads).  NVFP4 reads its input twice, so its fraction of that copy
   is at most ``copy / (2 * read)``.
 * ``gguf``: ``gguf.quants.quantize`` of q8_0 and q4_0 beside fastq's, on all threads.
@@ -14,7 +14,7 @@ what fastq and its peers take, in one process on the same data (medians of N).
   per-tensor int8 quantize and ``torch.quantize_per_tensor`` (which multiplies by
   ``1 / scale``), both on one thread.
 
-    python bench/floors.py [N=9]
+    python bench/studies/floors.py [N=9]
 """
 import statistics
 import sys

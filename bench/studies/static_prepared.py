@@ -4,7 +4,7 @@ interleaved in one process; medians of N.  Per channel: ``choose_qparams``' symm
 int8 scales given back, codes and fake values; per tensor: fake values with a float64
 scale and a zero point.
 
-    python bench/static_prepared.py [N=201]
+    python bench/studies/static_prepared.py [N=201]
 """
 import sys
 import time

@@ -3,7 +3,7 @@
 thread's CPU time (steadier on a shared machine).  Both single-threaded, so the numbers
 are the per-call path and the serial kernel, not thread pools waking up.
 
-    NUMBA_NUM_THREADS=1 python bench/small_calls.py [N=300] [SIZES=4096 65536]
+    NUMBA_NUM_THREADS=1 python bench/studies/small_calls.py [N=300] [SIZES=4096 65536]
 """
 import sys, time, statistics, warnings
 import numpy as np
