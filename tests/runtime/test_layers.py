@@ -97,7 +97,10 @@ def test_no_import_cycles():
 
 
 def test_folders_stay_small():
-    for folder in [ROOT] + [p for p in ROOT.rglob("*") if p.is_dir() and p.name != "__pycache__"]:
+    """The package's folders, and the tests' and benchmarks' too."""
+    roots = [ROOT] + [ROOT.parent / name for name in ("tests", "bench")]
+    for folder in roots + [p for r in roots for p in r.rglob("*")
+                           if p.is_dir() and p.name != "__pycache__"]:
         modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
         assert len(modules) <= MAX_MODULES_PER_FOLDER, f"{folder}: {len(modules)} modules"
 
