@@ -131,7 +131,10 @@ def test_streamed_output_equals_cached(monkeypatch, src, dst, rounding, offset):
     """Outputs larger than the last-level cache are written with non-temporal stores of
     whole 64-byte lines (plain stores for the partial lines at the ends of each block):
     the same bits, at any alignment of ``out`` (``offset`` bytes past a 64-byte line)."""
+    import numba
     from fastq.kernels.cpu import parallel as _parallel
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread: casts do not stream")
     x = sample(src)[:3 * SERIAL_BELOW + 77]
     kw = {"rounding": rounding or "nearest_even", "seed": 9 if rounding == "stochastic" else None}
     want = fq.cast(x, dst, **kw)
@@ -139,9 +142,53 @@ def test_streamed_output_equals_cached(monkeypatch, src, dst, rounding, offset):
     raw = np.full(want.nbytes + 128, 0xA5, np.uint8)
     start = (-raw.ctypes.data) % 64 + offset
     out = raw[start:start + want.nbytes].view(want.dtype)
-    assert fq.cast(x, dst, out=out, **kw) is out
+    fq.set_num_threads(2)  # (whatever the machine's load: one thread would not stream)
+    try:
+        assert fq.cast(x, dst, out=out, **kw) is out
+    finally:
+        fq.set_num_threads(None)
     assert np.array_equal(R.bits(out), R.bits(want))
     assert (raw[:start] == 0xA5).all() and (raw[start + want.nbytes:] == 0xA5).all()
+
+
+def test_one_thread_casts_write_plainly(monkeypatch):
+    """On one thread a cast past the cache writes its output with plain stores, not by
+    the streaming loop (slower there: ``parallel.launch``), in the general path and the
+    repeated one, with the same bits."""
+    from fastq.kernels.cpu import cast as _cast
+    from fastq.kernels.cpu import parallel as _parallel
+    x = sample("float32")[:3 * SERIAL_BELOW + 77]
+    want = [fq.cast(x, "float16"), fq.cast(x.astype(np.float16), "float32")]
+    monkeypatch.setattr(_parallel, "STREAM_ABOVE", 0)
+    from fastq.ops import casting
+    monkeypatch.setattr(casting, "_plans", {})  # (the general path first)
+    seen = []
+    serial_kernels = {_cast.encode_native16_slice, _cast.decode_native16_slice}
+
+    def record(kernel, run):
+        def recorded(*args):
+            seen.append((kernel, args[-1]))
+            return run(*args)
+        return recorded
+    real_entry = _parallel.SliceCall._entry
+
+    def entry(self, kernel, flags, args):
+        run = real_entry(self, kernel, flags, args)
+        return record(kernel, run) if kernel in serial_kernels else run
+    monkeypatch.setattr(_parallel.SliceCall, "_entry", entry)
+    real_launch = _cast.launch
+    monkeypatch.setattr(_cast, "launch", lambda serial, parallel, src, dst, args, **kw:
+                        real_launch(record(serial, serial), parallel, src, dst, args, **kw))
+    fq.set_num_threads(1)
+    try:
+        for _ in range(3):  # (the general path, then the plan's)
+            got = [fq.cast(x, "float16"), fq.cast(x.astype(np.float16), "float32")]
+            for a, b in zip(got, want):
+                assert np.array_equal(R.bits(a), R.bits(b))
+    finally:
+        fq.set_num_threads(None)
+    assert {kernel for kernel, _ in seen} == serial_kernels  # (both paths: 2 kernels x 3)
+    assert len(seen) == 6 and all(stream is False for _, stream in seen)
 
 
 @pytest.mark.parametrize("src,rounding", [("float32", 1), ("float32", 0), ("float64", 1),

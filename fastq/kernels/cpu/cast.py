@@ -25,6 +25,12 @@ from .parallel import SliceCall, launch
 from .word import FP_NEAREST_EVEN, FP_TOWARD_ZERO
 
 
+def launch_cast(serial, parallel, src, dst, args):
+    """``parallel.launch`` for a cast: on one thread the output is written plainly (see
+    there: the casts' streaming loop loses on one thread)."""
+    launch(serial, parallel, src, dst, args, stream_alone=False)
+
+
 def encode(src_f, dst, params, sub_scale, rounding, key):
     """Round the 1-D contiguous float array ``src_f`` into the bits ``dst`` (1-D, same size).
 
@@ -36,19 +42,20 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
     src_u = src_f.view(params.dtype)
     control = _native_control(params, dst, rounding)
     if control is not None:
-        launch(encode_native16_slice, encode_native16_parallel, src_f, dst,
+        launch_cast(encode_native16_slice, encode_native16_parallel, src_f, dst,
                (src_f, src_u, dst, params, control))
     elif rounding != 2 and params.size == 2 * F.E_LEN:  # float64 -> bfloat16
         p32 = params[F.E_LEN:].astype(np.uint32)
-        launch(encode_via32_slice, encode_via32_parallel, src_f, dst,
+        launch_cast(encode_via32_slice, encode_via32_parallel, src_f, dst,
                (src_f, src_u, dst, params, p32, bool(rounding)))
     elif rounding == 2:
-        launch(encode_stochastic_slice, encode_stochastic_parallel, src_f, dst,
+        launch_cast(encode_stochastic_slice, encode_stochastic_parallel, src_f, dst,
                (src_u, dst, params, key, 0))
     elif halved_rne(params, dst, rounding):  # float32 -> bfloat16
-        launch(encode_halved_slice, encode_halved_parallel, src_f, dst, (src_u, dst, params))
+        launch_cast(encode_halved_slice, encode_halved_parallel, src_f, dst,
+                    (src_u, dst, params))
     else:
-        launch(encode_slice, encode_parallel, src_f, dst,
+        launch_cast(encode_slice, encode_parallel, src_f, dst,
                (src_u, dst, params, sub_scale, bool(rounding)))
 
 
@@ -97,10 +104,10 @@ def decode(src, dst, params, sub_magic):
     """Widen the 1-D bits ``src`` exactly into the bits ``dst`` (1-D, same size)."""
     if (params.dtype == np.uint32 and _float16_pair(params, src, params[F.D_SHIFT])
             and native_float16()):  # float16 -> float32
-        launch(decode_native16_slice, decode_native16_parallel, src, dst,
+        launch_cast(decode_native16_slice, decode_native16_parallel, src, dst,
                (src, dst, params))
     else:
-        launch(decode_slice, decode_parallel, src, dst, (src, dst, params, sub_magic))
+        launch_cast(decode_slice, decode_parallel, src, dst, (src, dst, params, sub_magic))
 
 
 def copyto(dst, src):
@@ -109,7 +116,7 @@ def copyto(dst, src):
     if dst.dtype == src.dtype:
         np.copyto(dst, src)
     else:
-        launch(widen_slice, widen_parallel, src, dst, (src, dst))
+        launch_cast(widen_slice, widen_parallel, src, dst, (src, dst))
 
 
 def planned_encode(dst_word, params, sub_scale, rounding):
