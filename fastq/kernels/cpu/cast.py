@@ -43,20 +43,20 @@ def encode(src_f, dst, params, sub_scale, rounding, key):
     control = _native_control(params, dst, rounding)
     if control is not None:
         launch_cast(encode_native16_slice, encode_native16_parallel, src_f, dst,
-               (src_f, src_u, dst, params, control))
+                    (src_f, src_u, dst, params, control))
     elif rounding != 2 and params.size == 2 * F.E_LEN:  # float64 -> bfloat16
         p32 = params[F.E_LEN:].astype(np.uint32)
         launch_cast(encode_via32_slice, encode_via32_parallel, src_f, dst,
-               (src_f, src_u, dst, params, p32, bool(rounding)))
+                    (src_f, src_u, dst, params, p32, bool(rounding)))
     elif rounding == 2:
         launch_cast(encode_stochastic_slice, encode_stochastic_parallel, src_f, dst,
-               (src_u, dst, params, key, 0))
+                    (src_u, dst, params, key, 0))
     elif halved_rne(params, dst, rounding):  # float32 -> bfloat16
         launch_cast(encode_halved_slice, encode_halved_parallel, src_f, dst,
                     (src_u, dst, params))
     else:
         launch_cast(encode_slice, encode_parallel, src_f, dst,
-               (src_u, dst, params, sub_scale, bool(rounding)))
+                    (src_u, dst, params, sub_scale, bool(rounding)))
 
 
 def _native_control(params, half, rounding):
@@ -105,7 +105,7 @@ def decode(src, dst, params, sub_magic):
     if (params.dtype == np.uint32 and _float16_pair(params, src, params[F.D_SHIFT])
             and native_float16()):  # float16 -> float32
         launch_cast(decode_native16_slice, decode_native16_parallel, src, dst,
-               (src, dst, params))
+                    (src, dst, params))
     else:
         launch_cast(decode_slice, decode_parallel, src, dst, (src, dst, params, sub_magic))
 
