@@ -479,6 +479,36 @@ def test_repeated_dynamic_call_equals_two_passes(shape, dtype, scheme, nan_polic
             fq.quantize(bad, dtype, scheme=scheme)
 
 
+def test_one_thread_dynamic_call_writes_plainly(monkeypatch):
+    """Dynamic per-tensor quantization past the cache streams its codes on the threads
+    only: on one thread (a busy machine, ``set_num_threads(1)``) the kernel runs with
+    plain stores, in the general path and the planned one, with the same bits."""
+    from fastq.kernels.cpu.linear import tensor
+    x = np.random.default_rng(8).standard_normal(MID_SHAPE, dtype=np.float32)
+    want = fq.quantize(x, "uint8")
+    monkeypatch.setattr(tensor, "STREAM_ABOVE", 0)
+    monkeypatch.setattr(plans, "_plans", {})  # (the general path first, then the plan)
+    seen = []
+    serial, real_entry_point = tensor._dynamic_serial, tensor.entry_point
+
+    def record(run):
+        def recorded(*args):
+            seen.append(args[9])  # (the kernels' ``stream``)
+            return run(*args)
+        return recorded
+    monkeypatch.setattr(tensor, "_dynamic_serial", record(serial))
+    monkeypatch.setattr(tensor, "entry_point", lambda kernel, *args: record(
+        real_entry_point(serial if kernel is tensor._dynamic_serial else kernel, *args)))
+    fq.set_num_threads(1)
+    try:
+        got = [fq.quantize(x, "uint8") for _ in range(3)]
+    finally:
+        fq.set_num_threads(None)
+    for qt in got:
+        assert np.array_equal(qt.data, want.data) and qt.scale == want.scale
+    assert len(seen) == 3 and not any(seen)
+
+
 @pytest.mark.parametrize("granularity", [fq.PerChannel(-1), fq.PerChannel(0)],
                          ids=["last axis", "first axis"])
 def test_one_call_per_channel_equals_two_passes(granularity, thread_count, monkeypatch):
