@@ -161,8 +161,8 @@ def dequantize_planned(codes, dtype, scale, zero_point, shape, granularity):
     ``(None, None)`` where the general path must run.  A plan, cached by every fact that
     fixes it (the arrays' shapes, dtypes and flags, the QTensor's dtype, shape and
     granularity), holds the checked view and the kernels' prepared call
-    (``DequantizeCall``): a repeated call reshapes, converts the zero point and calls
-    it."""
+    (``DequantizeCall``); the QTensor keeps the ``PreparedDequantize`` for its later
+    calls."""
     if type(scale) is not np.ndarray or (zero_point is not None
                                          and type(zero_point) is not np.ndarray):
         return None, None

@@ -138,9 +138,9 @@ class SliceCall:
             entry(*args, False)
             return
         stream = n * self.bytes_per_element > STREAM_ABOVE
-        if region_threads() == 1:  # (as the casts' ``launch``: no region, and one
-            self._entry(self.serial, flags, args + (False,))(*args, False)  # thread
-            return                                                 # writes plainly)
+        if region_threads() == 1:  # (as ``launch`` for a cast: no region, plain stores)
+            self._entry(self.serial, flags, args + (False,))(*args, False)
+            return
         tail = (min(MAX_CHUNKS, n // CHUNK_MIN), stream)  # (``n_chunks``)
         entry = self._entry(self.parallel, flags, args + tail)
         with parallel_region():

@@ -23,11 +23,6 @@ TILE = 16  # (blocks: one a lane)
 NAN_TOP = np.uint32(0x7FC00000)  # (a block's top when it holds a NaN: above inf)
 
 
-TILE = 16
-NAN_TOP = np.uint32(0x7FC00000)  # (a block's top when it holds a NaN: above inf)
-INF_BITS = np.uint32(0x7F800000)
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _abs_top_lanes(xb):
     """Bits of the largest magnitude of the block of 32 at ``xb`` (two 16-lane vectors:
@@ -127,8 +122,7 @@ def signed_max_scales(x, t, nt, width, step, tops, ds, ids):
             d = V.mul(V.select(V.gt(hi, neg), hi, lo), V.splat(step))
             V.store(tops, 0, V.select(tie, V.splat(np.float32(np.nan)), V.maximum(hi, neg)))
             V.store(ds, 0, d)
-            V.store(ids, 0, V.select(V.eq(d, zero), zero,
-                                     V.div(V.splat(np.float32(1.0)), d)))
+            V.store(ids, 0, _inverse_lanes(d))
             if V.any(tie):
                 for g in range(nt):
                     if tops[g] != tops[g]:  # (marked a tie)
@@ -160,8 +154,7 @@ def abs_top_scales(x, t, nt, width, tops, ds, ids):
             d = V.div(top, V.splat(np.float32(127.0)))
             V.store(tops, 0, top)
             V.store(ds, 0, d)
-            V.store(ids, 0, V.select(V.eq(d, zero), zero,
-                                     V.div(V.splat(np.float32(1.0)), d)))
+            V.store(ids, 0, _inverse_lanes(d))
             return
     for g in range(nt):
         _abs_top_scale(x, t + g, width, tops, ds, ids, g)
@@ -200,6 +193,13 @@ def _inverse(d):
     return np.float32(1.0) / d if d != 0 else np.float32(0.0)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _inverse_lanes(d):
+    """``_inverse`` lane by lane."""
+    zero = V.splat(np.float32(0.0))
+    return V.select(V.eq(d, zero), zero, V.div(V.splat(np.float32(1.0)), d))
+
+
 @njit(cache=True, nogil=True)
 def _min_max_scale(x, b, width, cap, los, ds, ids, nans, g):
     lo, hi, has_nan = _min_max(x[b * width:(b + 1) * width], width)
@@ -221,7 +221,7 @@ def min_max_scales(x, t, nt, width, cap, los, ds, ids, nans):
             d = V.div(V.sub(hi, lo), V.splat(cap))
             V.store(los, 0, lo)
             V.store(ds, 0, d)
-            V.store(ids, 0, V.select(V.eq(d, zero), zero, V.div(V.splat(np.float32(1.0)), d)))
+            V.store(ids, 0, _inverse_lanes(d))
             signed_zero = V.either(V.eq(hi, zero), V.eq(lo, zero))
             V.store(nans, 0, V.select(signed_zero, V.splat(np.float32(-1.0)), zero))
             if V.any(signed_zero):

@@ -5,7 +5,8 @@ into a block in cache (``local_block``) and sent on past the caches with non-tem
 stores (``stream_out``).  Otherwise the whole slice is one block, written straight to the
 output: a loop that checks its block for infs and NaNs after every ``BLOCK`` elements
 (a horizontal reduction and a branch on the loop's critical path) ran at half the
-speed of one that checks once (docs/design.md, "One block per slice").  Inlined: the loops compile as if written out."""
+speed of one that checks once (docs/design.md, "One block per slice").  Inlined: the
+loops compile as if written out."""
 from numba import njit
 
 from ..parallel import BLOCK

@@ -136,7 +136,8 @@ class DynamicTensorCall:
             (self.codes_like, raw)
         scale3, zero3 = np.empty((1, 1, 1), np.float32), np.empty((1, 1, 1), np.float32)
         # (streamed on the threads only: on one thread plain stores were faster, 16M
-        # float32 to uint8 in 6.9-8.0 ms against 8.3-9.2 streamed, docs/design.md)
+        # float32 to uint8 in 6.9-8.0 ms against 8.3-9.2 streamed; docs/design.md,
+        # "Non-temporal stores past the cache")
         args = (x.reshape(x.size), scale3, zero3, self.qmin, self.qmax, codes, packed,
                 self.bits, scratch, self.stream and parallel, self.symmetric, self.ignore)
         entry = self.entries[parallel]
@@ -248,10 +249,10 @@ def quantize_tensor_dynamic(x, scale3, zero3, qmin, qmax, bits, out, symmetric, 
     scratch = code_scratch(nchunks, bits)
     codes, packed = (unsigned_codes(out), NO_BYTES) if bits >= 8 else (NO_BYTES, out)
     qmin, qmax = np.float32(qmin), np.float32(qmax)
-    stream = nchunks > 1 and x.nbytes + out.nbytes > STREAM_ABOVE
-    if nchunks == 1 or region_threads() == 1:  # (one thread writes plainly: see
+    if nchunks == 1 or region_threads() == 1:  # (one thread: plain stores, as below)
         return _dynamic_serial(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch,
-                               False, symmetric, ignore)  # DynamicTensorCall)
+                               False, symmetric, ignore)
+    stream = x.nbytes + out.nbytes > STREAM_ABOVE
     with parallel_region():
         return _dynamic_parallel(x, scale3, zero3, qmin, qmax, codes, packed, bits, scratch,
                                  stream, symmetric, ignore)
